@@ -1,0 +1,52 @@
+# One-command set-up: every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= demo/cdn.toml
+# Debian packages the demo and the tests need (installed only when missing).
+DEBIAN_PKGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test bench lint deps debian clean help
+
+help:
+	@echo "make run    - install what is missing, start the demo CDN on loopback"
+	@echo "make test   - install what is missing, run the whole test suite"
+	@echo "make bench  - benchmarks that print their figures"
+	@echo "make lint   - ruff, mypy and the import contracts"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	@touch $@
+
+deps: $(STAMP) debian
+
+debian:
+	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+run: deps
+	$(BIN)/python demo/make_assets.py demo/site
+	$(BIN)/cdn up --config $(CONFIG)
+
+test: deps
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+bench: deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache var

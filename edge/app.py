@@ -1,0 +1,113 @@
+"""The edge node as an ASGI app: viewers' requests go to the flow, /_cdn/ to the admin routes.
+
+The proxy path is a bare ASGI callable (no router on the hot path); the few admin pages are
+a small Starlette app. `build_edge_app` takes the clock, store and origin client as
+arguments so tests and benchmarks can supply their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edge.flow import EdgeFlow, EdgeRequest
+from edge.store import MemoryStore
+from edge.upstream import OriginClient
+from web_dist.config import CdnConfig
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ADMIN_PREFIX = "/_cdn/"
+
+
+class EdgeApp:
+    """ASGI entry point of one edge location."""
+
+    def __init__(self, flow: EdgeFlow) -> None:
+        self.flow = flow
+        self.admin = _admin_app(flow)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if scope["path"].startswith(ADMIN_PREFIX):
+                await self.admin(scope, receive, send)  # type: ignore[arg-type]
+                return
+            await self.flow.handle(_edge_request(scope, receive), send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.flow.start()
+                except Exception as exc:  # reported to the server, which refuses to start
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.flow.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_edge_app(
+    config: CdnConfig,
+    name: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    store: MemoryStore | None = None,
+    upstream: OriginClient | None = None,
+) -> EdgeApp:
+    """The ASGI app of edge location `name` of `config` (KeyError names unknown edges)."""
+    if name not in config.edges:
+        raise KeyError(f"{config.source}: no edge named {name!r} (edges: {', '.join(config.edges)})")
+    edge = config.edges[name]
+    return EdgeApp(EdgeFlow(config, edge, clock=clock, store=store, upstream=upstream))
+
+
+def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    path = raw_path.decode("latin-1").split("?", 1)[0]
+    client = scope.get("client") or ("-", 0)
+    return EdgeRequest(
+        method=scope["method"],
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        client=str(client[0]),
+        receive=receive,
+    )
+
+
+def _admin_app(flow: EdgeFlow) -> Starlette:
+    async def health(request: Request) -> Response:
+        return JSONResponse({"edge": flow.name, "status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        body = flow.metrics.snapshot()
+        body.update(
+            edge=flow.name,
+            cache_entries=len(flow.store),
+            cache_bytes=flow.store.used_bytes,
+            cache_capacity_bytes=flow.store.capacity_bytes,
+            evictions=flow.store.evictions,
+            collapsed=flow.flights.collapsed,
+        )
+        return JSONResponse(body)
+
+    return Starlette(routes=[Route("/_cdn/health", health), Route("/_cdn/metrics", metrics)])

@@ -1,0 +1,194 @@
+"""Freshness and age (RFC 9111 section 4.2) with CloudFront's TTL clamping. Pure functions.
+
+CloudFront's rule, which the behaviors configure: when the origin states a lifetime
+(`s-maxage`, `max-age`, `Expires`) the edge keeps the object that long clamped to the
+behavior's [min_ttl, max_ttl]; when it states none, `default_ttl`. `no-store` and `private`
+are never stored by this shared cache; `no-cache` means a stated lifetime of 0.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from web_dist.config import CacheBehavior
+
+# RFC 9110 section 15.1: statuses a cache may store without an explicit lifetime.
+HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# Error statuses CloudFront caches for the distribution's error caching TTL.
+CACHED_ERRORS = frozenset({400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504})
+HEURISTIC_FRACTION = 0.1
+HEURISTIC_CAP = 86400.0
+
+
+@dataclass(frozen=True)
+class CacheControl:
+    """Parsed Cache-Control directives: names lower-cased, values unquoted (None if absent)."""
+
+    directives: Mapping[str, str | None]
+
+    def has(self, name: str) -> bool:
+        return name in self.directives
+
+    def seconds(self, name: str) -> int | None:
+        """A delta-seconds directive; a malformed value counts as 0 (RFC 9111 1.2.2)."""
+        if name not in self.directives:
+            return None
+        value = self.directives[name]
+        if value is None or not value.isdigit():
+            return 0
+        return min(int(value), 2**31)
+
+
+def parse_cache_control(values: Iterable[str]) -> CacheControl:
+    directives: dict[str, str | None] = {}
+    for value in values:
+        for part in _split_commas(value):
+            name, sep, arg = part.partition("=")
+            name = name.strip().lower()
+            if not name:
+                continue
+            arg = arg.strip()
+            if len(arg) >= 2 and arg[0] == arg[-1] == '"':
+                arg = arg[1:-1]
+            directives.setdefault(name, arg if sep else None)
+    return CacheControl(directives)
+
+
+def _split_commas(value: str) -> list[str]:
+    """Split on commas outside quoted strings (no-cache="a, b")."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP-date as a POSIX time, or None when absent or invalid."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def format_http_date(when: float) -> str:
+    return email.utils.formatdate(when, usegmt=True)
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """What the edge decided for one response: store it or not, and for how long."""
+
+    store: bool
+    ttl: float = 0.0
+    reason: str = ""
+    must_revalidate: bool = False
+
+
+def response_cache_control(headers: Mapping[str, str]) -> CacheControl:
+    """CDN-Cache-Control (RFC 9213) wins over Cache-Control when present."""
+    targeted = headers.get("cdn-cache-control")
+    return parse_cache_control([targeted if targeted is not None else headers.get("cache-control", "")])
+
+
+def decide_lifetime(
+    status: int,
+    headers: Mapping[str, str],
+    behavior: CacheBehavior,
+    *,
+    has_authorization: bool = False,
+    error_ttl: float = 10.0,
+    now: float,
+) -> Lifetime:
+    """Whether and how long to keep a response to GET; `headers` lower-cased and comma-joined."""
+    cc = response_cache_control(headers)
+    if cc.has("no-store"):
+        return Lifetime(False, reason="no-store")
+    if cc.has("private"):
+        return Lifetime(False, reason="private")
+    if status in (206, 304) or status < 200:
+        return Lifetime(False, reason=f"status {status}")
+    if has_authorization and not (cc.has("public") or cc.has("s-maxage") or cc.has("must-revalidate")):
+        return Lifetime(False, reason="authorization")
+    vary = headers.get("vary", "")
+    if _vary_unhandled(vary, behavior):
+        return Lifetime(False, reason=f"vary {vary}")
+    revalidate = cc.has("must-revalidate") or cc.has("proxy-revalidate") or cc.has("no-cache")
+    explicit = explicit_lifetime(cc, headers)
+    if explicit is not None:
+        ttl = min(max(explicit, behavior.min_ttl), behavior.max_ttl)
+        return Lifetime(True, ttl, "explicit", revalidate)
+    if status >= 400:
+        if status in CACHED_ERRORS:
+            return Lifetime(True, error_ttl, "error-ttl", revalidate)
+        return Lifetime(False, reason=f"status {status}")
+    if status not in HEURISTICALLY_CACHEABLE and not cc.has("public"):
+        return Lifetime(False, reason=f"status {status}")
+    if behavior.default_ttl > 0:
+        return Lifetime(True, behavior.default_ttl, "default-ttl", revalidate)
+    return Lifetime(True, heuristic_lifetime(headers, now), "heuristic", revalidate)
+
+
+def explicit_lifetime(cc: CacheControl, headers: Mapping[str, str]) -> float | None:
+    """s-maxage over max-age over Expires - Date; an invalid Expires means already stale."""
+    for name in ("s-maxage", "max-age"):
+        value = cc.seconds(name)
+        if value is not None:
+            return float(value)
+    if cc.has("no-cache"):
+        return 0.0
+    if "expires" not in headers:
+        return None
+    expires = parse_http_date(headers["expires"])
+    date = parse_http_date(headers.get("date"))
+    if expires is None or date is None:
+        return 0.0
+    return max(0.0, expires - date)
+
+
+def heuristic_lifetime(headers: Mapping[str, str], now: float) -> float:
+    """A fraction of the time since Last-Modified, capped (RFC 9111 4.2.2)."""
+    modified = parse_http_date(headers.get("last-modified"))
+    date = parse_http_date(headers.get("date")) or now
+    if modified is None or modified >= date:
+        return 0.0
+    return min((date - modified) * HEURISTIC_FRACTION, HEURISTIC_CAP)
+
+
+def _vary_unhandled(vary: str, behavior: CacheBehavior) -> bool:
+    """A Vary naming a header outside the cache key could serve one client's variant to another.
+
+    Accept-Encoding is handled: the edge asks origins for identity and compresses itself.
+    """
+    handled = set(behavior.header_keys) | {"accept-encoding"}
+    names = {v.strip().lower() for v in vary.split(",") if v.strip()}
+    return bool(names - handled)
+
+
+def corrected_initial_age(
+    headers: Mapping[str, str], request_time: float, response_time: float
+) -> float:
+    """RFC 9111 4.2.3: the age a response already had when it arrived.
+
+    This is the RFC's corrected_age_value (Age plus the request's round trip). Like Varnish we
+    leave out apparent_age (now - Date): a skewed origin clock would otherwise age, or even
+    expire, every object on arrival.
+    """
+    age_value = headers.get("age", "").strip()
+    age = float(age_value) if age_value.isdigit() else 0.0
+    return age + max(0.0, response_time - request_time)

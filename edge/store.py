@@ -1,0 +1,108 @@
+"""Where an edge keeps responses: an LRU memory tier bounded in bytes."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass
+class CachedResponse:
+    """A stored response to GET, with what RFC 9111 needs to compute its age."""
+
+    status: int
+    headers: Headers  # as the origin sent them, hop-by-hop headers and Age removed
+    body: bytes
+    response_time: float
+    initial_age: float  # corrected_initial_age at response_time
+    ttl: float
+    must_revalidate: bool = False
+    tags: tuple[str, ...] = ()
+    gzip_body: bytes | None = field(default=None, repr=False)
+
+    def age(self, now: float) -> float:
+        return self.initial_age + max(0.0, now - self.response_time)
+
+    def fresh(self, now: float) -> bool:
+        return self.age(now) < self.ttl
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def etag(self) -> str | None:
+        return self.header("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.header("last-modified")
+
+    @property
+    def size(self) -> int:
+        extra = len(self.gzip_body) if self.gzip_body is not None else 0
+        return len(self.body) + extra + sum(len(k) + len(v) + 4 for k, v in self.headers) + 200
+
+
+class Store(Protocol):
+    def get(self, key: str) -> CachedResponse | None: ...
+    def put(self, key: str, entry: CachedResponse) -> bool: ...
+    def delete(self, key: str) -> bool: ...
+    def keys(self) -> Iterator[str]: ...
+
+
+class MemoryStore:
+    """LRU over total entry size; an entry larger than `max_object_bytes` is refused."""
+
+    def __init__(self, capacity_bytes: int, max_object_bytes: int | None = None) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.max_object_bytes = max_object_bytes or capacity_bytes
+        self.used_bytes = 0
+        self.evictions = 0
+        self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> CachedResponse | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: CachedResponse) -> bool:
+        size = entry.size
+        if len(entry.body) > self.max_object_bytes or size > self.capacity_bytes:
+            self.delete(key)
+            return False
+        self.delete(key)
+        while self.used_bytes + size > self.capacity_bytes and self._entries:
+            oldest = next(iter(self._entries))
+            self.delete(oldest)
+            self.evictions += 1
+        self._entries[key] = entry
+        self._sizes[key] = size
+        self.used_bytes += size
+        return True
+
+    def resize(self, key: str) -> None:
+        """Account for an entry that grew in place (a compressed variant was added)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.put(key, entry)
+
+    def delete(self, key: str) -> bool:
+        if self._entries.pop(key, None) is None:
+            return False
+        self.used_bytes -= self._sizes.pop(key)
+        return True
+
+    def keys(self) -> Iterator[str]:
+        return iter(list(self._entries))

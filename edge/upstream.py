@@ -1,0 +1,127 @@
+"""The edge's HTTP client to its origins: pooled connections, timeouts, one error type.
+
+Every failure to get an answer from an origin becomes `UpstreamError` here, at the boundary,
+so the request flow deals with one exception and `errors.py` maps it to 502 or 504.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from edge.store import Headers
+from web_dist.config import Origin
+
+CHUNK = 64 * 1024
+# Hop-by-hop headers (RFC 9110 7.6.1) are never forwarded, in either direction.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+     "te", "trailer", "transfer-encoding", "upgrade"}
+)
+
+
+class UpstreamError(Exception):
+    """No usable answer from the origin. `kind`: connect, timeout or protocol."""
+
+    def __init__(self, kind: str, origin: str, detail: str) -> None:
+        super().__init__(f"origin {origin}: {kind}: {detail}")
+        self.kind = kind
+        self.origin = origin
+        self.detail = detail
+
+
+@contextmanager
+def _mapped(origin: str) -> Iterator[None]:
+    """The one table from client exceptions to UpstreamError."""
+    try:
+        yield
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError("timeout", origin, str(exc) or "no answer in time") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError("connect", origin, str(exc.os_error) or "connection refused") from exc
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise UpstreamError("protocol", origin, str(exc) or type(exc).__name__) from exc
+
+
+@dataclass
+class UpstreamResponse:
+    status: int
+    headers: Headers  # names lower-cased, hop-by-hop removed
+    _response: aiohttp.ClientResponse
+    _origin: str
+
+    @property
+    def content_length(self) -> int | None:
+        for name, value in self.headers:
+            if name == "content-length" and value.isdigit():
+                return int(value)
+        return None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with _mapped(self._origin):
+            async for chunk in self._response.content.iter_chunked(CHUNK):
+                yield chunk
+
+    def close(self) -> None:
+        self._response.release() if self._response.content.at_eof() else self._response.close()
+
+
+class OriginClient:
+    """One pooled aiohttp session for all origins of an edge."""
+
+    def __init__(self, origins: Mapping[str, Origin], *, user_agent: str = "cdn-edge") -> None:
+        self._origins = origins
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # bodies pass through as the origin encoded them
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        origin_id: str,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: AsyncIterator[bytes] | None = None,
+    ) -> UpstreamResponse:
+        """Send `method target` to the origin and return once its head arrives."""
+        if self._session is None:
+            raise RuntimeError("OriginClient.start() was not awaited")
+        origin = self._origins[origin_id]
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=origin.connect_timeout, sock_read=origin.read_timeout
+        )
+        out = {"user-agent": self._user_agent, **headers}
+        with _mapped(origin_id):
+            response = await self._session.request(
+                method,
+                URL(origin.url + target, encoded=True),
+                headers=out,
+                data=body,
+                timeout=timeout,
+                allow_redirects=False,
+                compress=None,
+                chunked=None,
+            )
+        headers_out = [
+            (k.decode("latin-1").lower(), v.decode("latin-1"))
+            for k, v in response.raw_headers
+            if k.decode("latin-1").lower() not in HOP_BY_HOP
+        ]
+        return UpstreamResponse(response.status, headers_out, response, origin_id)

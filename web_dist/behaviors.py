@@ -1,0 +1,66 @@
+"""Which distribution answers a Host, and which cache behavior a path gets. Pure.
+
+Path patterns follow CloudFront: `*` matches any run of characters (slashes included), `?`
+exactly one, everything else literally and case-sensitively; the first matching behavior wins
+and the default behavior (`*`) is always last.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+from web_dist.config import CacheBehavior, Distribution
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> re.Pattern[str]:
+    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    return _compile(pattern).fullmatch(path) is not None
+
+
+def behavior_for(dist: Distribution, path: str) -> CacheBehavior:
+    for behavior in dist.behaviors:
+        if path_matches(behavior.path_pattern, path):
+            return behavior
+    return dist.default_behavior
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a Host header: lower-cased, port and trailing dot removed."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+
+
+class DistributionIndex:
+    """Finds the distribution for a Host among those one edge serves."""
+
+    def __init__(self, distributions: Iterable[Distribution]) -> None:
+        self._exact: dict[str, Distribution] = {}
+        self._wildcards: list[tuple[str, Distribution]] = []
+        for dist in distributions:
+            for domain in dist.domains:
+                if domain.startswith("*."):
+                    self._wildcards.append((domain[1:], dist))
+                else:
+                    self._exact[domain] = dist
+        # Longest suffix first, so *.img.example.com beats *.example.com.
+        self._wildcards.sort(key=lambda item: -len(item[0]))
+
+    def lookup(self, host_header: str) -> Distribution | None:
+        host = host_name(host_header)
+        found = self._exact.get(host)
+        if found is not None:
+            return found
+        for suffix, dist in self._wildcards:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                return dist
+        return None

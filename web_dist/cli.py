@@ -1,0 +1,261 @@
+"""The `cdn` command: start a whole CDN from a config, or one edge or origin of it.
+
+    cdn up --config FILE              every origin and edge of FILE, each its own process
+    cdn edge --config FILE --name N   one edge location
+    cdn origin --config FILE --name N one origin of FILE (web or media)
+    cdn origin --root DIR --listen A  a web origin serving DIR, without a config
+    cdn check --config FILE           check FILE and print what it describes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from web_dist.config import CdnConfig, ConfigError, Origin, load_config
+from web_dist.server import RunningServer, parse_listen, start_server
+
+log = logging.getLogger("cdn")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.run(args)
+        return code
+    except ConfigError as exc:
+        print(f"cdn: bad config: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cdn: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cdn", description="A content delivery network you can run.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start every origin and edge of a config")
+    up.add_argument("--config", required=True, type=Path)
+    up.set_defaults(run=_cmd_up)
+
+    edge = sub.add_parser("edge", help="run one edge location")
+    edge.add_argument("--config", required=True, type=Path)
+    edge.add_argument("--name", required=True)
+    edge.set_defaults(run=_cmd_edge)
+
+    origin = sub.add_parser("origin", help="run one origin")
+    origin.add_argument("--config", type=Path)
+    origin.add_argument("--name")
+    origin.add_argument("--root", type=Path, help="serve this folder as a web origin (no config)")
+    origin.add_argument("--listen", default="127.0.0.1:8081")
+    origin.set_defaults(run=_cmd_origin)
+
+    check = sub.add_parser("check", help="check a config file and print what it describes")
+    check.add_argument("--config", required=True, type=Path)
+    check.set_defaults(run=_cmd_check)
+    return parser
+
+
+# -- one server per process --------------------------------------------------------------------
+def _cmd_edge(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.name not in config.edges:
+        raise ConfigError(f"{config.source}: edges: no edge named {args.name!r} (edges: {', '.join(config.edges)})")
+    from edge.app import build_edge_app  # the edge is only loaded where it runs
+
+    edge = config.edges[args.name]
+    return _serve_until_signal(lambda: build_edge_app(config, edge.name), edge.listen, f"edge {edge.name}")
+
+
+def _cmd_origin(args: argparse.Namespace) -> int:
+    if args.root is not None:
+        root = args.root.resolve()
+        if not root.is_dir():
+            raise ConfigError(f"--root: {root} is not a folder")
+        from web_dist.origin import build_origin_app
+
+        return _serve_until_signal(lambda: build_origin_app(root, name="origin"), args.listen, f"origin {root}")
+    if args.config is None or args.name is None:
+        raise ConfigError("cdn origin needs --config FILE --name NAME, or --root DIR")
+    config = load_config(args.config)
+    origin = config.origins.get(args.name)
+    if origin is None:
+        raise ConfigError(f"{config.source}: origins: no origin named {args.name!r} (origins: {', '.join(config.origins)})")
+    if origin.listen is None:
+        raise ConfigError(f"{config.source}: origins.{origin.id}.listen: missing: nothing to start here")
+    return _serve_until_signal(lambda: build_origin(origin, config), origin.listen, f"origin {origin.id}")
+
+
+def build_origin(origin: Origin, config: CdnConfig) -> Any:
+    """The ASGI app of an origin described by the config."""
+    if origin.kind == "web":
+        from web_dist.origin import build_origin_app
+
+        assert origin.root is not None  # checked by the config loader
+        return build_origin_app(origin.root, name=origin.id)
+    from origin_media.app import MediaOriginSettings, build_media_origin_app
+
+    try:
+        settings = MediaOriginSettings.from_options(origin.options, where=f"origins.{origin.id}.options")
+    except ValueError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from None
+    return build_media_origin_app(settings)
+
+
+def _serve_until_signal(build: Callable[[], Any], listen: str, what: str) -> int:
+    async def serve() -> None:
+        app = build()
+        server = await start_server(app, listen, name=what)
+        log.info("%s listening on %s", what, server.url)
+        print(f"ready {what} {server.url}", flush=True)
+        await _wait_for_signal()
+        log.info("%s stopping", what)
+        await server.stop()
+
+    _run(serve())
+    return 0
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _run(main: Awaitable[None]) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+
+
+# -- the whole CDN -------------------------------------------------------------------------------
+def _cmd_up(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    children: list[tuple[str, str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        for origin in config.origins.values():
+            if origin.listen is not None:
+                children.append(_spawn(config, "origin", origin.id, origin.listen))
+        for edge in config.edges.values():
+            children.append(_spawn(config, "edge", edge.name, edge.listen))
+        for what, listen, child in children:
+            _wait_listening(what, listen, child)
+        _print_summary(config)
+        while not stopping:
+            for what, _, child in children:
+                if child.poll() is not None:
+                    print(f"cdn: {what} exited with code {child.returncode}; stopping the rest", file=sys.stderr)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop_children([c for _, _, c in children])
+
+
+def _spawn(config: CdnConfig, kind: str, name: str, listen: str) -> tuple[str, str, subprocess.Popen[bytes]]:
+    cmd = [sys.executable, "-m", "web_dist.cli", "--log-level", logging.getLevelName(log.getEffectiveLevel()).lower(),
+           kind, "--config", str(config.source), "--name", name]
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
+    return f"{kind} {name}", listen, child
+
+
+def _wait_listening(what: str, listen: str, child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    host, port = parse_listen(listen)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise OSError(f"{what} failed to start (exit code {child.returncode}); see the log above")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise OSError(f"{what} did not start listening on {listen} within {timeout:.0f} s")
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def _print_summary(config: CdnConfig) -> None:
+    lines = ["", "CDN is up (Ctrl-C stops it)", ""]
+    for origin in config.origins.values():
+        where = origin.url if origin.listen else f"{origin.url} (external)"
+        lines.append(f"  origin {origin.id:<12} {origin.kind:<6} {where}")
+    for edge in config.edges.values():
+        region = f" region {edge.region}" if edge.region else ""
+        lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{region}")
+    lines.append("")
+    for dist in config.distributions:
+        edge = config.edges[dist.edges[0]]
+        host, port = parse_listen(edge.listen)
+        domain = dist.domains[0]
+        url = f"http://{domain}:{port}/" if domain in ("localhost", "127.0.0.1") else f"http://{edge.listen}/"
+        lines.append(f"  distribution {dist.id} ({dist.kind}): open {url}")
+        if domain not in ("localhost", "127.0.0.1"):
+            lines.append(f"    (send Host: {domain})")
+        lines.append("    a miss, then a hit:")
+        hdr = "" if domain in ("localhost", "127.0.0.1") else f" -H 'Host: {domain}'"
+        curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
+        lines.append(f"      {curl}; {curl}")
+    print("\n".join(lines), flush=True)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{config.source}: ok")
+    for origin in config.origins.values():
+        print(f"  origin {origin.id}: {origin.kind} {origin.url}")
+    for edge in config.edges.values():
+        print(f"  edge {edge.name}: {edge.listen} cache {edge.cache_bytes} bytes")
+    for dist in config.distributions:
+        print(f"  distribution {dist.id}: {', '.join(dist.domains)} -> {dist.origin} on {', '.join(dist.edges)}")
+        for b in dist.behaviors:
+            print(f"    {b.path_pattern}: ttl {b.min_ttl:g}/{b.default_ttl:g}/{b.max_ttl:g} "
+                  f"methods {','.join(sorted(b.allowed_methods))} compress={b.compress}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

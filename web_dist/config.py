@@ -1,0 +1,411 @@
+"""The CDN's configuration: a TOML file read into frozen dataclasses.
+
+Everything is checked at load time; a bad file raises `ConfigError` naming the file, the key
+and what is wrong, so nothing ever starts half-configured. This module imports nothing of ours:
+it is the bottom layer every server builds on.
+
+Shape of the file (see demo/cdn.toml for a whole one)::
+
+    [origins.site]            # a web origin `cdn up` starts on a folder
+    kind = "web"
+    root = "site"
+    listen = "127.0.0.1:8081"
+
+    [edges.edge-lon]
+    listen = "127.0.0.1:8091"
+    region = "eu-west"
+
+    [distributions.site]
+    domains = ["localhost", "127.0.0.1"]
+    origin = "site"
+
+    [[distributions.site.behaviors]]   # ordered, first match wins
+    path = "/images/*.jpg"
+    default_ttl = 86400
+
+    [distributions.site.default_behavior]   # the "*" behavior, always last
+    default_ttl = 60
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+ORIGIN_KINDS = ("web", "media")
+DISTRIBUTION_KINDS = ("web", "streaming")
+HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"})
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[0-9a-fA-F:]+\]$")
+_PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the truth lives. `listen` set: `cdn up` starts it; else it runs elsewhere."""
+
+    id: str
+    kind: Literal["web", "media"]
+    url: str
+    listen: str | None = None
+    root: Path | None = None
+    connect_timeout: float = 3.0
+    read_timeout: float = 30.0
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+
+@dataclass(frozen=True)
+class EdgeLocation:
+    """One edge process: where it listens and how much it may cache."""
+
+    name: str
+    listen: str
+    region: str | None = None
+    cache_bytes: int = 256 * 1024 * 1024
+    max_object_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+
+@dataclass(frozen=True)
+class CacheBehavior:
+    """How requests whose path matches `path_pattern` are cached (CloudFront's cache behavior).
+
+    `query_keys` is "none", "all" or a tuple of names that join the cache key (and are the
+    only ones forwarded); `header_keys` likewise, lower-cased.
+    """
+
+    path_pattern: str = "*"
+    min_ttl: float = 0.0
+    default_ttl: float = 86400.0
+    max_ttl: float = 31536000.0
+    allowed_methods: frozenset[str] = frozenset({"GET", "HEAD"})
+    query_keys: Literal["none", "all"] | tuple[str, ...] = "none"
+    header_keys: tuple[str, ...] = ()
+    compress: bool = False
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A named set of edges in front of an origin, answering for some domain names."""
+
+    id: str
+    kind: Literal["web", "streaming"]
+    domains: tuple[str, ...]
+    origin: str
+    behaviors: tuple[CacheBehavior, ...]
+    edges: tuple[str, ...]
+    error_ttl: float = 10.0
+
+    @property
+    def default_behavior(self) -> CacheBehavior:
+        return self.behaviors[-1]
+
+
+@dataclass(frozen=True)
+class CdnConfig:
+    source: Path
+    origins: Mapping[str, Origin]
+    edges: Mapping[str, EdgeLocation]
+    distributions: tuple[Distribution, ...]
+
+    def distributions_of(self, edge: str) -> tuple[Distribution, ...]:
+        return tuple(d for d in self.distributions if edge in d.edges)
+
+
+def load_config(path: str | Path) -> CdnConfig:
+    """Read and check a config file; raises ConfigError on anything wrong."""
+    source = Path(path)
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_config(raw, source)
+
+
+def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> CdnConfig:
+    """Check an already-parsed TOML document (paths resolve against `source`'s folder)."""
+    r = _Reader(source)
+    r.keys(raw, "", {"origins", "edges", "distributions"})
+    origins = {
+        name: _origin(r, name, body, source.parent)
+        for name, body in r.table(raw, "", "origins", required=True).items()
+    }
+    edges = {name: _edge(r, name, body) for name, body in r.table(raw, "", "edges", required=True).items()}
+    dists = tuple(
+        _distribution(r, name, body, origins, edges)
+        for name, body in r.table(raw, "", "distributions", required=True).items()
+    )
+    _check_unique_listen(r, origins, edges)
+    _check_unique_domains(r, dists)
+    return CdnConfig(source, MappingProxyType(origins), MappingProxyType(edges), dists)
+
+
+class _Reader:
+    """Typed access to the raw document; every failure names file and dotted key."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {message}")
+
+    def keys(self, body: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+        for key in body:
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise self.fail(_join(where, key), f"unknown key (known keys: {known})")
+
+    def table(
+        self, body: Mapping[str, Any], where: str, key: str, *, required: bool = False
+    ) -> dict[str, Any]:
+        value = body.get(key)
+        if value is None:
+            if required:
+                raise self.fail(_join(where, key), "missing table")
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(_join(where, key), "must be a table")
+        for name, inner in value.items():
+            if not _NAME.match(name):
+                raise self.fail(_join(where, key, name), "names use letters, digits, '.', '_', '-'")
+            if not isinstance(inner, dict):
+                raise self.fail(_join(where, key, name), "must be a table")
+        return value
+
+    def get(
+        self,
+        body: Mapping[str, Any],
+        where: str,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = ...,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        full = _join(where, key)
+        if key not in body:
+            if default is ...:
+                raise self.fail(full, "missing")
+            return default
+        value = body[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            raise self.fail(full, f"must be {_kind_name(kind)}, not {type(value).__name__} {value!r}")
+        problem = check(value) if check else None
+        if problem:
+            raise self.fail(full, problem)
+        return value
+
+    def strings(self, body: Mapping[str, Any], where: str, key: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(body, where, key, list, default)
+        if not all(isinstance(v, str) for v in value):
+            raise self.fail(_join(where, key), "must be a list of strings")
+        return tuple(value)
+
+
+def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
+    where = f"origins.{name}"
+    r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options"})
+    kind = r.get(body, where, "kind", str, "web", _one_of(ORIGIN_KINDS))
+    listen = r.get(body, where, "listen", str, None, _listen_problem)
+    url = r.get(body, where, "url", str, None, _url_problem)
+    if url is None and listen is None:
+        raise r.fail(where, "needs `url` (an origin running elsewhere) or `listen` (one `cdn up` starts)")
+    root = r.get(body, where, "root", str, None)
+    if kind == "web" and listen is not None and root is None:
+        raise r.fail(f"{where}.root", "missing: a web origin started by `cdn up` serves a folder")
+    root_path = (base / root).resolve() if root is not None else None
+    if root_path is not None and not root_path.is_dir():
+        raise r.fail(f"{where}.root", f"{root_path} is not a folder")
+    return Origin(
+        id=name,
+        kind=kind,
+        url=(url or f"http://{listen}").rstrip("/"),
+        listen=listen,
+        root=root_path,
+        connect_timeout=r.get(body, where, "connect_timeout", float, 3.0, _positive),
+        read_timeout=r.get(body, where, "read_timeout", float, 30.0, _positive),
+        options=MappingProxyType(dict(r.get(body, where, "options", dict, {}))),
+    )
+
+
+def _edge(r: _Reader, name: str, body: dict[str, Any]) -> EdgeLocation:
+    where = f"edges.{name}"
+    r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes"})
+    cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
+    max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
+    if max_object > cache_bytes:
+        raise r.fail(f"{where}.max_object_bytes", f"{max_object} is larger than cache_bytes {cache_bytes}")
+    return EdgeLocation(
+        name=name,
+        listen=r.get(body, where, "listen", str, ..., _listen_problem),
+        region=r.get(body, where, "region", str, None),
+        cache_bytes=cache_bytes,
+        max_object_bytes=max_object,
+    )
+
+
+def _distribution(
+    r: _Reader,
+    name: str,
+    body: dict[str, Any],
+    origins: Mapping[str, Origin],
+    edges: Mapping[str, EdgeLocation],
+) -> Distribution:
+    where = f"distributions.{name}"
+    r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl"})
+    kind = r.get(body, where, "kind", str, "web", _one_of(DISTRIBUTION_KINDS))
+    origin = r.get(body, where, "origin", str, ..., _one_of(tuple(origins)))
+    domains = r.strings(body, where, "domains")
+    if not domains:
+        raise r.fail(f"{where}.domains", "needs at least one domain name")
+    for i, domain in enumerate(domains):
+        if not _DOMAIN.match(domain):
+            raise r.fail(f"{where}.domains[{i}]", f"{domain!r} is not a domain name or IP address")
+    dist_edges = r.strings(body, where, "edges", tuple(edges))
+    for i, edge in enumerate(dist_edges):
+        if edge not in edges:
+            raise r.fail(f"{where}.edges[{i}]", f"no edge named {edge!r} (edges: {', '.join(edges)})")
+    raw_behaviors = r.get(body, where, "behaviors", list, [])
+    behaviors = [
+        _behavior(r, f"{where}.behaviors[{i}]", b, origins, default_pattern=False)
+        for i, b in enumerate(raw_behaviors)
+    ]
+    default = body.get("default_behavior", {})
+    if not isinstance(default, dict):
+        raise r.fail(f"{where}.default_behavior", "must be a table")
+    behaviors.append(_behavior(r, f"{where}.default_behavior", default, origins, default_pattern=True))
+    return Distribution(
+        id=name,
+        kind=kind,
+        domains=tuple(d.lower() for d in domains),
+        origin=origin,
+        behaviors=tuple(behaviors),
+        edges=dist_edges,
+        error_ttl=r.get(body, where, "error_ttl", float, 10.0, _not_negative),
+    )
+
+
+def _behavior(
+    r: _Reader, where: str, body: Any, origins: Mapping[str, Origin], *, default_pattern: bool
+) -> CacheBehavior:
+    if not isinstance(body, dict):
+        raise r.fail(where, "must be a table")
+    allowed = {"min_ttl", "default_ttl", "max_ttl", "methods", "query_keys", "header_keys", "compress", "origin"}
+    r.keys(body, where, allowed if default_pattern else allowed | {"path"})
+    pattern = "*" if default_pattern else r.get(body, where, "path", str, ..., _pattern_problem)
+    min_ttl = r.get(body, where, "min_ttl", float, 0.0, _not_negative)
+    default_ttl = r.get(body, where, "default_ttl", float, 86400.0, _not_negative)
+    max_ttl = r.get(body, where, "max_ttl", float, max(31536000.0, default_ttl), _not_negative)
+    if not min_ttl <= default_ttl <= max_ttl:
+        raise r.fail(where, f"TTLs must satisfy min_ttl <= default_ttl <= max_ttl (got {min_ttl:g}, {default_ttl:g}, {max_ttl:g})")
+    methods = r.strings(body, where, "methods", ("GET", "HEAD"))
+    for i, method in enumerate(methods):
+        if method not in HTTP_METHODS:
+            raise r.fail(f"{where}.methods[{i}]", f"{method!r} is not one of {', '.join(sorted(HTTP_METHODS))}")
+    if "GET" not in methods or "HEAD" not in methods:
+        raise r.fail(f"{where}.methods", "must include GET and HEAD")
+    query: Literal["none", "all"] | tuple[str, ...]
+    raw_query = body.get("query_keys", "none")
+    if raw_query == "none" or raw_query == "all":
+        query = raw_query
+    else:
+        query = tuple(sorted(r.strings(body, where, "query_keys")))
+    headers = tuple(h.lower() for h in r.strings(body, where, "header_keys", ()))
+    for i, header in enumerate(headers):
+        if not re.match(r"^[a-z0-9!#$%&'*+.^_`|~-]+$", header):
+            raise r.fail(f"{where}.header_keys[{i}]", f"{header!r} is not a header name")
+    return CacheBehavior(
+        path_pattern=pattern,
+        min_ttl=min_ttl,
+        default_ttl=default_ttl,
+        max_ttl=max_ttl,
+        allowed_methods=frozenset(methods),
+        query_keys=query,
+        header_keys=headers,
+        compress=r.get(body, where, "compress", bool, False),
+        origin=r.get(body, where, "origin", str, None, _one_of(tuple(origins))),
+    )
+
+
+def _check_unique_listen(r: _Reader, origins: Mapping[str, Origin], edges: Mapping[str, EdgeLocation]) -> None:
+    seen: dict[str, str] = {}
+    listeners = [(f"origins.{o.id}.listen", o.listen) for o in origins.values()]
+    listeners += [(f"edges.{e.name}.listen", e.listen) for e in edges.values()]
+    for key, listen in listeners:
+        if listen is None or listen.endswith(":0"):
+            continue
+        if listen in seen:
+            raise r.fail(key, f"{listen} is already used by {seen[listen]}")
+        seen[listen] = key
+
+
+def _check_unique_domains(r: _Reader, dists: tuple[Distribution, ...]) -> None:
+    owner: dict[tuple[str, str], str] = {}
+    for dist in dists:
+        for domain in dist.domains:
+            for edge in dist.edges:
+                if (edge, domain) in owner:
+                    raise r.fail(
+                        f"distributions.{dist.id}.domains",
+                        f"{domain!r} is already served by distribution {owner[edge, domain]!r} on edge {edge!r}",
+                    )
+                owner[edge, domain] = dist.id
+
+
+def _join(*parts: str) -> str:
+    return ".".join(p for p in parts if p)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"{v!r} is not one of: {', '.join(choices)}"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be greater than 0, not {v}"
+
+
+def _not_negative(v: float) -> str | None:
+    return None if v >= 0 else f"must not be negative, not {v}"
+
+
+def _listen_problem(v: str) -> str | None:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return f"{v!r} is not HOST:PORT"
+    return None
+
+
+def _url_problem(v: str) -> str | None:
+    if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", v):
+        return f"{v!r} is not an http:// or https:// URL"
+    return None
+
+
+def _pattern_problem(v: str) -> str | None:
+    if not _PATTERN.match(v):
+        return f"{v!r} is not a path pattern (starts with '/', may use '*' and '?')"
+    return None

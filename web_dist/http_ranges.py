@@ -1,0 +1,169 @@
+"""RFC 9110 validators, preconditions and single byte ranges for a served file. Pure.
+
+The origin asks three questions of a request, in RFC 9110 section 13.2.2's order: does a
+precondition stop it (412 or 304), does If-Range still allow the range, and which bytes does
+Range select. Header mappings are read with lowercase names (Starlette's `Headers` and a plain
+dict with lowercase keys both work).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from enum import Enum
+
+# An entity-tag: optional weak prefix, then an opaque quoted string (RFC 9110 8.8.3).
+_ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
+
+
+def format_http_date(timestamp: float) -> str:
+    """IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`."""
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def parse_http_date(value: str | None) -> int | None:
+    """Seconds since the epoch, or None for a missing or invalid date (which callers ignore)."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:  # RFC 850 and asctime dates carry no zone but mean GMT
+        return int(parsed.replace(tzinfo=UTC).timestamp())
+    return int(parsed.timestamp())
+
+
+def _entity_tags(value: str) -> list[tuple[bool, str]]:
+    """(weak, opaque-tag) pairs; a list with any malformed member matches nothing."""
+    tags: list[tuple[bool, str]] = []
+    pos = 0
+    while pos < len(value):
+        match = _ENTITY_TAG.match(value, pos)
+        if match is None:
+            return []
+        tags.append((match.group(1) is not None, match.group(2)))
+        pos = match.end()
+    return tags
+
+
+def etag_matches(header: str, etag: str | None, *, weak: bool) -> bool:
+    """Does an If-Match / If-None-Match / If-Range list match `etag`? `*` matches any."""
+    if etag is None:
+        return False
+    if header.strip() == "*":
+        return True
+    current = etag.removeprefix("W/")
+    current_is_weak = etag.startswith("W/")
+    for tag_is_weak, opaque in _entity_tags(header):
+        # Strong comparison: both tags strong and equal; weak comparison ignores W/.
+        if opaque == current and (weak or not (tag_is_weak or current_is_weak)):
+            return True
+    return False
+
+
+def precondition_status(
+    method: str, headers: Mapping[str, str], etag: str | None, last_modified: int | None
+) -> int | None:
+    """412 or 304 when a precondition stops the request, else None (RFC 9110 13.2.2 steps 1-4).
+
+    `etag` and `last_modified` describe the current representation, both None when there is none
+    (a PUT creating an object).
+    """
+    if_match = headers.get("if-match")
+    if if_match is not None:
+        if not etag_matches(if_match, etag, weak=False):
+            return 412
+    else:
+        since = parse_http_date(headers.get("if-unmodified-since"))
+        if since is not None and last_modified is not None and last_modified > since:
+            return 412
+    if_none_match = headers.get("if-none-match")
+    safe = method in ("GET", "HEAD")
+    if if_none_match is not None:
+        if etag_matches(if_none_match, etag, weak=True):
+            return 304 if safe else 412
+        return None
+    if safe:
+        modified_since = parse_http_date(headers.get("if-modified-since"))
+        if modified_since is not None and last_modified is not None and last_modified <= modified_since:
+            return 304
+    return None
+
+
+def if_range_allows(header: str | None, etag: str, last_modified: int) -> bool:
+    """False when If-Range names another version, so the whole representation is sent."""
+    if header is None:
+        return True
+    value = header.strip()
+    if value.startswith(('"', "W/")):
+        return etag_matches(value, etag, weak=False)  # weak tags never match: strong required
+    # A date validates only when it is exactly the Last-Modified date (RFC 9110 13.1.5).
+    return parse_http_date(value) == last_modified
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes first..last inclusive, as Content-Range writes them."""
+
+    first: int
+    last: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+    def content_range(self, size: int) -> str:
+        return f"bytes {self.first}-{self.last}/{size}"
+
+
+class Unsatisfiable(Enum):
+    """Range selects no byte of the representation: answer 416."""
+
+    RANGE = "unsatisfiable"
+
+
+UNSATISFIABLE = Unsatisfiable.RANGE
+
+
+def select_range(header: str | None, size: int) -> ByteRange | Unsatisfiable | None:
+    """The single byte range `header` asks of a `size`-byte representation.
+
+    None means "send it all": no header, another unit, a malformed spec (RFC 9110 14.2 says
+    ignore it) or several ranges. Several ranges could be a multipart/byteranges reply; the
+    whole body is a valid answer too and no client we serve needs more.
+    """
+    if header is None:
+        return None
+    unit, equals, spec = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition("-")
+    first_text, last_text = first_text.strip(), last_text.strip()
+    if not dash or not _digits_or_empty(first_text) or not _digits_or_empty(last_text):
+        return None
+    if not first_text:
+        return _suffix_range(last_text, size)
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last_text and last < first:
+        return None
+    if first >= size:
+        return UNSATISFIABLE
+    return ByteRange(first, min(last, size - 1))
+
+
+def _suffix_range(length_text: str, size: int) -> ByteRange | Unsatisfiable | None:
+    if not length_text:
+        return None  # "bytes=-" names no bytes at all: malformed
+    length = int(length_text)
+    if length == 0 or size == 0:
+        return UNSATISFIABLE
+    return ByteRange(max(0, size - length), size - 1)
+
+
+def _digits_or_empty(text: str) -> bool:
+    return text == "" or (text.isascii() and text.isdigit())
