@@ -11,8 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import compression
-from edge.conditional import UNSATISFIABLE, ByteRange, not_modified, select_range
 from edge.store import Headers
+from web_dist.http_ranges import (
+    UNSATISFIABLE,
+    ByteRange,
+    if_range_allows,
+    parse_http_date,
+    precondition_status,
+    select_range,
+)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Headers a 304 repeats (RFC 9110 15.4.5).
@@ -49,11 +56,16 @@ async def deliver(
     """Send `answer` shaped by the request's preconditions and Range; (status, body bytes sent)."""
     headers = [(k, v) for k, v in answer.headers if k not in RECOMPUTED]
     status, body, size = answer.status, answer.body, answer.size
-    etag, modified = answer.header("etag"), answer.header("last-modified")
-    if status == 200 and not_modified(req, etag, modified):
+    etag, modified = answer.header("etag"), parse_http_date(answer.header("last-modified"))
+    precondition = precondition_status(method, req, etag, modified) if status == 200 else None
+    if precondition == 304:
         return await _send(send, 304, [(k, v) for k, v in headers if k in NOT_MODIFIED_KEEP] + extra, None, None)
-    if status == 200 and size is not None and "range" in req:
-        chosen = select_range(req, size, etag, modified)
+    if precondition == 412:
+        return await _send(send, 412, extra, b"", 0)
+    if status == 200 and size is not None and "range" in req and method == "GET" and (
+        if_range_allows(req.get("if-range"), etag or "", modified if modified is not None else -1)
+    ):
+        chosen = select_range(req["range"], size)
         if chosen == UNSATISFIABLE:
             extra = [*extra, ("content-range", f"bytes */{size}")]
             return await _send(send, 416, [h for h in headers if h[0] != "content-type"] + extra, b"", 0)
@@ -92,7 +104,7 @@ def _compressed_headers(headers: Headers) -> Headers:
 
 def _slice(body: bytes | AsyncIterator[bytes] | None, rng: ByteRange) -> bytes | AsyncIterator[bytes] | None:
     if body is None or isinstance(body, bytes):
-        return body[rng.start : rng.end + 1] if body is not None else None
+        return body[rng.first : rng.last + 1] if body is not None else None
     return _slice_stream(body, rng)
 
 
@@ -101,10 +113,10 @@ async def _slice_stream(chunks: AsyncIterator[bytes], rng: ByteRange) -> AsyncIt
     async for chunk in chunks:
         start, end = offset, offset + len(chunk)
         offset = end
-        if end <= rng.start:
+        if end <= rng.first:
             continue
-        yield chunk[max(0, rng.start - start) : rng.end + 1 - start]
-        if end > rng.end:
+        yield chunk[max(0, rng.first - start) : rng.last + 1 - start]
+        if end > rng.last:
             return
 
 

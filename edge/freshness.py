@@ -8,11 +8,13 @@ are never stored by this shared cache; `no-cache` means a stated lifetime of 0.
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from web_dist.config import CacheBehavior
+from web_dist.http_ranges import format_http_date, parse_http_date
+
+__all__ = ["format_http_date", "parse_http_date"]
 
 # RFC 9110 section 15.1: statuses a cache may store without an explicit lifetime.
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
@@ -71,23 +73,6 @@ def _split_commas(value: str) -> list[str]:
             current.append(ch)
     parts.append("".join(current))
     return parts
-
-
-def parse_http_date(value: str | None) -> float | None:
-    """An HTTP-date as a POSIX time, or None when absent or invalid."""
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.timestamp()
-
-
-def format_http_date(when: float) -> str:
-    return email.utils.formatdate(when, usegmt=True)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from web_dist.config import CdnConfig, ConfigError, Origin, load_config
-from web_dist.server import RunningServer, parse_listen, start_server
+from web_dist.server import parse_listen, start_server
 
 log = logging.getLogger("cdn")
 

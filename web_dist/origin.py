@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import Protocol
@@ -103,7 +104,8 @@ def parse_object_path(raw_path: bytes) -> ObjectPath:
     folder = parts[-1] == b""
     segments = tuple(_decode_segment(part) for part in (parts[:-1] if folder else parts))
     if any(segment.startswith(UPLOAD_PREFIX) for segment in segments):
-        raise RequestError(404, "no such object")  # uploads in flight are invisible
+        # Uploads in flight are invisible, and their names cannot be claimed by a PUT.
+        raise RequestError(404, f"no such object (names starting {UPLOAD_PREFIX} are reserved)")
     return ObjectPath(segments, folder)
 
 
@@ -303,10 +305,14 @@ class _Upload:
         self.target = target
         self.expected = expected
         self.hashers: dict[str, _Hasher] = {h: hashlib.new(_CHECKSUM_HEADERS[h][0]) for h in expected}
-        self.fd, self.path = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=os.path.dirname(target))
-        os.fchmod(self.fd, 0o644)  # mkstemp's 0600 would hide objects from other readers
         self.received = 0
         self.done = False
+        self.fd, self.path = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=os.path.dirname(target))
+        try:
+            os.fchmod(self.fd, 0o644)  # mkstemp's 0600 would hide objects from other readers
+        except OSError:
+            self.discard()
+            raise
         self._buffer = bytearray()
 
     async def write(self, data: bytes) -> None:
@@ -456,11 +462,11 @@ class _Origin:
             chosen = select_range(request.headers.get("range"), size)  # Range means nothing on HEAD
         if chosen is UNSATISFIABLE:
             return _error(416, "range not satisfiable", headers | {"content-range": f"bytes */{size}"})
-        part = chosen if isinstance(chosen, ByteRange) else ByteRange(0, size - 1)
-        headers["content-length"] = str(part.length)
+        part, status = ByteRange(0, size - 1), 200
         if isinstance(chosen, ByteRange):
+            part, status = chosen, 206
             headers["content-range"] = chosen.content_range(size)
-        status = 206 if isinstance(chosen, ByteRange) else 200
+        headers["content-length"] = str(part.length)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
         return _FileResponse(opened.fd, part, status, headers)
@@ -478,7 +484,8 @@ class _Origin:
         declared = _declared_length(request.headers)
         if declared is not None and declared > self.max_upload_bytes:
             raise RequestError(413, f"body of {declared} bytes exceeds the {self.max_upload_bytes}-byte limit")
-        target = await anyio.to_thread.run_sync(_start_put, self.root, obj, request.headers)
+        check = partial(_check_write, self.root, obj, request.headers, create=True)
+        target = await anyio.to_thread.run_sync(check)
         upload = await anyio.to_thread.run_sync(_Upload, target, expected)
         try:
             await self.receive_body(request, upload, declared)
@@ -505,17 +512,10 @@ class _Origin:
             raise RequestError(400, f"received {upload.received} of {declared} bytes; nothing stored")
 
     async def delete(self, request: Request, obj: ObjectPath) -> Response:
-        target = await anyio.to_thread.run_sync(_start_delete, self.root, obj, request.headers)
+        check = partial(_check_write, self.root, obj, request.headers, create=False)
+        target = await anyio.to_thread.run_sync(check)
         await anyio.to_thread.run_sync(_delete_object, target)
         return Response(status_code=204)
-
-
-def _start_put(root: str, obj: ObjectPath, headers: Mapping[str, str]) -> str:
-    return _check_write(root, obj, headers, create=True)
-
-
-def _start_delete(root: str, obj: ObjectPath, headers: Mapping[str, str]) -> str:
-    return _check_write(root, obj, headers, create=False)
 
 
 def _raw_path(scope: Scope) -> bytes:

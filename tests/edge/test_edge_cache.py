@@ -307,8 +307,8 @@ async def test_metrics_page_counts_hits_and_misses(rig: EdgeRig) -> None:
     assert metrics["origin_requests"] == 1 and metrics["cache_entries"] == 1
 
 
-async def _until(predicate, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _until(predicate, limit: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")

@@ -5,62 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edge.cache_key import cache_key, forwarded_query
-from edge.conditional import UNSATISFIABLE, ByteRange, not_modified, select_range
 from edge.store import CachedResponse, MemoryStore
 from web_dist.behaviors import DistributionIndex, behavior_for, host_name, path_matches
 from web_dist.config import CacheBehavior, Distribution
-
-LM = "Sun, 06 Nov 1994 08:49:37 GMT"
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("bytes=0-499", ByteRange(0, 499)),
-        ("bytes=500-999", ByteRange(500, 999)),
-        ("bytes=-500", ByteRange(9500, 9999)),  # RFC 9110 14.1.2 examples, size 10000
-        ("bytes=9500-", ByteRange(9500, 9999)),
-        ("bytes=0-0", ByteRange(0, 0)),
-        ("bytes=-1", ByteRange(9999, 9999)),
-        ("bytes=0-99999", ByteRange(0, 9999)),  # last-pos past the end is clamped
-        ("bytes=10000-", UNSATISFIABLE),
-        ("bytes=-0", UNSATISFIABLE),
-        ("bytes=5-1", None),  # invalid: ignored, whole representation
-        ("bytes=0-1,5-6", None),  # several ranges: whole representation
-        ("items=0-1", None),
-        ("bytes=abc", None),
-        ("bytes=-", None),
-    ],
-)
-def test_select_range(header: str, expected: object) -> None:
-    assert select_range({"range": header}, 10000, '"e"', LM) == expected
-
-
-def test_if_range_needs_a_strong_match() -> None:
-    rng = {"range": "bytes=0-1"}
-    assert select_range({**rng, "if-range": '"e"'}, 10, '"e"', LM) == ByteRange(0, 1)
-    assert select_range({**rng, "if-range": '"other"'}, 10, '"e"', LM) is None
-    assert select_range({**rng, "if-range": 'W/"e"'}, 10, 'W/"e"', LM) is None
-    assert select_range({**rng, "if-range": LM}, 10, '"e"', LM) == ByteRange(0, 1)
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"if-none-match": '"e"'}, True),
-        ({"if-none-match": 'W/"e"'}, True),  # weak comparison
-        ({"if-none-match": '"x", "e"'}, True),
-        ({"if-none-match": "*"}, True),
-        ({"if-none-match": '"x"'}, False),
-        ({"if-none-match": '"x"', "if-modified-since": LM}, False),  # INM wins over IMS
-        ({"if-modified-since": LM}, True),
-        ({"if-modified-since": "Sat, 05 Nov 1994 08:49:37 GMT"}, False),
-        ({"if-modified-since": "not a date"}, False),
-        ({}, False),
-    ],
-)
-def test_not_modified(headers: dict[str, str], expected: bool) -> None:
-    assert not_modified(headers, '"e"', LM) is expected
 
 
 @pytest.mark.parametrize(

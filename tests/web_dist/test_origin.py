@@ -31,14 +31,15 @@ async def client(origin: OriginSite) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def raw_request(url: str, request: bytes, *, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
+async def raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send bytes exactly as given (clients would normalise the path) and read to EOF."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
         writer.write(request)
         await writer.drain()
-        data = await asyncio.wait_for(reader.read(), timeout)
+        async with asyncio.timeout(5):
+            data = await reader.read()
     finally:
         writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
@@ -51,9 +52,9 @@ def get_request(target: str, method: str = "GET") -> bytes:
     return f"{method} {target} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n".encode()
 
 
-async def wait_for(condition: Callable[[], object], what: str, timeout: float = 5) -> None:
+async def wait_for(condition: Callable[[], object], what: str, seconds: float = 5) -> None:
     """Poll `condition()` until true; a bounded wait, not a guessed sleep."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,109 @@
+"""`cdn up` as a user runs it: real processes, the printed URLs, a miss then a hit, clean stop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """The demo config on free ports, with the demo site copied (so uploads stay in tmp)."""
+    shutil.copytree(REPO / "demo" / "site", tmp_path / "site", ignore=shutil.ignore_patterns("*.bin"))
+    ports = {"origin": free_port(), "lon": free_port(), "syd": free_port()}
+    text = (REPO / "demo" / "cdn.toml").read_text()
+    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{ports['origin']}")
+    text = text.replace("127.0.0.1:8091", f"127.0.0.1:{ports['lon']}")
+    text = text.replace("127.0.0.1:8092", f"127.0.0.1:{ports['syd']}")
+    config = tmp_path / "cdn.toml"
+    config.write_text(text)
+    return config, ports
+
+
+def start_up(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "web_dist.cli", "up", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} not printed; got {''.join(seen)!r}")
+
+
+def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config) -> None:
+    config, ports = demo_config
+    proc = start_up(config)
+    try:
+        printed = read_until(proc, "a miss, then a hit")
+        assert f"http://127.0.0.1:{ports['lon']}/" in printed and f"http://127.0.0.1:{ports['syd']}/" in printed
+        for edge, port in (("edge-lon", ports["lon"]), ("edge-syd", ports["syd"])):
+            url = f"http://localhost:{port}/"
+            first, second = httpx.get(url), httpx.get(url)
+            assert first.status_code == 200 and b"CDN demo site" in first.content
+            assert first.headers["cache-status"] == f"{edge}; fwd=miss; fwd-status=200; stored"
+            assert second.headers["cache-status"].startswith(f"{edge}; hit")
+        css = httpx.get(f"http://localhost:{ports['lon']}/style.css")
+        assert css.headers["content-type"].startswith("text/css")
+        up = httpx.put(f"http://localhost:{ports['lon']}/uploads/note.txt", content=b"through the edge")
+        assert up.status_code in (200, 201)
+        assert (config.parent / "site" / "uploads" / "note.txt").read_bytes() == b"through the edge"
+        assert httpx.get(f"http://127.0.0.1:{ports['lon']}/", headers={"host": "nope.test"}).status_code == 421
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    assert code == 0
+    for port in ports.values():  # every child is gone
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_cdn_up_refuses_a_bad_config_and_starts_nothing(demo_config) -> None:
+    config, ports = demo_config
+    config.write_text(config.read_text().replace("max_ttl = 3600", "max_ttl = 1", 1))
+    result = subprocess.run(
+        [sys.executable, "-m", "web_dist.cli", "up", "--config", str(config)],
+        capture_output=True, text=True, cwd=REPO, timeout=30,
+    )
+    assert result.returncode == 2
+    assert f"cdn: bad config: {config}: distributions.site.default_behavior" in result.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", ports["origin"]), timeout=1).close()
+
+
+def test_cdn_check_prints_the_distribution(demo_config) -> None:
+    config, _ = demo_config
+    result = subprocess.run(
+        [sys.executable, "-m", "web_dist.cli", "check", "--config", str(config)],
+        capture_output=True, text=True, cwd=REPO, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "distribution site: localhost, 127.0.0.1, site.cdn.test -> site on edge-lon, edge-syd" in result.stdout
