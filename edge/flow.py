@@ -186,9 +186,9 @@ class EdgeFlow:
 
     async def _await_head(self, flight: Flight, route: Route) -> ResponseHead | CachedResponse:
         """The flight's head, waited for no longer than the origin's own timeouts allow."""
-        origin = self.config.origins[route.origin]
+        limit = sum(o.connect_timeout + o.read_timeout for o in self.config.origins_of(route.origin)) + 1
         try:
-            return await asyncio.wait_for(asyncio.shield(flight.head), origin.connect_timeout + origin.read_timeout + 1)
+            return await asyncio.wait_for(asyncio.shield(flight.head), limit)
         except TimeoutError:
             raise EdgeError(504, f"the origin did not answer in time ({route.origin})") from None
 

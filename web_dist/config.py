@@ -72,10 +72,25 @@ class EdgeLocation:
     region: str | None = None
     cache_bytes: int = 256 * 1024 * 1024
     max_object_bytes: int = 64 * 1024 * 1024
+    disk_path: Path | None = None  # a disk tier below memory, kept across restarts
+    disk_bytes: int = 1024 * 1024 * 1024
+    disk_max_object_bytes: int = 512 * 1024 * 1024
+    parent: str | None = None  # another edge asked on a miss (tiered caching, like Origin Shield)
+    admin_listen: str | None = None  # metrics and dashboard, never on the public port
 
     @property
     def url(self) -> str:
         return f"http://{self.listen}"
+
+
+@dataclass(frozen=True)
+class OriginGroup:
+    """CloudFront origin failover: the secondary is asked when the primary fails."""
+
+    id: str
+    primary: str
+    secondary: str
+    failover_statuses: frozenset[int] = frozenset({500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,7 @@ class Distribution:
     behaviors: tuple[CacheBehavior, ...]
     edges: tuple[str, ...]
     error_ttl: float = 10.0
+    error_pages: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # status -> origin path
 
     @property
     def default_behavior(self) -> CacheBehavior:
@@ -120,9 +136,17 @@ class CdnConfig:
     origins: Mapping[str, Origin]
     edges: Mapping[str, EdgeLocation]
     distributions: tuple[Distribution, ...]
+    origin_groups: Mapping[str, OriginGroup] = field(default_factory=lambda: MappingProxyType({}))
 
     def distributions_of(self, edge: str) -> tuple[Distribution, ...]:
         return tuple(d for d in self.distributions if edge in d.edges)
+
+    def origins_of(self, target: str) -> tuple[Origin, ...]:
+        """The origins a distribution's `origin` names: one, or a group's primary and secondary."""
+        group = self.origin_groups.get(target)
+        if group is None:
+            return (self.origins[target],)
+        return (self.origins[group.primary], self.origins[group.secondary])
 
 
 def load_config(path: str | Path) -> CdnConfig:
@@ -142,19 +166,25 @@ def load_config(path: str | Path) -> CdnConfig:
 def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> CdnConfig:
     """Check an already-parsed TOML document (paths resolve against `source`'s folder)."""
     r = _Reader(source)
-    r.keys(raw, "", {"origins", "edges", "distributions"})
+    r.keys(raw, "", {"origins", "origin_groups", "edges", "distributions"})
     origins = {
         name: _origin(r, name, body, source.parent)
         for name, body in r.table(raw, "", "origins", required=True).items()
     }
-    edges = {name: _edge(r, name, body) for name, body in r.table(raw, "", "edges", required=True).items()}
+    groups = {name: _origin_group(r, name, body, origins) for name, body in r.table(raw, "", "origin_groups").items()}
+    for name in groups:
+        if name in origins:
+            raise r.fail(f"origin_groups.{name}", "an origin has that name too")
+    edges = {name: _edge(r, name, body, source.parent) for name, body in r.table(raw, "", "edges", required=True).items()}
+    _check_parents(r, edges)
+    targets: dict[str, Origin | OriginGroup] = {**origins, **groups}
     dists = tuple(
-        _distribution(r, name, body, origins, edges)
+        _distribution(r, name, body, targets, edges)
         for name, body in r.table(raw, "", "distributions", required=True).items()
     )
     _check_unique_listen(r, origins, edges)
     _check_unique_domains(r, dists)
-    return CdnConfig(source, MappingProxyType(origins), MappingProxyType(edges), dists)
+    return CdnConfig(source, MappingProxyType(origins), MappingProxyType(edges), dists, MappingProxyType(groups))
 
 
 class _Reader:
@@ -246,9 +276,24 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     )
 
 
-def _edge(r: _Reader, name: str, body: dict[str, Any]) -> EdgeLocation:
+def _origin_group(r: _Reader, name: str, body: dict[str, Any], origins: Mapping[str, Origin]) -> OriginGroup:
+    where = f"origin_groups.{name}"
+    r.keys(body, where, {"primary", "secondary", "failover_statuses"})
+    primary = r.get(body, where, "primary", str, ..., _one_of(tuple(origins)))
+    secondary = r.get(body, where, "secondary", str, ..., _one_of(tuple(origins)))
+    if primary == secondary:
+        raise r.fail(f"{where}.secondary", "must differ from primary")
+    statuses = r.get(body, where, "failover_statuses", list, [500, 502, 503, 504])
+    for i, status in enumerate(statuses):
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise r.fail(f"{where}.failover_statuses[{i}]", f"{status!r} is not a 4xx or 5xx status code")
+    return OriginGroup(name, primary, secondary, frozenset(statuses))
+
+
+def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocation:
     where = f"edges.{name}"
-    r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes"})
+    r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
+                         "disk_max_object_bytes", "parent", "admin_listen"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -259,18 +304,36 @@ def _edge(r: _Reader, name: str, body: dict[str, Any]) -> EdgeLocation:
         region=r.get(body, where, "region", str, None),
         cache_bytes=cache_bytes,
         max_object_bytes=max_object,
+        disk_path=(base / disk).resolve() if (disk := r.get(body, where, "disk_path", str, None)) else None,
+        disk_bytes=r.get(body, where, "disk_bytes", int, 1024 * 1024 * 1024, _positive),
+        disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 512 * 1024 * 1024, _positive),
+        parent=r.get(body, where, "parent", str, None),
+        admin_listen=r.get(body, where, "admin_listen", str, None, _listen_problem),
     )
+
+
+def _check_parents(r: _Reader, edges: Mapping[str, EdgeLocation]) -> None:
+    for edge in edges.values():
+        seen = [edge.name]
+        current = edge
+        while current.parent is not None:
+            if current.parent not in edges:
+                raise r.fail(f"edges.{current.name}.parent", f"no edge named {current.parent!r}")
+            if current.parent in seen:
+                raise r.fail(f"edges.{edge.name}.parent", f"parents form a loop: {' -> '.join([*seen, current.parent])}")
+            seen.append(current.parent)
+            current = edges[current.parent]
 
 
 def _distribution(
     r: _Reader,
     name: str,
     body: dict[str, Any],
-    origins: Mapping[str, Origin],
+    origins: Mapping[str, Origin | OriginGroup],
     edges: Mapping[str, EdgeLocation],
 ) -> Distribution:
     where = f"distributions.{name}"
-    r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl"})
+    r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl", "error_pages"})
     kind = r.get(body, where, "kind", str, "web", _one_of(DISTRIBUTION_KINDS))
     origin = r.get(body, where, "origin", str, ..., _one_of(tuple(origins)))
     domains = r.strings(body, where, "domains")
@@ -300,11 +363,26 @@ def _distribution(
         behaviors=tuple(behaviors),
         edges=dist_edges,
         error_ttl=r.get(body, where, "error_ttl", float, 10.0, _not_negative),
+        error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
     )
 
 
+def _error_pages(r: _Reader, where: str, raw: Any) -> Mapping[int, str]:
+    """`error_pages = { 404 = "/errors/404.html" }`: the origin path answered for a status."""
+    if not isinstance(raw, dict):
+        raise r.fail(where, "must be a table of status = \"/path\"")
+    pages: dict[int, str] = {}
+    for status, path in raw.items():
+        if not status.isdigit() or not 400 <= int(status) <= 599:
+            raise r.fail(f"{where}.{status}", "keys are 4xx or 5xx status codes")
+        if not isinstance(path, str) or _pattern_problem(path) or "*" in path or "?" in path:
+            raise r.fail(f"{where}.{status}", f"{path!r} is not a path starting with '/'")
+        pages[int(status)] = path
+    return MappingProxyType(pages)
+
+
 def _behavior(
-    r: _Reader, where: str, body: Any, origins: Mapping[str, Origin], *, default_pattern: bool
+    r: _Reader, where: str, body: Any, origins: Mapping[str, Origin | OriginGroup], *, default_pattern: bool
 ) -> CacheBehavior:
     if not isinstance(body, dict):
         raise r.fail(where, "must be a table")
