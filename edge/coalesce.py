@@ -28,6 +28,18 @@ class ResponseHead:
     shared: bool = True  # False: not for other clients (uncacheable); they must fetch their own
     stored: bool = False
     age: int = 0
+    vary: tuple[str, ...] = ()  # request headers the response varies on
+    upstream_status: str | None = None  # a parent cache's Cache-Status, listed before ours
+
+
+@dataclass(frozen=True)
+class ServeStale:
+    """Revalidation failed (origin unreachable or 5xx) and the stale copy may stand in."""
+
+    status: int | None  # what the origin answered; None when it could not be reached
+
+
+Head = ResponseHead | CachedResponse | ServeStale
 
 
 class FlightGone(Exception):
@@ -39,7 +51,8 @@ class Flight:
 
     def __init__(self, key: str, window_bytes: int = WINDOW_BYTES) -> None:
         self.key = key
-        self.head: asyncio.Future[ResponseHead | CachedResponse] = asyncio.get_running_loop().create_future()
+        self.head: asyncio.Future[Head] = asyncio.get_running_loop().create_future()
+        self.request_headers: dict[str, str] = {}
         self.retain = True
         self.waiters = 0
         self.received = 0
@@ -55,7 +68,7 @@ class Flight:
         self._ids = itertools.count()
 
     # -- the fetching side -------------------------------------------------------------
-    def set_head(self, head: ResponseHead | CachedResponse) -> None:
+    def set_head(self, head: Head) -> None:
         if not self.head.done():
             self.head.set_result(head)
 

@@ -1,10 +1,12 @@
-"""Edge compression (gzip) for text-like bodies the client accepts. Pure except the zlib calls."""
+"""Edge compression (brotli and gzip) for text-like bodies the client accepts. Pure except the zlib calls."""
 
 from __future__ import annotations
 
 import gzip
 import zlib
 from collections.abc import AsyncIterator
+
+import brotli
 
 MIN_SIZE = 1024
 COMPRESSIBLE_PREFIXES = ("text/",)
@@ -15,18 +17,28 @@ COMPRESSIBLE_TYPES = frozenset(
 )
 
 
-def accepts_gzip(accept_encoding: str | None) -> bool:
+def negotiate(accept_encoding: str | None) -> str | None:
+    """The coding to send: "br" or "gzip" by the client's q-values (br on a tie), or None."""
     if not accept_encoding:
-        return False
+        return None
+    q: dict[str, float] = {}
     for item in accept_encoding.split(","):
         coding, _, params = item.strip().partition(";")
-        if coding.strip().lower() in ("gzip", "*"):
-            q = params.strip().removeprefix("q=").strip() if params else "1"
+        weight = 1.0
+        params = params.strip()
+        if params.startswith("q="):
             try:
-                return float(q) > 0
+                weight = float(params[2:])
             except ValueError:
-                return False
-    return False
+                weight = 0.0
+        q[coding.strip().lower()] = weight
+    star = q.get("*", 0.0)
+    best = max(("br", "gzip"), key=lambda c: (q.get(c, star), c == "br"))
+    return best if q.get(best, star) > 0 else None
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    return negotiate(accept_encoding) is not None
 
 
 def compressible(content_type: str | None, content_encoding: str | None, size: int | None) -> bool:
@@ -42,7 +54,22 @@ def gzip_bytes(body: bytes) -> bytes:
     return gzip.compress(body, compresslevel=6, mtime=0)
 
 
-async def gzip_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+def encode(coding: str, body: bytes) -> bytes:
+    if coding == "br":
+        return bytes(brotli.compress(body, quality=5))
+    return gzip_bytes(body)
+
+
+async def encode_stream(coding: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Compress a body as it arrives (a miss is compressed like a hit)."""
+    if coding == "br":
+        br = brotli.Compressor(quality=5)
+        async for chunk in chunks:
+            out = br.process(chunk)
+            if out:
+                yield out
+        yield br.finish()
+        return
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip framing
     async for chunk in chunks:
         out = compressor.compress(chunk)

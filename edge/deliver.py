@@ -25,7 +25,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Headers a 304 repeats (RFC 9110 15.4.5).
 NOT_MODIFIED_KEEP = frozenset({"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"})
 # Headers the edge computes itself for the viewer.
-RECOMPUTED = frozenset({"content-length", "age", "cache-status", "x-cache", "content-range", "accept-ranges"})
+RECOMPUTED = frozenset({"content-length", "age", "cache-status", "x-cache"})
+RANGE_HEADERS = ("content-range", "accept-ranges")
 
 
 @dataclass
@@ -51,7 +52,7 @@ async def deliver(
     answer: Answer,
     extra: Headers,
     *,
-    compress: bool = False,
+    coding: str | None = None,
 ) -> tuple[int, int]:
     """Send `answer` shaped by the request's preconditions and Range; (status, body bytes sent)."""
     headers = [(k, v) for k, v in answer.headers if k not in RECOMPUTED]
@@ -62,6 +63,8 @@ async def deliver(
         return await _send(send, 304, [(k, v) for k, v in headers if k in NOT_MODIFIED_KEEP] + extra, None, None)
     if precondition == 412:
         return await _send(send, 412, extra, b"", 0)
+    if status == 200:  # the edge answers ranges of a whole representation itself
+        headers = [h for h in headers if h[0] not in RANGE_HEADERS]
     if status == 200 and size is not None and "range" in req and method == "GET" and (
         if_range_allows(req.get("if-range"), etag or "", modified if modified is not None else -1)
     ):
@@ -75,17 +78,15 @@ async def deliver(
             return await _send(send, 206, ranged, None if method == "HEAD" else part, chosen.length)
     if status == 200 and size is not None:
         extra = [*extra, ("accept-ranges", "bytes")]
-    if compress and status == 200 and body is not None and "range" not in req:
-        headers = _compressed_headers(headers)
-        if isinstance(body, bytes):
-            body = compression.gzip_bytes(body)
-            size = len(body)
-        else:
-            body, size = compression.gzip_stream(body), None
+    if coding is not None and status == 200 and "range" not in req:
+        # `body` is the identity body: compress it here, as it streams (a hit passes it encoded).
+        headers = _compressed_headers(headers, coding)
+        if body is not None and not isinstance(body, bytes):
+            body, size = compression.encode_stream(coding, body), None
     return await _send(send, status, headers + extra, None if method == "HEAD" else body, size)
 
 
-def _compressed_headers(headers: Headers) -> Headers:
+def _compressed_headers(headers: Headers, coding: str) -> Headers:
     out: Headers = []
     vary_seen = False
     for name, value in headers:
@@ -96,7 +97,7 @@ def _compressed_headers(headers: Headers) -> Headers:
             if "accept-encoding" not in value.lower():
                 value += ", Accept-Encoding"
         out.append((name, value))
-    out.append(("content-encoding", "gzip"))
+    out.append(("content-encoding", coding))
     if not vary_seen:
         out.append(("vary", "Accept-Encoding"))
     return out

@@ -4,7 +4,9 @@
 CloudFront's flow: look the object up; a fresh hit is answered from the cache; a miss is
 fetched from the origin (one fetch however many viewers ask at once), stored and answered;
 a stale hit is revalidated with the origin's validators, a 304 refreshes the entry and
-anything else replaces it.
+anything else replaces it. RFC 5861 adds two ways to answer with a stale copy: at once while
+a background fetch refreshes it (stale-while-revalidate) and when the origin fails
+(stale-if-error). Misses go to the parent edge first when one is configured (tiered caching).
 """
 
 from __future__ import annotations
@@ -19,24 +21,39 @@ from urllib.parse import unquote
 
 from edge import compression
 from edge.cache_key import cache_key, forwarded_headers, forwarded_query
-from edge.coalesce import Coalescer, Flight, ResponseHead
+from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
 from edge.deliver import Answer, Send, deliver
 from edge.errors import EdgeError, error_body, from_upstream
-from edge.freshness import corrected_initial_age, decide_lifetime, format_http_date
+from edge.freshness import (
+    corrected_initial_age,
+    decide_lifetime,
+    format_http_date,
+    response_cache_control,
+    vary_names,
+)
 from edge.metrics import EdgeMetrics
 from edge.store import CachedResponse, Headers, MemoryStore
-from edge.upstream import OriginClient, UpstreamError, UpstreamResponse
+from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
 from web_dist.behaviors import DistributionIndex, behavior_for
-from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation
+from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation, Origin
 
 access_log = logging.getLogger("cdn.access")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+Result = tuple[int, int, str]  # status, body bytes sent, cache status for the log
 
-# Request headers passed to the origin on uploads and other forwarded methods.
+# Request headers an upload (or any forwarded method) carries to the origin.
 PASS_HEADERS = ("content-type", "content-length", "content-md5", "content-encoding", "if-match",
-                "if-none-match", "if-unmodified-since", "cache-control")
-STORED_HEADERS_DROP = frozenset({"age", "set-cookie"})
+                "if-none-match", "if-unmodified-since", "cache-control", "authorization")
+# Request headers never copied onto a cache fill: the edge sets its own, or they would make one
+# viewer's answer differ from another's without the cache key knowing (cookies, credentials).
+NOT_FORWARDED = HOP_BY_HOP | frozenset(
+    {"host", "cookie", "authorization", "accept-encoding", "range", "if-range", "if-none-match",
+     "if-modified-since", "if-match", "if-unmodified-since", "content-length", "content-type",
+     "expect", "via", "x-forwarded-for", "forwarded", "cache-control", "pragma"}
+)
+STORED_HEADERS_DROP = frozenset({"age", "set-cookie", "cache-status", "x-cache"})
 UNCACHEABLE_MEMORY = 30.0  # seconds a "not storable" answer sends its key straight to the origin
+MAX_VARY_SPECS = 100_000
 
 
 class ClientGone(Exception):
@@ -56,13 +73,14 @@ class EdgeRequest:
 
 @dataclass
 class Route:
-    """What recv decided: the distribution, behavior and key of a request."""
+    """What recv decided: the distribution, behavior and keys of a request."""
 
     dist: Distribution
     behavior: CacheBehavior
-    key: str
-    target: str  # path and forwarded query, sent to the origin
+    primary: str  # the cache key of the URL
+    target: str  # path and forwarded query, sent upstream
     forward: dict[str, str]
+    key: str = ""  # the key of the variant this request selects (primary when nothing varies)
 
     @property
     def origin(self) -> str:
@@ -86,11 +104,14 @@ class EdgeFlow:
         self.name = edge.name
         self.clock = clock
         self.store = store or MemoryStore(edge.cache_bytes, edge.max_object_bytes)
-        self.upstream = upstream or OriginClient(config.origins, user_agent=f"cdn-edge/{edge.name}")
+        self.upstream = upstream or OriginClient(user_agent=f"cdn-edge/{edge.name}")
         self.flights = Coalescer()
         self.metrics = EdgeMetrics()
         self._index = DistributionIndex(config.distributions_of(edge.name))
         self._uncacheable: dict[str, float] = {}
+        self._vary: dict[str, tuple[str, ...]] = {}  # primary key -> headers its responses vary on
+        self._via_token = f" {edge.name} "
+        self._parent = _parent_origin(config, edge)
 
     async def start(self) -> None:
         await self.upstream.start()
@@ -105,14 +126,14 @@ class EdgeFlow:
         status, sent, cache = 500, 0, "error"
         try:
             route = self.recv(req)
-            if req.method in ("GET", "HEAD") and not self._remembered_uncacheable(route.key):
+            if req.method in ("GET", "HEAD") and not self._remembered_uncacheable(route.primary):
                 status, sent, cache = await self.lookup(req, route, send)
             else:
                 status, sent, cache = await self.pass_(req, route, send)
         except EdgeError as exc:
-            status, sent, cache = await self.deliver_error(send, exc, route)
+            status, sent, cache = await self.deliver_error(send, exc)
         except UpstreamError as exc:
-            status, sent, cache = await self.deliver_error(send, from_upstream(exc), route)
+            status, sent, cache = await self.deliver_error(send, from_upstream(exc))
         except ClientGone:
             status, cache = 499, "client-gone"
         finally:
@@ -123,6 +144,8 @@ class EdgeFlow:
         if dist is None:
             host = req.headers.get("host", "")
             raise EdgeError(421, f"Misdirected Request: edge {self.name} serves no distribution for host {host!r}")
+        if self._via_token in f" {req.headers.get('via', '')} ".replace(",", " "):
+            raise EdgeError(508, f"Loop Detected: the request already passed through {self.name}")
         decoded = _checked_path(req.path)
         behavior = behavior_for(dist, decoded)
         if req.method not in behavior.allowed_methods:
@@ -131,62 +154,83 @@ class EdgeFlow:
         query = forwarded_query(behavior, req.query)
         forward = forwarded_headers(behavior, req.headers)
         key = cache_key(dist.id, behavior, req.path, query, forward)
-        return Route(dist, behavior, key, req.path + ("?" + query if query else ""), forward)
+        return Route(dist, behavior, key, req.path + ("?" + query if query else ""), forward, key)
 
     # -- lookup ----------------------------------------------------------------------------
-    async def lookup(self, req: EdgeRequest, route: Route, send: Send) -> tuple[int, int, str]:
+    async def lookup(self, req: EdgeRequest, route: Route, send: Send, *, retry: bool = True) -> Result:
+        names = self._vary.get(route.primary)
+        route.key = _variant_key(route.primary, names, req.headers) if names else route.primary
         entry = self.store.get(route.key)
+        if entry is None:
+            return await self.miss(req, route, send, stale=None, retry=retry)
         now = self.clock()
-        if entry is not None and entry.fresh(now):
+        if entry.fresh(now):
             return await self.hit(req, route, entry, send, "hit")
-        return await self.miss(req, route, send, stale=entry)
+        if entry.usable_while_revalidating(now):
+            self._refresh_in_background(req, route, entry)
+            return await self.hit(req, route, entry, send, "hit; detail=stale-while-revalidate")
+        return await self.miss(req, route, send, stale=entry, retry=retry)
 
-    async def hit(self, req: EdgeRequest, route: Route, entry: CachedResponse, send: Send, detail: str) -> tuple[int, int, str]:
-        now = self.clock()
-        age = int(entry.age(now))
+    async def hit(self, req: EdgeRequest, route: Route, entry: CachedResponse, send: Send, detail: str) -> Result:
+        page = await self._error_page(route.dist, entry.status)
+        if page is not None:
+            entry = _with_page(entry, page)
+        age = int(entry.age(self.clock()))
         extra = self._stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age)
-        compress = self._compress(req, route, entry.headers, len(entry.body))
-        body: bytes = entry.body
-        if compress and "range" not in req.headers and entry.status == 200:
-            body = await self._gzipped(route.key, entry)
-            answer = Answer(200, _gzip_headers(entry.headers), body, len(body))
-            status, sent = await deliver(send, req.headers, req.method, answer, extra + [("content-encoding", "gzip")])
-        else:
-            answer = Answer(entry.status, entry.headers, body, len(body))
-            status, sent = await deliver(send, req.headers, req.method, answer, extra)
-        return status, sent, "hit"
+        coding = None if "range" in req.headers or entry.status != 200 else self._coding(req, route, entry.headers, len(entry.body))
+        body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
+        answer = Answer(entry.status, entry.headers, body, len(body))
+        status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
+        return status, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
-    async def _gzipped(self, key: str, entry: CachedResponse) -> bytes:
-        if entry.gzip_body is None:
-            body = entry.body
-            entry.gzip_body = (
-                await asyncio.to_thread(compression.gzip_bytes, body) if len(body) > 256 * 1024
-                else compression.gzip_bytes(body)
-            )
+    async def _encoded(self, key: str, entry: CachedResponse, coding: str) -> bytes:
+        """The body compressed once per entry and coding, kept beside the identity body."""
+        body = entry.encoded.get(coding)
+        if body is None:
+            raw = entry.body
+            body = await asyncio.to_thread(compression.encode, coding, raw) if len(raw) > 256 * 1024 else compression.encode(coding, raw)
+            entry.encoded[coding] = body
             self.store.resize(key)
-        return entry.gzip_body
+        return body
 
     # -- miss and stale: one coalesced fetch ----------------------------------------------------
-    async def miss(self, req: EdgeRequest, route: Route, send: Send, *, stale: CachedResponse | None) -> tuple[int, int, str]:
+    async def miss(
+        self, req: EdgeRequest, route: Route, send: Send, *, stale: CachedResponse | None, retry: bool = True
+    ) -> Result:
         flight, leader = self.flights.join(route.key, lambda f: self._fetch(f, route, stale, req))
         cursor = flight.subscribe()  # before any await, so no byte is trimmed before we read it
+        fwd = "stale" if stale is not None else "miss"
         try:
-            head = await self._await_head(flight, route)
+            try:
+                head = await self._await_head(flight, route)
+            except (UpstreamError, EdgeError) as exc:
+                if stale is not None and stale.usable_on_error(self.clock()):
+                    status = exc.status if isinstance(exc, EdgeError) else from_upstream(exc).status
+                    return await self.hit(req, route, stale, send, f"fwd=stale; fwd-status={status}; detail=stale-if-error")
+                raise
+            if isinstance(head, ServeStale):
+                assert stale is not None
+                return await self.hit(req, route, stale, send, f"fwd=stale; fwd-status={head.status or 502}; detail=stale-if-error")
             if isinstance(head, CachedResponse):  # revalidated: a 304 refreshed the entry
-                fwd = "stale" if stale is not None else "miss"
                 return await self.hit(req, route, head, send, f"fwd={fwd}; fwd-status=304")
-            if not head.shared and not leader:
+            if not leader and retry and head.vary and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers):
+                flight.release(cursor)  # this viewer wants another variant: look it up as one
+                route.key = route.primary
+                return await self.lookup(req, route, send, retry=False)
+            if (not head.shared and not leader) or (not head.stored and "range" in req.headers):
+                # Not for sharing, or too large to keep: this viewer asks the origin itself
+                # (a range then costs the origin that range, not the whole object).
                 flight.release(cursor)
                 return await self.pass_(req, route, send)
-            detail = f"fwd={'stale' if stale is not None else 'miss'}; fwd-status={head.status}"
+            detail = f"fwd={fwd}; fwd-status={head.status}"
             detail += ("; stored" if head.stored else "") + ("" if leader else "; collapsed")
             return await self._deliver_flight(req, route, flight, cursor, head, send, detail)
         finally:
             flight.release(cursor)
 
-    async def _await_head(self, flight: Flight, route: Route) -> ResponseHead | CachedResponse:
+    async def _await_head(self, flight: Flight, route: Route) -> Head:
         """The flight's head, waited for no longer than the origin's own timeouts allow."""
-        limit = sum(o.connect_timeout + o.read_timeout for o in self.config.origins_of(route.origin)) + 1
+        limit = sum(o.connect_timeout + o.read_timeout for o in self._upstreams(route)) + 1
         try:
             return await asyncio.wait_for(asyncio.shield(flight.head), limit)
         except TimeoutError:
@@ -194,16 +238,30 @@ class EdgeFlow:
 
     async def _deliver_flight(
         self, req: EdgeRequest, route: Route, flight: Flight, cursor: int, head: ResponseHead, send: Send, detail: str
-    ) -> tuple[int, int, str]:
-        size = _content_length(head.headers)
-        answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor), size)
-        compress = self._compress(req, route, head.headers, size)
-        extra = self._stamp(f"{self.name}; {detail}", head.age)
-        status, sent = await deliver(send, req.headers, req.method, answer, extra, compress=compress)
+    ) -> Result:
+        cache_status = f"{self.name}; {detail}"
+        if head.upstream_status:
+            cache_status = f"{head.upstream_status}, {cache_status}"
+        extra = self._stamp(cache_status, head.age)
+        page = await self._error_page(route.dist, head.status)
+        if page is not None:
+            flight.release(cursor)
+            answer = Answer(head.status, _page_headers(head.headers, page), page.body, len(page.body))
+            status, sent = await deliver(send, {}, req.method, answer, extra)
+        else:
+            size = _content_length(head.headers)
+            answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor), size)
+            coding = self._coding(req, route, head.headers, size)
+            status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
         return status, sent, detail.split(";")[0].removeprefix("fwd=")
 
+    def _refresh_in_background(self, req: EdgeRequest, route: Route, stale: CachedResponse) -> None:
+        """One background revalidation per key, however many viewers see the stale copy."""
+        self.flights.join(route.key, lambda f: self._fetch(f, route, stale, req))
+
     async def _fetch(self, flight: Flight, route: Route, stale: CachedResponse | None, req: EdgeRequest) -> None:
-        headers = self._origin_headers(route.forward, req)
+        headers = self._fill_headers(route, req)
+        flight.request_headers = req.headers
         if stale is not None:
             if stale.etag:
                 headers["if-none-match"] = stale.etag
@@ -211,7 +269,13 @@ class EdgeFlow:
                 headers["if-modified-since"] = stale.last_modified
         request_time = self.clock()
         self.metrics.origin_requests += 1
-        resp = await self.upstream.request(route.origin, "GET", route.target, headers)
+        try:
+            resp = await self._request_upstream(route, "GET", headers)
+        except UpstreamError:
+            if stale is not None and stale.usable_on_error(self.clock()):
+                flight.set_head(ServeStale(None))
+                return
+            raise
         try:
             await self._fill(flight, route, stale, req, resp, request_time)
         finally:
@@ -225,21 +289,30 @@ class EdgeFlow:
         if stale is not None and resp.status == 304:
             flight.set_head(self._refresh(route, stale, resp.headers, request_time, now))
             return
+        if stale is not None and resp.status >= 500 and stale.usable_on_error(now):
+            flight.set_head(ServeStale(resp.status))
+            return
         joined = _joined(resp.headers)
         life = decide_lifetime(
-            resp.status, joined, route.behavior, has_authorization="authorization" in req.headers,
+            resp.status, joined, route.behavior, has_authorization="authorization" in route.forward,
             error_ttl=route.dist.error_ttl, now=now,
         )
+        vary = vary_names(joined.get("vary"))
+        key = self._remember_vary(route, vary, req) if life.store else route.key
         length = resp.content_length
         storing = life.store and (length is None or length <= self.store.max_object_bytes)
         headers = _with_date(resp.headers, now)
         if not life.store:
-            self._uncacheable[route.key] = now + UNCACHEABLE_MEMORY
+            self._uncacheable[route.primary] = now + UNCACHEABLE_MEMORY
         if not storing:
             self.flights.forget(flight)
             flight.stop_retaining()
-        age = int(corrected_initial_age(joined, request_time, now))
-        flight.set_head(ResponseHead(resp.status, headers, shared=life.store, stored=storing, age=age))
+        initial_age = corrected_initial_age(joined, request_time, now)
+        flight.set_head(ResponseHead(
+            resp.status, [h for h in headers if h[0] not in ("cache-status", "x-cache")],
+            shared=life.store, stored=storing, age=int(initial_age), vary=vary,
+            upstream_status=joined.get("cache-status"),
+        ))
         async for chunk in resp.chunks():
             flight.feed(chunk)
             if storing and flight.received > self.store.max_object_bytes:
@@ -249,17 +322,20 @@ class EdgeFlow:
             if not await flight.room():
                 return  # nobody is reading and nothing is kept: stop fetching
         if storing:
+            cc = response_cache_control(joined)
             entry = CachedResponse(
                 status=resp.status,
                 headers=[h for h in headers if h[0] not in STORED_HEADERS_DROP],
                 body=flight.collected(),
                 response_time=now,
-                initial_age=corrected_initial_age(joined, request_time, now),
+                initial_age=initial_age,
                 ttl=life.ttl,
                 must_revalidate=life.must_revalidate,
+                stale_while_revalidate=float(cc.seconds("stale-while-revalidate") or 0),
+                stale_if_error=None if not cc.has("stale-if-error") else float(cc.seconds("stale-if-error") or 0),
             )
-            self.store.put(route.key, entry)
-            self._uncacheable.pop(route.key, None)
+            self.store.put(key, entry)
+            self._uncacheable.pop(route.primary, None)
 
     def _refresh(
         self, route: Route, stale: CachedResponse, update: Headers, request_time: float, now: float
@@ -270,6 +346,7 @@ class EdgeFlow:
         headers += [h for h in update if h[0] in replaced and h[0] not in STORED_HEADERS_DROP]
         joined = _joined(headers)
         life = decide_lifetime(stale.status, joined, route.behavior, error_ttl=route.dist.error_ttl, now=now)
+        cc = response_cache_control(joined)
         fresh = CachedResponse(
             status=stale.status,
             headers=headers,
@@ -278,7 +355,9 @@ class EdgeFlow:
             initial_age=corrected_initial_age(_joined(update), request_time, now),
             ttl=life.ttl,
             must_revalidate=life.must_revalidate,
-            gzip_body=stale.gzip_body,
+            stale_while_revalidate=float(cc.seconds("stale-while-revalidate") or 0),
+            stale_if_error=None if not cc.has("stale-if-error") else float(cc.seconds("stale-if-error") or 0),
+            encoded=stale.encoded,
         )
         if life.store:
             self.store.put(route.key, fresh)
@@ -286,9 +365,19 @@ class EdgeFlow:
             self.store.delete(route.key)
         return fresh
 
+    def _remember_vary(self, route: Route, vary: tuple[str, ...], req: EdgeRequest) -> str:
+        """Record which headers the URL varies on; the key the response is stored under."""
+        if not vary:
+            self._vary.pop(route.primary, None)
+            return route.primary
+        if len(self._vary) >= MAX_VARY_SPECS:
+            self._vary.pop(next(iter(self._vary)))
+        self._vary[route.primary] = vary
+        return _variant_key(route.primary, vary, req.headers)
+
     # -- pass: straight to the origin ----------------------------------------------------------
-    async def pass_(self, req: EdgeRequest, route: Route, send: Send) -> tuple[int, int, str]:
-        headers = self._origin_headers(route.forward, req)
+    async def pass_(self, req: EdgeRequest, route: Route, send: Send) -> Result:
+        headers = self._fill_headers(route, req)
         if req.method not in ("GET", "HEAD"):
             headers.update({k: req.headers[k] for k in PASS_HEADERS if k in req.headers})
             headers.update({k: v for k, v in req.headers.items() if k.startswith("x-amz-")})
@@ -296,13 +385,12 @@ class EdgeFlow:
             headers.update({k: req.headers[k] for k in ("range", "if-range") if k in req.headers})
         has_body = req.method not in ("GET", "HEAD", "DELETE", "OPTIONS") or "content-length" in req.headers
         self.metrics.origin_requests += 1
-        resp = await self.upstream.request(
-            route.origin, req.method, route.target, headers, _request_body(req.receive) if has_body else None
-        )
+        body = _request_body(req.receive) if has_body else None
+        resp = await self._request_upstream(route, req.method, headers, body)
         try:
             if req.method not in ("GET", "HEAD", "OPTIONS") and resp.status < 400:
                 # RFC 9111 4.4: a successful unsafe request invalidates the stored URL.
-                self.store.delete(route.key)
+                self._invalidate(route)
             fwd = "method" if req.method not in ("GET", "HEAD") else "bypass"
             extra = self._stamp(f"{self.name}; fwd={fwd}; fwd-status={resp.status}", 0)
             headers_out = [h for h in resp.headers if h[0] not in ("cache-status", "x-cache")]
@@ -313,8 +401,73 @@ class EdgeFlow:
             resp.close()
         return status, sent, fwd
 
+    def _invalidate(self, route: Route) -> None:
+        self.store.delete(route.primary)
+        names = self._vary.pop(route.primary, None)
+        if names:
+            prefix = route.primary + "|vary|"
+            for key in [k for k in self.store.keys() if k.startswith(prefix)]:
+                self.store.delete(key)
+
+    # -- upstream --------------------------------------------------------------------------------
+    def _upstreams(self, route: Route) -> tuple[Origin, ...]:
+        origins = self.config.origins_of(route.origin)
+        return (self._parent, *origins) if self._parent is not None else origins
+
+    async def _request_upstream(
+        self, route: Route, method: str, headers: dict[str, str], body: AsyncIterator[bytes] | None = None
+    ) -> UpstreamResponse:
+        """Cache fills go through the parent edge when there is one; uploads straight to origin."""
+        group = self.config.origin_groups.get(route.origin)
+        statuses = group.failover_statuses if group is not None else frozenset()
+        if method in ("GET", "HEAD") and self._parent is not None and "range" not in headers:
+            headers = {**headers, "host": route.dist.domains[0] if "host" not in headers else headers["host"]}
+            return await self.upstream.request(self._upstreams(route), method, route.target, headers, body, failover_statuses=statuses)
+        return await self.upstream.request(self.config.origins_of(route.origin), method, route.target, headers, body, failover_statuses=statuses)
+
+    def _fill_headers(self, route: Route, req: EdgeRequest) -> dict[str, str]:
+        """What a fill sends upstream: the viewer's end-to-end headers, less those that would
+        personalise a shared answer, plus the behavior's forwarded headers and Via."""
+        headers = {k: v for k, v in req.headers.items() if k not in NOT_FORWARDED and not k.startswith("x-amz-")}
+        headers.update(route.forward)
+        prior_via = req.headers.get("via")
+        headers["via"] = f"{prior_via}, 1.1 {self.name} (cdn)" if prior_via else f"1.1 {self.name} (cdn)"
+        prior = req.headers.get("x-forwarded-for")
+        headers["x-forwarded-for"] = f"{prior}, {req.client}" if prior else req.client
+        if self._parent is not None and "host" in req.headers:
+            headers["host"] = req.headers["host"]
+        return headers
+
+    async def _error_page(self, dist: Distribution, status: int) -> CachedResponse | None:
+        """The distribution's page for an error status, fetched like any object and kept."""
+        path = dist.error_pages.get(status)
+        if path is None:
+            return None
+        behavior = behavior_for(dist, path)
+        key = cache_key(dist.id, behavior, path, "", {})
+        entry = self.store.get(key)
+        now = self.clock()
+        if entry is not None and entry.fresh(now):
+            return entry
+        try:
+            self.metrics.origin_requests += 1
+            resp = await self.upstream.request(self.config.origins_of(behavior.origin or dist.origin), "GET", path, {})
+            try:
+                body = b"".join([c async for c in resp.chunks()])
+            finally:
+                resp.close()
+        except UpstreamError:
+            return entry
+        if resp.status != 200:
+            return None
+        life = decide_lifetime(200, _joined(resp.headers), behavior, error_ttl=dist.error_ttl, now=now)
+        page = CachedResponse(200, resp.headers, body, now, 0.0, life.ttl)
+        if life.store:
+            self.store.put(key, page)
+        return page
+
     # -- deliver -------------------------------------------------------------------------------
-    async def deliver_error(self, send: Send, exc: EdgeError, route: Route | None) -> tuple[int, int, str]:
+    async def deliver_error(self, send: Send, exc: EdgeError) -> Result:
         body = error_body(exc.status, exc.message, self.name)
         headers = [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store"),
                    ("date", format_http_date(self.clock())), *exc.headers]
@@ -326,22 +479,18 @@ class EdgeFlow:
         return status, sent, "error"
 
     def _stamp(self, cache_status: str, age: int) -> Headers:
-        hit = "; hit" in cache_status or "fwd-status=304" in cache_status
-        return [("cache-status", cache_status), ("x-cache", f"{'Hit' if hit else 'Miss'} from {self.name}"),
-                ("age", str(age))]
+        mine = cache_status.rsplit(", ", 1)[-1]
+        kind = "Hit" if "; hit" in mine else "RefreshHit" if "fwd-status=304" in mine or "stale-if-error" in mine else "Miss"
+        return [("cache-status", cache_status), ("x-cache", f"{kind} from {self.name}"), ("age", str(age))]
 
-    def _compress(self, req: EdgeRequest, route: Route, headers: Headers, size: int | None) -> bool:
-        if not route.behavior.compress or not compression.accepts_gzip(req.headers.get("accept-encoding")):
-            return False
+    def _coding(self, req: EdgeRequest, route: Route, headers: Headers, size: int | None) -> str | None:
+        if not route.behavior.compress:
+            return None
+        coding = compression.negotiate(req.headers.get("accept-encoding"))
+        if coding is None:
+            return None
         found = dict(headers)
-        return compression.compressible(found.get("content-type"), found.get("content-encoding"), size)
-
-    def _origin_headers(self, forward: dict[str, str], req: EdgeRequest) -> dict[str, str]:
-        headers = dict(forward)
-        headers["via"] = f"1.1 {self.name} (cdn)"
-        prior = req.headers.get("x-forwarded-for")
-        headers["x-forwarded-for"] = f"{prior}, {req.client}" if prior else req.client
-        return headers
+        return coding if compression.compressible(found.get("content-type"), found.get("content-encoding"), size) else None
 
     def _remembered_uncacheable(self, key: str) -> bool:
         until = self._uncacheable.get(key)
@@ -359,8 +508,25 @@ class EdgeFlow:
         access_log.info(
             "%s dist=%s %s %s key=%s cache=%s status=%d bytes=%d time=%.1fms",
             self.name, dist, req.method, req.path + ("?" + req.query if req.query else ""),
-            route.key if route else "-", cache, status, sent, ms,
+            (route.key or route.primary) if route else "-", cache, status, sent, ms,
         )
+
+
+def _parent_origin(config: CdnConfig, edge: EdgeLocation) -> Origin | None:
+    """The parent edge seen as an origin: misses are filled from it (tiered caching)."""
+    if edge.parent is None:
+        return None
+    parent = config.edges[edge.parent]
+    return Origin(id=f"edge {parent.name}", kind="web", url=parent.url, connect_timeout=3.0, read_timeout=60.0)
+
+
+def _variant_key(primary: str, names: tuple[str, ...], headers: dict[str, str]) -> str:
+    return primary + "|vary|" + "&".join(f"{n}={v}" for n, v in _vary_values(names, headers))
+
+
+def _vary_values(names: tuple[str, ...], headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The request's values for the varied headers, whitespace-normalised (RFC 9111 4.1)."""
+    return tuple((n, " ".join(headers.get(n, "").split())) for n in names)
 
 
 def _checked_path(raw: str) -> str:
@@ -408,14 +574,14 @@ def _content_length(headers: Headers) -> int | None:
     return None
 
 
-def _gzip_headers(headers: Headers) -> Headers:
-    out: Headers = []
-    for name, value in headers:
-        if name == "etag":
-            value = compression.weak_etag(value) or value
-        if name == "vary":
-            continue
-        out.append((name, value))
-    vary = [v for k, v in headers if k == "vary"]
-    out.append(("vary", ", ".join([*vary, "Accept-Encoding"]) if vary else "Accept-Encoding"))
-    return out
+def _page_headers(headers: Headers, page: CachedResponse) -> Headers:
+    """The error's own headers, with the page's body type (the status stays the origin's)."""
+    kept = [h for h in headers if h[0] not in ("content-type", "content-length", "etag", "last-modified", "content-encoding")]
+    return kept + [h for h in page.headers if h[0] == "content-type"]
+
+
+def _with_page(entry: CachedResponse, page: CachedResponse) -> CachedResponse:
+    return CachedResponse(
+        entry.status, _page_headers(entry.headers, page), page.body, entry.response_time,
+        entry.initial_age, entry.ttl, entry.must_revalidate,
+    )

@@ -110,9 +110,8 @@ def decide_lifetime(
         return Lifetime(False, reason=f"status {status}")
     if has_authorization and not (cc.has("public") or cc.has("s-maxage") or cc.has("must-revalidate")):
         return Lifetime(False, reason="authorization")
-    vary = headers.get("vary", "")
-    if _vary_unhandled(vary, behavior):
-        return Lifetime(False, reason=f"vary {vary}")
+    if "*" in vary_names(headers.get("vary")):
+        return Lifetime(False, reason="vary *")
     revalidate = cc.has("must-revalidate") or cc.has("proxy-revalidate") or cc.has("no-cache")
     explicit = explicit_lifetime(cc, headers)
     if explicit is not None:
@@ -155,14 +154,15 @@ def heuristic_lifetime(headers: Mapping[str, str], now: float) -> float:
     return min((date - modified) * HEURISTIC_FRACTION, HEURISTIC_CAP)
 
 
-def _vary_unhandled(vary: str, behavior: CacheBehavior) -> bool:
-    """A Vary naming a header outside the cache key could serve one client's variant to another.
+def vary_names(vary: str | None) -> tuple[str, ...]:
+    """Request headers a response varies on, lower-cased and sorted.
 
-    Accept-Encoding is handled: the edge asks origins for identity and compresses itself.
+    Accept-Encoding is left out: the edge asks origins for identity and compresses itself.
     """
-    handled = set(behavior.header_keys) | {"accept-encoding"}
+    if not vary:
+        return ()
     names = {v.strip().lower() for v in vary.split(",") if v.strip()}
-    return bool(names - handled)
+    return tuple(sorted(names - {"accept-encoding"}))
 
 
 def corrected_initial_age(

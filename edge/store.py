@@ -22,13 +22,28 @@ class CachedResponse:
     ttl: float
     must_revalidate: bool = False
     tags: tuple[str, ...] = ()
-    gzip_body: bytes | None = field(default=None, repr=False)
+    stale_while_revalidate: float = 0.0  # RFC 5861 windows, seconds past ttl
+    stale_if_error: float | None = None  # None: the origin did not say
+    encoded: dict[str, bytes] = field(default_factory=dict, repr=False)  # coding -> body, made at the edge
 
     def age(self, now: float) -> float:
         return self.initial_age + max(0.0, now - self.response_time)
 
     def fresh(self, now: float) -> bool:
         return self.age(now) < self.ttl
+
+    def staleness(self, now: float) -> float:
+        """Seconds past the end of freshness (negative while fresh)."""
+        return self.age(now) - self.ttl
+
+    def usable_while_revalidating(self, now: float) -> bool:
+        return not self.must_revalidate and self.staleness(now) <= self.stale_while_revalidate
+
+    def usable_on_error(self, now: float) -> bool:
+        """RFC 5861 stale-if-error; without it, what RFC 9111 4.2.4 lets a disconnected cache do."""
+        if self.must_revalidate:
+            return False
+        return self.stale_if_error is None or self.staleness(now) <= self.stale_if_error
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -46,7 +61,7 @@ class CachedResponse:
 
     @property
     def size(self) -> int:
-        extra = len(self.gzip_body) if self.gzip_body is not None else 0
+        extra = sum(len(b) for b in self.encoded.values())
         return len(self.body) + extra + sum(len(k) + len(v) + 4 for k, v in self.headers) + 200
 
 

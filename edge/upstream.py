@@ -6,7 +6,8 @@ so the request flow deals with one exception and `errors.py` maps it to 502 or 5
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from yarl import URL
 from edge.store import Headers
 from web_dist.config import Origin
 
+log = logging.getLogger("cdn.edge")
 CHUNK = 64 * 1024
 # Hop-by-hop headers (RFC 9110 7.6.1) are never forwarded, in either direction.
 HOP_BY_HOP = frozenset(
@@ -71,10 +73,9 @@ class UpstreamResponse:
 
 
 class OriginClient:
-    """One pooled aiohttp session for all origins of an edge."""
+    """One pooled aiohttp session for every origin (and parent edge) of an edge."""
 
-    def __init__(self, origins: Mapping[str, Origin], *, user_agent: str = "cdn-edge") -> None:
-        self._origins = origins
+    def __init__(self, *, user_agent: str = "cdn-edge") -> None:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
@@ -94,21 +95,43 @@ class OriginClient:
 
     async def request(
         self,
-        origin_id: str,
+        origins: Sequence[Origin],
         method: str,
         target: str,
         headers: Mapping[str, str],
         body: AsyncIterator[bytes] | None = None,
+        *,
+        failover_statuses: frozenset[int] = frozenset(),
     ) -> UpstreamResponse:
-        """Send `method target` to the origin and return once its head arrives."""
+        """Ask the first origin; on failure (or a failover status) the next, for bodiless requests.
+
+        CloudFront origin failover: a connection failure, a timeout or one of the group's
+        statuses from the primary retries the secondary. A request with a body is sent once.
+        """
+        last = len(origins) - 1 if body is None else 0
+        for i, origin in enumerate(origins[: last + 1]):
+            try:
+                response = await self._send(origin, method, target, headers, body)
+            except UpstreamError:
+                if i == last:
+                    raise
+                log.warning("origin %s failed; failing over to %s", origin.id, origins[i + 1].id)
+                continue
+            if i < last and response.status in failover_statuses:
+                log.warning("origin %s answered %d; failing over to %s", origin.id, response.status, origins[i + 1].id)
+                response.close()
+                continue
+            return response
+        raise AssertionError("unreachable: the last origin returns or raises")
+
+    async def _send(
+        self, origin: Origin, method: str, target: str, headers: Mapping[str, str], body: AsyncIterator[bytes] | None
+    ) -> UpstreamResponse:
         if self._session is None:
             raise RuntimeError("OriginClient.start() was not awaited")
-        origin = self._origins[origin_id]
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=origin.connect_timeout, sock_read=origin.read_timeout
-        )
+        timeout = aiohttp.ClientTimeout(total=None, connect=origin.connect_timeout, sock_read=origin.read_timeout)
         out = {"user-agent": self._user_agent, **headers}
-        with _mapped(origin_id):
+        with _mapped(origin.id):
             response = await self._session.request(
                 method,
                 URL(origin.url + target, encoded=True),
@@ -124,4 +147,4 @@ class OriginClient:
             for k, v in response.raw_headers
             if k.decode("latin-1").lower() not in HOP_BY_HOP
         ]
-        return UpstreamResponse(response.status, headers_out, response, origin_id)
+        return UpstreamResponse(response.status, headers_out, response, origin.id)

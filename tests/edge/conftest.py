@@ -24,6 +24,8 @@ class Script:
     gate: asyncio.Event | None = None  # the origin holds its answer until this is set
     chunk_gate: asyncio.Event | None = None  # ... sends the first chunk, then holds the rest
     honour_validators: bool = True
+    vary_on: str | None = None  # the body ends with ":" + this request header's value
+    ranges: bool = False  # answer "Range: bytes=a-b" with 206, as a real origin does
 
 
 class ScriptedOrigin:
@@ -65,6 +67,16 @@ class ScriptedOrigin:
         if script.honour_validators and etag and headers.get("if-none-match") == etag:
             await _respond(send, 304, {k: v for k, v in out.items() if k != "content-type"}, b"")
             return
+        body_out = script.body
+        if script.ranges and headers.get("range", "").startswith("bytes="):
+            first, _, last = headers["range"][6:].partition("-")
+            a, b = int(first), min(int(last), len(body_out) - 1)
+            out["content-range"] = f"bytes {a}-{b}/{len(body_out)}"
+            await _respond(send, 206, out, body_out[a : b + 1])
+            return
+        if script.vary_on is not None:
+            out["vary"] = script.vary_on
+            body_out = script.body + b":" + headers.get(script.vary_on.lower(), "").encode()
         if script.chunk_gate is not None:
             out["content-length"] = str(len(script.body))
             raw = [(k.encode(), v.encode()) for k, v in out.items()]
@@ -74,7 +86,7 @@ class ScriptedOrigin:
             await script.chunk_gate.wait()
             await send({"type": "http.response.body", "body": script.body[half:]})
             return
-        await _respond(send, script.status, out, script.body)
+        await _respond(send, script.status, out, body_out)
 
 
 def _now() -> float:

@@ -68,7 +68,8 @@ def test_malformed_delta_seconds_count_as_zero() -> None:
         (200, {"cache-control": "no-cache"}, B, True, 0, "explicit"),
         (200, {"cache-control": "no-cache"}, CLAMP, True, 100, "explicit"),
         (200, {"cdn-cache-control": "max-age=300", "cache-control": "no-store"}, B, True, 300, "explicit"),
-        (200, {"vary": "Cookie"}, B, False, 0, "vary Cookie"),
+        (200, {"vary": "Cookie"}, B, True, 60, "default-ttl"),  # stored as a variant
+        (200, {"vary": "Accept-Language, *"}, B, False, 0, "vary *"),
         (200, {"vary": "Accept-Encoding"}, B, True, 60, "default-ttl"),
         (206, {"cache-control": "max-age=60"}, B, False, 0, "status 206"),
         (302, {}, B, False, 0, "status 302"),
