@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from edge import compression
 from edge.cache_key import cache_key, forwarded_headers, forwarded_query
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
+from edge.disk_store import DiskStore
 from edge.deliver import Answer, Send, deliver
 from edge.errors import EdgeError, error_body, from_upstream
 from edge.freshness import (
@@ -104,6 +105,8 @@ class EdgeFlow:
         self.name = edge.name
         self.clock = clock
         self.store = store or MemoryStore(edge.cache_bytes, edge.max_object_bytes)
+        self.disk = DiskStore(edge.disk_path, edge.disk_bytes, edge.disk_max_object_bytes) if edge.disk_path else None
+        self._max_object = max(self.store.max_object_bytes, self.disk.max_object_bytes if self.disk is not None else 0)
         self.upstream = upstream or OriginClient(user_agent=f"cdn-edge/{edge.name}")
         self.flights = Coalescer()
         self.metrics = EdgeMetrics()
@@ -114,11 +117,34 @@ class EdgeFlow:
         self._parent = _parent_origin(config, edge)
 
     async def start(self) -> None:
+        if self.disk is not None:
+            await self.disk.open()
         await self.upstream.start()
 
     async def close(self) -> None:
         await self.flights.close()
         await self.upstream.close()
+        if self.disk is not None:
+            await self.disk.close()
+
+    # -- the tiers: memory first, then disk ---------------------------------------------------
+    async def _get(self, key: str) -> CachedResponse | None:
+        entry = self.store.get(key)
+        if entry is None and self.disk is not None:
+            entry = await self.disk.get(key)
+            if entry is not None:
+                self.store.put(key, entry)  # promoted; refused (and served from disk) when large
+        return entry
+
+    def _put(self, key: str, entry: CachedResponse) -> None:
+        self.store.put(key, entry)
+        if self.disk is not None:
+            self.disk.put(key, entry)
+
+    def _delete(self, key: str) -> None:
+        self.store.delete(key)
+        if self.disk is not None:
+            self.disk.delete(key)
 
     # -- recv ------------------------------------------------------------------------------
     async def handle(self, req: EdgeRequest, send: Send) -> None:
@@ -161,6 +187,8 @@ class EdgeFlow:
         names = self._vary.get(route.primary)
         route.key = _variant_key(route.primary, names, req.headers) if names else route.primary
         entry = self.store.get(route.key)
+        if entry is None and self.disk is not None:
+            entry = await self._get(route.key)
         if entry is None:
             return await self.miss(req, route, send, stale=None, retry=retry)
         now = self.clock()
@@ -300,7 +328,7 @@ class EdgeFlow:
         vary = vary_names(joined.get("vary"))
         key = self._remember_vary(route, vary, req) if life.store else route.key
         length = resp.content_length
-        storing = life.store and (length is None or length <= self.store.max_object_bytes)
+        storing = life.store and (length is None or length <= self._max_object)
         headers = _with_date(resp.headers, now)
         if not life.store:
             self._uncacheable[route.primary] = now + UNCACHEABLE_MEMORY
@@ -315,7 +343,7 @@ class EdgeFlow:
         ))
         async for chunk in resp.chunks():
             flight.feed(chunk)
-            if storing and flight.received > self.store.max_object_bytes:
+            if storing and flight.received > self._max_object:
                 storing = False
                 self.flights.forget(flight)
                 flight.stop_retaining()
@@ -334,7 +362,7 @@ class EdgeFlow:
                 stale_while_revalidate=float(cc.seconds("stale-while-revalidate") or 0),
                 stale_if_error=None if not cc.has("stale-if-error") else float(cc.seconds("stale-if-error") or 0),
             )
-            self.store.put(key, entry)
+            self._put(key, entry)
             self._uncacheable.pop(route.primary, None)
 
     def _refresh(
@@ -360,9 +388,9 @@ class EdgeFlow:
             encoded=stale.encoded,
         )
         if life.store:
-            self.store.put(route.key, fresh)
+            self._put(route.key, fresh)
         else:
-            self.store.delete(route.key)
+            self._delete(route.key)
         return fresh
 
     def _remember_vary(self, route: Route, vary: tuple[str, ...], req: EdgeRequest) -> str:
@@ -402,12 +430,13 @@ class EdgeFlow:
         return status, sent, fwd
 
     def _invalidate(self, route: Route) -> None:
-        self.store.delete(route.primary)
+        self._delete(route.primary)
         names = self._vary.pop(route.primary, None)
         if names:
             prefix = route.primary + "|vary|"
-            for key in [k for k in self.store.keys() if k.startswith(prefix)]:
-                self.store.delete(key)
+            keys = set(self.store.keys()) | (set(self.disk.keys()) if self.disk is not None else set())
+            for key in [k for k in keys if k.startswith(prefix)]:
+                self._delete(key)
 
     # -- upstream --------------------------------------------------------------------------------
     def _upstreams(self, route: Route) -> tuple[Origin, ...]:
@@ -445,7 +474,7 @@ class EdgeFlow:
             return None
         behavior = behavior_for(dist, path)
         key = cache_key(dist.id, behavior, path, "", {})
-        entry = self.store.get(key)
+        entry = await self._get(key)
         now = self.clock()
         if entry is not None and entry.fresh(now):
             return entry
@@ -463,7 +492,7 @@ class EdgeFlow:
         life = decide_lifetime(200, _joined(resp.headers), behavior, error_ttl=dist.error_ttl, now=now)
         page = CachedResponse(200, resp.headers, body, now, 0.0, life.ttl)
         if life.store:
-            self.store.put(key, page)
+            self._put(key, page)
         return page
 
     # -- deliver -------------------------------------------------------------------------------

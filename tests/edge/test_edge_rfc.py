@@ -232,3 +232,39 @@ async def _until(predicate, limit: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+async def test_a_restarted_edge_keeps_serving_its_disk_cache(serve, tmp_path) -> None:
+    origin = ScriptedOrigin()
+    origin_srv = await serve(origin, name="origin")
+    raw = {
+        "origins": {"o": {"url": origin_srv.url}},
+        "edges": {"edge-test": {"listen": "127.0.0.1:0", "disk_path": str(tmp_path / "cache"),
+                                "cache_bytes": 100_000, "max_object_bytes": 10_000}},
+        "distributions": {"site": {"domains": ["127.0.0.1"], "origin": "o"}},
+    }
+    config = parse_config(raw)
+    small, large = b"s" * 500, bytes(range(256)) * 200  # large: over the memory tier's limit
+    origin.set("/small", small, headers={"cache-control": "max-age=600"})
+    origin.set("/large", large, headers={"cache-control": "max-age=600"})
+    first = await serve(build_edge_app(config, "edge-test"), name="edge-1")
+    async with httpx.AsyncClient(timeout=20) as client:
+        for path in ("/small", "/large"):
+            assert "stored" in (await client.get(first.url + path)).headers["cache-status"]
+        large_hit = await client.get(first.url + "/large")
+        assert large_hit.content == large and "hit" in large_hit.headers["cache-status"]
+        await first.stop()  # flushes the disk tier
+        second = await serve(build_edge_app(config, "edge-test"), name="edge-2")
+        for path, body in (("/small", small), ("/large", large)):
+            again = await client.get(second.url + path)
+            assert again.content == body and again.headers["cache-status"].startswith("edge-test; hit")
+        assert origin.hits["/small"] == origin.hits["/large"] == 1
+        await second.stop()
+        for f in (tmp_path / "cache").rglob("*"):  # damage every cached file
+            if f.is_file():
+                f.write_bytes(f.read_bytes()[:-10] + b"corrupted!")
+        third = await serve(build_edge_app(config, "edge-test"), name="edge-3")
+        for path, body in (("/small", small), ("/large", large)):
+            fetched = await client.get(third.url + path)
+            assert fetched.content == body and "fwd=miss" in fetched.headers["cache-status"]
+        assert origin.hits["/small"] == origin.hits["/large"] == 2
