@@ -1,8 +1,9 @@
-"""The edge node as an ASGI app: viewers' requests go to the flow, /_cdn/ to the admin routes.
+"""The edge node as an ASGI app: viewers' requests go to the flow, /_cdn/health answers here.
 
-The proxy path is a bare ASGI callable (no router on the hot path); the few admin pages are
-a small Starlette app. `build_edge_app` takes the clock, store and origin client as
-arguments so tests and benchmarks can supply their own.
+The proxy path is a bare ASGI callable (no router on the hot path). Metrics and the dashboard
+are never on this port: `build_admin_app` (edge/admin.py) serves them on the admin listener.
+`build_edge_app` takes the clock, store and origin client as arguments so tests and
+benchmarks can supply their own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edge.admin import build_admin_app as build_admin_app
 from edge.flow import EdgeFlow, EdgeRequest
 from edge.store import MemoryStore
 from edge.upstream import OriginClient
@@ -32,7 +34,7 @@ class EdgeApp:
 
     def __init__(self, flow: EdgeFlow) -> None:
         self.flow = flow
-        self.admin = _admin_app(flow)
+        self.admin = _public_admin_app(flow)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -94,20 +96,10 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
     )
 
 
-def _admin_app(flow: EdgeFlow) -> Starlette:
+def _public_admin_app(flow: EdgeFlow) -> Starlette:
+    """The one /_cdn/ page viewers may see; any other /_cdn/ path is a 404."""
+
     async def health(request: Request) -> Response:
         return JSONResponse({"edge": flow.name, "status": "ok"})
 
-    async def metrics(request: Request) -> Response:
-        body = flow.metrics.snapshot()
-        body.update(
-            edge=flow.name,
-            cache_entries=len(flow.store),
-            cache_bytes=flow.store.used_bytes,
-            cache_capacity_bytes=flow.store.capacity_bytes,
-            evictions=flow.store.evictions,
-            collapsed=flow.flights.collapsed,
-        )
-        return JSONResponse(body)
-
-    return Starlette(routes=[Route("/_cdn/health", health), Route("/_cdn/metrics", metrics)])
+    return Starlette(routes=[Route("/_cdn/health", health)])

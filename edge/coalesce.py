@@ -54,6 +54,7 @@ class Flight:
         self.head: asyncio.Future[Head] = asyncio.get_running_loop().create_future()
         self.request_headers: dict[str, str] = {}
         self.retain = True
+        self.invalidated = False  # an invalidation arrived while fetching: serve, do not store
         self.waiters = 0
         self.received = 0
         self._window = window_bytes
@@ -184,6 +185,9 @@ class Coalescer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return flight, True
+
+    def in_flight(self) -> list[Flight]:
+        return list(self._flights.values())
 
     def forget(self, flight: Flight) -> None:
         """Later requests start their own fetch (this one's response is not shared)."""

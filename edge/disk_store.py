@@ -128,8 +128,8 @@ def read_entry(path: Path, key: str) -> CachedResponse:
     return entry
 
 
-def check_entry(path: Path, verify: bool) -> tuple[str, int]:
-    """The key and size of a file found at open; the body is checked in chunks if `verify`."""
+def check_entry(path: Path, verify: bool) -> tuple[str, int, tuple[str, ...]]:
+    """Key, size and cache tags of a file found at open; the body is checked if `verify`."""
     with open(path, "rb") as f:
         meta_len, body_len, crc = read_header(f)
         meta = f.read(meta_len)
@@ -139,23 +139,23 @@ def check_entry(path: Path, verify: bool) -> tuple[str, int]:
                 running = zlib.crc32(chunk, running)
             if running != crc:
                 raise CorruptEntry("checksum mismatch")
-    key, _ = decode_meta(meta, b"")
+    key, entry = decode_meta(meta, b"")
     if entry_path(path.parents[2], key) != path:
         raise CorruptEntry("file is not where its key belongs")
-    return key, HEADER.size + meta_len + body_len
+    return key, HEADER.size + meta_len + body_len, entry.tags
 
 
-def scan(root: Path, verify: bool) -> tuple[list[tuple[float, str, int]], int]:
-    """(mtime, key, size) of every good file, oldest first; removes temp and corrupt files."""
-    found: list[tuple[float, str, int]] = []
+def scan(root: Path, verify: bool) -> tuple[list[tuple[float, str, int, tuple[str, ...]]], int]:
+    """(mtime, key, size, tags) of every good file, oldest first; removes temp and corrupt files."""
+    found: list[tuple[float, str, int, tuple[str, ...]]] = []
     corrupt = 0
     for path in root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):
         if path.name.endswith(TEMP_SUFFIX):
             discard(path)  # a write that a crash interrupted
             continue
         try:
-            key, size = check_entry(path, verify)
-            found.append((path.stat().st_mtime, key, size))
+            key, size, tags = check_entry(path, verify)
+            found.append((path.stat().st_mtime, key, size, tags))
         except Exception as exc:  # one bad file must not stop the edge from starting
             log.warning("disk cache: dropping %s at open: %s", path, exc)
             discard(path)
@@ -190,6 +190,7 @@ class DiskStore:
         self._fsync = fsync
         self._queue_size = queue_size
         self._close_timeout = close_timeout
+        self.tags_at_open: dict[str, tuple[str, ...]] = {}  # cache tags of entries found by open()
         self._index: OrderedDict[str, int] = OrderedDict()  # key -> file size, oldest access first
         self._pending: dict[str, CachedResponse] = {}  # put but not yet on disk; served from here
         self._queue: OrderedDict[str, None] = OrderedDict()  # keys to write, oldest first, once
@@ -205,9 +206,11 @@ class DiskStore:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         found, corrupt = await asyncio.to_thread(scan, self.root, self._verify_at_open)
         self.corrupt_dropped += corrupt
-        for _, key, size in found:
+        for _, key, size, tags in found:
             self._index[key] = size
             self.used_bytes += size
+            if tags:
+                self.tags_at_open[key] = tags
         self._evict_to(self.capacity_bytes)
         self._writer = asyncio.create_task(self._run(), name=f"disk-writer {self.root}")
         self._kick()

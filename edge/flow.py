@@ -52,7 +52,9 @@ NOT_FORWARDED = HOP_BY_HOP | frozenset(
      "if-modified-since", "if-match", "if-unmodified-since", "content-length", "content-type",
      "expect", "via", "x-forwarded-for", "forwarded", "cache-control", "pragma"}
 )
-STORED_HEADERS_DROP = frozenset({"age", "set-cookie", "cache-status", "x-cache"})
+# Surrogate-Key and Cache-Tag are for the CDN (purge by tag), not for viewers.
+CDN_ONLY_HEADERS = frozenset({"cache-status", "x-cache", "surrogate-key", "cache-tag"})
+STORED_HEADERS_DROP = frozenset({"age", "set-cookie"}) | CDN_ONLY_HEADERS
 UNCACHEABLE_MEMORY = 30.0  # seconds a "not storable" answer sends its key straight to the origin
 MAX_VARY_SPECS = 100_000
 
@@ -106,19 +108,25 @@ class EdgeFlow:
         self.clock = clock
         self.store = store or MemoryStore(edge.cache_bytes, edge.max_object_bytes)
         self.disk = DiskStore(edge.disk_path, edge.disk_bytes, edge.disk_max_object_bytes) if edge.disk_path else None
+        self.metrics = EdgeMetrics()
+        self.metrics.bind_store("memory", self.store)
+        if self.disk is not None:
+            self.metrics.bind_store("disk", self.disk)
         self._max_object = max(self.store.max_object_bytes, self.disk.max_object_bytes if self.disk is not None else 0)
         self.upstream = upstream or OriginClient(user_agent=f"cdn-edge/{edge.name}")
         self.flights = Coalescer()
-        self.metrics = EdgeMetrics()
         self._index = DistributionIndex(config.distributions_of(edge.name))
         self._uncacheable: dict[str, float] = {}
         self._vary: dict[str, tuple[str, ...]] = {}  # primary key -> headers its responses vary on
+        self._tags: dict[str, set[str]] = {}  # cache tag -> keys stored with it
         self._via_token = f" {edge.name} "
         self._parent = _parent_origin(config, edge)
 
     async def start(self) -> None:
         if self.disk is not None:
             await self.disk.open()
+            for key, tags in self.disk.tags_at_open.items():
+                self._index_tags(key, tags)
         await self.upstream.start()
 
     async def close(self) -> None:
@@ -137,6 +145,7 @@ class EdgeFlow:
         return entry
 
     def _put(self, key: str, entry: CachedResponse) -> None:
+        self._index_tags(key, entry.tags)
         self.store.put(key, entry)
         if self.disk is not None:
             self.disk.put(key, entry)
@@ -296,7 +305,6 @@ class EdgeFlow:
             if stale.last_modified:
                 headers["if-modified-since"] = stale.last_modified
         request_time = self.clock()
-        self.metrics.origin_requests += 1
         try:
             resp = await self._request_upstream(route, "GET", headers)
         except UpstreamError:
@@ -337,7 +345,7 @@ class EdgeFlow:
             flight.stop_retaining()
         initial_age = corrected_initial_age(joined, request_time, now)
         flight.set_head(ResponseHead(
-            resp.status, [h for h in headers if h[0] not in ("cache-status", "x-cache")],
+            resp.status, [h for h in headers if h[0] not in CDN_ONLY_HEADERS],
             shared=life.store, stored=storing, age=int(initial_age), vary=vary,
             upstream_status=joined.get("cache-status"),
         ))
@@ -361,7 +369,10 @@ class EdgeFlow:
                 must_revalidate=life.must_revalidate,
                 stale_while_revalidate=float(cc.seconds("stale-while-revalidate") or 0),
                 stale_if_error=None if not cc.has("stale-if-error") else float(cc.seconds("stale-if-error") or 0),
+                tags=_cache_tags(joined),
             )
+            if flight.invalidated:
+                return  # invalidated while it was being fetched: the viewers have it, the cache not
             self._put(key, entry)
             self._uncacheable.pop(route.primary, None)
 
@@ -386,6 +397,7 @@ class EdgeFlow:
             stale_while_revalidate=float(cc.seconds("stale-while-revalidate") or 0),
             stale_if_error=None if not cc.has("stale-if-error") else float(cc.seconds("stale-if-error") or 0),
             encoded=stale.encoded,
+            tags=stale.tags,
         )
         if life.store:
             self._put(route.key, fresh)
@@ -412,7 +424,6 @@ class EdgeFlow:
         else:
             headers.update({k: req.headers[k] for k in ("range", "if-range") if k in req.headers})
         has_body = req.method not in ("GET", "HEAD", "DELETE", "OPTIONS") or "content-length" in req.headers
-        self.metrics.origin_requests += 1
         body = _request_body(req.receive) if has_body else None
         resp = await self._request_upstream(route, req.method, headers, body)
         try:
@@ -438,6 +449,48 @@ class EdgeFlow:
             for key in [k for k in keys if k.startswith(prefix)]:
                 self._delete(key)
 
+    # -- invalidation -----------------------------------------------------------------------------
+    async def invalidate(self, dist_id: str, paths: list[str], *, soft: bool = False) -> int:
+        """Remove (or, soft, mark stale) the distribution's objects whose path matches one of
+        `paths`: exact, or a prefix ending in `*` as CloudFront accepts. Returns how many."""
+        exact = {p for p in paths if not p.endswith("*")}
+        prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
+
+        def matches(key: str) -> bool:
+            path = _key_path(key, dist_id)
+            return path is not None and (path in exact or path.startswith(prefixes))
+
+        return await self._purge(matches, soft)
+
+    async def purge_tags(self, tags: list[str], *, soft: bool = False) -> int:
+        """Remove (or mark stale) every object stored with one of these cache tags."""
+        keys: set[str] = set()
+        for tag in tags:
+            keys |= self._tags.pop(tag, set()) if not soft else self._tags.get(tag, set())
+        return await self._purge(keys.__contains__, soft)
+
+    async def _purge(self, matches: Callable[[str], bool], soft: bool) -> int:
+        for flight in self.flights.in_flight():
+            if matches(flight.key) or matches(flight.key.split("|vary|")[0]):
+                flight.invalidated = True
+                self.flights.forget(flight)
+        keys = set(self.store.keys()) | (set(self.disk.keys()) if self.disk is not None else set())
+        hits = [k for k in keys if matches(k)]
+        now = self.clock()
+        for key in hits:
+            if not soft:
+                self._delete(key)
+                continue
+            entry = await self._get(key)
+            if entry is not None and entry.fresh(now):
+                entry.ttl = entry.age(now)  # stale from now on; still there for stale-if-error
+                self._put(key, entry)
+        return len(hits)
+
+    def _index_tags(self, key: str, tags: tuple[str, ...]) -> None:
+        for tag in tags:
+            self._tags.setdefault(tag, set()).add(key)
+
     # -- upstream --------------------------------------------------------------------------------
     def _upstreams(self, route: Route) -> tuple[Origin, ...]:
         origins = self.config.origins_of(route.origin)
@@ -451,8 +504,19 @@ class EdgeFlow:
         statuses = group.failover_statuses if group is not None else frozenset()
         if method in ("GET", "HEAD") and self._parent is not None and "range" not in headers:
             headers = {**headers, "host": route.dist.domains[0] if "host" not in headers else headers["host"]}
-            return await self.upstream.request(self._upstreams(route), method, route.target, headers, body, failover_statuses=statuses)
-        return await self.upstream.request(self.config.origins_of(route.origin), method, route.target, headers, body, failover_statuses=statuses)
+            return await self._timed(self.upstream.request(self._upstreams(route), method, route.target, headers, body, failover_statuses=statuses))
+        return await self._timed(self.upstream.request(self.config.origins_of(route.origin), method, route.target, headers, body, failover_statuses=statuses))
+
+    async def _timed(self, call: Awaitable[UpstreamResponse]) -> UpstreamResponse:
+        """Every upstream request, counted and timed for the metrics."""
+        started = time.perf_counter()
+        try:
+            resp = await call
+        except UpstreamError as exc:
+            self.metrics.observe_origin(exc.origin, time.perf_counter() - started, None)
+            raise
+        self.metrics.observe_origin(resp.origin, time.perf_counter() - started, resp.status)
+        return resp
 
     def _fill_headers(self, route: Route, req: EdgeRequest) -> dict[str, str]:
         """What a fill sends upstream: the viewer's end-to-end headers, less those that would
@@ -479,8 +543,7 @@ class EdgeFlow:
         if entry is not None and entry.fresh(now):
             return entry
         try:
-            self.metrics.origin_requests += 1
-            resp = await self.upstream.request(self.config.origins_of(behavior.origin or dist.origin), "GET", path, {})
+            resp = await self._timed(self.upstream.request(self.config.origins_of(behavior.origin or dist.origin), "GET", path, {}))
             try:
                 body = b"".join([c async for c in resp.chunks()])
             finally:
@@ -534,6 +597,8 @@ class EdgeFlow:
         ms = (time.perf_counter() - req.started) * 1000
         dist = route.dist.id if route else "-"
         self.metrics.count(dist, cache, status, sent)
+        if route is not None:
+            self.metrics.count_object(route.key or route.primary, sent)
         access_log.info(
             "%s dist=%s %s %s key=%s cache=%s status=%d bytes=%d time=%.1fms",
             self.name, dist, req.method, req.path + ("?" + req.query if req.query else ""),
@@ -547,6 +612,22 @@ def _parent_origin(config: CdnConfig, edge: EdgeLocation) -> Origin | None:
         return None
     parent = config.edges[edge.parent]
     return Origin(id=f"edge {parent.name}", kind="web", url=parent.url, connect_timeout=3.0, read_timeout=60.0)
+
+
+def _key_path(key: str, dist_id: str) -> str | None:
+    """The decoded URL path a cache key of `dist_id` stores, or None for another distribution."""
+    prefix = dist_id + ":"
+    if not key.startswith(prefix):
+        return None
+    rest = key[len(prefix):]
+    end = min((i for i in (rest.find("?"), rest.find("|")) if i >= 0), default=len(rest))
+    return unquote(rest[:end])
+
+
+def _cache_tags(headers: dict[str, str]) -> tuple[str, ...]:
+    """Surrogate-Key (space-separated, Fastly) and Cache-Tag (comma-separated, Cloudflare)."""
+    tags = headers.get("surrogate-key", "").split() + [t.strip() for t in headers.get("cache-tag", "").split(",")]
+    return tuple(sorted({t for t in tags if t}))
 
 
 def _variant_key(primary: str, names: tuple[str, ...], headers: dict[str, str]) -> str:

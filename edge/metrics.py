@@ -1,37 +1,252 @@
-"""Counters an edge keeps about what it served (read by /_cdn/metrics)."""
+"""What an edge counts about what it served, and how Prometheus and the dashboard read it.
+
+The flow calls `count()` on every request, cache hits included, so recording is a dict lookup
+and two integer additions; nothing of prometheus_client runs per request. A collector turns the
+plain counters into metric families when /metrics is scraped, and `snapshot()` into JSON for
+the dashboard. Store gauges (entries, bytes, evictions) are read from the stores themselves at
+scrape time, so the stores keep no second copy.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+HIT = "hit"  # the cache status the hit ratio counts as served from cache
+ORIGIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-@dataclass
+class CacheTier(Protocol):
+    """What a store shows about itself (MemoryStore, later the disk tier)."""
+
+    used_bytes: int
+    capacity_bytes: int
+    evictions: int
+
+    def __len__(self) -> int: ...
+
+
+class TopObjects:
+    """The most requested cache keys, in memory bounded by `capacity`.
+
+    At most 2 * capacity keys are held; when the table is full the `capacity` most requested
+    stay and the rest go (Lossy Counting's pruning). A key that enters later starts from
+    `floor`, the highest count dropped so far, so a count is never under the truth and over it
+    by at most the `error` recorded when the key entered; a key requested more than `floor`
+    times is always in the table. Bytes are counted from when a key entered.
+    """
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self.floor = 0
+        self._cells: dict[str, list[int]] = {}  # key -> [requests, bytes, error]
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def count(self, key: str, sent: int) -> None:
+        cell = self._cells.get(key)
+        if cell is None:
+            if len(self._cells) >= 2 * self.capacity:
+                self._prune()
+            self._cells[key] = [self.floor + 1, sent, self.floor]
+            return
+        cell[0] += 1
+        cell[1] += sent
+
+    def top(self, n: int) -> list[tuple[str, int, int, int]]:
+        """(key, requests, bytes, error) of the `n` most requested keys, most requested first."""
+        ranked = sorted(self._cells.items(), key=lambda item: (-item[1][0], item[0]))[:n]
+        return [(key, requests, sent, error) for key, (requests, sent, error) in ranked]
+
+    def _prune(self) -> None:
+        ranked = sorted(self._cells.items(), key=lambda item: item[1][0], reverse=True)
+        kept, dropped = ranked[: self.capacity], ranked[self.capacity :]
+        if dropped:
+            self.floor = max(self.floor, dropped[0][1][0])
+        self._cells = dict(kept)
+
+
 class EdgeMetrics:
-    requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # (distribution, cache status)
-    statuses: Counter[int] = field(default_factory=Counter)
-    bytes_out: Counter[str] = field(default_factory=Counter)
-    origin_requests: int = 0
+    """Counters of one edge; `registry` is its own, so several edges can share a process."""
 
+    def __init__(self, *, clock: Callable[[], float] = time.time, top_capacity: int = 1000) -> None:
+        self.clock = clock
+        self.started = clock()
+        # (distribution, cache status, HTTP status) -> [responses, bytes sent]
+        self.responses: dict[tuple[str, str, int], list[int]] = {}
+        self.origin_requests = 0
+        self.origin_outcomes: dict[tuple[str, str], int] = {}  # (origin, outcome) -> requests
+        self.origin_latency: dict[str, list[int]] = {}  # origin -> count per ORIGIN_BUCKETS, then +Inf
+        self.origin_seconds: dict[str, float] = {}
+        self.objects = TopObjects(top_capacity)
+        self.tiers: dict[str, CacheTier] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(_EdgeCollector(self))
+        ProcessCollector(registry=self.registry)
+
+    # -- recorded by the flow --------------------------------------------------------------
     def count(self, dist: str, cache: str, status: int, sent: int) -> None:
-        self.requests[dist, cache] += 1
-        self.statuses[status] += 1
-        self.bytes_out[dist] += sent
+        """One answered request: its distribution, cache status, HTTP status and bytes sent."""
+        cell = self.responses.get((dist, cache, status))
+        if cell is None:
+            cell = self.responses[dist, cache, status] = [0, 0]
+        cell[0] += 1
+        cell[1] += sent
 
+    def count_object(self, key: str, sent: int) -> None:
+        """One request for cache key `key` (for the top objects table)."""
+        self.objects.count(key, sent)
+
+    def observe_origin(self, origin: str, seconds: float, status: int | None) -> None:
+        """One request to `origin`: seconds until its answer's head (or failure), status None if it failed."""
+        outcome = "failed" if status is None else f"{status // 100}xx"
+        self.origin_requests += 1
+        self.origin_outcomes[origin, outcome] = self.origin_outcomes.get((origin, outcome), 0) + 1
+        buckets = self.origin_latency.get(origin)
+        if buckets is None:
+            buckets = self.origin_latency[origin] = [0] * (len(ORIGIN_BUCKETS) + 1)
+        buckets[bisect_left(ORIGIN_BUCKETS, seconds)] += 1
+        self.origin_seconds[origin] = self.origin_seconds.get(origin, 0.0) + seconds
+
+    def bind_store(self, tier: str, store: CacheTier) -> None:
+        """Report `store` as cache tier `tier` ("memory", "disk"); binding a tier again replaces it."""
+        self.tiers[tier] = store
+
+    # -- read at scrape time ---------------------------------------------------------------
     def hit_ratio(self) -> float:
-        hits = sum(n for (_, cache), n in self.requests.items() if cache == "hit")
-        total = sum(self.requests.values())
+        hits = total = 0
+        for (_, cache, _), (n, _) in self.responses.items():
+            total += n
+            if cache == HIT:
+                hits += n
         return hits / total if total else 0.0
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, top: int = 20) -> dict[str, Any]:
+        """Everything counted so far as JSON-ready values (the dashboard's /metrics.json)."""
         by_dist: dict[str, dict[str, int]] = {}
-        for (dist, cache), n in self.requests.items():
-            by_dist.setdefault(dist, {})[cache] = n
+        statuses: dict[int, int] = {}
+        bytes_out: dict[str, int] = {}
+        for (dist, cache, status), (n, sent) in self.responses.items():
+            row = by_dist.setdefault(dist, {})
+            row[cache] = row.get(cache, 0) + n
+            statuses[status] = statuses.get(status, 0) + n
+            bytes_out[dist] = bytes_out.get(dist, 0) + sent
+        tiers = {name: _tier_state(store) for name, store in self.tiers.items()}
+        now = self.clock()
         return {
+            "time": now,
+            "uptime_seconds": round(now - self.started, 3),
             "requests": by_dist,
-            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "bytes_out": dict(self.bytes_out),
-            "origin_requests": self.origin_requests,
+            "requests_total": sum(statuses.values()),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "bytes_out": bytes_out,
+            "bytes_out_total": sum(bytes_out.values()),
             "hit_ratio": round(self.hit_ratio(), 4),
+            "origin_requests": self.origin_requests,
+            "origins": self._origins_snapshot(),
+            "cache": tiers,
+            "cache_entries": sum(t["entries"] for t in tiers.values()),
+            "cache_bytes": sum(t["bytes"] for t in tiers.values()),
+            "cache_capacity_bytes": sum(t["capacity_bytes"] for t in tiers.values()),
+            "evictions": sum(t["evictions"] for t in tiers.values()),
+            "top_objects": [
+                {"key": key, "requests": n, "bytes": sent, "error": error}
+                for key, n, sent, error in self.objects.top(top)
+            ],
         }
+
+    def _origins_snapshot(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for (origin, outcome), n in sorted(self.origin_outcomes.items()):
+            entry = out.setdefault(origin, {"outcomes": {}, "seconds_sum": 0.0})
+            entry["outcomes"][outcome] = n
+            entry["seconds_sum"] = round(self.origin_seconds.get(origin, 0.0), 6)
+        return out
+
+
+def _tier_state(store: CacheTier) -> dict[str, int]:
+    return {"entries": len(store), "bytes": store.used_bytes,
+            "capacity_bytes": store.capacity_bytes, "evictions": store.evictions}
+
+
+class _EdgeCollector:
+    """Builds the Prometheus families from an EdgeMetrics when the registry is scraped."""
+
+    def __init__(self, metrics: EdgeMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        # (name, help, labels, key positions of `responses` kept as labels, field summed)
+        for name, doc, labels, by, field in (
+            ("cdn_edge_requests", "Requests answered, by distribution and cache status",
+             ["distribution", "cache_status"], (0, 1), 0),
+            ("cdn_edge_responses", "Responses sent, by HTTP status", ["status"], (2,), 0),
+            ("cdn_edge_bytes_sent", "Bytes sent to viewers, by distribution", ["distribution"], (0,), 1),
+        ):
+            family = CounterMetricFamily(name, doc, labels=labels)
+            for values, n in _sums(m.responses, by, field).items():
+                family.add_metric(values, n)
+            yield family
+        yield GaugeMetricFamily("cdn_edge_hit_ratio", "Share of requests served from cache since start",
+                                value=m.hit_ratio())
+        yield from self._origin_families()
+        yield from self._tier_families()
+
+    def _origin_families(self) -> Iterator[Metric]:
+        m = self.metrics
+        outcomes = CounterMetricFamily("cdn_edge_origin_requests",
+                                       "Requests to origins, by outcome (2xx..5xx, failed)",
+                                       labels=["origin", "outcome"])
+        for (origin, outcome), n in sorted(m.origin_outcomes.items()):
+            outcomes.add_metric([origin, outcome], n)
+        yield outcomes
+        latency = HistogramMetricFamily("cdn_edge_origin_seconds",
+                                        "Seconds until an origin's response head, or its failure",
+                                        labels=["origin"])
+        for origin, counts in sorted(m.origin_latency.items()):
+            cumulative, buckets = 0, []
+            for bound, n in zip((*map(repr, ORIGIN_BUCKETS), "+Inf"), counts, strict=True):
+                cumulative += n
+                buckets.append((bound, float(cumulative)))
+            latency.add_metric([origin], buckets, m.origin_seconds.get(origin, 0.0))
+        yield latency
+
+    def _tier_families(self) -> Iterator[Metric]:
+        states = [(tier, _tier_state(store)) for tier, store in sorted(self.metrics.tiers.items())]
+        for name, doc, field in (
+            ("cdn_edge_cache_bytes", "Bytes held in each cache tier", "bytes"),
+            ("cdn_edge_cache_capacity_bytes", "Bytes each cache tier may hold", "capacity_bytes"),
+            ("cdn_edge_cache_entries", "Objects held in each cache tier", "entries"),
+        ):
+            gauge = GaugeMetricFamily(name, doc, labels=["tier"])
+            for tier, state in states:
+                gauge.add_metric([tier], state[field])
+            yield gauge
+        evictions = CounterMetricFamily("cdn_edge_cache_evictions", "Objects evicted to make room", labels=["tier"])
+        for tier, state in states:
+            evictions.add_metric([tier], state["evictions"])
+        yield evictions
+
+
+def _sums(
+    cells: dict[tuple[str, str, int], list[int]], by: tuple[int, ...], field: int
+) -> dict[tuple[str, ...], int]:
+    """`cells` summed over the key positions not in `by`, as label values (field 0 counts, 1 bytes)."""
+    out: dict[tuple[str, ...], int] = {}
+    for key, cell in cells.items():
+        labels = tuple(str(key[i]) for i in by)
+        out[labels] = out.get(labels, 0) + cell[field]
+    return dict(sorted(out.items()))

@@ -54,7 +54,7 @@ class UpstreamResponse:
     status: int
     headers: Headers  # names lower-cased, hop-by-hop removed
     _response: aiohttp.ClientResponse
-    _origin: str
+    origin: str
 
     @property
     def content_length(self) -> int | None:
@@ -64,7 +64,7 @@ class UpstreamResponse:
         return None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        with _mapped(self._origin):
+        with _mapped(self.origin):
             async for chunk in self._response.content.iter_chunked(CHUNK):
                 yield chunk
 

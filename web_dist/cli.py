@@ -80,10 +80,32 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.name not in config.edges:
         raise ConfigError(f"{config.source}: edges: no edge named {args.name!r} (edges: {', '.join(config.edges)})")
-    from edge.app import build_edge_app  # the edge is only loaded where it runs
+    from edge.app import build_admin_app, build_edge_app  # the edge is only loaded where it runs
 
     edge = config.edges[args.name]
-    return _serve_until_signal(lambda: build_edge_app(config, edge.name), edge.listen, f"edge {edge.name}")
+    what = f"edge {edge.name}"
+    if edge.admin_listen is None:
+        return _serve_until_signal(lambda: build_edge_app(config, edge.name), edge.listen, what)
+    admin_listen = edge.admin_listen
+
+    async def serve() -> None:
+        app = build_edge_app(config, edge.name)
+        # The admin port first: once "ready" is printed, both answer.
+        admin = await start_server(build_admin_app(app.flow), admin_listen, name=f"{what} admin")
+        try:
+            public = await start_server(app, edge.listen, name=what)
+        except BaseException:
+            await admin.stop()
+            raise
+        log.info("%s listening on %s, admin (metrics, dashboard) on %s", what, public.url, admin.url)
+        print(f"ready {what} {public.url} admin {admin.url}", flush=True)
+        await _wait_for_signal()
+        log.info("%s stopping", what)
+        await public.stop()
+        await admin.stop()
+
+    _run(serve())
+    return 0
 
 
 def _cmd_origin(args: argparse.Namespace) -> int:

@@ -1,0 +1,198 @@
+"""The admin listener: Prometheus metrics, JSON and the dashboard, never on the public port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge.admin import build_admin_app
+from edge.metrics import EdgeMetrics, TopObjects
+from tests.edge.conftest import EdgeRig
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+async def admin_url(rig: EdgeRig, serve: Callable[..., Any]) -> str:
+    flow = rig.app.flow
+    flow.metrics.bind_store("memory", flow.store)  # idempotent, whether or not the flow binds it
+    server = await serve(build_admin_app(flow), name="admin")
+    url: str = server.url
+    return url
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text page, by name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def a_miss_and_two_hits(rig: EdgeRig) -> None:
+    rig.origin.set("/a", b"hello")
+    for _ in range(3):
+        assert (await rig.get("/a")).status_code == 200
+    assert rig.origin.hits["/a"] == 1
+
+
+async def test_public_port_never_serves_metrics_or_dashboard(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    await admin_url(rig, serve)
+    await a_miss_and_two_hits(rig)
+    for path in ("/metrics", "/metrics.json", "/_cdn/metrics", "/_cdn/metrics.json", "/_cdn/", "/"):
+        resp = await rig.get(path)
+        assert resp.status_code == 404, path
+        assert "cdn_edge_" not in resp.text and "hit_ratio" not in resp.text and "<svg" not in resp.text, path
+    assert set(rig.origin.hits) == {"/a", "/metrics", "/metrics.json", "/"}  # the origin's own 404s
+    assert (await rig.get("/_cdn/health")).json() == {"edge": "edge-test", "status": "ok"}
+
+
+async def test_prometheus_page_counts_a_miss_and_two_hits(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    await a_miss_and_two_hits(rig)
+    resp = await rig.client.get(admin + "/metrics")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    got = samples(resp.text)
+    site = (("distribution", "site"),)
+    assert got["cdn_edge_requests_total", (("cache_status", "miss"), *site)] == 1
+    assert got["cdn_edge_requests_total", (("cache_status", "hit"), *site)] == 2
+    assert got["cdn_edge_responses_total", (("status", "200"),)] == 3
+    assert got["cdn_edge_bytes_sent_total", site] == 3 * len(b"hello")
+    assert got["cdn_edge_hit_ratio", ()] == pytest.approx(2 / 3)
+    assert got["cdn_edge_cache_entries", (("tier", "memory"),)] == 1
+    assert got["cdn_edge_cache_bytes", (("tier", "memory"),)] == rig.app.flow.store.used_bytes > 0
+    assert got["cdn_edge_cache_evictions_total", (("tier", "memory"),)] == 0
+
+
+async def test_json_counts_on_the_admin_port(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    await a_miss_and_two_hits(rig)
+    body = (await rig.client.get(admin + "/metrics.json")).json()
+    assert body["edge"] == "edge-test" and body["requests"]["site"] == {"miss": 1, "hit": 2}
+    assert body["requests_total"] == 3 and body["bytes_out_total"] == 15
+    assert body["origin_requests"] == 1 and rig.origin.hits["/a"] == 1
+    assert body["cache_entries"] == 1 and body["cache"]["memory"]["entries"] == 1
+
+
+async def test_top_objects_are_ordered_by_requests(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    metrics = rig.app.flow.metrics
+    for key, n in (("site:/b", 1), ("site:/a", 3), ("site:/c", 2)):
+        for _ in range(n):
+            metrics.count_object(key, 100)
+    top = (await rig.client.get(admin + "/metrics.json")).json()["top_objects"]
+    assert [(o["key"], o["requests"], o["bytes"]) for o in top] == [
+        ("site:/a", 3, 300), ("site:/c", 2, 200), ("site:/b", 1, 100)
+    ]
+
+
+def test_top_objects_stay_bounded_and_keep_the_heavy_keys() -> None:
+    top = TopObjects(capacity=50)
+    truth: dict[str, int] = {}
+    for i in range(5000):  # 10 % "heavy", 4 % "warm", the rest requested once each
+        key = "heavy" if i % 10 == 0 else ("warm" if i % 25 == 1 else f"once-{i}")
+        top.count(key, 1)
+        truth[key] = truth.get(key, 0) + 1
+        assert len(top) <= 100
+    ranked = top.top(100)
+    assert [key for key, *_ in ranked[:2]] == ["heavy", "warm"]
+    assert top.floor <= 5000 / 50  # the error bound of counting in 50 slots
+    for key, requests, _, error in ranked:
+        assert truth[key] <= requests <= truth[key] + error  # never under, over by at most `error`
+
+
+def test_origin_requests_and_latency_histogram() -> None:
+    metrics = EdgeMetrics()
+    metrics.observe_origin("o", 0.02, 200)
+    metrics.observe_origin("o", 0.3, 503)
+    metrics.observe_origin("o", 31.0, None)
+    got = samples(generate_latest(metrics.registry).decode())
+    o = (("origin", "o"),)
+    assert got["cdn_edge_origin_requests_total", (("origin", "o"), ("outcome", "2xx"))] == 1
+    assert got["cdn_edge_origin_requests_total", (("origin", "o"), ("outcome", "5xx"))] == 1
+    assert got["cdn_edge_origin_requests_total", (("origin", "o"), ("outcome", "failed"))] == 1
+    assert got["cdn_edge_origin_seconds_bucket", (("le", "0.025"), *o)] == 1
+    assert got["cdn_edge_origin_seconds_bucket", (("le", "0.5"), *o)] == 2
+    assert got["cdn_edge_origin_seconds_bucket", (("le", "30.0"), *o)] == 2
+    assert got["cdn_edge_origin_seconds_bucket", (("le", "+Inf"), *o)] == 3
+    assert got["cdn_edge_origin_seconds_count", o] == 3
+    assert got["cdn_edge_origin_seconds_sum", o] == pytest.approx(31.32)
+    assert metrics.origin_requests == 3
+
+
+def test_each_edge_has_its_own_registry() -> None:
+    first, second = EdgeMetrics(), EdgeMetrics()
+    first.count("site", "hit", 200, 10)
+    assert 'cdn_edge_requests_total{cache_status="hit",distribution="site"} 1.0' in generate_latest(first.registry).decode()
+    assert "cdn_edge_requests_total{" not in generate_latest(second.registry).decode()
+
+
+async def test_dashboard_is_one_page_with_no_external_requests(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    resp = await rig.client.get(admin + "/")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert "connect-src 'self'" in resp.headers["content-security-policy"]
+    html = resp.text
+    assert "<title>edge edge-test</title>" in html and 'fetch("metrics.json"' in html
+    assert not re.search(r"https?:|//[a-z0-9]", html, re.IGNORECASE), "the page must not name another host"
+    assert not re.search(r"\b(src|href)\s*=", html), "the page loads nothing else"
+    assert re.search(r"setTimeout\(poll, POLL_MS\)", html) and "POLL_MS = 2000" in html
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+async def test_dashboard_renders_in_headless_chromium(rig: EdgeRig, serve: Callable[..., Any], tmp_path: Path) -> None:
+    admin = await admin_url(rig, serve)
+    await a_miss_and_two_hits(rig)
+    rig.app.flow.metrics.count_object("site:/a", 5)
+    proc = await asyncio.create_subprocess_exec(
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+        "--virtual-time-budget=5000", "--dump-dom", admin + "/",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    dom, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = dom.decode()
+    assert 'data-polls="' in text, "the page never polled /metrics.json"
+    assert "66.7 %" in text and "site:/a" in text
+    assert "cannot reach the edge" not in text
+
+
+def test_cdn_edge_serves_admin_on_its_own_listener(tmp_path: Path) -> None:
+    config = tmp_path / "cdn.toml"
+    config.write_text(
+        '[origins.o]\nurl = "http://127.0.0.1:9"\n'
+        '[edges.e]\nlisten = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\n'
+        '[distributions.site]\ndomains = ["localhost"]\norigin = "o"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "web_dist.cli", "--log-level", "warning", "edge", "--config", str(config), "--name", "e"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"ready edge e (http://\S+) admin (http://\S+)\n", line)
+        assert match, line
+        public, admin = match.groups()
+        assert public != admin
+        assert "cdn_edge_hit_ratio" in httpx.get(admin + "/metrics").text
+        assert httpx.get(public + "/_cdn/metrics").status_code == 404
+        assert httpx.get(public + "/_cdn/health").json()["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
