@@ -40,7 +40,7 @@ TEMP_SUFFIX = ".tmp"
 SCAN_CHUNK = 1024 * 1024
 # Every field but the body (stored raw after the metadata) and the edge's own compressed
 # copies, which are cheaper to recompute than to keep twice on disk.
-NOT_IN_METADATA = {"body", "encoded", "gzip_body"}
+NOT_IN_METADATA = {"body", "encoded", "gzip_body", "wire"}  # made at the edge, not persisted
 PERSISTED = tuple(f for f in fields(CachedResponse) if f.name not in NOT_IN_METADATA)
 PERSISTED_NAMES = frozenset(f.name for f in PERSISTED)
 

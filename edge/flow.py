@@ -12,7 +12,6 @@ a background fetch refreshes it (stale-while-revalidate) and when the origin fai
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from edge import compression
+from edge.access_log import AccessLog
 from edge.cache_key import cache_key, forwarded_headers, forwarded_query
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
+from edge.deliver import RECOMPUTED, Answer, Send, deliver
 from edge.disk_store import DiskStore
-from edge.deliver import Answer, Send, deliver
 from edge.errors import EdgeError, error_body, from_upstream
 from edge.freshness import (
     corrected_initial_age,
@@ -38,7 +38,6 @@ from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamRespo
 from web_dist.behaviors import DistributionIndex, behavior_for
 from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation, Origin
 
-access_log = logging.getLogger("cdn.access")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Result = tuple[int, int, str]  # status, body bytes sent, cache status for the log
 
@@ -57,6 +56,9 @@ CDN_ONLY_HEADERS = frozenset({"cache-status", "x-cache", "surrogate-key", "cache
 STORED_HEADERS_DROP = frozenset({"age", "set-cookie"}) | CDN_ONLY_HEADERS
 UNCACHEABLE_MEMORY = 30.0  # seconds a "not storable" answer sends its key straight to the origin
 MAX_VARY_SPECS = 100_000
+MAX_ROUTES = 10_000
+# Request headers that make a hit more than "send the stored response".
+SHAPING_HEADERS = frozenset({"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"})
 
 
 class ClientGone(Exception):
@@ -115,10 +117,12 @@ class EdgeFlow:
         self._max_object = max(self.store.max_object_bytes, self.disk.max_object_bytes if self.disk is not None else 0)
         self.upstream = upstream or OriginClient(user_agent=f"cdn-edge/{edge.name}")
         self.flights = Coalescer()
+        self.access = AccessLog()
         self._index = DistributionIndex(config.distributions_of(edge.name))
         self._uncacheable: dict[str, float] = {}
         self._vary: dict[str, tuple[str, ...]] = {}  # primary key -> headers its responses vary on
         self._tags: dict[str, set[str]] = {}  # cache tag -> keys stored with it
+        self._routes: dict[tuple[str, str, str], tuple[Distribution, CacheBehavior, str, str, str]] = {}
         self._via_token = f" {edge.name} "
         self._parent = _parent_origin(config, edge)
 
@@ -128,10 +132,12 @@ class EdgeFlow:
             for key, tags in self.disk.tags_at_open.items():
                 self._index_tags(key, tags)
         await self.upstream.start()
+        self.access.start()
 
     async def close(self) -> None:
         await self.flights.close()
         await self.upstream.close()
+        await self.access.close()
         if self.disk is not None:
             await self.disk.close()
 
@@ -175,21 +181,36 @@ class EdgeFlow:
             self._log(req, route, cache, status, sent)
 
     def recv(self, req: EdgeRequest) -> Route:
-        dist = self._index.lookup(req.headers.get("host", ""))
-        if dist is None:
-            host = req.headers.get("host", "")
-            raise EdgeError(421, f"Misdirected Request: edge {self.name} serves no distribution for host {host!r}")
-        if self._via_token in f" {req.headers.get('via', '')} ".replace(",", " "):
+        host = req.headers.get("host", "")
+        memo = (host, req.path, req.query)
+        known = self._routes.get(memo)
+        if known is None:
+            known = self._route(host, req.path, req.query)
+        dist, behavior, decoded, query, primary = known
+        if "via" in req.headers and self._via_token in f" {req.headers['via']} ".replace(",", " "):
             raise EdgeError(508, f"Loop Detected: the request already passed through {self.name}")
-        decoded = _checked_path(req.path)
-        behavior = behavior_for(dist, decoded)
         if req.method not in behavior.allowed_methods:
             allow = ", ".join(sorted(behavior.allowed_methods))
             raise EdgeError(405, f"Method Not Allowed: {req.method} is not allowed for {decoded}", [("allow", allow)])
-        query = forwarded_query(behavior, req.query)
-        forward = forwarded_headers(behavior, req.headers)
-        key = cache_key(dist.id, behavior, req.path, query, forward)
-        return Route(dist, behavior, key, req.path + ("?" + query if query else ""), forward, key)
+        forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
+        if forward or behavior.header_keys:
+            primary = cache_key(dist.id, behavior, req.path, query, forward)
+        return Route(dist, behavior, primary, req.path + ("?" + query if query else ""), forward, primary)
+
+    def _route(self, host: str, path: str, raw_query: str) -> tuple[Distribution, CacheBehavior, str, str, str]:
+        """Distribution, behavior, decoded path, forwarded query and key of a URL, remembered:
+        a hit should not match patterns and parse queries again."""
+        dist = self._index.lookup(host)
+        if dist is None:
+            raise EdgeError(421, f"Misdirected Request: edge {self.name} serves no distribution for host {host!r}")
+        decoded = _checked_path(path)
+        behavior = behavior_for(dist, decoded)
+        query = forwarded_query(behavior, raw_query)
+        known = (dist, behavior, decoded, query, cache_key(dist.id, behavior, path, query, {}))
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        self._routes[(host, path, raw_query)] = known
+        return known
 
     # -- lookup ----------------------------------------------------------------------------
     async def lookup(self, req: EdgeRequest, route: Route, send: Send, *, retry: bool = True) -> Result:
@@ -209,16 +230,32 @@ class EdgeFlow:
         return await self.miss(req, route, send, stale=entry, retry=retry)
 
     async def hit(self, req: EdgeRequest, route: Route, entry: CachedResponse, send: Send, detail: str) -> Result:
-        page = await self._error_page(route.dist, entry.status)
-        if page is not None:
-            entry = _with_page(entry, page)
+        if route.dist.error_pages and entry.status in route.dist.error_pages:
+            page = await self._error_page(route.dist, entry.status)
+            if page is not None:
+                entry = _with_page(entry, page)
         age = int(entry.age(self.clock()))
-        extra = self._stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age)
         coding = None if "range" in req.headers or entry.status != 200 else self._coding(req, route, entry.headers, len(entry.body))
+        if coding is None and entry.status == 200 and req.headers.keys().isdisjoint(SHAPING_HEADERS):
+            return await self._plain_hit(req, entry, send, detail, age)
+        extra = self._stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age)
         body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
         answer = Answer(entry.status, entry.headers, body, len(body))
         status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
         return status, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
+
+    async def _plain_hit(self, req: EdgeRequest, entry: CachedResponse, send: Send, detail: str, age: int) -> Result:
+        """The common hit, with the stored headers encoded once per entry, not per request."""
+        if entry.wire is None:
+            entry.wire = _wire_headers(entry)
+        cache_status = f"{self.name}; {detail}; ttl={int(entry.ttl) - age}"
+        kind = "Hit" if detail.startswith("hit") else "RefreshHit"
+        headers = [*entry.wire, (b"cache-status", cache_status.encode()),
+                   (b"x-cache", f"{kind} from {self.name}".encode()), (b"age", str(age).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        body = b"" if req.method == "HEAD" else entry.body
+        await send({"type": "http.response.body", "body": body})
+        return 200, len(body), "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
     async def _encoded(self, key: str, entry: CachedResponse, coding: str) -> bytes:
         """The body compressed once per entry and coding, kept beside the identity body."""
@@ -599,10 +636,11 @@ class EdgeFlow:
         self.metrics.count(dist, cache, status, sent)
         if route is not None:
             self.metrics.count_object(route.key or route.primary, sent)
-        access_log.info(
-            "%s dist=%s %s %s key=%s cache=%s status=%d bytes=%d time=%.1fms",
-            self.name, dist, req.method, req.path + ("?" + req.query if req.query else ""),
-            (route.key or route.primary) if route else "-", cache, status, sent, ms,
+        target = req.path + ("?" + req.query if req.query else "")
+        key = (route.key or route.primary) if route else "-"
+        self.access.write(
+            f"{self.name} dist={dist} {req.method} {target} key={key} cache={cache} "
+            f"status={status} bytes={sent} time={ms:.1f}ms client={req.client}"
         )
 
 
@@ -682,6 +720,12 @@ def _content_length(headers: Headers) -> int | None:
         if name == "content-length" and value.isdigit():
             return int(value)
     return None
+
+
+def _wire_headers(entry: CachedResponse) -> list[tuple[bytes, bytes]]:
+    skip = RECOMPUTED | {"content-range", "accept-ranges"}
+    out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in entry.headers if k not in skip]
+    return [*out, (b"accept-ranges", b"bytes"), (b"content-length", str(len(entry.body)).encode())]
 
 
 def _page_headers(headers: Headers, page: CachedResponse) -> Headers:

@@ -25,6 +25,8 @@ class CachedResponse:
     stale_while_revalidate: float = 0.0  # RFC 5861 windows, seconds past ttl
     stale_if_error: float | None = None  # None: the origin did not say
     encoded: dict[str, bytes] = field(default_factory=dict, repr=False)  # coding -> body, made at the edge
+    # The headers of a plain 200 hit, encoded for the wire once (made by the flow on first use).
+    wire: list[tuple[bytes, bytes]] | None = field(default=None, repr=False, compare=False)
 
     def age(self, now: float) -> float:
         return self.initial_age + max(0.0, now - self.response_time)

@@ -283,12 +283,14 @@ async def test_one_access_log_line_per_request(rig: EdgeRig, caplog) -> None:
     rig.origin.set("/log", b"12345")
     with caplog.at_level(logging.INFO, logger="cdn.access"):
         await rig.get("/log")
-        await rig.get("/log")
-    lines = [r.getMessage() for r in caplog.records if r.name == "cdn.access"]
+        await rig.get("/log?x=1")
+        rig.app.flow.access.flush()  # lines are written in batches
+    lines = [line for r in caplog.records if r.name == "cdn.access" for line in r.getMessage().splitlines()]
     assert len(lines) == 2
     assert "dist=site" in lines[0] and "key=site:/log" in lines[0] and "cache=miss" in lines[0]
-    assert "status=200" in lines[1] and "bytes=5" in lines[1] and "cache=hit" in lines[1]
-    assert "time=" in lines[1]
+    assert "GET /log?x=1" in lines[1] and "status=200" in lines[1] and "bytes=5" in lines[1]
+    assert "cache=hit" in lines[1] and "time=" in lines[1] and "client=127.0.0.1" in lines[1]
+    assert lines[0][:4].isdigit() and lines[0][23] == "Z"  # each line has its own UTC timestamp
 
 
 async def _until(predicate, limit: float = 10.0) -> None:
