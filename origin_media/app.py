@@ -1,0 +1,118 @@
+"""The media origin: a Starlette app whose lifespan runs the ingest of every configured
+stream (test pattern, file, RTMP, WHIP) and whose routes serve them as LL-HLS.
+
+    /streams                                   JSON: state, protocol, bitrate, age
+    /live/STREAM/master.m3u8                   multivariant playlist
+    /live/STREAM/RENDITION/index.m3u8          media playlist (_HLS_msn/_HLS_part blocking)
+    /live/STREAM/RENDITION/EPOCH/init1.mp4     init segment (one per publisher session)
+    /live/STREAM/RENDITION/EPOCH/seg7.m4s      segment;  part7.2.m4s: part
+    /live/STREAM/stream.ts                     MPEG-TS feed (H.264 without B-frames + Opus)
+    POST /whip/STREAM, DELETE /whip/STREAM/ID  WebRTC ingest (RFC 9725)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from .routes import MediaRoutes
+from .settings import MediaOriginSettings, StreamSettings
+from .sources.file import FileSource
+from .sources.rtmp import RtmpIngest
+from .sources.testpattern import TestPattern, TestPatternSettings
+from .sources.whip import WhipIngest
+from .stream import LiveStream, WindowSettings
+
+__all__ = ["MediaOriginSettings", "build_media_origin_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Running:
+    """What the lifespan started and must stop."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    rtmp: RtmpIngest | None = None
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+
+def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
+    streams: dict[str, LiveStream] = {}
+    routes = MediaRoutes(streams)
+    whip = WhipIngest(streams, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        window = WindowSettings(settings.segment_seconds, settings.part_seconds,
+                                settings.listed_seconds)
+        for config in settings.streams:
+            streams[config.name] = LiveStream(config.name, config.source, window, loop)
+        running = _Running()
+        await _start_sources(settings, streams, running)
+        app.state.rtmp = running.rtmp
+        try:
+            yield
+        finally:
+            await _stop_sources(running, whip)
+
+    return Starlette(
+        routes=[
+            Route("/streams", routes.list_streams),
+            Route("/live/{stream}/master.m3u8", routes.multivariant),
+            Route("/live/{stream}/stream.ts", routes.ts_feed),
+            Route("/live/{stream}/{rendition}/index.m3u8", routes.media_playlist),
+            Route("/live/{stream}/{rendition}/{epoch}/{name}", routes.media_object),
+            Route("/whip/{stream}", whip.offer, methods=["POST", "OPTIONS"]),
+            Route("/whip/{stream}/{session}", whip.delete, methods=["DELETE", "PATCH"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveStream],
+                         running: _Running) -> None:
+    for config in settings.streams:
+        stream = streams[config.name]
+        if config.source == "test":
+            pattern = TestPattern(_pattern_settings(config, settings))
+            running.spawn(f"test-{config.name}", partial(pattern.run, stream, running.stop))
+        elif config.source == "file":
+            assert config.path is not None
+            source = FileSource(config.path)
+            running.spawn(f"file-{config.name}", partial(source.run, stream, running.stop))
+    keys = {c.key: streams[c.name] for c in settings.streams if c.source == "rtmp" and c.key}
+    if keys:
+        running.rtmp = RtmpIngest(settings.rtmp_listen, keys)
+        await running.rtmp.start()
+
+
+def _pattern_settings(config: StreamSettings, settings: MediaOriginSettings) -> TestPatternSettings:
+    # one keyframe per segment: segments come out exactly on target
+    return TestPatternSettings(config.width, config.height, config.fps,
+                               settings.segment_seconds, config.bitrate)
+
+
+async def _stop_sources(running: _Running, whip: WhipIngest) -> None:
+    running.stop.set()
+    await whip.close()
+    if running.rtmp is not None:
+        await running.rtmp.stop()
+    for thread in running.threads:
+        await asyncio.to_thread(thread.join, 5)
+        if thread.is_alive():
+            log.warning("source thread %s did not stop", thread.name)

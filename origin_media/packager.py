@@ -1,0 +1,254 @@
+"""Packets in, CMAF init / parts / segments out: the LL-HLS cutting rules.
+
+`CmafPackager` is synchronous and does no I/O: every call returns the events it produced, and
+the caller (the ingest thread) hands them to the event loop. Rules:
+- a segment starts only on a keyframe of the lead track (video, else the first track), once the
+  open one has reached its target duration;
+- a part is closed before a sample that would carry it past the part target, so every part
+  but a segment's last is within (PART-TARGET - one frame, PART-TARGET];
+- each lead sample becomes its own moof+mdat chunk (with the other tracks' queued samples), so a
+  part in progress can be streamed out frame by frame to a client holding its preload hint.
+A lead sample is emitted when the next one arrives, because only then is its duration known.
+Timestamps are shifted so that every session continues the previous one's timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import fmp4
+from .media import MediaPacket, SessionStart, Track
+
+
+@dataclass(frozen=True)
+class InitReady:
+    init_id: int
+    data: bytes = field(repr=False)
+    tracks: tuple[Track, ...] = field(repr=False, default=())
+
+
+@dataclass(frozen=True)
+class SegmentOpened:
+    msn: int
+    init_id: int
+    discontinuity: bool
+    program_date_time: float
+
+
+@dataclass(frozen=True)
+class PartOpened:
+    msn: int
+    index: int
+    independent: bool
+
+
+@dataclass(frozen=True)
+class ChunkReady:
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PartClosed:
+    duration: float
+
+
+@dataclass(frozen=True)
+class SegmentClosed:
+    duration: float
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    pass
+
+
+PackagerEvent = (
+    InitReady | SegmentOpened | PartOpened | ChunkReady | PartClosed | SegmentClosed | SessionEnded
+)
+
+_AUDIO_RESYNC_SECONDS = 0.1  # audio timestamps further off than this are a real gap
+
+
+@dataclass
+class _Pending:
+    time: int
+    offset: int
+    sync: bool
+    data: bytes
+
+
+class CmafPackager:
+    """Cuts one rendition; one instance lives as long as the live stream (across sessions)."""
+
+    def __init__(self, segment_seconds: float, part_seconds: float) -> None:
+        self.segment_seconds = segment_seconds
+        self.part_seconds = part_seconds
+        self._sessions = 0
+        self._msn = -1
+        self._sequence = 0
+        self._next_time: dict[int, int] = {}  # per track index: end of the last sample
+        self._reset_session()
+
+    def _reset_session(self) -> None:
+        self._tracks: tuple[Track, ...] = ()
+        self._lead = 0
+        self._shift: float | None = None  # seconds added to source time to reach our timeline
+        self._pending: _Pending | None = None
+        self._queued: dict[int, list[fmp4.Sample]] = {}
+        self._segment_start: int | None = None
+        self._part_start = 0
+        self._part_index = 0
+        self._last_duration = 0
+        self._origin = 0
+        self._wall_clock = 0.0
+
+    # ---- session lifecycle -----------------------------------------------------------------
+
+    def start_session(self, start: SessionStart) -> list[PackagerEvent]:
+        self._reset_session()
+        self._sessions += 1
+        self._tracks = start.tracks
+        self._lead = next((i for i, t in enumerate(start.tracks) if t.kind == "video"), 0)
+        self._queued = {i: [] for i in range(len(start.tracks)) if i != self._lead}
+        self._wall_clock = start.wall_clock
+        return [InitReady(self._sessions, fmp4.init_segment(start.tracks), start.tracks)]
+
+    def end_session(self) -> list[PackagerEvent]:
+        events: list[PackagerEvent] = []
+        if self._pending is not None:
+            self._place(self._pending, self._last_duration or self._default_duration(), events)
+            self._pending = None
+        if self._segment_start is not None:
+            self._flush_queued(events)
+            self._close_segment(events)
+        self._segment_start = None
+        events.append(SessionEnded())
+        return events
+
+    # ---- packets ---------------------------------------------------------------------------
+
+    def push(self, packet: MediaPacket) -> list[PackagerEvent]:
+        events: list[PackagerEvent] = []
+        if packet.track == self._lead:
+            self._push_lead(packet, events)
+        elif self._shift is not None and packet.track in self._queued:
+            self._push_other(packet)
+        return events
+
+    def _push_lead(self, packet: MediaPacket, events: list[PackagerEvent]) -> None:
+        if self._shift is None:
+            if not packet.keyframe:
+                return  # a stream can only start at a keyframe
+            self._anchor(packet)
+        time, offset = self._map(packet)
+        pending = self._pending
+        if pending is not None:
+            duration = time - pending.time
+            if duration <= 0:  # broken timestamps: keep the timeline moving anyway
+                duration = self._last_duration or self._default_duration()
+                time = pending.time + duration
+            self._place(pending, duration, events)
+        self._pending = _Pending(time, offset, packet.keyframe, packet.data)
+
+    def _push_other(self, packet: MediaPacket) -> None:
+        track = self._tracks[packet.track]
+        scale = fmp4.timescale(track)
+        actual = self._scaled(packet.dts, track)
+        expected = self._next_time.get(packet.track, actual)
+        # Audio durations are exact sample counts; source timestamps (FLV: milliseconds) are
+        # not, so follow our own count unless the source really jumped.
+        time = expected if abs(actual - expected) <= _AUDIO_RESYNC_SECONDS * scale else actual
+        if time < self._next_time.get(packet.track, 0):
+            return  # overlaps what is already out (e.g. audio from before the first keyframe)
+        duration = track.frame_samples * scale // (track.sample_rate or scale)
+        self._queued[packet.track].append(fmp4.Sample(time, duration, 0, True, packet.data))
+        self._next_time[packet.track] = time + duration
+
+    # ---- timeline --------------------------------------------------------------------------
+
+    def _anchor(self, first: MediaPacket) -> None:
+        """Choose the shift that puts this session right after the previous one."""
+        lead = self._tracks[self._lead]
+        source_seconds = float(first.dts * lead.time_base)
+        resume_seconds = max(
+            (end / fmp4.timescale(self._tracks[i]) for i, end in self._next_time.items()
+             if i < len(self._tracks)),
+            default=0.0,
+        )
+        self._shift = resume_seconds - source_seconds
+        self._origin = self._scaled(first.dts, lead)
+
+    def _scaled(self, ticks: int, track: Track) -> int:
+        assert self._shift is not None
+        return round((float(ticks * track.time_base) + self._shift) * fmp4.timescale(track))
+
+    def _map(self, packet: MediaPacket) -> tuple[int, int]:
+        lead = self._tracks[self._lead]
+        time = self._scaled(packet.dts, lead)
+        return time, self._scaled(packet.pts, lead) - time
+
+    def _default_duration(self) -> int:
+        return fmp4.timescale(self._tracks[self._lead]) // 25
+
+    # ---- cutting ---------------------------------------------------------------------------
+
+    def _place(self, sample: _Pending, duration: int, events: list[PackagerEvent]) -> None:
+        scale = fmp4.timescale(self._tracks[self._lead])
+        if self._segment_start is None:
+            self._open_segment(sample.time, events)
+        elif sample.sync and sample.time - self._segment_start >= (
+            self.segment_seconds * scale - duration / 2
+        ):
+            self._flush_queued(events)
+            self._close_segment(events)
+            self._open_segment(sample.time, events)
+        elif sample.time + duration - self._part_start > self.part_seconds * scale + 1:
+            self._flush_queued(events)
+            self._close_part(sample.time, events)
+            self._open_part(sample.time, sample.sync, events)
+        self._last_duration = duration
+        self._next_time[self._lead] = sample.time + duration
+        lead = fmp4.Sample(sample.time, duration, sample.offset, sample.sync, sample.data)
+        self._emit_chunk([fmp4.TrackRun(self._lead + 1, (lead,)), *self._drain_queued()], events)
+
+    def _open_segment(self, time: int, events: list[PackagerEvent]) -> None:
+        scale = fmp4.timescale(self._tracks[self._lead])
+        self._msn += 1
+        self._segment_start = time
+        pdt = self._wall_clock + (time - self._origin) / scale
+        discontinuity = self._sessions > 1 and time == self._origin
+        events.append(SegmentOpened(self._msn, self._sessions, discontinuity, pdt))
+        self._part_index = -1
+        self._open_part(time, True, events)
+
+    def _open_part(self, time: int, independent: bool, events: list[PackagerEvent]) -> None:
+        self._part_index += 1
+        self._part_start = time
+        events.append(PartOpened(self._msn, self._part_index, independent))
+
+    def _close_part(self, time: int, events: list[PackagerEvent]) -> None:
+        scale = fmp4.timescale(self._tracks[self._lead])
+        events.append(PartClosed((time - self._part_start) / scale))
+
+    def _close_segment(self, events: list[PackagerEvent]) -> None:
+        assert self._segment_start is not None
+        end = self._next_time[self._lead]
+        self._close_part(end, events)
+        scale = fmp4.timescale(self._tracks[self._lead])
+        events.append(SegmentClosed((end - self._segment_start) / scale))
+
+    def _drain_queued(self) -> list[fmp4.TrackRun]:
+        runs = [fmp4.TrackRun(i + 1, tuple(samples)) for i, samples in self._queued.items() if samples]
+        for samples in self._queued.values():
+            samples.clear()
+        return runs
+
+    def _flush_queued(self, events: list[PackagerEvent]) -> None:
+        """Queued audio belongs before the boundary about to be cut."""
+        runs = self._drain_queued()
+        if runs:
+            self._emit_chunk(runs, events)
+
+    def _emit_chunk(self, runs: list[fmp4.TrackRun], events: list[PackagerEvent]) -> None:
+        self._sequence += 1
+        events.append(ChunkReady(fmp4.fragment(self._sequence, runs)))

@@ -1,0 +1,178 @@
+"""HTTP handlers of the media origin: playlists (with blocking reload), init, segments,
+parts (held and streamed while in progress), the TS feed, and the list of streams.
+
+Cache-Control is chosen here, in one table: media objects never change once named (the stream
+epoch in their path sees to that), playlists live about one part duration.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from . import playlist as pl
+from .stream import LiveStream
+from .window import LiveWindow, Part
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+M3U8 = "application/vnd.apple.mpegurl"
+SOURCE_RENDITION = "source"
+_PART = re.compile(r"^part(\d+)\.(\d+)\.m4s$")
+_SEGMENT = re.compile(r"^seg(\d+)\.m4s$")
+_INIT = re.compile(r"^init(\d+)\.mp4$")
+
+StreamLookup = Callable[[str], LiveStream | None]
+
+
+def playlist_cache_control(part_seconds: float) -> str:
+    return f"public, max-age={max(1, math.floor(part_seconds))}"
+
+
+def not_found(what: str) -> Response:
+    return PlainTextResponse(f"{what} not found\n", 404, headers={"Cache-Control": "no-store"})
+
+
+class MediaRoutes:
+    def __init__(self, streams: Mapping[str, LiveStream]) -> None:
+        self.streams = streams
+
+    def _window(self, request: Request) -> tuple[LiveStream, LiveWindow] | None:
+        stream = self.streams.get(request.path_params["stream"])
+        if stream is None or request.path_params.get("rendition", SOURCE_RENDITION) != SOURCE_RENDITION:
+            return None
+        return stream, stream.window
+
+    # ---- /streams --------------------------------------------------------------------------
+
+    async def list_streams(self, request: Request) -> Response:
+        body = [stream.describe() for stream in self.streams.values()]
+        return JSONResponse({"streams": body}, headers={"Cache-Control": "no-store"})
+
+    # ---- playlists -------------------------------------------------------------------------
+
+    async def multivariant(self, request: Request) -> Response:
+        stream = self.streams.get(request.path_params["stream"])
+        if stream is None or not stream.window.tracks:
+            return not_found("stream")
+        variant = pl.VariantStream(
+            f"{SOURCE_RENDITION}/index.m3u8", _bandwidth(stream.window), _codecs(stream.window),
+            *_resolution(stream.window),
+        )
+        return Response(pl.render_multivariant([variant]), headers=self._playlist_headers(stream))
+
+    async def media_playlist(self, request: Request) -> Response:
+        found = self._window(request)
+        if found is None or not found[1].segments:
+            return not_found("playlist")
+        stream, window = found
+        try:
+            msn, part = _directives(request)
+        except ValueError as exc:
+            return PlainTextResponse(f"{exc}\n", 400)
+        if msn is not None:
+            if window.too_far_ahead(msn, part):
+                return PlainTextResponse("_HLS_msn/_HLS_part too far ahead of the live edge\n", 400)
+            # RFC 8216bis 6.2.5.2: hold until the playlist has it, for at most 3 target durations
+            if not await window.wait_until(lambda: window.has(msn, part), 3 * window.target_duration):
+                return PlainTextResponse("not produced in time\n", 503, headers={"Retry-After": "1"})
+        return Response(pl.render_media(window.playlist()), headers=self._playlist_headers(stream))
+
+    def _playlist_headers(self, stream: LiveStream) -> dict[str, str]:
+        return {"Content-Type": M3U8, "Cache-Control": playlist_cache_control(stream.window.part_seconds)}
+
+    # ---- media objects ---------------------------------------------------------------------
+
+    async def media_object(self, request: Request) -> Response:
+        found = self._window(request)
+        if found is None or request.path_params["epoch"] != found[0].epoch:
+            return not_found("object")
+        window = found[1]
+        name = request.path_params["name"]
+        if match := _PART.match(name):
+            return await self._part(window, int(match[1]), int(match[2]))
+        if match := _SEGMENT.match(name):
+            return await self._segment(window, int(match[1]))
+        if (match := _INIT.match(name)) and int(match[1]) in window.inits:
+            return Response(window.inits[int(match[1])], media_type="video/mp4",
+                            headers={"Cache-Control": IMMUTABLE})
+        return not_found("object")
+
+    async def _part(self, window: LiveWindow, msn: int, index: int) -> Response:
+        part = window.part(msn, index)
+        if part is None and window.may_appear(msn, index):
+            # the preload hint (or the one after it): hold the request until the part starts
+            await window.wait_until(lambda: window.part(msn, index) is not None,
+                                    2 * window.target_duration)
+            part = window.part(msn, index)
+        if part is None:
+            return not_found("part")
+        if part.duration is not None:
+            return Response(b"".join(part.chunks), media_type="video/mp4",
+                            headers={"Cache-Control": IMMUTABLE})
+        return StreamingResponse(_part_body(window, part), media_type="video/mp4",
+                                 headers={"Cache-Control": IMMUTABLE})
+
+    async def _segment(self, window: LiveWindow, msn: int) -> Response:
+        segment = window.segment(msn)
+        if segment is not None and segment.duration is None:
+            await window.wait_until(lambda: segment.duration is not None or window.ended,
+                                    2 * window.target_duration)
+        if segment is None or segment.duration is None:
+            return not_found("segment")
+        return Response(segment.data(), media_type="video/mp4", headers={"Cache-Control": IMMUTABLE})
+
+    # ---- TS feed ---------------------------------------------------------------------------
+
+    async def ts_feed(self, request: Request) -> Response:
+        stream = self.streams.get(request.path_params["stream"])
+        if stream is None or stream.state != "live":
+            return not_found("live stream")
+        return StreamingResponse(stream.ts.read(), media_type="video/mp2t",
+                                 headers={"Cache-Control": "no-store"})
+
+
+async def _part_body(window: LiveWindow, part: Part) -> AsyncIterator[bytes]:
+    async for chunk in window.stream_part(part, 2 * window.target_duration):
+        yield chunk
+
+
+def _directives(request: Request) -> tuple[int | None, int | None]:
+    """`_HLS_msn` / `_HLS_part` as integers; a part without an msn is a client error."""
+    raw_msn = request.query_params.get("_HLS_msn")
+    raw_part = request.query_params.get("_HLS_part")
+    if raw_msn is None:
+        if raw_part is not None:
+            raise ValueError("_HLS_part without _HLS_msn")
+        return None, None
+    if not raw_msn.isdigit() or (raw_part is not None and not raw_part.isdigit()):
+        raise ValueError("_HLS_msn and _HLS_part are non-negative integers")
+    return int(raw_msn), None if raw_part is None else int(raw_part)
+
+
+def _codecs(window: LiveWindow) -> str:
+    codecs = []
+    for track in window.tracks:
+        if track.codec == "h264":
+            codecs.append("avc1." + track.extradata[1:4].hex())
+        elif track.codec == "aac":
+            object_type = track.extradata[0] >> 3 if track.extradata else 2
+            codecs.append(f"mp4a.40.{object_type}")
+    return ",".join(codecs)
+
+
+def _resolution(window: LiveWindow) -> tuple[int, int]:
+    video = next((t for t in window.tracks if t.kind == "video"), None)
+    return (video.width, video.height) if video else (0, 0)
+
+
+def _bandwidth(window: LiveWindow) -> int:
+    """Peak segment bitrate in the window (BANDWIDTH is a peak), with a floor before any."""
+    rates = [
+        sum(p.size for p in s.parts) * 8 / s.duration
+        for s in window.segments if s.duration
+    ]
+    return int(max(rates, default=1_000_000))

@@ -1,0 +1,103 @@
+"""Configuration of the media origin: frozen values, checked loudly when read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SOURCE_KINDS = ("rtmp", "test", "file", "whip")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    name: str
+    source: str  # one of SOURCE_KINDS
+    key: str | None = field(default=None, repr=False)  # RTMP stream key / WHIP bearer token
+    path: str | None = None  # file source
+    width: int = 640  # test source
+    height: int = 360
+    fps: int = 25
+    bitrate: int = 800_000
+
+
+@dataclass(frozen=True)
+class MediaOriginSettings:
+    streams: tuple[StreamSettings, ...] = ()
+    rtmp_listen: str = "127.0.0.1:1935"
+    segment_seconds: float = 2.0
+    part_seconds: float = 0.5
+    window_seconds: float = 12.0
+    dvr_seconds: float = 0.0  # >0: list (and keep) this much instead of window_seconds
+
+    @property
+    def listed_seconds(self) -> float:
+        return max(self.window_seconds, self.dvr_seconds)
+
+    def stream(self, name: str) -> StreamSettings | None:
+        return next((s for s in self.streams if s.name == name), None)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, where: str) -> MediaOriginSettings:
+        known = {"streams", "rtmp_listen", "segment_seconds", "part_seconds", "window_seconds",
+                 "dvr_seconds"}
+        for key in options:
+            if key not in known:
+                raise ValueError(f"{where}.{key}: unknown option (known: {', '.join(sorted(known))})")
+        segment = _number(options, "segment_seconds", 2.0, where, 0.5, 30)
+        part = _number(options, "part_seconds", 0.5, where, 0.1, segment)
+        window = _number(options, "window_seconds", max(12.0, 3 * segment), where, 2 * segment, 3600)
+        dvr = _number(options, "dvr_seconds", 0.0, where, 0, 6 * 3600)
+        listen = options.get("rtmp_listen", "127.0.0.1:1935")
+        if not isinstance(listen, str) or not re.match(r"^\[?[0-9A-Za-z.:-]*\]?:\d+$", listen):
+            raise ValueError(f"{where}.rtmp_listen: expected HOST:PORT, got {listen!r}")
+        streams = _streams(options.get("streams", {}), f"{where}.streams")
+        return cls(streams, listen, segment, part, window, dvr)
+
+
+def _number(options: Mapping[str, Any], key: str, default: float, where: str,
+            low: float, high: float) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}.{key}: expected a number of seconds, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{where}.{key}: {value} is outside [{low}, {high}]")
+    return float(value)
+
+
+def _streams(raw: Any, where: str) -> tuple[StreamSettings, ...]:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a table of streams")
+    streams = tuple(_stream(name, body, f"{where}.{name}") for name, body in raw.items())
+    keys = [s.key for s in streams if s.source == "rtmp"]
+    if len(keys) != len(set(keys)):
+        raise ValueError(f"{where}: two RTMP streams share a stream key")
+    return streams
+
+
+def _stream(name: str, body: Any, where: str) -> StreamSettings:
+    if not _NAME.match(name):
+        raise ValueError(f"{where}: stream names are letters, digits, '-' and '_'")
+    if not isinstance(body, Mapping):
+        raise ValueError(f"{where}: expected a table")
+    source = body.get("source")
+    if source not in SOURCE_KINDS:
+        raise ValueError(f"{where}.source: expected one of {', '.join(SOURCE_KINDS)}, got {source!r}")
+    key = body.get("key")
+    if source == "rtmp" and (not isinstance(key, str) or not key):
+        raise ValueError(f"{where}.key: an RTMP stream needs a stream key")
+    if key is not None and (not isinstance(key, str) or not re.match(r"^[\x21-\x7e]{1,128}$", key)):
+        raise ValueError(f"{where}.key: printable ASCII without spaces, at most 128 characters")
+    path = body.get("path")
+    if source == "file" and (not isinstance(path, str) or not path):
+        raise ValueError(f"{where}.path: a file source needs the path of a media file")
+    sizes = {k: body.get(k, d) for k, d in (("width", 640), ("height", 360), ("fps", 25),
+                                             ("bitrate", 800_000))}
+    for k, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{where}.{k}: expected a positive integer, got {v!r}")
+    if sizes["width"] % 2 or sizes["height"] % 2:
+        raise ValueError(f"{where}.width: width and height must be even (4:2:0 video)")
+    return StreamSettings(name, source, key, path, **sizes)

@@ -1,0 +1,227 @@
+"""RTMP push ingest at rtmp://HOST:PORT/live/STREAM_KEY.
+
+FFmpeg's listen mode does the RTMP conversation and FLV demuxing, but it serves a single
+client per `av.open` and accepts whatever key the client names (a mismatch is only a log
+warning, and PyAV does not tell us the key). So this module owns the public port: each
+client connection gets its own FFmpeg listener on an ephemeral loopback port, and bytes are
+relayed between the two while `CommandSniffer` reads the client's commands. The key is checked
+before the command naming it is forwarded: a wrong key (or a stream already being published)
+closes the connection, is logged, and creates nothing. Garbage on the port only ever reaches
+that connection's own listener, so other streams never notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import av
+
+from ..media import SessionStart
+from . import SessionSink
+from .demux import map_tracks, to_media_packet
+from .rtmp_sniff import CommandSniffer, Publish, RtmpProtocolError
+
+log = logging.getLogger(__name__)
+
+APP = "live"
+SNIFF_LIMIT = 256 * 1024  # bytes a client may send before naming its key
+IDLE_SECONDS = 10.0  # a publisher silent this long is gone (no FIN on a cut network)
+LISTENER_WAIT = 5.0
+
+
+class Publishable(SessionSink, Protocol):
+    name: str
+
+    def claim(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass
+class _Connection:
+    peer: str
+    stream: Publishable | None = None
+    started: bool = False
+
+
+class RtmpIngest:
+    def __init__(self, listen: str, keys: Mapping[str, Publishable]) -> None:
+        host, _, port = listen.rpartition(":")
+        self.host, self.port = host.strip("[]") or "127.0.0.1", int(port)
+        self._keys = dict(keys)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._threads: set[threading.Thread] = set()
+        self.refused = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_client, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("RTMP ingest on rtmp://%s:%d/%s/KEY", self.host, self.port, APP)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for thread in list(self._threads):
+            await asyncio.to_thread(thread.join, 5)
+
+    # ---- one client ------------------------------------------------------------------------
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        host, port = writer.get_extra_info("peername")[:2]
+        peer = f"{host}:{port}"
+        conn = _Connection(peer)
+        try:
+            port = _free_port()
+            self._spawn_listener(port, conn)
+            up_reader, up_writer = await _connect(port)
+            try:
+                await _first_done(
+                    self._client_to_ffmpeg(reader, up_writer, conn),
+                    _pipe(up_reader, writer),
+                )
+            finally:
+                up_writer.close()
+        except (OSError, TimeoutError) as exc:
+            log.warning("RTMP client %s: %s", peer, exc)
+        finally:
+            writer.close()
+            self._tasks.discard(task)
+            if conn.stream is not None and not conn.started:
+                conn.stream.release()  # claimed, but FFmpeg never got as far as a session
+
+    async def _client_to_ffmpeg(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter,
+                                conn: _Connection) -> None:
+        sniffer: CommandSniffer | None = CommandSniffer()
+        seen = 0
+        while data := await asyncio.wait_for(reader.read(65536), IDLE_SECONDS):
+            if sniffer is not None:
+                seen += len(data)
+                publish = self._sniff(sniffer, data, seen, conn)
+                if publish is not None:
+                    if not self._admit(publish, conn):
+                        return
+                    sniffer = None  # decided: from here on, bytes are just relayed
+            upstream.write(data)
+            await upstream.drain()
+
+    def _sniff(self, sniffer: CommandSniffer, data: bytes, seen: int,
+               conn: _Connection) -> Publish | None:
+        try:
+            publish = sniffer.feed(data)
+        except (RtmpProtocolError, IndexError, struct.error) as exc:
+            self.refused += 1
+            raise OSError(f"refused: not a well-formed RTMP publisher ({exc})") from exc
+        if publish is None and seen > SNIFF_LIMIT:
+            self.refused += 1
+            raise OSError("refused: no stream key within the first 256 KiB")
+        return publish
+
+    def _admit(self, publish: Publish, conn: _Connection) -> bool:
+        stream = self._keys.get(publish.key)
+        if publish.app != APP or stream is None:
+            self.refused += 1
+            # the key itself is a secret: log its length only
+            log.warning("RTMP client %s refused: unknown app/key (app=%r, key of %d chars)",
+                        conn.peer, publish.app, len(publish.key))
+            return False
+        if not stream.claim():
+            self.refused += 1
+            log.warning("RTMP client %s refused: stream %s already has a publisher",
+                        conn.peer, stream.name)
+            return False
+        conn.stream = stream
+        log.info("RTMP client %s publishing to stream %s", conn.peer, stream.name)
+        return True
+
+    # ---- FFmpeg side (a thread per connection) ---------------------------------------------
+
+    def _spawn_listener(self, port: int, conn: _Connection) -> None:
+        thread = threading.Thread(target=self._ingest, args=(port, conn), daemon=True,
+                                  name=f"rtmp-{conn.peer}")
+        self._threads.add(thread)
+        thread.start()
+
+    def _ingest(self, port: int, conn: _Connection) -> None:
+        try:
+            self._read(port, conn)
+        except (OSError, av.FFmpegError, ValueError) as exc:
+            log.debug("RTMP listener for %s ended: %s", conn.peer, exc)
+        finally:
+            self._threads.discard(threading.current_thread())
+
+    def _read(self, port: int, conn: _Connection) -> None:
+        url = f"rtmp://127.0.0.1:{port}/{APP}/relay"
+        options = {"listen": "1", "timeout": str(int(LISTENER_WAIT) + 5)}
+        with av.open(url, "r", options=options) as container:
+            stream = conn.stream
+            if stream is None:
+                return  # only reachable if the relay admitted nobody
+            mapping = map_tracks(container)
+            conn.started = True
+            stream.start(SessionStart(mapping.tracks, "rtmp", time.time()))
+            try:
+                for packet in container.demux():
+                    media = to_media_packet(packet, mapping)
+                    if media is not None:
+                        stream.packet(media)
+            except (OSError, av.FFmpegError) as exc:
+                # FFmpeg raises EIO when the publisher leaves: the normal end of a session
+                log.info("RTMP publisher %s left stream %s (%s)", conn.peer, stream.name, exc)
+            finally:
+                stream.end()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the FFmpeg listener once it is up (it binds a moment after the thread starts)."""
+    deadline = time.monotonic() + LISTENER_WAIT
+    delay = 0.002
+    while True:
+        try:
+            return await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+
+
+async def _first_done(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run both directions; when either ends, stop the other (and surface its error)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError, TimeoutError):
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,73 @@
+"""An RTMP publisher made with PyAV, for the tests: a moving picture and a tone, in real time.
+
+Always run as a process (`python -m tests.origin_media.publisher URL SECONDS [BFRAMES]`):
+PyAV holds the GIL while its RTMP client handshakes, which would freeze an event loop in the
+same process; a process can also be killed to make a publisher vanish without a goodbye.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from fractions import Fraction
+
+import av
+
+WIDTH, HEIGHT, FPS, RATE = 320, 180, 25, 48_000
+
+
+def publish(url: str, seconds: float, *, stop: threading.Event | None = None,
+            bframes: int = 0, gop: int = FPS) -> int:
+    """Publish for `seconds` (or until `stop`); returns the number of video frames sent."""
+    out = av.open(url, "w", format="flv")
+    options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
+               "bf": str(bframes), "threads": "1"}
+    video = out.add_stream("libx264", rate=FPS, options=options)
+    video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    audio = out.add_stream("aac", rate=RATE)
+    audio.layout = "mono"
+    frames = round(seconds * FPS)
+    start, samples = time.monotonic(), 0
+    try:
+        for index in range(frames):
+            if stop is not None and stop.is_set():
+                break
+            delay = start + index / FPS - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for packet in video.encode(_picture(index)):
+                out.mux(packet)
+            while samples < (index + 1) * RATE / FPS:
+                for packet in audio.encode(_tone(samples)):
+                    out.mux(packet)
+                samples += 1024
+        for stream in (video, audio):
+            for packet in stream.encode(None):  # flush: frames still in the encoders
+                out.mux(packet)
+    finally:
+        out.close()
+    return frames
+
+
+def _picture(index: int) -> av.VideoFrame:
+    frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+    row = bytes((x + index * 4) % 256 for x in range(frame.planes[0].line_size))
+    frame.planes[0].update(row * HEIGHT)
+    for plane in frame.planes[1:]:
+        plane.update(bytes([(index * 2) % 256]) * plane.buffer_size)
+    frame.pts = index
+    frame.time_base = Fraction(1, FPS)
+    return frame
+
+
+def _tone(start: int) -> av.AudioFrame:
+    frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+    frame.planes[0].update(bytes(4 * 1024))
+    frame.sample_rate = RATE
+    frame.pts = start
+    return frame
+
+
+if __name__ == "__main__":
+    publish(sys.argv[1], float(sys.argv[2]), bframes=int(sys.argv[3]) if len(sys.argv) > 3 else 0)

@@ -1,0 +1,132 @@
+"""RTMP push ingest end to end: a PyAV publisher process -> origin -> LL-HLS over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import pytest
+
+from . import hls
+from .conftest import Origin, decode, finish, start_publisher
+
+KEY = "s3cret-key"
+FRAME = 3600  # 90 kHz ticks per frame at 25 fps
+
+
+@pytest.fixture
+async def origin(make_origin) -> Origin:  # type: ignore[no-untyped-def]
+    return await make_origin({"cam": {"source": "rtmp", "key": KEY},
+                              "other": {"source": "rtmp", "key": "other-key"}})
+
+
+async def has_segments(origin: Origin, stream: str, count: int) -> bool:
+    response = await origin.http.get(f"/live/{stream}/source/index.m3u8")
+    return response.status_code == 200 and len(hls.parse(response.text).full_segments) >= count
+
+
+async def test_publish_gives_decodable_segments_on_target(origin: Origin) -> None:
+    publisher = await start_publisher(origin.rtmp_url(KEY), 4.2, bframes=2)
+    assert await finish(publisher) == 0
+    await origin.wait_for(lambda: _ended(origin, "cam"))
+    playlist = await origin.playlist("cam")
+
+    assert playlist.tags["EXT-X-TARGETDURATION"] == "1"
+    assert "CAN-BLOCK-RELOAD=YES" in playlist.tags["EXT-X-SERVER-CONTROL"]
+    segments = playlist.full_segments
+    assert len(segments) >= 4
+    init = await origin.fetch("cam", segments[0].map_uri or "")
+    last_dts = None
+    for segment in segments:
+        assert segment.program_date_time
+        if segment is not segments[-1]:
+            assert segment.duration == pytest.approx(1.0, abs=0.05)
+        body = await origin.fetch("cam", segment.uri or "")
+        frames, packets, audio = decode(init, body)
+        assert packets[0].is_keyframe and frames[0].key_frame, "segment must start on a keyframe"
+        assert len(frames) == round((segment.duration or 0) * 25)
+        assert audio, "audio in every segment"
+        if last_dts is not None:
+            assert packets[0].dts == last_dts + FRAME, "timestamps continue across segments"
+        last_dts = max(p.dts for p in packets)
+        await _check_parts(origin, segment, body)
+
+
+async def _check_parts(origin: Origin, segment: hls.Segment, body: bytes) -> None:
+    """Parts of a segment: within PART-TARGET, first independent, bytes add up."""
+    if not segment.parts:
+        return
+    assert segment.parts[0].independent
+    assert all(p.duration <= 0.25 + 1e-6 for p in segment.parts)
+    assert sum(p.duration for p in segment.parts) == pytest.approx(segment.duration, abs=1e-3)
+    joined = b"".join([await origin.fetch("cam", p.uri) for p in segment.parts])
+    assert joined == body
+
+
+async def _ended(origin: Origin, stream: str) -> bool:
+    response = await origin.http.get(f"/live/{stream}/source/index.m3u8")
+    return response.status_code == 200 and hls.parse(response.text).ended
+
+
+async def test_wrong_key_is_refused_and_creates_nothing(origin: Origin, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.WARNING, logger="origin_media")
+    publisher = await start_publisher(origin.rtmp_url("not-the-key"), 1.0)
+    assert await finish(publisher) != 0, "the publisher must see its connection refused"
+    info = await origin.stream_info("cam")
+    assert info["state"] == "idle" and info["sessions"] == 0
+    assert (await origin.http.get("/live/cam/source/index.m3u8")).status_code == 404
+    assert origin.app.state.rtmp.refused == 1
+    assert any("refused" in r.getMessage() for r in caplog.records)
+    assert "not-the-key" not in caplog.text, "stream keys are secrets: never logged"
+
+
+async def test_vanished_publisher_ends_playlist_and_return_continues(origin: Origin) -> None:
+    publisher = await start_publisher(origin.rtmp_url(KEY), 60)
+    await origin.wait_for(lambda: has_segments(origin, "cam", 1), limit=15)
+    os.kill(publisher.pid, signal.SIGKILL)  # no FCUnpublish, no FIN from the application
+    await finish(publisher)
+    await origin.wait_for(lambda: _ended(origin, "cam"), limit=5)
+    first = await origin.playlist("cam")
+    assert first.ended and (await origin.stream_info("cam"))["state"] == "ended"
+
+    again = await start_publisher(origin.rtmp_url(KEY), 2.5)
+    await origin.wait_for(lambda: _has_discontinuity(origin), limit=15)
+    assert await finish(again) == 0
+    await origin.wait_for(lambda: _ended(origin, "cam"))
+    playlist = await origin.playlist("cam")
+    resumed = next(s for s in playlist.segments if s.discontinuity)
+    assert resumed.msn == first.full_segments[-1].msn + 1, "same stream, numbering continues"
+    assert resumed.map_uri != first.segments[0].map_uri, "a new init for the new session"
+    assert (await origin.stream_info("cam"))["sessions"] == 2
+
+
+async def _has_discontinuity(origin: Origin) -> bool:
+    playlist = await origin.playlist("cam")
+    return not playlist.ended and any(s.discontinuity for s in playlist.full_segments)
+
+
+async def test_garbage_on_the_rtmp_port_leaves_other_streams_alone(origin: Origin) -> None:
+    publisher = await start_publisher(origin.rtmp_url(KEY), 60)
+    try:
+        await origin.wait_for(lambda: has_segments(origin, "cam", 1), limit=15)
+        before = (await origin.playlist("cam")).last_part()
+        for junk in (os.urandom(5000), b"\x03" + os.urandom(4000), b"GET / HTTP/1.1\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", origin.rtmp_port)
+            writer.write(junk)
+            await writer.drain()
+            await asyncio.wait_for(reader.read(), 10)  # the origin hangs up on it
+            writer.close()
+        await origin.wait_for(lambda: _advanced(origin, before, parts=4), limit=5)
+        info = await origin.stream_info("cam")
+        assert info["state"] == "live" and info["sessions"] == 1
+        assert (await origin.stream_info("other"))["state"] == "idle"
+    finally:
+        publisher.kill()
+        await finish(publisher)
+
+
+async def _advanced(origin: Origin, before: tuple[int, int], parts: int) -> bool:
+    msn, index = (await origin.playlist("cam")).last_part()
+    return (msn - before[0]) * 4 + (index - before[1]) >= parts

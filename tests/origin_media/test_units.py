@@ -1,0 +1,195 @@
+"""Pure pieces, table-driven: playlist rendering, RTMP command sniffing, H.264 framing,
+the packager's cutting rules, settings."""
+
+from __future__ import annotations
+
+import struct
+from fractions import Fraction
+
+import pytest
+
+from origin_media import fmp4, h264
+from origin_media import packager as pk
+from origin_media import playlist as pl
+from origin_media.media import MediaPacket, SessionStart, Track
+from origin_media.settings import MediaOriginSettings
+from origin_media.sources.rtmp_sniff import CommandSniffer, Publish, RtmpProtocolError
+
+from . import hls
+
+# ---- playlist ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("configured", "longest", "expected"),
+                         [(2.0, 0.0, 2), (2.0, 2.4, 2), (2.0, 2.6, 3), (0.5, 0.0, 1), (1.0, 1.0, 1)])
+def test_target_duration_rounds_as_the_rfc_says(configured: float, longest: float, expected: int) -> None:
+    assert pl.target_duration(configured, longest) == expected
+
+
+def test_media_playlist_rendering() -> None:
+    part = pl.PlaylistPart("a/part5.0.m4s", 0.5, True)
+    rendered = pl.render_media(pl.MediaPlaylist(
+        target_duration=2, part_target=0.5, discontinuity_sequence=1,
+        segments=(
+            pl.PlaylistSegment(4, "a/seg4.m4s", 2.0, 0.0, False, "a/init1.mp4"),
+            pl.PlaylistSegment(5, "a/seg5.m4s", None, 2.0, True, "a/init2.mp4", (part,)),
+        ),
+        preload_hint_uri="a/part5.1.m4s", ended=False,
+    ))
+    assert rendered.splitlines() == [
+        "#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:4",
+        "#EXT-X-DISCONTINUITY-SEQUENCE:1", "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5",
+        "#EXT-X-PART-INF:PART-TARGET=0.5",
+        '#EXT-X-MAP:URI="a/init1.mp4"', "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z",
+        "#EXTINF:2,", "a/seg4.m4s",
+        "#EXT-X-DISCONTINUITY", '#EXT-X-MAP:URI="a/init2.mp4"',
+        "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:02.000Z",
+        '#EXT-X-PART:DURATION=0.5,URI="a/part5.0.m4s",INDEPENDENT=YES',
+        '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="a/part5.1.m4s"',
+    ]
+    parsed = hls.parse(rendered)
+    assert parsed.segments[1].discontinuity and parsed.last_part() == (5, 0)
+
+
+def test_ended_playlist_has_endlist_and_no_hint() -> None:
+    text = pl.render_media(pl.MediaPlaylist(1, 0.25, 0, (), "x", ended=True))
+    assert text.endswith("#EXT-X-ENDLIST\n") and "PRELOAD-HINT" not in text
+
+
+def test_multivariant() -> None:
+    text = pl.render_multivariant([pl.VariantStream("source/index.m3u8", 900_000,
+                                                    "avc1.42c01e,mp4a.40.2", 640, 360)])
+    assert '#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.42c01e,mp4a.40.2",RESOLUTION=640x360' in text
+
+# ---- RTMP sniffing ----------------------------------------------------------------------------
+
+
+def amf_string(text: str) -> bytes:
+    return b"\x02" + struct.pack(">H", len(text)) + text.encode()
+
+
+def amf_command(name: str, *args: bytes) -> bytes:
+    return amf_string(name) + b"\x00" + struct.pack(">d", 1.0) + b"".join(args)
+
+
+def chunks(body: bytes, type_id: int, chunk_size: int, csid: int = 3) -> bytes:
+    header = bytes([csid]) + (0).to_bytes(3, "big") + len(body).to_bytes(3, "big") + bytes([type_id]) + bytes(4)
+    pieces = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
+    return header + pieces[0] + b"".join(bytes([0xC0 | csid]) + p for p in pieces[1:])
+
+
+def client_bytes(key: str, app: str = "live", chunk_size: int = 128) -> bytes:
+    connect_obj = b"\x03" + struct.pack(">H", 3) + b"app" + amf_string(app) + b"\x00\x00\x09"
+    out = b"\x03" + bytes(1536) + bytes(1536)
+    if chunk_size != 128:
+        out += chunks(struct.pack(">I", chunk_size), 1, 128, csid=2)
+    out += chunks(amf_command("connect", connect_obj + b"x" * 0), 20, chunk_size)
+    out += chunks(amf_command("publish", b"\x05", amf_string(key), amf_string("live")), 20, chunk_size)
+    return out
+
+
+@pytest.mark.parametrize("chunk_size", [128, 4096, 16])
+@pytest.mark.parametrize("step", [1, 7, 100_000])
+def test_sniffer_finds_app_and_key_however_bytes_arrive(chunk_size: int, step: int) -> None:
+    data = client_bytes("k" * 40, chunk_size=chunk_size)
+    sniffer, found = CommandSniffer(), None
+    for i in range(0, len(data), step):
+        found = found or sniffer.feed(data[i : i + step])
+    assert found == Publish("live", "k" * 40)
+
+
+@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01" + bytes(100)])
+def test_sniffer_rejects_non_rtmp(garbage: bytes) -> None:
+    with pytest.raises(RtmpProtocolError):
+        CommandSniffer().feed(garbage)
+
+# ---- H.264 framing ----------------------------------------------------------------------------
+
+
+def test_annexb_avcc_round_trip() -> None:
+    sps, pps, idr = b"\x67\x42\xc0\x1e\xaa", b"\x68\xce\x3c\x80", b"\x65\x88\x84\x00\x33"
+    annexb = b"\x00\x00\x00\x01" + sps + b"\x00\x00\x01" + pps + b"\x00\x00\x00\x01" + idr
+    config = h264.normalize_config(annexb)
+    assert h264.parse_avcc_config(config) == ([sps], [pps], 4)
+    avcc = h264.annexb_to_avcc(annexb)
+    assert avcc == struct.pack(">I", len(idr)) + idr
+    assert h264.avcc_to_annexb(avcc, config, keyframe=True) == (
+        b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps + b"\x00\x00\x00\x01" + idr)
+
+# ---- packager ---------------------------------------------------------------------------------
+
+VIDEO = Track("video", "h264", Fraction(1, 1000), h264.avcc_config([b"\x67\x42\xc0\x1e"], [b"\x68"]),
+              width=320, height=180)
+AUDIO = Track("audio", "aac", Fraction(1, 1000), b"\x11\x88", sample_rate=48_000, channels=1)
+
+
+def feed(packager: pk.CmafPackager, seconds: float, start_ms: int = 0, gop: int = 25) -> list[pk.PackagerEvent]:
+    events: list[pk.PackagerEvent] = []
+    audio = 0  # AAC frames sent: 1024 samples at 48 kHz each, timestamps in whole ms as in FLV
+    for i in range(round(seconds * 25)):
+        ms = start_ms + i * 40
+        events += packager.push(MediaPacket(0, ms, ms, i % gop == 0, b"\x00\x00\x00\x01\x65"))
+        while audio * 1024 / 48 < (i + 1) * 40:
+            at = start_ms + round(audio * 1024 / 48)
+            events += packager.push(MediaPacket(1, at, at, True, b"\x21"))
+            audio += 1
+    return events
+
+
+def test_packager_cuts_segments_on_keyframes_and_parts_within_target() -> None:
+    packager = pk.CmafPackager(segment_seconds=1.0, part_seconds=0.25)
+    events = packager.start_session(SessionStart((VIDEO, AUDIO), "test", 1000.0))
+    events += feed(packager, 3.0) + packager.end_session()
+    segments = [e.duration for e in events if isinstance(e, pk.SegmentClosed)]
+    parts = [e.duration for e in events if isinstance(e, pk.PartClosed)]
+    assert segments == pytest.approx([1.0, 1.0, 1.0])
+    assert all(p <= 0.25 + 1e-9 for p in parts) and parts[:5] == pytest.approx([0.24] * 4 + [0.04])
+    opened = [e for e in events if isinstance(e, pk.SegmentOpened)]
+    assert [e.program_date_time for e in opened] == pytest.approx([1000.0, 1001.0, 1002.0])
+    assert isinstance(events[-1], pk.SessionEnded)
+
+
+def test_packager_waits_for_a_keyframe_and_continues_timeline_across_sessions() -> None:
+    packager = pk.CmafPackager(1.0, 0.25)
+    packager.start_session(SessionStart((VIDEO, AUDIO), "rtmp", 0.0))
+    feed(packager, 2.0)
+    packager.end_session()
+    packager.start_session(SessionStart((VIDEO, AUDIO), "rtmp", 50.0))
+    # the new publisher starts mid-GOP at t=90 s (source clock) : frames before its keyframe drop
+    events = feed(packager, 2.0, start_ms=90_000, gop=10)
+    opened = [e for e in events if isinstance(e, pk.SegmentOpened)]
+    assert opened[0].discontinuity and opened[0].msn == 2
+    chunk = next(e for e in events if isinstance(e, pk.ChunkReady)).data
+    # continues where the last session ended (audio may have run up to a frame past video)
+    assert 2 * fmp4.VIDEO_TIMESCALE <= _tfdt(chunk) <= 2.03 * fmp4.VIDEO_TIMESCALE
+
+
+def _tfdt(fragment: bytes) -> int:
+    at = fragment.index(b"tfdt")
+    return int(struct.unpack(">Q", fragment[at + 8 : at + 16])[0])
+
+# ---- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"segment_seconds": "2"}, "test.segment_seconds: expected a number"),
+    ({"part_seconds": 5.0}, "test.part_seconds: 5.0 is outside"),
+    ({"streams": {"a": {"source": "rtmp"}}}, "test.streams.a.key: an RTMP stream needs"),
+    ({"streams": {"a": {"source": "tv"}}}, "test.streams.a.source: expected one of"),
+    ({"streams": {"a b": {"source": "test"}}}, "test.streams.a b: stream names"),
+    ({"bogus": 1}, "test.bogus: unknown option"),
+    ({"streams": {"a": {"source": "file"}}}, "test.streams.a.path"),
+])
+def test_settings_errors_name_the_key(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        MediaOriginSettings.from_options(options, where="test")
+
+
+def test_settings_from_the_documented_example() -> None:
+    settings = MediaOriginSettings.from_options({
+        "rtmp_listen": "127.0.0.1:1935", "segment_seconds": 2.0, "part_seconds": 0.5,
+        "streams": {"demo": {"source": "test"}, "cam1": {"source": "rtmp", "key": "secret123"}},
+    }, where="origins.media.options")
+    assert [s.name for s in settings.streams] == ["demo", "cam1"]
+    assert "secret123" not in repr(settings)
