@@ -1,0 +1,20 @@
+"""`python -m bench` (what `make bench` runs): every benchmark, one after the other."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import clients, edge_vs_nginx, servers
+
+
+def main() -> int:
+    for bench in (edge_vs_nginx, servers, clients):
+        print(f"\n=== {bench.__name__} ===", flush=True)
+        code = bench.main([])
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

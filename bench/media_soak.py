@@ -1,0 +1,136 @@
+"""Soak benchmark of the media origin: one live test stream for a while, memory printed.
+
+    .venv/bin/python -m bench.media_soak [--seconds 600] [--every 30] [--size 640x360]
+
+A simulated LL-HLS player follows the stream with blocking playlist reloads and fetches every
+new part, so the HTTP side is exercised too. Every `--every` seconds it prints the process
+RSS, CPU used (test source encode + packaging + HTTP, as % of one core), segments held in the
+window, and the origin-side latency of the newest part: wall clock when its playlist came
+back minus the wall-clock time at which its last frame was captured (from PROGRAM-DATE-TIME).
+RSS should stay flat once the window is full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from origin_media.app import MediaOriginSettings, build_media_origin_app
+from web_dist.server import start_server
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class Player:
+    """Follows the live edge part by part; records how late each part became available."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.latencies: list[float] = []
+        self.parts = 0
+        self.segments_listed = 0
+
+    async def run(self, until: float) -> None:
+        want: tuple[int, int] | None = None
+        while time.monotonic() < until:
+            query = "" if want is None else f"?_HLS_msn={want[0]}&_HLS_part={want[1]}"
+            response = await self.http.get(f"/live/soak/source/index.m3u8{query}")
+            if response.status_code != 200:
+                want = None
+                await asyncio.sleep(0.1)
+                continue
+            want = self._on_playlist(response.text, time.time())
+
+    def _on_playlist(self, text: str, now: float) -> tuple[int, int]:
+        """Note the newest part's latency, fetch it in the background, ask for the next."""
+        msn, index, uri, captured = _newest_part(text)
+        self.segments_listed = text.count("#EXTINF")
+        if uri:  # a playlist with no part yet
+            self.latencies.append(now - captured)
+            asyncio.ensure_future(self._fetch(uri))
+        return (msn, index + 1)
+
+    async def _fetch(self, uri: str) -> None:
+        response = await self.http.get(f"/live/soak/source/{uri}")
+        if response.status_code == 200:
+            self.parts += 1
+
+
+def _newest_part(text: str) -> tuple[int, int, str, float]:
+    msn = int(text.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0]) - 1
+    pdt, index, end, uri = 0.0, -1, 0.0, ""
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            msn, index, end = msn + 1, -1, 0.0
+            pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
+        elif line.startswith("#EXT-X-PART:"):
+            attrs = dict(a.split("=", 1) for a in line.split(":", 1)[1].split(","))
+            index, end, uri = index + 1, end + float(attrs["DURATION"]), attrs["URI"].strip('"')
+    return msn, index, uri, pdt + end
+
+
+async def soak(seconds: float, every: float, width: int, height: int) -> None:
+    settings = MediaOriginSettings.from_options({
+        "segment_seconds": 2.0, "part_seconds": 0.5, "window_seconds": 12.0,
+        "streams": {"soak": {"source": "test", "width": width, "height": height}},
+    }, where="bench")
+    app = build_media_origin_app(settings)
+    server = await start_server(app, "127.0.0.1:0", name="media-soak")
+    start, cpu0 = time.monotonic(), cpu_seconds()
+    print(f"media soak: {width}x{height} test stream for {seconds:.0f}s, RSS every {every:.0f}s")
+    print(f"{'t (s)':>6} {'RSS MiB':>8} {'CPU %':>6} {'segs':>5} {'parts got':>9} {'latency ms p50/max':>19}")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        player = Player(http)
+        task = asyncio.create_task(player.run(start + seconds))
+        rows: list[dict[str, Any]] = []
+        try:
+            while (elapsed := time.monotonic() - start) < seconds:
+                await asyncio.sleep(min(every, seconds - elapsed))
+                rows.append(_report(start, cpu0, player))
+        finally:
+            await task
+    await server.stop()
+    first, last = rows[min(1, len(rows) - 1)], rows[-1]
+    print(f"RSS from {first['rss']:.1f} to {last['rss']:.1f} MiB after the window filled")
+
+
+def _report(start: float, cpu0: float, player: Player) -> dict[str, Any]:
+    elapsed = time.monotonic() - start
+    recent = player.latencies[-100:] or [0.0]
+    row = {"t": elapsed, "rss": rss_mib(), "cpu": 100 * (cpu_seconds() - cpu0) / elapsed}
+    print(f"{row['t']:6.0f} {row['rss']:8.1f} {row['cpu']:6.1f} {player.segments_listed:5d} "
+          f"{player.parts:9d} {1000 * statistics.median(recent):9.0f}/{1000 * max(recent):<9.0f}",
+          flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--every", type=float, default=30)
+    parser.add_argument("--size", default="640x360")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    asyncio.run(soak(args.seconds, args.every, width, height))
+
+
+if __name__ == "__main__":
+    main()
