@@ -5,6 +5,7 @@
     cdn origin --config FILE --name N one origin of FILE (web or media)
     cdn origin --root DIR --listen A  a web origin serving DIR, without a config
     cdn check --config FILE           check FILE and print what it describes
+    cdn router --config FILE          the request router of FILE's [router] (HTTP 302 and DNS)
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     origin.add_argument("--listen", default="127.0.0.1:8081")
     origin.set_defaults(run=_cmd_origin)
 
+    router = sub.add_parser("router", help="run the request router (nearest healthy edge, by 302 and DNS)")
+    router.add_argument("--config", required=True, type=Path)
+    router.add_argument("--name", default="router", help=argparse.SUPPRESS)  # `cdn up` passes one
+    router.set_defaults(run=_cmd_router)
+
     check = sub.add_parser("check", help="check a config file and print what it describes")
     check.add_argument("--config", required=True, type=Path)
     check.set_defaults(run=_cmd_check)
@@ -106,6 +112,15 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
     _run(serve())
     return 0
+
+
+def _cmd_router(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.router is None:
+        raise ConfigError(f"{config.source}: router: missing table: nothing to start")
+    from web_dist.router import Router, build_router_app
+
+    return _serve_until_signal(lambda: build_router_app(Router(config)), config.router.listen, "router")
 
 
 def _cmd_origin(args: argparse.Namespace) -> int:
@@ -194,6 +209,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
             children.append(_spawn(config, "edge", edge.name, edge.listen))
         for what, listen, child in children:
             _wait_listening(what, listen, child)
+        if config.router is not None:  # after the edges, so its first health checks find them up
+            children.append(_spawn(config, "router", "router", config.router.listen))
+            _wait_listening(*children[-1])
         _print_summary(config)
         while not stopping:
             for what, _, child in children:
@@ -248,6 +266,9 @@ def _print_summary(config: CdnConfig) -> None:
     for edge in config.edges.values():
         region = f" region {edge.region}" if edge.region else ""
         lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{region}")
+    if config.router is not None:
+        dns = f", DNS on udp {config.router.dns_listen}" if config.router.dns_listen else ""
+        lines.append(f"  router {'':<12} http://{config.router.listen}/ (302 to the nearest healthy edge{dns})")
     lines.append("")
     for dist in config.distributions:
         edge = config.edges[dist.edges[0]]

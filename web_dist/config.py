@@ -29,6 +29,7 @@ Shape of the file (see demo/cdn.toml for a whole one)::
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -74,7 +75,7 @@ class EdgeLocation:
     max_object_bytes: int = 64 * 1024 * 1024
     disk_path: Path | None = None  # a disk tier below memory, kept across restarts
     disk_bytes: int = 1024 * 1024 * 1024
-    disk_max_object_bytes: int = 512 * 1024 * 1024
+    disk_max_object_bytes: int = 128 * 1024 * 1024
     parent: str | None = None  # another edge asked on a miss (tiered caching, like Origin Shield)
     admin_listen: str | None = None  # metrics and dashboard, never on the public port
 
@@ -110,6 +111,18 @@ class CacheBehavior:
     header_keys: tuple[str, ...] = ()
     compress: bool = False
     origin: str | None = None
+    max_upload_bytes: int | None = None  # a larger PUT/POST body gets 413
+    signed: bool = False  # viewers need a signed URL or signed cookies (CloudFront's trusted key groups)
+
+
+@dataclass(frozen=True)
+class GeoRestriction:
+    """CloudFront geo restriction: an allow or deny list of regions. A client's region comes
+    from `networks` (CIDR -> region, longest prefix wins), else from `[router].regions`."""
+
+    mode: Literal["allow", "deny"]
+    regions: frozenset[str]
+    networks: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,10 +137,57 @@ class Distribution:
     edges: tuple[str, ...]
     error_ttl: float = 10.0
     error_pages: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # status -> origin path
+    # Key-Pair-Id -> public key (PEM) that signed URLs and cookies of this distribution may use.
+    trusted_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    geo_restriction: GeoRestriction | None = None
 
     @property
     def default_behavior(self) -> CacheBehavior:
         return self.behaviors[-1]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """The request router: sends each client to the nearest healthy edge, by HTTP 302 or DNS.
+
+    `regions` maps client networks to regions (longest prefix wins); `nearby` lists, per
+    region, the regions next nearest to it, nearest first; `addresses` is where clients reach
+    an edge ("host:port") when that differs from its `listen`.
+    """
+
+    listen: str
+    dns_listen: str | None = None
+    health_interval: float = 2.0
+    health_timeout: float = 1.0
+    dns_ttl: int = 5
+    regions: tuple[tuple[Network, str], ...] = ()
+    nearby: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    addresses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """`[control]`: the control plane (invalidations, purges, config pushes).
+
+    Without `redis_url` it is one process (`cdn control`) that edges long-poll; with it, edges
+    on any host read the events from a Redis stream. The API token is `token`, or read from
+    the environment variable `token_env` (better: it keeps the secret out of the file).
+    """
+
+    listen: str = "127.0.0.1:8070"
+    url: str | None = None  # where edges and `cdn` reach the API, when not http://<listen>
+    token: str | None = field(default=None, repr=False)
+    token_env: str = "CDN_CONTROL_TOKEN"
+    redis_url: str | None = None
+    redis_prefix: str = "cdn"  # keys <prefix>:events (the stream), <prefix>:applied:<id>, ...
+    max_paths: int = 3000  # paths in one invalidation, CloudFront's limit
+
+    @property
+    def api_url(self) -> str:
+        return (self.url or f"http://{self.listen}").rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -137,6 +197,8 @@ class CdnConfig:
     edges: Mapping[str, EdgeLocation]
     distributions: tuple[Distribution, ...]
     origin_groups: Mapping[str, OriginGroup] = field(default_factory=lambda: MappingProxyType({}))
+    router: RouterConfig | None = None
+    control: ControlConfig | None = None
 
     def distributions_of(self, edge: str) -> tuple[Distribution, ...]:
         return tuple(d for d in self.distributions if edge in d.edges)
@@ -166,7 +228,7 @@ def load_config(path: str | Path) -> CdnConfig:
 def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> CdnConfig:
     """Check an already-parsed TOML document (paths resolve against `source`'s folder)."""
     r = _Reader(source)
-    r.keys(raw, "", {"origins", "origin_groups", "edges", "distributions"})
+    r.keys(raw, "", {"origins", "origin_groups", "edges", "distributions", "router", "control"})
     origins = {
         name: _origin(r, name, body, source.parent)
         for name, body in r.table(raw, "", "origins", required=True).items()
@@ -184,7 +246,12 @@ def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> Cdn
     )
     _check_unique_listen(r, origins, edges)
     _check_unique_domains(r, dists)
-    return CdnConfig(source, MappingProxyType(origins), MappingProxyType(edges), dists, MappingProxyType(groups))
+    router = _router(r, raw["router"], edges) if "router" in raw else None
+    for dist in dists:
+        if dist.geo_restriction is not None and not dist.geo_restriction.networks and not (router and router.regions):
+            raise r.fail(f"distributions.{dist.id}.geo_restriction.networks", "missing: no CIDR -> region map here or in [router].regions")
+    control = _control(r, raw["control"]) if "control" in raw else None
+    return CdnConfig(source, MappingProxyType(origins), MappingProxyType(edges), dists, MappingProxyType(groups), router, control)
 
 
 class _Reader:
@@ -306,7 +373,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         max_object_bytes=max_object,
         disk_path=(base / disk).resolve() if (disk := r.get(body, where, "disk_path", str, None)) else None,
         disk_bytes=r.get(body, where, "disk_bytes", int, 1024 * 1024 * 1024, _positive),
-        disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 512 * 1024 * 1024, _positive),
+        disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 128 * 1024 * 1024, _positive),
         parent=r.get(body, where, "parent", str, None),
         admin_listen=r.get(body, where, "admin_listen", str, None, _listen_problem),
     )
@@ -333,7 +400,8 @@ def _distribution(
     edges: Mapping[str, EdgeLocation],
 ) -> Distribution:
     where = f"distributions.{name}"
-    r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl", "error_pages"})
+    r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl", "error_pages",
+                         "trusted_keys", "geo_restriction"})
     kind = r.get(body, where, "kind", str, "web", _one_of(DISTRIBUTION_KINDS))
     origin = r.get(body, where, "origin", str, ..., _one_of(tuple(origins)))
     domains = r.strings(body, where, "domains")
@@ -355,6 +423,9 @@ def _distribution(
     if not isinstance(default, dict):
         raise r.fail(f"{where}.default_behavior", "must be a table")
     behaviors.append(_behavior(r, f"{where}.default_behavior", default, origins, default_pattern=True))
+    trusted_keys = _trusted_keys(r, f"{where}.trusted_keys", body.get("trusted_keys", {}), r.source.parent)
+    if any(b.signed for b in behaviors) and not trusted_keys:
+        raise r.fail(f"{where}.trusted_keys", "missing: a behavior has signed = true, so the distribution needs a public key")
     return Distribution(
         id=name,
         kind=kind,
@@ -364,6 +435,8 @@ def _distribution(
         edges=dist_edges,
         error_ttl=r.get(body, where, "error_ttl", float, 10.0, _not_negative),
         error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
+        trusted_keys=trusted_keys,
+        geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
     )
 
 
@@ -386,7 +459,8 @@ def _behavior(
 ) -> CacheBehavior:
     if not isinstance(body, dict):
         raise r.fail(where, "must be a table")
-    allowed = {"min_ttl", "default_ttl", "max_ttl", "methods", "query_keys", "header_keys", "compress", "origin"}
+    allowed = {"min_ttl", "default_ttl", "max_ttl", "methods", "query_keys", "header_keys", "compress", "origin",
+               "max_upload_bytes", "signed"}
     r.keys(body, where, allowed if default_pattern else allowed | {"path"})
     pattern = "*" if default_pattern else r.get(body, where, "path", str, ..., _pattern_problem)
     min_ttl = r.get(body, where, "min_ttl", float, 0.0, _not_negative)
@@ -420,6 +494,101 @@ def _behavior(
         header_keys=headers,
         compress=r.get(body, where, "compress", bool, False),
         origin=r.get(body, where, "origin", str, None, _one_of(tuple(origins))),
+        max_upload_bytes=r.get(body, where, "max_upload_bytes", int, None, _positive),
+        signed=r.get(body, where, "signed", bool, False),
+    )
+
+
+def _trusted_keys(r: _Reader, where: str, raw: Any, base: Path) -> Mapping[str, bytes]:
+    """`trusted_keys = { KEY_PAIR_ID = "keys/public.pem" }`: the PEM files are read here."""
+    if not isinstance(raw, dict):
+        raise r.fail(where, 'must be a table of KEY_PAIR_ID = "path/to/public.pem"')
+    keys: dict[str, bytes] = {}
+    for key_id, path in raw.items():
+        if not _NAME.match(key_id):
+            raise r.fail(f"{where}.{key_id}", "key pair ids use letters, digits, '.', '_', '-'")
+        if not isinstance(path, str):
+            raise r.fail(f"{where}.{key_id}", "must be the path of a public key PEM file")
+        try:
+            pem = (base / path).read_bytes()
+        except OSError as exc:
+            raise r.fail(f"{where}.{key_id}", f"cannot read {base / path}: {exc.strerror or exc}") from None
+        if b"-----BEGIN PUBLIC KEY-----" not in pem and b"-----BEGIN RSA PUBLIC KEY-----" not in pem:
+            raise r.fail(f"{where}.{key_id}", f"{base / path} is not a PEM public key")
+        keys[key_id] = pem
+    return MappingProxyType(keys)
+
+
+def _geo_restriction(r: _Reader, where: str, body: Any) -> GeoRestriction:
+    """`geo_restriction = { mode = "allow", regions = ["eu-west"], networks = { "10.0.0.0/8" = "eu-west" } }`."""
+    if not isinstance(body, dict):
+        raise r.fail(where, "must be a table")
+    r.keys(body, where, {"mode", "regions", "networks"})
+    networks: list[tuple[Network, str]] = []
+    raw_networks = r.get(body, where, "networks", dict, {})
+    for cidr in raw_networks:
+        try:
+            network = ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            raise r.fail(f"{where}.networks.{cidr}", f"not a network in CIDR form: {exc}") from None
+        networks.append((network, r.get(raw_networks, f"{where}.networks", cidr, str)))
+    return GeoRestriction(
+        mode=r.get(body, where, "mode", str, ..., _one_of(("allow", "deny"))),
+        regions=frozenset(r.strings(body, where, "regions")),
+        networks=tuple(networks),
+    )
+
+
+def _control(r: _Reader, body: Any) -> ControlConfig:
+    """`[control]`: listen, url, token or token_env, redis_url, redis_prefix, max_paths."""
+    if not isinstance(body, dict):
+        raise r.fail("control", "must be a table")
+    r.keys(body, "control", {"listen", "url", "token", "token_env", "redis_url", "redis_prefix", "max_paths"})
+    redis_url = r.get(body, "control", "redis_url", str, None)
+    if redis_url is not None and not re.match(r"^(redis|rediss|unix)://\S+$", redis_url):
+        raise r.fail("control.redis_url", f"{redis_url!r} is not a redis://, rediss:// or unix:// URL")
+    return ControlConfig(
+        listen=r.get(body, "control", "listen", str, "127.0.0.1:8070", _listen_problem),
+        url=r.get(body, "control", "url", str, None, _url_problem),
+        token=r.get(body, "control", "token", str, None, lambda v: None if len(v) >= 16 else "must be at least 16 characters"),
+        token_env=r.get(body, "control", "token_env", str, "CDN_CONTROL_TOKEN"),
+        redis_url=redis_url,
+        redis_prefix=r.get(body, "control", "redis_prefix", str, "cdn", lambda v: None if _NAME.match(v) else f"{v!r} is not a name"),
+        max_paths=r.get(body, "control", "max_paths", int, 3000, _positive),
+    )
+
+
+def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterConfig:
+    """`[router]`: listen, dns_listen, health timings, and the tables `regions` (CIDR = region),
+    `nearby` (region = [regions, nearest first]) and `addresses` (edge = "host:port")."""
+    if not isinstance(body, dict):
+        raise r.fail("router", "must be a table")
+    r.keys(body, "router", {"listen", "dns_listen", "health_interval", "health_timeout", "dns_ttl",
+                            "regions", "nearby", "addresses"})
+    regions: list[tuple[Network, str]] = []
+    raw_regions = r.get(body, "router", "regions", dict, {})
+    for cidr in raw_regions:
+        try:
+            network = ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            raise r.fail(f"router.regions.{cidr}", f"not a network in CIDR form: {exc}") from None
+        regions.append((network, r.get(raw_regions, "router.regions", cidr, str)))
+    raw_nearby = r.get(body, "router", "nearby", dict, {})
+    nearby = {region: r.strings(raw_nearby, "router.nearby", region) for region in raw_nearby}
+    addresses = r.get(body, "router", "addresses", dict, {})
+    for name in addresses:
+        if name not in edges:
+            raise r.fail(f"router.addresses.{name}", f"no edge named {name!r} (edges: {', '.join(edges)})")
+        r.get(addresses, "router.addresses", name, str, ..., _listen_problem)
+    return RouterConfig(
+        listen=r.get(body, "router", "listen", str, ..., _listen_problem),
+        dns_listen=r.get(body, "router", "dns_listen", str, None, _listen_problem),
+        health_interval=r.get(body, "router", "health_interval", float, 2.0, _positive),
+        health_timeout=r.get(body, "router", "health_timeout", float, 1.0, _positive),
+        dns_ttl=r.get(body, "router", "dns_ttl", int, 5, _not_negative),
+        regions=tuple(regions),
+        nearby=MappingProxyType(nearby),
+        addresses=MappingProxyType(dict(addresses)),
     )
 
 

@@ -1,0 +1,151 @@
+"""Who may see a distribution's objects: geo restriction and signed URLs or cookies. Pure.
+
+`check_access` runs at the end of recv, before any cache lookup, so a refused request learns
+nothing about what the cache holds. Every refusal is a 403 whose message says why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+from urllib.parse import parse_qsl, unquote
+
+from edge.errors import EdgeError
+from edge.freshness import format_http_date
+from web_dist.config import CacheBehavior, CdnConfig, Distribution, GeoRestriction, Network
+from web_dist.signing import (
+    COOKIE_PREFIX,
+    SIGNING_PARAMS,
+    Policy,
+    PolicyError,
+    canned_policy,
+    cf_b64decode,
+    load_public_key,
+    parse_policy,
+    resource_matches,
+    verify,
+)
+
+
+class AccessRequest(Protocol):
+    path: str  # percent-encoded, as received
+    query: str
+    headers: dict[str, str]  # lower-cased names
+    client: str  # the peer's address
+
+
+def check_access(config: CdnConfig, dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float) -> None:
+    """Raise EdgeError(403) when the viewer may not have this URL."""
+    if dist.geo_restriction is not None:
+        networks = dist.geo_restriction.networks or (config.router.regions if config.router else ())
+        check_geo(dist.geo_restriction, networks, req.client)
+    if behavior.signed:
+        check_signed(dist.trusted_keys, req, now)
+
+
+# -- geo restriction ---------------------------------------------------------------------------
+def client_region(networks: Sequence[tuple[Network, str]], client: str) -> str | None:
+    """The region of the longest network prefix holding `client`, or None."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return None
+    best: tuple[int, str] | None = None
+    for network, region in networks:
+        if address.version == network.version and address in network and (best is None or network.prefixlen > best[0]):
+            best = (network.prefixlen, region)
+    return best[1] if best else None
+
+
+def check_geo(geo: GeoRestriction, networks: Sequence[tuple[Network, str]], client: str) -> None:
+    region = client_region(networks, client)
+    allowed = region in geo.regions if geo.mode == "allow" else region not in geo.regions
+    if not allowed:
+        where = f"region {region!r}" if region else "an unknown region"
+        raise EdgeError(403, f"Forbidden: this distribution is not available to clients in {where} (geo restriction)")
+
+
+# -- signed URLs and cookies ---------------------------------------------------------------------
+def without_signing_params(query: str) -> str:
+    """The query string as received, less the signing parameters (order and encoding kept)."""
+    if not query:
+        return ""
+    kept = [part for part in query.split("&") if part and unquote(part.split("=", 1)[0]) not in SIGNING_PARAMS]
+    return "&".join(kept)
+
+
+def request_url(req: AccessRequest) -> str:
+    """The URL a policy's Resource is matched against: http://host/path?query-less-signing."""
+    query = without_signing_params(req.query)
+    host = req.headers.get("host", "").lower()
+    return f"http://{host}{req.path}" + (f"?{query}" if query else "")
+
+
+def credentials(req: AccessRequest) -> dict[str, str]:
+    """The signing values of the URL's query, else of the CloudFront-* cookies."""
+    if req.query:
+        found = {k: v for k, v in parse_qsl(req.query, keep_blank_values=True) if k in SIGNING_PARAMS}
+        if "Signature" in found:
+            return found
+    values: dict[str, str] = {}
+    for part in req.headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.startswith(COOKIE_PREFIX) and name[len(COOKIE_PREFIX):] in SIGNING_PARAMS:
+            values[name[len(COOKIE_PREFIX):]] = value.strip().strip('"')
+    return values
+
+
+def check_signed(trusted_keys: Mapping[str, bytes], req: AccessRequest, now: float) -> None:
+    values = credentials(req)
+    if "Signature" not in values:
+        raise _forbidden("this URL needs a signed URL or signed cookies")
+    key_id = values.get("Key-Pair-Id", "")
+    pem = trusted_keys.get(key_id)
+    if pem is None:
+        raise _forbidden(f"Key-Pair-Id {key_id!r} is not a trusted key of this distribution")
+    if values.get("Hash-Algorithm", "SHA256") != "SHA256":
+        raise _forbidden("only Hash-Algorithm=SHA256 is accepted")
+    url = request_url(req)
+    try:
+        policy, signed = _policy(values, url)
+        signature = cf_b64decode(values["Signature"])
+    except PolicyError as exc:
+        raise _forbidden(f"the signing values are malformed: {exc}") from None
+    if not verify(load_public_key(pem), signed, signature):
+        raise _forbidden("the signature does not match the policy (altered, or signed with another key)")
+    _check_policy(policy, url, req.client, now)
+
+
+def _policy(values: Mapping[str, str], url: str) -> tuple[Policy, bytes]:
+    """The policy and the exact bytes that were signed: sent (custom) or rebuilt (canned)."""
+    if "Policy" in values:
+        raw = cf_b64decode(values["Policy"])
+        return parse_policy(raw), raw
+    expires = values.get("Expires", "")
+    if not expires.isdigit():
+        raise PolicyError("needs Expires (a canned policy) or Policy (a custom one)")
+    return Policy(url, int(expires)), canned_policy(url, int(expires))
+
+
+def _check_policy(policy: Policy, url: str, client: str, now: float) -> None:
+    if not resource_matches(policy.resource, url):
+        raise _forbidden(f"the policy's resource {policy.resource!r} does not cover {url}")
+    if now >= policy.expires:
+        raise _forbidden(f"the signature expired at {format_http_date(policy.expires)}")
+    if policy.starts is not None and now <= policy.starts:
+        raise _forbidden(f"the signature is not valid before {format_http_date(policy.starts)}")
+    if policy.ip is not None and not _in_network(client, policy.ip):
+        raise _forbidden(f"the policy does not allow requests from {client} (only {policy.ip})")
+
+
+def _in_network(client: str, network: Network) -> bool:
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return address.version == network.version and address in network
+
+
+def _forbidden(why: str) -> EdgeError:
+    return EdgeError(403, f"Forbidden: {why}")
