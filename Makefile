@@ -5,11 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= demo/cdn.toml
-# Debian packages the demo and the tests need (installed only when missing).
-DEBIAN_PKGS ?=
+# Debian packages the demo and the tests need (installed only when missing): Redis for the
+# control plane's tests, Chromium for the browser tests, iproute2 for the geography's namespaces.
+DEBIAN_PKGS ?= redis-server chromium iproute2
+# What only `make bench` needs: the caches the edge is measured against and the load generator.
+BENCH_PKGS ?= nginx varnish wrk
+NPM_STAMP := node_modules/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench lint deps debian clean help
+.PHONY: run test bench lint deps debian bench-debian apt geo-demo clean help
 
 help:
 	@echo "make run    - install what is missing, start the demo CDN on loopback"
@@ -22,10 +26,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	@touch $@
 
-deps: $(STAMP) debian
+# Player pages' browser libraries (hls.js), pinned in package.json / package-lock.json.
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt PKGS="nodejs npm"
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: debian $(STAMP) $(NPM_STAMP)
 
 debian:
-	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory apt PKGS="$(DEBIAN_PKGS)"
+
+bench-debian:
+	@$(MAKE) --no-print-directory apt PKGS="$(BENCH_PKGS)"
+
+apt:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -45,8 +61,11 @@ lint: deps
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-bench: deps
+bench: deps bench-debian
 	$(BIN)/python -m bench
+
+geo-demo: deps
+	$(BIN)/python -m web_dist.geo demo
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache var
