@@ -166,7 +166,8 @@ async def test_dashboard_renders_in_headless_chromium(rig: EdgeRig, serve: Calla
     text = dom.decode()
     assert 'data-polls="' in text, "the page never polled /metrics.json"
     assert "66.7 %" in text and "site:/a" in text
-    assert "cannot reach the edge" not in text
+    state = re.search(r'id="state"[^>]*>([^<]*)<', text)
+    assert state and state.group(1).startswith("updated "), state and state.group(1)
 
 
 def test_cdn_edge_serves_admin_on_its_own_listener(tmp_path: Path) -> None:
