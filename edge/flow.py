@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from edge import compression
+from edge.access import check_access, needs_check, without_signing_params
 from edge.access_log import AccessLog
 from edge.cache_key import cache_key, forwarded_headers, forwarded_query
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
@@ -34,6 +35,7 @@ from edge.freshness import (
 )
 from edge.metrics import EdgeMetrics
 from edge.store import CachedResponse, Headers, MemoryStore
+from edge.upload import ClientGone, UploadBody, declared_length, upload_limit
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
 from web_dist.behaviors import DistributionIndex, behavior_for
 from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation, Origin
@@ -59,10 +61,6 @@ MAX_VARY_SPECS = 100_000
 MAX_ROUTES = 10_000
 # Request headers that make a hit more than "send the stored response".
 SHAPING_HEADERS = frozenset({"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"})
-
-
-class ClientGone(Exception):
-    """The viewer disconnected while sending its request body."""
 
 
 @dataclass
@@ -125,6 +123,8 @@ class EdgeFlow:
         self._routes: dict[tuple[str, str, str], tuple[Distribution, CacheBehavior, str, str, str]] = {}
         self._via_token = f" {edge.name} "
         self._parent = _parent_origin(config, edge)
+        # (distribution, path) of a PUT/DELETE through this edge: the control plane tells the others
+        self.on_invalidate: Callable[[str, str], None] | None = None
 
     async def start(self) -> None:
         if self.disk is not None:
@@ -192,6 +192,8 @@ class EdgeFlow:
         if req.method not in behavior.allowed_methods:
             allow = ", ".join(sorted(behavior.allowed_methods))
             raise EdgeError(405, f"Method Not Allowed: {req.method} is not allowed for {decoded}", [("allow", allow)])
+        if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
+            check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies)
         forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
         if forward or behavior.header_keys:
             primary = cache_key(dist.id, behavior, req.path, query, forward)
@@ -205,7 +207,8 @@ class EdgeFlow:
             raise EdgeError(421, f"Misdirected Request: edge {self.name} serves no distribution for host {host!r}")
         decoded = _checked_path(path)
         behavior = behavior_for(dist, decoded)
-        query = forwarded_query(behavior, raw_query)
+        # Signing parameters are for the edge: never in the cache key, never sent to the origin.
+        query = forwarded_query(behavior, without_signing_params(raw_query) if behavior.signed else raw_query)
         known = (dist, behavior, decoded, query, cache_key(dist.id, behavior, path, query, {}))
         if len(self._routes) >= MAX_ROUTES:
             self._routes.clear()
@@ -375,7 +378,8 @@ class EdgeFlow:
         length = resp.content_length
         storing = life.store and (length is None or length <= self._max_object)
         headers = _with_date(resp.headers, now)
-        if not life.store:
+        if not life.store and not (route.dist.kind == "streaming" and resp.status >= 400):
+            # (a live part asked for too early is a 404 now and there in a moment: keep coalescing)
             self._uncacheable[route.primary] = now + UNCACHEABLE_MEMORY
         if not storing:
             self.flights.forget(flight)
@@ -461,8 +465,13 @@ class EdgeFlow:
         else:
             headers.update({k: req.headers[k] for k in ("range", "if-range") if k in req.headers})
         has_body = req.method not in ("GET", "HEAD", "DELETE", "OPTIONS") or "content-length" in req.headers
-        body = _request_body(req.receive) if has_body else None
-        resp = await self._request_upstream(route, req.method, headers, body)
+        body = UploadBody(req.receive, upload_limit(self.edge, route.behavior), declared_length(req.headers)) if has_body else None
+        try:
+            resp = await self._request_upstream(route, req.method, headers, body.chunks() if body else None)
+        except UpstreamError:
+            if body is not None:
+                body.raise_failure()  # the viewer left or sent too much: not the origin's fault
+            raise
         try:
             if req.method not in ("GET", "HEAD", "OPTIONS") and resp.status < 400:
                 # RFC 9111 4.4: a successful unsafe request invalidates the stored URL.
@@ -479,6 +488,8 @@ class EdgeFlow:
 
     def _invalidate(self, route: Route) -> None:
         self._delete(route.primary)
+        if self.on_invalidate is not None and (path := _key_path(route.primary, route.dist.id)) is not None:
+            self.on_invalidate(route.dist.id, path)
         names = self._vary.pop(route.primary, None)
         if names:
             prefix = route.primary + "|vary|"
@@ -487,6 +498,15 @@ class EdgeFlow:
                 self._delete(key)
 
     # -- invalidation -----------------------------------------------------------------------------
+    def reconfigure(self, config: CdnConfig) -> None:
+        """Take a newly published config's distributions, behaviors and origins; listeners,
+        stores and cached objects stay as they are (ValueError if it drops this edge)."""
+        if self.name not in config.edges:
+            raise ValueError(f"the new config has no edge named {self.name!r}")
+        self.config = config
+        self._index = DistributionIndex(config.distributions_of(self.name))
+        self._routes.clear()
+
     async def invalidate(self, dist_id: str, paths: list[str], *, soft: bool = False) -> int:
         """Remove (or, soft, mark stale) the distribution's objects whose path matches one of
         `paths`: exact, or a prefix ending in `*` as CloudFront accepts. Returns how many."""
@@ -539,6 +559,8 @@ class EdgeFlow:
         """Cache fills go through the parent edge when there is one; uploads straight to origin."""
         group = self.config.origin_groups.get(route.origin)
         statuses = group.failover_statuses if group is not None else frozenset()
+        if route.dist.kind == "streaming":
+            self.metrics.live.fetched(route.target)
         if method in ("GET", "HEAD") and self._parent is not None and "range" not in headers:
             headers = {**headers, "host": route.dist.domains[0] if "host" not in headers else headers["host"]}
             return await self._timed(self.upstream.request(self._upstreams(route), method, route.target, headers, body, failover_statuses=statuses))
@@ -636,6 +658,8 @@ class EdgeFlow:
         self.metrics.count(dist, cache, status, sent)
         if route is not None:
             self.metrics.count_object(route.key or route.primary, sent)
+            if route.dist.kind == "streaming":
+                self.metrics.live.served(req.path, req.client, sent)
         target = req.path + ("?" + req.query if req.query else "")
         key = (route.key or route.primary) if route else "-"
         self.access.write(
@@ -649,7 +673,9 @@ def _parent_origin(config: CdnConfig, edge: EdgeLocation) -> Origin | None:
     if edge.parent is None:
         return None
     parent = config.edges[edge.parent]
-    return Origin(id=f"edge {parent.name}", kind="web", url=parent.url, connect_timeout=3.0, read_timeout=60.0)
+    # the parent may hold a fill as long as any origin behind it does (LL-HLS blocking reloads)
+    held = max((o.read_timeout for o in config.origins.values()), default=0.0)
+    return Origin(id=f"edge {parent.name}", kind="web", url=parent.url, connect_timeout=3.0, read_timeout=max(60.0, held + 5.0))
 
 
 def _key_path(key: str, dist_id: str) -> str | None:
@@ -687,18 +713,6 @@ def _checked_path(raw: str) -> str:
     if any(seg in ("..", ".") for seg in decoded.split("/")):
         raise EdgeError(400, "Bad Request: the path contains a '.' or '..' segment")
     return decoded
-
-
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
 
 
 def _joined(headers: Headers) -> dict[str, str]:

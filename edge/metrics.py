@@ -23,6 +23,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
+from edge.live import LiveStats
+
 HIT = "hit"  # the cache status the hit ratio counts as served from cache
 ORIGIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -92,6 +94,7 @@ class EdgeMetrics:
         self.origin_seconds: dict[str, float] = {}
         self.objects = TopObjects(top_capacity)
         self.tiers: dict[str, CacheTier] = {}
+        self.live = LiveStats(clock=clock)  # streaming distributions: viewers, egress, origin requests per object
         self.registry = CollectorRegistry()
         self.registry.register(_EdgeCollector(self))
         ProcessCollector(registry=self.registry)
@@ -165,6 +168,7 @@ class EdgeMetrics:
                 {"key": key, "requests": n, "bytes": sent, "error": error}
                 for key, n, sent, error in self.objects.top(top)
             ],
+            "live": self.live.snapshot(),
         }
 
     def _origins_snapshot(self) -> dict[str, dict[str, Any]]:
@@ -204,6 +208,7 @@ class _EdgeCollector:
                                 value=m.hit_ratio())
         yield from self._origin_families()
         yield from self._tier_families()
+        yield from m.live.families()
 
     def _origin_families(self) -> Iterator[Metric]:
         m = self.metrics

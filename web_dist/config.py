@@ -32,14 +32,17 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-ORIGIN_KINDS = ("web", "media")
+ORIGIN_KINDS = ("web", "media", "player")  # player: the watch pages (streaming/player_app.py)
 DISTRIBUTION_KINDS = ("web", "streaming")
+LIVE_QUERY_KEYS = ("_HLS_msn", "_HLS_part", "_HLS_skip")  # LL-HLS delivery directives
+LIVE_PART_SECONDS = 0.5  # the media origin's default part duration
+LIVE_HOLD_TARGETS = 3  # a media origin holds a blocking reload up to 3 target durations
 HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[0-9a-fA-F:]+\]$")
@@ -55,7 +58,7 @@ class Origin:
     """Where the truth lives. `listen` set: `cdn up` starts it; else it runs elsewhere."""
 
     id: str
-    kind: Literal["web", "media"]
+    kind: Literal["web", "media", "player"]
     url: str
     listen: str | None = None
     root: Path | None = None
@@ -78,6 +81,9 @@ class EdgeLocation:
     disk_max_object_bytes: int = 128 * 1024 * 1024
     parent: str | None = None  # another edge asked on a miss (tiered caching, like Origin Shield)
     admin_listen: str | None = None  # metrics and dashboard, never on the public port
+    max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
+    # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def url(self) -> str:
@@ -331,6 +337,14 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     root_path = (base / root).resolve() if root is not None else None
     if root_path is not None and not root_path.is_dir():
         raise r.fail(f"{where}.root", f"{root_path} is not a folder")
+    options = dict(r.get(body, where, "options", dict, {}))
+    read_timeout = r.get(body, where, "read_timeout", float, 30.0, _positive)
+    segment = options.get("segment_seconds", 2.0)
+    if kind == "media" and isinstance(segment, int | float) and read_timeout <= LIVE_HOLD_TARGETS * segment:
+        if "read_timeout" in body:
+            raise r.fail(f"{where}.read_timeout", f"{read_timeout:g} s is too short: the origin holds blocking "
+                         f"playlist reloads up to {LIVE_HOLD_TARGETS} target durations ({LIVE_HOLD_TARGETS * segment:g} s)")
+        read_timeout = LIVE_HOLD_TARGETS * segment + 30.0
     return Origin(
         id=name,
         kind=kind,
@@ -338,8 +352,8 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         listen=listen,
         root=root_path,
         connect_timeout=r.get(body, where, "connect_timeout", float, 3.0, _positive),
-        read_timeout=r.get(body, where, "read_timeout", float, 30.0, _positive),
-        options=MappingProxyType(dict(r.get(body, where, "options", dict, {}))),
+        read_timeout=read_timeout,
+        options=MappingProxyType(options),
     )
 
 
@@ -360,7 +374,7 @@ def _origin_group(r: _Reader, name: str, body: dict[str, Any], origins: Mapping[
 def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocation:
     where = f"edges.{name}"
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
-                         "disk_max_object_bytes", "parent", "admin_listen"})
+                         "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -376,7 +390,20 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 128 * 1024 * 1024, _positive),
         parent=r.get(body, where, "parent", str, None),
         admin_listen=r.get(body, where, "admin_listen", str, None, _listen_problem),
+        max_upload_bytes=r.get(body, where, "max_upload_bytes", int, 5 * 1024**3, _positive),
+        trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
     )
+
+
+def _networks(r: _Reader, where: str, cidrs: Sequence[str]) -> tuple[Network, ...]:
+    """CIDR blocks ("10.0.0.0/8", or one address), each checked."""
+    networks: list[Network] = []
+    for i, cidr in enumerate(cidrs):
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            raise r.fail(f"{where}[{i}]", f"not a network in CIDR form: {exc}") from None
+    return tuple(networks)
 
 
 def _check_parents(r: _Reader, edges: Mapping[str, EdgeLocation]) -> None:
@@ -419,6 +446,8 @@ def _distribution(
         _behavior(r, f"{where}.behaviors[{i}]", b, origins, default_pattern=False)
         for i, b in enumerate(raw_behaviors)
     ]
+    if kind == "streaming" and "behaviors" not in body:
+        behaviors.append(_live_playlist_behavior(origins[origin]))
     default = body.get("default_behavior", {})
     if not isinstance(default, dict):
         raise r.fail(f"{where}.default_behavior", "must be a table")
@@ -433,11 +462,23 @@ def _distribution(
         origin=origin,
         behaviors=tuple(behaviors),
         edges=dist_edges,
-        error_ttl=r.get(body, where, "error_ttl", float, 10.0, _not_negative),
+        # a live stream's errors (a part asked too early) are over within about a part
+        error_ttl=r.get(body, where, "error_ttl", float, 1.0 if kind == "streaming" else 10.0, _not_negative),
         error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
         trusted_keys=trusted_keys,
         geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
     )
+
+
+def _live_playlist_behavior(origin: Origin | OriginGroup) -> CacheBehavior:
+    """A streaming distribution's default for `/*.m3u8`: live about one part duration, with the
+    LL-HLS delivery directives in the key (one held upstream reload per msn and part). Media
+    objects fall to the default behavior, whose long TTL honours the origin's `immutable`."""
+    options = origin.options if isinstance(origin, Origin) else {}
+    part = options.get("part_seconds", LIVE_PART_SECONDS)
+    part = float(part) if isinstance(part, int | float) and part > 0 else LIVE_PART_SECONDS
+    return CacheBehavior(path_pattern="/*.m3u8", min_ttl=0.0, default_ttl=part, max_ttl=part,
+                         query_keys=LIVE_QUERY_KEYS)
 
 
 def _error_pages(r: _Reader, where: str, raw: Any) -> Mapping[int, str]:

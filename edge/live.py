@@ -1,0 +1,157 @@
+"""What an edge counts about the live streams it relays: viewers, origin requests, egress.
+
+To an edge a live stream is a set of HTTP objects under one folder (a stream is named by the
+first two path segments, `/live/NAME/...`, the media origin's layout), and the kind of an
+object is read from its name: playlists end in `.m3u8`, init segments in `.mp4`, parts are
+the media objects whose file name starts with `part`, every other media object is a segment.
+Nothing here knows how the media is packaged; the request flow calls `served()` for every
+answer of a streaming distribution and `fetched()` for every request it sends upstream.
+
+Memory is bounded: viewers seen longer ago than the window are dropped when counted, and the
+distinct objects remembered per stream and kind are capped (oldest forgotten first).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+VIEWER_WINDOW = 10.0  # seconds: a client seen this recently is watching
+MAX_VIEWERS = 200_000  # per stream
+MAX_OBJECTS = 4096  # distinct object names remembered per stream and kind
+MAX_STREAMS = 1000
+KINDS = ("playlist", "init", "segment", "part")
+
+
+def stream_of(path: str) -> str | None:
+    """The stream a request path belongs to: its first two segments, `/live/NAME`."""
+    parts = unquote(path).split("/", 3)
+    if len(parts) < 4 or not parts[1] or not parts[2]:
+        return None
+    return f"/{parts[1]}/{parts[2]}"
+
+
+def object_kind(path: str) -> str | None:
+    """playlist, init, segment or part; None for anything else (a JSON status page, ...)."""
+    name = path.split("?", 1)[0].rsplit("/", 1)[-1]
+    if name.endswith(".m3u8"):
+        return "playlist"
+    if name.endswith(".mp4"):
+        return "init"
+    if name.endswith((".m4s", ".ts", ".aac", ".m4a", ".m4v", ".vtt")):
+        return "part" if name.startswith("part") else "segment"
+    return None
+
+
+@dataclass
+class StreamStats:
+    """One stream at one edge."""
+
+    viewers: dict[str, float] = field(default_factory=dict)  # client -> last seen
+    egress_bytes: int = 0
+    responses: int = 0
+    origin_requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    objects: dict[str, OrderedDict[str, None]] = field(default_factory=lambda: {k: OrderedDict() for k in KINDS})
+    distinct: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+
+    def live_viewers(self, now: float, window: float) -> int:
+        gone = [client for client, seen in self.viewers.items() if seen < now - window]
+        for client in gone:
+            del self.viewers[client]
+        return len(self.viewers)
+
+    def per_object(self, kind: str) -> float:
+        """Origin requests per distinct object of `kind` (the relay's goal: 1.0)."""
+        return self.origin_requests[kind] / self.distinct[kind] if self.distinct[kind] else 0.0
+
+
+class LiveStats:
+    """Per-stream counters of one edge's streaming distributions."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, window: float = VIEWER_WINDOW) -> None:
+        self.clock = clock
+        self.window = window
+        self.streams: dict[str, StreamStats] = {}
+
+    def _stream(self, path: str) -> StreamStats | None:
+        name = stream_of(path)
+        if name is None:
+            return None
+        stats = self.streams.get(name)
+        if stats is None:
+            if len(self.streams) >= MAX_STREAMS:
+                self.streams.pop(next(iter(self.streams)))
+            stats = self.streams[name] = StreamStats()
+        return stats
+
+    def served(self, path: str, client: str, sent: int) -> None:
+        """A viewer's request answered (hit or not) with `sent` body bytes."""
+        stats = self._stream(path)
+        if stats is None:
+            return
+        stats.responses += 1
+        stats.egress_bytes += sent
+        if client not in stats.viewers and len(stats.viewers) >= MAX_VIEWERS:
+            stats.live_viewers(self.clock(), self.window)
+            if len(stats.viewers) >= MAX_VIEWERS:
+                return
+        stats.viewers[client] = self.clock()
+
+    def fetched(self, path: str) -> None:
+        """One request sent upstream (origin or parent edge) for `path`."""
+        kind = object_kind(path)
+        stats = self._stream(path) if kind is not None else None
+        if stats is None or kind is None:
+            return
+        stats.origin_requests[kind] += 1
+        seen = stats.objects[kind]
+        if path in seen:
+            seen.move_to_end(path)
+            return
+        seen[path] = None
+        stats.distinct[kind] += 1
+        if len(seen) > MAX_OBJECTS:
+            seen.popitem(last=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            name: {
+                "viewers": s.live_viewers(now, self.window),
+                "viewer_window_seconds": self.window,
+                "responses": s.responses,
+                "egress_bytes": s.egress_bytes,
+                "origin_requests": dict(s.origin_requests),
+                "objects_fetched": dict(s.distinct),
+                "origin_requests_per_object": {k: round(s.per_object(k), 3) for k in KINDS},
+            }
+            for name, s in sorted(self.streams.items())
+        }
+
+    def families(self) -> Iterator[Metric]:
+        """The Prometheus families, built at scrape time."""
+        now = self.clock()
+        viewers = GaugeMetricFamily("cdn_edge_live_viewers",
+                                    f"Distinct clients of a live stream in the last {self.window:g} s",
+                                    labels=["stream"])
+        egress = CounterMetricFamily("cdn_edge_live_egress_bytes", "Bytes sent to viewers of a live stream",
+                                     labels=["stream"])
+        fetched = CounterMetricFamily("cdn_edge_live_origin_requests",
+                                      "Requests sent upstream for a live stream's objects, by kind",
+                                      labels=["stream", "kind"])
+        distinct = CounterMetricFamily("cdn_edge_live_objects_fetched",
+                                       "Distinct objects of a live stream fetched upstream, by kind",
+                                       labels=["stream", "kind"])
+        for name, s in sorted(self.streams.items()):
+            viewers.add_metric([name], s.live_viewers(now, self.window))
+            egress.add_metric([name], s.egress_bytes)
+            for kind in KINDS:
+                fetched.add_metric([name, kind], s.origin_requests[kind])
+                distinct.add_metric([name, kind], s.distinct[kind])
+        yield from (viewers, egress, fetched, distinct)
