@@ -35,13 +35,39 @@ class AccessRequest(Protocol):
     client: str  # the peer's address
 
 
-def check_access(config: CdnConfig, dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float) -> None:
+def needs_check(dist: Distribution, behavior: CacheBehavior) -> bool:
+    """Whether requests for this behavior are checked at all (most are not: the hit path)."""
+    return behavior.signed or dist.geo_restriction is not None
+
+
+def check_access(
+    config: CdnConfig, dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float,
+    *, trusted_proxies: Sequence[Network] = (),
+) -> None:
     """Raise EdgeError(403) when the viewer may not have this URL."""
+    client = viewer_address(req.client, req.headers.get("x-forwarded-for"), trusted_proxies)
     if dist.geo_restriction is not None:
         networks = dist.geo_restriction.networks or (config.router.regions if config.router else ())
-        check_geo(dist.geo_restriction, networks, req.client)
+        check_geo(dist.geo_restriction, networks, client)
     if behavior.signed:
-        check_signed(dist.trusted_keys, req, now)
+        check_signed(dist.trusted_keys, req, now, client)
+
+
+def viewer_address(peer: str, forwarded_for: str | None, trusted_proxies: Sequence[Network]) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy, in which case the
+    right-most X-Forwarded-For entry not itself a trusted proxy (entries further left were
+    written by whoever the client is, and prove nothing)."""
+    if not forwarded_for or not _in_any(peer, trusted_proxies):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in_any(hop, trusted_proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in_any(address: str, networks: Sequence[Network]) -> bool:
+    return any(_in_network(address, n) for n in networks)
 
 
 # -- geo restriction ---------------------------------------------------------------------------
@@ -96,7 +122,7 @@ def credentials(req: AccessRequest) -> dict[str, str]:
     return values
 
 
-def check_signed(trusted_keys: Mapping[str, bytes], req: AccessRequest, now: float) -> None:
+def check_signed(trusted_keys: Mapping[str, bytes], req: AccessRequest, now: float, client: str) -> None:
     values = credentials(req)
     if "Signature" not in values:
         raise _forbidden("this URL needs a signed URL or signed cookies")
@@ -114,7 +140,7 @@ def check_signed(trusted_keys: Mapping[str, bytes], req: AccessRequest, now: flo
         raise _forbidden(f"the signing values are malformed: {exc}") from None
     if not verify(load_public_key(pem), signed, signature):
         raise _forbidden("the signature does not match the policy (altered, or signed with another key)")
-    _check_policy(policy, url, req.client, now)
+    _check_policy(policy, url, client, now)
 
 
 def _policy(values: Mapping[str, str], url: str) -> tuple[Policy, bytes]:

@@ -6,6 +6,7 @@
     cdn origin --root DIR --listen A  a web origin serving DIR, without a config
     cdn check --config FILE           check FILE and print what it describes
     cdn router --config FILE          the request router of FILE's [router] (HTTP 302 and DNS)
+    cdn keygen / cdn sign             key pairs, signed URLs and cookies (web_dist/signing_cli.py)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from web_dist.config import CdnConfig, ConfigError, Origin, load_config
 from web_dist.server import parse_listen, start_server
+from web_dist.signing_cli import add_commands as add_signing_commands
 
 log = logging.getLogger("cdn")
 
@@ -78,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check a config file and print what it describes")
     check.add_argument("--config", required=True, type=Path)
     check.set_defaults(run=_cmd_check)
+    add_signing_commands(sub)
     return parser
 
 

@@ -92,6 +92,9 @@ async def start_server(app: Any, listen: str = "127.0.0.1:0", *, name: str = "se
         # Apps set their own Date and Server: an edge passes the origin's through.
         server_header=False,
         date_header=False,
+        # The client is the peer: whose X-Forwarded-For to believe is each app's decision
+        # (the edge's `trusted_proxies`), not uvicorn's default of trusting loopback.
+        proxy_headers=False,
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{name}")
