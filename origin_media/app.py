@@ -2,8 +2,9 @@
 stream (test pattern, file, RTMP, WHIP) and whose routes serve them as LL-HLS.
 
     /streams                                   JSON: state, protocol, bitrate, age
-    /live/STREAM/master.m3u8                   multivariant playlist
-    /live/STREAM/RENDITION/index.m3u8          media playlist (_HLS_msn/_HLS_part blocking)
+    /live/STREAM/master.m3u8                   multivariant playlist (every rendition)
+    /live/STREAM/RENDITION/index.m3u8          media playlist (_HLS_msn/_HLS_part blocking);
+                                               RENDITION: "source" and/or ladder names ("360p")
     /live/STREAM/RENDITION/EPOCH/init1.mp4     init segment (one per publisher session)
     /live/STREAM/RENDITION/EPOCH/seg7.m4s      segment;  part7.2.m4s: part
     /live/STREAM/stream.ts                     MPEG-TS feed (H.264 without B-frames + Opus)
@@ -61,7 +62,7 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
         window = WindowSettings(settings.segment_seconds, settings.part_seconds,
                                 settings.listed_seconds)
         for config in settings.streams:
-            streams[config.name] = LiveStream(config.name, config.source, window, loop)
+            streams[config.name] = LiveStream(config, window, loop)
         running = _Running()
         await _start_sources(settings, streams, running)
         app.state.rtmp = running.rtmp
@@ -104,7 +105,7 @@ async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveS
 def _pattern_settings(config: StreamSettings, settings: MediaOriginSettings) -> TestPatternSettings:
     # one keyframe per segment: segments come out exactly on target
     return TestPatternSettings(config.width, config.height, config.fps,
-                               settings.segment_seconds, config.bitrate)
+                               settings.segment_seconds, config.bitrate, config.renditions)
 
 
 async def _stop_sources(running: _Running, whip: WhipIngest) -> None:

@@ -7,6 +7,7 @@ units) with an avcC `extradata`; sources convert at their edge.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
@@ -51,3 +52,5 @@ class SessionStart:
     tracks: tuple[Track, ...]
     protocol: str  # "rtmp", "whip", "test", "file"
     wall_clock: float  # time.time() at the first packet: anchors EXT-X-PROGRAM-DATE-TIME
+    # rendition name -> indexes into `tracks` (its video first); None: all tracks are "source"
+    renditions: Mapping[str, tuple[int, ...]] | None = None

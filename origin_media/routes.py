@@ -15,12 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from . import playlist as pl
-from .stream import LiveStream
+from .stream import LiveStream, Rendition
 from .window import LiveWindow, Part
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 M3U8 = "application/vnd.apple.mpegurl"
-SOURCE_RENDITION = "source"
 _PART = re.compile(r"^part(\d+)\.(\d+)\.m4s$")
 _SEGMENT = re.compile(r"^seg(\d+)\.m4s$")
 _INIT = re.compile(r"^init(\d+)\.mp4$")
@@ -42,9 +41,10 @@ class MediaRoutes:
 
     def _window(self, request: Request) -> tuple[LiveStream, LiveWindow] | None:
         stream = self.streams.get(request.path_params["stream"])
-        if stream is None or request.path_params.get("rendition", SOURCE_RENDITION) != SOURCE_RENDITION:
+        rendition = stream.renditions.get(request.path_params["rendition"]) if stream else None
+        if stream is None or rendition is None:
             return None
-        return stream, stream.window
+        return stream, rendition.window
 
     # ---- /streams --------------------------------------------------------------------------
 
@@ -58,11 +58,8 @@ class MediaRoutes:
         stream = self.streams.get(request.path_params["stream"])
         if stream is None or not stream.window.tracks:
             return not_found("stream")
-        variant = pl.VariantStream(
-            f"{SOURCE_RENDITION}/index.m3u8", _bandwidth(stream.window), _codecs(stream.window),
-            *_resolution(stream.window),
-        )
-        return Response(pl.render_multivariant([variant]), headers=self._playlist_headers(stream))
+        variants = [_variant(r) for r in stream.renditions.values() if r.window.tracks]
+        return Response(pl.render_multivariant(variants), headers=self._playlist_headers(stream))
 
     async def media_playlist(self, request: Request) -> Response:
         found = self._window(request)
@@ -153,6 +150,14 @@ def _directives(request: Request) -> tuple[int | None, int | None]:
     return int(raw_msn), None if raw_part is None else int(raw_part)
 
 
+def _variant(rendition: Rendition) -> pl.VariantStream:
+    window = rendition.window
+    return pl.VariantStream(
+        f"{rendition.name}/index.m3u8", _bandwidth(window, rendition.nominal_bitrate),
+        _codecs(window), *_resolution(window),
+    )
+
+
 def _codecs(window: LiveWindow) -> str:
     codecs = []
     for track in window.tracks:
@@ -169,10 +174,10 @@ def _resolution(window: LiveWindow) -> tuple[int, int]:
     return (video.width, video.height) if video else (0, 0)
 
 
-def _bandwidth(window: LiveWindow) -> int:
-    """Peak segment bitrate in the window (BANDWIDTH is a peak), with a floor before any."""
+def _bandwidth(window: LiveWindow, nominal: int) -> int:
+    """Peak segment bitrate in the window (BANDWIDTH is a peak); the configured one before any."""
     rates = [
         sum(p.size for p in s.parts) * 8 / s.duration
         for s in window.segments if s.duration
     ]
-    return int(max(rates, default=1_000_000))
+    return int(max(rates, default=nominal))

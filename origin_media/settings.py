@@ -8,7 +8,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SOURCE_KINDS = ("rtmp", "test", "file", "whip")
+PASSTHROUGH_SOURCES = ("rtmp", "file")  # their own encoding is served as the "source" rendition
+SOURCE_RENDITION = "source"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class RenditionSettings:
+    """One rung of an ABR ladder: transcoded at this size and video bitrate."""
+
+    name: str
+    width: int
+    height: int
+    bitrate: int
+
+
+# name -> (width, height, video bits/s): the usual 16:9 ladder (4:2:0 wants even sizes, hence
+# 852 and 424 rather than 854 and 426)
+PRESETS = {
+    "1080p": (1920, 1080, 5_000_000), "720p": (1280, 720, 2_800_000),
+    "540p": (960, 540, 1_600_000), "480p": (852, 480, 1_200_000),
+    "360p": (640, 360, 800_000), "240p": (424, 240, 400_000),
+    "180p": (320, 180, 250_000),
+}
 
 
 @dataclass(frozen=True)
@@ -21,6 +43,16 @@ class StreamSettings:
     height: int = 360
     fps: int = 25
     bitrate: int = 800_000
+    renditions: tuple[RenditionSettings, ...] = ()  # an ABR ladder, transcoded
+
+    @property
+    def rendition_names(self) -> tuple[str, ...]:
+        """What the multivariant playlist lists, in order: a passthrough source keeps its own
+        encoding as "source"; an encoding source (test, WHIP) serves just the ladder."""
+        ladder = tuple(r.name for r in self.renditions)
+        if self.source in PASSTHROUGH_SOURCES or not ladder:
+            return (SOURCE_RENDITION, *ladder)
+        return ladder
 
 
 @dataclass(frozen=True)
@@ -100,4 +132,39 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
             raise ValueError(f"{where}.{k}: expected a positive integer, got {v!r}")
     if sizes["width"] % 2 or sizes["height"] % 2:
         raise ValueError(f"{where}.width: width and height must be even (4:2:0 video)")
-    return StreamSettings(name, source, key, path, **sizes)
+    renditions = _renditions(body.get("renditions", []), f"{where}.renditions")
+    return StreamSettings(name, source, key, path, **sizes, renditions=renditions)
+
+
+def _renditions(raw: Any, where: str) -> tuple[RenditionSettings, ...]:
+    """`["720p", "360p"]` (presets) or tables `{name, width, height, bitrate}`, mixed freely."""
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: expected a list like [\"720p\", \"360p\"]")
+    rungs = tuple(_rendition(item, f"{where}[{i}]") for i, item in enumerate(raw))
+    names = [r.name for r in rungs]
+    if len(names) != len(set(names)) or SOURCE_RENDITION in names:
+        raise ValueError(f"{where}: rendition names must be unique and not {SOURCE_RENDITION!r}")
+    return rungs
+
+
+def _rendition(item: Any, where: str) -> RenditionSettings:
+    if isinstance(item, str):
+        if item not in PRESETS:
+            raise ValueError(f"{where}: unknown preset {item!r} (known: {', '.join(PRESETS)})")
+        return RenditionSettings(item, *PRESETS[item])
+    if not isinstance(item, Mapping):
+        raise ValueError(f"{where}: expected a preset name or a table")
+    unknown = set(item) - {"name", "width", "height", "bitrate"}
+    if unknown:
+        raise ValueError(f"{where}.{sorted(unknown)[0]}: unknown key (known: name, width, height, bitrate)")
+    width, height, bitrate = (item.get(k) for k in ("width", "height", "bitrate"))
+    name = item.get("name", f"{height}p")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{where}.name: letters, digits, '-' and '_'")
+    for key, value in (("width", width), ("height", height), ("bitrate", bitrate)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{where}.{key}: expected a positive integer, got {value!r}")
+    assert isinstance(width, int) and isinstance(height, int) and isinstance(bitrate, int)
+    if width % 2 or height % 2 or width > 4096 or height > 4096:
+        raise ValueError(f"{where}.width: width and height must be even and at most 4096")
+    return RenditionSettings(name, width, height, bitrate)

@@ -1,6 +1,7 @@
 """One live stream: the bridge from an ingest thread to the event loop.
 
-The ingest thread calls `start` / `packet` / `end` (the `SessionSink` protocol); packaging and
+The ingest thread calls `start` / `packet` / `end` (the `SessionSink` protocol); transcoding
+(the ABR ladder of a passthrough source), packaging (one packager and window per rendition) and
 TS encoding run right there, off the loop, and their results are handed to the loop with
 `call_soon_threadsafe`. Everything read by HTTP handlers (windows, TS hub, state) is only
 touched on the loop.
@@ -14,18 +15,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 
+from .ladder import LadderTranscoder
 from .media import MediaPacket, SessionStart
 from .packager import CmafPackager, PackagerEvent
+from .settings import PASSTHROUGH_SOURCES, SOURCE_RENDITION, StreamSettings
 from .tsout import TsChunk, TsEncoder, TsHub
 from .window import LiveWindow
 
 log = logging.getLogger(__name__)
 
 BITRATE_SECONDS = 5.0  # bitrate reported by /streams: bytes over this many seconds
+AUDIO_BITRATE = 96_000  # added to a rung's video bitrate for its nominal BANDWIDTH
 
 
 @dataclass(frozen=True)
@@ -44,28 +48,49 @@ def _base36(value: int) -> str:
     return text or "0"
 
 
+@dataclass
+class Rendition:
+    """One entry of the multivariant playlist: its own packager and live window."""
+
+    name: str
+    window: LiveWindow
+    packager: CmafPackager
+    nominal_bitrate: int  # BANDWIDTH until a segment has been measured
+    tracks: tuple[int, ...] = ()  # the current session's track indexes it carries, video first
+
+
 class LiveStream:
     def __init__(
         self,
-        name: str,
-        source: str,
+        config: StreamSettings,
         window: WindowSettings,
         loop: asyncio.AbstractEventLoop,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.name = name
-        self.source = source
+        self.name = config.name
+        self.source = config.source
         # in every media URI, so objects cached by a CDN never outlive this origin process
         self.epoch = _base36(int(clock() * 1000))
         self._loop = loop
         self._clock = clock
         self._settings = window
-        self.window = LiveWindow(
-            window.segment_seconds, window.part_seconds, window.window_seconds, f"{self.epoch}/"
-        )
+        # only passthrough sources are transcoded here; the others encode their own ladder
+        self._ladder = config.renditions if config.source in PASSTHROUGH_SOURCES else ()
+        nominal = {r.name: r.bitrate + AUDIO_BITRATE for r in config.renditions}
+        self.renditions = {
+            name: Rendition(
+                name,
+                LiveWindow(window.segment_seconds, window.part_seconds, window.window_seconds,
+                           f"{self.epoch}/"),
+                CmafPackager(window.segment_seconds, window.part_seconds),
+                nominal.get(name, config.bitrate + AUDIO_BITRATE),
+            )
+            for name in config.rendition_names
+        }
         self.ts = TsHub()
-        self._packager = CmafPackager(window.segment_seconds, window.part_seconds)
+        self._transcoder: LadderTranscoder | None = None
         self._ts_encoder: TsEncoder | None = None
+        self._ts_rendition: Rendition | None = None
         self._ts_end = 0
         self._lock = threading.Lock()  # one publisher at a time
         self.publishing = False
@@ -75,6 +100,11 @@ class LiveStream:
         self.started_at: float | None = None
         self.sessions = 0
         self._arrivals: deque[tuple[float, int]] = deque()
+
+    @property
+    def window(self) -> LiveWindow:
+        """The first rendition's window (the only one without a ladder)."""
+        return next(iter(self.renditions.values())).window
 
     # ---- ingest thread side ----------------------------------------------------------------
 
@@ -93,29 +123,79 @@ class LiveStream:
 
     def start(self, start: SessionStart) -> None:
         self.publishing = True
-        self._post_events(self._packager.start_session(start))
+        start = self._with_ladder(start)
+        mapping = start.renditions or {SOURCE_RENDITION: tuple(range(len(start.tracks)))}
+        self._ts_rendition = None
+        for rendition in self.renditions.values():
+            rendition.tracks = tuple(mapping.get(rendition.name, ()))
+            if rendition.tracks:
+                own = replace(start, tracks=tuple(start.tracks[i] for i in rendition.tracks),
+                              renditions=None)
+                self._post_events(rendition, rendition.packager.start_session(own))
+                if self._ts_rendition is None:
+                    self._ts_rendition = rendition
+                    self._start_ts(own)
+        self._loop.call_soon_threadsafe(self._on_start, start.protocol)
+
+    def _with_ladder(self, start: SessionStart) -> SessionStart:
+        self._transcoder = None
+        if not self._ladder or start.renditions is not None:
+            return start
+        try:
+            self._transcoder = LadderTranscoder(start, self._ladder)
+        except (av.FFmpegError, ValueError) as exc:
+            log.warning("stream %s: no transcoded renditions this session: %s", self.name, exc)
+            return start
+        return self._transcoder.session
+
+    def _start_ts(self, start: SessionStart) -> None:
         try:
             self._ts_encoder = TsEncoder(start, self._ts_end)
         except (OSError, ValueError) as exc:  # no TS feed is better than no stream
             log.warning("stream %s: no TS feed: %s", self.name, exc)
             self._ts_encoder = None
-        self._loop.call_soon_threadsafe(self._on_start, start.protocol)
 
     def packet(self, packet: MediaPacket) -> None:
-        self._post_events(self._packager.push(packet))
-        if self._ts_encoder is not None:
-            try:
-                chunks = self._ts_encoder.push(packet)
-            except (av.FFmpegError, ValueError) as exc:  # the HLS output must not die with it
-                log.warning("stream %s: TS feed stopped for this session: %s", self.name, exc)
-                self._ts_encoder, chunks = None, []
-            if chunks:
-                self._loop.call_soon_threadsafe(self.ts.publish, chunks)
+        self._route(packet)
+        for made in self._transcode(lambda t: t.push(packet)):
+            self._route(made)
         self._loop.call_soon_threadsafe(self._count, len(packet.data))
+
+    def _transcode(self, step: Callable[[LadderTranscoder], list[MediaPacket]]) -> list[MediaPacket]:
+        if self._transcoder is None:
+            return []
+        try:
+            return step(self._transcoder)
+        except (av.FFmpegError, ValueError) as exc:  # the source rendition must not die with it
+            log.warning("stream %s: transcoding stopped for this session: %s", self.name, exc)
+            self._transcoder = None
+            return []
+
+    def _route(self, packet: MediaPacket) -> None:
+        for rendition in self.renditions.values():
+            if packet.track not in rendition.tracks:
+                continue
+            own = replace(packet, track=rendition.tracks.index(packet.track))
+            self._post_events(rendition, rendition.packager.push(own))
+            if rendition is self._ts_rendition:
+                self._push_ts(own)
+
+    def _push_ts(self, packet: MediaPacket) -> None:
+        if self._ts_encoder is None:
+            return
+        try:
+            chunks = self._ts_encoder.push(packet)
+        except (av.FFmpegError, ValueError) as exc:  # the HLS output must not die with it
+            log.warning("stream %s: TS feed stopped for this session: %s", self.name, exc)
+            self._ts_encoder, chunks = None, []
+        if chunks:
+            self._loop.call_soon_threadsafe(self.ts.publish, chunks)
 
     def end(self) -> None:
         try:
-            events = self._packager.end_session()
+            for made in self._transcode(lambda t: t.close()):
+                self._route(made)
+            events = [(r.window, r.packager.end_session()) for r in self.renditions.values()]
             chunks: list[TsChunk] = []
             if self._ts_encoder is not None:
                 chunks = self._ts_encoder.close()
@@ -123,13 +203,13 @@ class LiveStream:
             # one callback: readers never see the playlist ended but the stream still live
             self._loop.call_soon_threadsafe(self._on_end, events, chunks)
         finally:
-            self._ts_encoder = None
+            self._ts_encoder = self._transcoder = None
             with self._lock:
                 self.publishing = False
 
-    def _post_events(self, events: list[PackagerEvent]) -> None:
+    def _post_events(self, rendition: Rendition, events: list[PackagerEvent]) -> None:
         if events:
-            self._loop.call_soon_threadsafe(self.window.apply, events)
+            self._loop.call_soon_threadsafe(rendition.window.apply, events)
 
     # ---- loop side -------------------------------------------------------------------------
 
@@ -140,8 +220,10 @@ class LiveStream:
             self.started_at = self._clock()
         log.info("stream %s: %s publisher started (session %d)", self.name, protocol, self.sessions)
 
-    def _on_end(self, events: list[PackagerEvent], chunks: list[TsChunk]) -> None:
-        self.window.apply(events)
+    def _on_end(self, events: list[tuple[LiveWindow, list[PackagerEvent]]],
+                chunks: list[TsChunk]) -> None:
+        for window, window_events in events:
+            window.apply(window_events)
         self.ts.publish(chunks)
         self.ts.close_all()
         self.state = "ended"
@@ -170,5 +252,6 @@ class LiveStream:
             "age_seconds": None if age is None else round(age, 1),
             "sessions": self.sessions,
             "media_sequence": self.window.segments[-1].msn if self.window.segments else None,
+            "renditions": list(self.renditions),
             "ts_readers": self.ts.reader_count,
         }

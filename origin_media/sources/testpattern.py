@@ -13,11 +13,13 @@ import time
 from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
 
 import av
 
 from .. import encoders
-from ..media import SessionStart
+from ..ladder import LadderEncoder, ladder_session
+from ..settings import SOURCE_RENDITION, RenditionSettings
 from . import SessionSink
 
 SAMPLE_RATE = 48_000
@@ -38,6 +40,13 @@ class TestPatternSettings:
     fps: int = 25
     gop_seconds: float = 2.0
     bitrate: int = 800_000
+    # drawn once at width x height, encoded at each rung's size; none: one "source" rendition
+    renditions: tuple[RenditionSettings, ...] = ()
+
+    @property
+    def rungs(self) -> tuple[RenditionSettings, ...]:
+        own = RenditionSettings(SOURCE_RENDITION, self.width, self.height, self.bitrate)
+        return self.renditions or (own,)
 
 
 class Canvas:
@@ -152,10 +161,11 @@ class TestPattern:
         """Publish in real time until `stop` is set (runs in its own thread)."""
         s = self.settings
         gop = max(1, round(s.gop_seconds * s.fps))
-        venc = encoders.h264_encoder(s.width, s.height, s.fps, gop, s.bitrate)
+        ladder = LadderEncoder(s.rungs, s.fps, Fraction(1, s.fps))
         aenc = encoders.aac_encoder(SAMPLE_RATE, 1)
+        audio_track = len(s.rungs)
         wall0, mono0 = time.time(), time.monotonic()
-        sink.start(SessionStart((encoders.video_track(venc), encoders.audio_track(aenc)), "test", wall0))
+        sink.start(ladder_session(s.rungs, ladder, [encoders.audio_track(aenc)], "test", wall0))
         video_index = audio_index = 0
         try:
             while not stop.is_set():
@@ -166,11 +176,12 @@ class TestPattern:
                     break
                 if video_due <= audio_due:
                     frame = self.video_frame(video_index, wall0 + video_due)
-                    for packet in encoders.video_packets(venc, frame, 0):
+                    for packet in ladder.encode(frame, video_index % gop == 0):
                         sink.packet(packet)
                     video_index += 1
                 else:
-                    for packet in encoders.audio_packets(aenc, self.audio_frame(audio_index), 1):
+                    frame_audio = self.audio_frame(audio_index)
+                    for packet in encoders.audio_packets(aenc, frame_audio, audio_track):
                         sink.packet(packet)
                     audio_index += 1
         finally:

@@ -3,6 +3,7 @@ the packager's cutting rules, settings."""
 
 from __future__ import annotations
 
+import re
 import struct
 from fractions import Fraction
 
@@ -180,9 +181,16 @@ def _tfdt(fragment: bytes) -> int:
     ({"streams": {"a b": {"source": "test"}}}, "test.streams.a b: stream names"),
     ({"bogus": 1}, "test.bogus: unknown option"),
     ({"streams": {"a": {"source": "file"}}}, "test.streams.a.path"),
+    ({"streams": {"a": {"source": "test", "renditions": "720p"}}}, "test.streams.a.renditions: expected a list"),
+    ({"streams": {"a": {"source": "test", "renditions": ["999p"]}}}, "test.streams.a.renditions[0]: unknown preset"),
+    ({"streams": {"a": {"source": "test", "renditions": [{"width": 640, "height": 361, "bitrate": 1}]}}},
+     "test.streams.a.renditions[0].width: width and height must be even"),
+    ({"streams": {"a": {"source": "test", "renditions": [{"width": 640, "height": 360}]}}},
+     "test.streams.a.renditions[0].bitrate: expected a positive integer"),
+    ({"streams": {"a": {"source": "test", "renditions": ["360p", "360p"]}}}, "must be unique"),
 ])
 def test_settings_errors_name_the_key(options: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         MediaOriginSettings.from_options(options, where="test")
 
 
@@ -193,3 +201,19 @@ def test_settings_from_the_documented_example() -> None:
     }, where="origins.media.options")
     assert [s.name for s in settings.streams] == ["demo", "cam1"]
     assert "secret123" not in repr(settings)
+
+
+def test_renditions_from_presets_and_tables() -> None:
+    settings = MediaOriginSettings.from_options({"streams": {
+        "ladder": {"source": "test", "renditions": [
+            "360p", {"name": "tiny", "width": 160, "height": 90, "bitrate": 100_000}]},
+        "cam": {"source": "rtmp", "key": "k", "renditions": ["720p"]},
+        "plain": {"source": "test"},
+    }}, where="test")
+    ladder, cam, plain = settings.streams
+    assert [(r.name, r.width, r.height, r.bitrate) for r in ladder.renditions] == [
+        ("360p", 640, 360, 800_000), ("tiny", 160, 90, 100_000)]
+    # an encoding source serves its ladder; a passthrough one keeps its own encoding too
+    assert ladder.rendition_names == ("360p", "tiny")
+    assert cam.rendition_names == ("source", "720p")
+    assert plain.rendition_names == ("source",)
