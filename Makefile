@@ -62,6 +62,7 @@ lint: deps
 	$(BIN)/lint-imports --no-cache
 
 bench: deps bench-debian
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 geo-demo: deps
