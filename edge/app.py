@@ -21,6 +21,7 @@ from edge.admin import build_admin_app as build_admin_app
 from edge.flow import EdgeFlow, EdgeRequest
 from edge.store import MemoryStore
 from edge.upstream import OriginClient
+from edge.webrtc import WhepService, WhepSettings
 from web_dist.config import CdnConfig
 
 Scope = dict[str, Any]
@@ -32,15 +33,19 @@ ADMIN_PREFIX = "/_cdn/"
 class EdgeApp:
     """ASGI entry point of one edge location."""
 
-    def __init__(self, flow: EdgeFlow) -> None:
+    def __init__(self, flow: EdgeFlow, whep: WhepSettings | None = None) -> None:
         self.flow = flow
         self.admin = _public_admin_app(flow)
+        self.whep = WhepService(flow.config, flow.edge, flow.upstream, whep)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             if scope["path"].startswith(ADMIN_PREFIX):
                 await self.admin(scope, receive, send)  # type: ignore[arg-type]
+                return
+            if scope["path"].startswith("/whep/") and self.whep.serves(scope):
+                await self.whep(scope, receive, send)
                 return
             await self.flow.handle(_edge_request(scope, receive), send)
         elif kind == "lifespan":
@@ -52,11 +57,13 @@ class EdgeApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.flow.start()
+                    await self.whep.start()
                 except Exception as exc:  # reported to the server, which refuses to start
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.whep.close()
                 await self.flow.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -69,12 +76,13 @@ def build_edge_app(
     clock: Callable[[], float] = time.time,
     store: MemoryStore | None = None,
     upstream: OriginClient | None = None,
+    whep: WhepSettings | None = None,
 ) -> EdgeApp:
     """The ASGI app of edge location `name` of `config` (KeyError names unknown edges)."""
     if name not in config.edges:
         raise KeyError(f"{config.source}: no edge named {name!r} (edges: {', '.join(config.edges)})")
     edge = config.edges[name]
-    return EdgeApp(EdgeFlow(config, edge, clock=clock, store=store, upstream=upstream))
+    return EdgeApp(EdgeFlow(config, edge, clock=clock, store=store, upstream=upstream), whep)
 
 
 def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:

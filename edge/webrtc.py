@@ -1,0 +1,299 @@
+"""WebRTC playback at the edge: WHEP (draft-ietf-wish-whep) for every live stream of a
+streaming distribution.
+
+    POST    /whep/STREAM        application/sdp offer -> 201, SDP answer, Location of the session
+    DELETE  /whep/STREAM/ID     ends the session
+    OPTIONS either              CORS preflight (and Accept-Post: application/sdp)
+
+Each stream is pulled from the media origin once (`StreamFeeds`) and its encoded packets are
+fanned out (`PacketRelay`) to one aiortc sender per viewer and track, which only packetizes
+them: H.264 and Opus go out exactly as the origin encoded them, never decoded or encoded per
+viewer. aiortc has no trickle ICE, so the answer is sent once gathering is complete; its host
+candidates are the addresses in `WhepSettings.ice_addresses` (loopback by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, Router
+
+from edge.packet_feed import FeedSettings, FeedUnavailable, StreamFeed, StreamFeeds
+from edge.packet_relay import PacketRelay, RelayViewer
+from edge.upstream import OriginClient
+from web_dist.behaviors import DistributionIndex
+from web_dist.config import CdnConfig, Distribution, EdgeLocation
+
+log = logging.getLogger("cdn.edge")
+WHEP_PREFIX = "/whep/"
+SDP = "application/sdp"
+MAX_OFFER_BYTES = 64 * 1024
+SENT_CODECS = {"video": ("video/h264", "video/rtx"), "audio": ("audio/opus",)}
+_STREAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CORS = {
+    "access-control-allow-origin": "*",
+    "access-control-expose-headers": "Location, Accept-Post",
+}
+PREFLIGHT = {
+    **CORS,
+    "access-control-allow-methods": "POST, DELETE, OPTIONS",
+    "access-control-allow-headers": "Content-Type, Authorization, If-Match",
+    "access-control-max-age": "86400",
+    "accept-post": SDP,
+}
+
+
+@dataclass(frozen=True)
+class WhepSettings:
+    feeds: FeedSettings = field(default_factory=FeedSettings)
+    max_sessions: int = 1000  # per edge; more get 503
+    connect_timeout: float = 30.0  # a session not connected by then is closed
+    ice_addresses: tuple[str, ...] | None = ("127.0.0.1",)  # None: every interface but loopback
+
+
+def offered_kinds(sdp: str) -> tuple[str, ...]:
+    """The media kinds an offer asks to receive; ValueError says what is wrong with it."""
+    lines = [line.strip() for line in sdp.splitlines() if line.strip()]
+    if not lines or lines[0] != "v=0":
+        raise ValueError("not an SDP offer: it must start with v=0")
+    if not any(line.startswith("a=fingerprint:") for line in lines):
+        raise ValueError("the offer has no DTLS fingerprint (a=fingerprint)")
+    kinds: list[str] = []
+    kind, receives = "", True
+    for line in [*lines, "m=end"]:
+        if line.startswith("m="):
+            if kind in ("video", "audio") and receives and kind not in kinds:
+                kinds.append(kind)
+            kind, receives = line[2:].split(" ", 1)[0], True
+        elif line in ("a=sendonly", "a=inactive"):
+            receives = False
+    if not kinds:
+        raise ValueError("the offer asks to receive no audio or video (need an m=video or m=audio "
+                         "section that is recvonly or sendrecv)")
+    return tuple(kinds)
+
+
+def pin_host_addresses(addresses: tuple[str, ...] | None) -> None:
+    """Make aioice gather host candidates on `addresses` only. aioice skips loopback and has
+    no option for it, so its address lookup is replaced: process-wide, like the interfaces."""
+    original = getattr(aioice.ice, "_cdn_original_host_addresses", aioice.ice.get_host_addresses)
+    aioice.ice._cdn_original_host_addresses = original  # type: ignore[attr-defined]
+    if addresses is None:
+        aioice.ice.get_host_addresses = original
+        return
+    pinned = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in pinned if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+class RelayTrack(MediaStreamTrack):
+    """One viewer's track: recv() hands aiortc the relayed encoded packets as they come."""
+
+    def __init__(self, kind: str, session: WhepSession) -> None:
+        super().__init__()
+        self.kind = kind
+        self._session = session
+
+    async def recv(self) -> av.Packet:
+        packet = await self._session.viewer().next(self.kind)
+        if packet is None:
+            self._session.ended()
+            raise MediaStreamError
+        return packet
+
+
+class WhepSession:
+    """One viewer: a peer connection, the feed it holds and its place in the relay."""
+
+    def __init__(self, service: WhepService, stream: str, feed: StreamFeed) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.stream = stream
+        self.feed = feed
+        self.kinds: tuple[str, ...] = ()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._service = service
+        self._viewer: RelayViewer[av.Packet] | None = None
+        self.released = False  # its hold on the feed is given back
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{WHEP_PREFIX}{self.stream}/{self.id}"
+
+    def viewer(self) -> RelayViewer[av.Packet]:
+        """Joined on the first packet asked for (after DTLS): nothing queues before."""
+        if self._viewer is None:
+            self._viewer = self.feed.relay.join(self.kinds)
+        return self._viewer
+
+    async def answer(self, offer: str) -> str:
+        # an unmatched transceiver breaks aiortc's answer: only the kinds both sides have
+        for kind in [k for k in self.feed.relay.kinds if k in offered_kinds(offer)]:
+            transceiver = self.pc.addTransceiver(RelayTrack(kind, self), "sendonly")
+            transceiver.setCodecPreferences([
+                codec for codec in RTCRtpSender.getCapabilities(kind).codecs
+                if codec.mimeType.lower() in SENT_CODECS[kind]
+            ])
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        self.kinds = tuple(t.kind for t in self.pc.getTransceivers() if t.mid is not None and t.sender.track)
+        if not self.kinds:
+            raise ValueError("the offer has no media section this stream can fill")
+        await self.pc.setLocalDescription(await self.pc.createAnswer())  # gathers ICE completely
+        return self.pc.localDescription.sdp
+
+    def ended(self) -> None:
+        """The relay ended this viewer (stream over, or too slow), or its connection failed."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.close())
+
+    async def close(self) -> None:
+        if self._viewer is not None:
+            self.feed.relay.leave(self._viewer)
+        self._service.forget(self)
+        await self.pc.close()
+
+
+class WhepService:
+    """The WHEP endpoints of one edge (an ASGI app for /whep/ on streaming distributions)."""
+
+    def __init__(self, config: CdnConfig, edge: EdgeLocation, upstream: OriginClient,
+                 settings: WhepSettings | None = None) -> None:
+        self.config = config
+        self.settings = settings or WhepSettings()
+        self.feeds = StreamFeeds(upstream, self.settings.feeds, f"cdn-edge/{edge.name}")
+        self.sessions: dict[str, WhepSession] = {}
+        self._streaming = [d for d in config.distributions_of(edge.name) if d.kind == "streaming"]
+        self._index = DistributionIndex(self._streaming)
+        self._router = Router(routes=[
+            Route(WHEP_PREFIX + "{stream}", self.offer, methods=["POST", "OPTIONS"]),
+            Route(WHEP_PREFIX + "{stream}/{session}", self.session, methods=["DELETE", "PATCH", "OPTIONS"]),
+        ])
+
+    def serves(self, scope: Mapping[str, Any]) -> bool:
+        """A /whep/ request for a streaming distribution of this edge (others go to the flow)."""
+        return scope["path"].startswith(WHEP_PREFIX) and self._distribution(scope) is not None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._router(scope, receive, send)
+
+    async def start(self) -> None:
+        if self._streaming:
+            pin_host_addresses(self.settings.ice_addresses)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in list(self.sessions.values())), return_exceptions=True)
+        await self.feeds.close()
+
+    def forget(self, session: WhepSession) -> None:
+        """Let go of the session's feed, once."""
+        self.sessions.pop(session.id, None)
+        if not session.released:
+            session.released = True
+            self.feeds.release(session.feed)
+
+    # ---- handlers --------------------------------------------------------------------------
+
+    async def offer(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT)
+        stream = request.path_params["stream"]
+        dist = self._distribution(request.scope)
+        if dist is None or not _STREAM.match(stream):
+            return _error(404, f"no live stream named {stream!r}")
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != SDP:
+            return _error(415, f"a WHEP offer is {SDP}, not {media_type or 'nothing'}")
+        body = await _body(request)
+        if body is None:
+            return _error(413, f"the offer is larger than {MAX_OFFER_BYTES} bytes")
+        try:
+            offer = body.decode("utf-8")
+            offered_kinds(offer)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return _error(400, f"bad SDP offer: {exc}")
+        if len(self.sessions) >= self.settings.max_sessions:
+            return _error(503, "this edge has as many WebRTC viewers as it takes", {"retry-after": "5"})
+        try:
+            feed = await self.feeds.acquire(dist.id, self.config.origins_of(dist.origin), stream)
+        except FeedUnavailable as exc:
+            return _error(exc.status, exc.message)
+        return await self._start_session(stream, feed, offer)
+
+    async def _start_session(self, stream: str, feed: StreamFeed, offer: str) -> Response:
+        session = WhepSession(self, stream, feed)
+        try:
+            answer = await session.answer(offer)
+        except Exception as exc:  # aiortc raises assorted types for offers it cannot use
+            await session.close()
+            return _error(400, f"bad SDP offer: {exc or type(exc).__name__}")
+        self.sessions[session.id] = session
+        session.pc.on("connectionstatechange", lambda: _on_state(session))
+        asyncio.get_running_loop().call_later(self.settings.connect_timeout, _check_connected, session)
+        return Response(answer, 201, media_type=SDP,
+                        headers={**CORS, "location": session.location, "cache-control": "no-store"})
+
+    async def session(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT)
+        if request.method == "PATCH":
+            return _error(405, "trickle ICE and ICE restarts are not supported", {"allow": "DELETE"})
+        session = self.sessions.get(request.path_params["session"])
+        if session is None or session.stream != request.path_params["stream"]:
+            return _error(404, "no such WHEP session")
+        await session.close()
+        return Response(status_code=200, headers=CORS)
+
+    def _distribution(self, scope: Mapping[str, Any]) -> Distribution | None:
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+        return self._index.lookup(host)
+
+    def relays(self) -> dict[str, PacketRelay[av.Packet]]:
+        return {f"{dist}/{stream}": feed.relay for (dist, stream), feed in self.feeds.running().items()}
+
+
+def _on_state(session: WhepSession) -> None:
+    if session.pc.connectionState in ("failed", "closed"):
+        session.ended()
+
+
+def _check_connected(session: WhepSession) -> None:
+    if session.pc.connectionState not in ("connected", "closed"):
+        log.info("WHEP session %s did not connect in time", session.id)
+        session.ended()
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None past MAX_OFFER_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_OFFER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(f"{status} {message}\n", status,
+                             headers={**CORS, "cache-control": "no-store", **(headers or {})})
