@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge.admin import build_admin_app as build_admin_app
+from edge.control_sync import ControlSync
 from edge.flow import EdgeFlow, EdgeRequest
 from edge.store import MemoryStore
 from edge.upstream import OriginClient
@@ -33,8 +34,9 @@ ADMIN_PREFIX = "/_cdn/"
 class EdgeApp:
     """ASGI entry point of one edge location."""
 
-    def __init__(self, flow: EdgeFlow, whep: WhepSettings | None = None) -> None:
+    def __init__(self, flow: EdgeFlow, sync: ControlSync | None = None, whep: WhepSettings | None = None) -> None:
         self.flow = flow
+        self.sync = sync  # follows the control plane's invalidations when [control] is configured
         self.admin = _public_admin_app(flow)
         self.whep = WhepService(flow.config, flow.edge, flow.upstream, whep)
 
@@ -58,12 +60,16 @@ class EdgeApp:
                 try:
                     await self.flow.start()
                     await self.whep.start()
+                    if self.sync is not None:
+                        await self.sync.start()
                 except Exception as exc:  # reported to the server, which refuses to start
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.whep.close()
+                if self.sync is not None:
+                    await self.sync.close()
                 await self.flow.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -77,12 +83,17 @@ def build_edge_app(
     store: MemoryStore | None = None,
     upstream: OriginClient | None = None,
     whep: WhepSettings | None = None,
+    control_token: str | None = None,
 ) -> EdgeApp:
-    """The ASGI app of edge location `name` of `config` (KeyError names unknown edges)."""
+    """The ASGI app of edge location `name` of `config` (KeyError names unknown edges).
+    With [control] it follows the control plane, using `control_token` (else control.token)."""
     if name not in config.edges:
         raise KeyError(f"{config.source}: no edge named {name!r} (edges: {', '.join(config.edges)})")
     edge = config.edges[name]
-    return EdgeApp(EdgeFlow(config, edge, clock=clock, store=store, upstream=upstream), whep)
+    flow = EdgeFlow(config, edge, clock=clock, store=store, upstream=upstream)
+    control = config.control
+    sync = ControlSync(flow, control, token=control_token or control.token, clock=clock) if control else None
+    return EdgeApp(flow, sync, whep)
 
 
 def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:

@@ -6,6 +6,7 @@
     cdn origin --root DIR --listen A  a web origin serving DIR, without a config
     cdn check --config FILE           check FILE and print what it describes
     cdn router --config FILE          the request router of FILE's [router] (HTTP 302 and DNS)
+    cdn control / invalidate / purge  the control plane and its client (web_dist/control_cli.py)
     cdn keygen / cdn sign             key pairs, signed URLs and cookies (web_dist/signing_cli.py)
 """
 
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from web_dist.config import CdnConfig, ConfigError, Origin, load_config
+from web_dist.control_cli import add_commands as add_control_commands
+from web_dist.invalidation import resolve_token
 from web_dist.server import parse_listen, start_server
 from web_dist.signing_cli import add_commands as add_signing_commands
 
@@ -81,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True, type=Path)
     check.set_defaults(run=_cmd_check)
     add_signing_commands(sub)
+    add_control_commands(sub)
     return parser
 
 
@@ -93,12 +97,13 @@ def _cmd_edge(args: argparse.Namespace) -> int:
 
     edge = config.edges[args.name]
     what = f"edge {edge.name}"
+    token = resolve_token(config.control.token, config.control.token_env, os.environ) if config.control else None
     if edge.admin_listen is None:
-        return _serve_until_signal(lambda: build_edge_app(config, edge.name), edge.listen, what)
+        return _serve_until_signal(lambda: build_edge_app(config, edge.name, control_token=token), edge.listen, what)
     admin_listen = edge.admin_listen
 
     async def serve() -> None:
-        app = build_edge_app(config, edge.name)
+        app = build_edge_app(config, edge.name, control_token=token)
         # The admin port first: once "ready" is printed, both answer.
         admin = await start_server(build_admin_app(app.flow), admin_listen, name=f"{what} admin")
         try:
@@ -208,6 +213,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         for origin in config.origins.values():
             if origin.listen is not None:
                 children.append(_spawn(config, "origin", origin.id, origin.listen))
+        if config.control is not None:  # first, so edges find it when they start
+            children.append(_spawn(config, "control", "control", config.control.listen))
         for edge in config.edges.values():
             children.append(_spawn(config, "edge", edge.name, edge.listen))
         for what, listen, child in children:
