@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import clients, edge_vs_nginx, servers
+from bench import clients, edge_vs_nginx, servers, webrtc_relay
 
 
 def main() -> int:
-    for bench in (edge_vs_nginx, servers, clients):
+    for bench in (edge_vs_nginx, servers, clients, webrtc_relay):
         print(f"\n=== {bench.__name__} ===", flush=True)
         code = bench.main([])
         if code:
