@@ -7,6 +7,7 @@
     cdn check --config FILE           check FILE and print what it describes
     cdn router --config FILE          the request router of FILE's [router] (HTTP 302 and DNS)
     cdn control / invalidate / purge  the control plane and its client (web_dist/control_cli.py)
+    cdn loadtest --edge URL ...       virtual viewers against edges, a router or an origin
     cdn keygen / cdn sign             key pairs, signed URLs and cookies (web_dist/signing_cli.py)
 """
 
@@ -85,7 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_cmd_check)
     add_signing_commands(sub)
     add_control_commands(sub)
+    loadtest = sub.add_parser("loadtest", help="load test playback (or a web distribution) with virtual viewers")
+    from streaming.loadtest_cli import add_arguments  # argparse only: the load tester loads when run
+
+    add_arguments(loadtest)
+    loadtest.set_defaults(run=_cmd_loadtest)
     return parser
+
+
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    from streaming.loadtest_cli import run
+
+    return run(args)
 
 
 # -- one server per process --------------------------------------------------------------------

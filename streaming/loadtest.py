@@ -1,0 +1,229 @@
+"""The playback load tester: thousands of virtual viewers from one process.
+
+`run_load(plan)` starts `plan.viewers` viewers at `plan.ramp` per second, spread round-robin
+over `plan.targets` (edges, a request router whose 302 they follow, or the origin itself),
+all sharing one pooled aiohttp client, and stops everything at `plan.duration` seconds
+whatever is in flight. About once a second it samples the viewers (playing, stalled, request
+rate, errors, p95 media fetch time) for the time series and the progress line on stderr.
+Edges' metrics JSON is read before and after, for hit ratio and origin requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TextIO
+from urllib.parse import urljoin
+
+import aiohttp
+
+from streaming.tally import Tally, Tick, percentile
+from streaming.viewer import FetchResult, Viewer
+from streaming.webload import WebClient
+
+log = logging.getLogger("cdn.loadtest")
+
+# aiohttp's exceptions, most specific first, as the error kinds the report counts
+ERROR_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (asyncio.TimeoutError, "timeout"),
+    (aiohttp.ClientConnectorError, "connection refused"),
+    (aiohttp.ServerDisconnectedError, "disconnected"),
+    (aiohttp.ClientPayloadError, "truncated body"),
+    (aiohttp.TooManyRedirects, "redirect loop"),
+    (aiohttp.ClientOSError, "connection reset"),
+    (aiohttp.ClientError, "client error"),
+)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    targets: tuple[str, ...]  # base URLs the viewers are spread over
+    path: str = "/live/demo/master.m3u8"
+    viewers: int = 100
+    duration: float = 60.0
+    ramp: float = 50.0  # viewers started per second
+    connections: int = 0  # pooled connections; 0: one per viewer plus a few
+    host: str | None = None  # Host header, for a distribution matched by domain
+    metrics: tuple[str, ...] = ()  # edges' /metrics.json URLs
+    timeout: float = 10.0  # per request
+    mode: Literal["hls", "web"] = "hls"
+    objects: tuple[str, ...] = ()  # web mode: paths, most popular first
+    zipf: float = 1.0
+    think: float = 0.5  # web mode: seconds between one client's requests
+    label: str = "run"
+
+
+@dataclass
+class Sample:
+    t: float
+    active: int
+    playing: int
+    stalled: int
+    requests: int
+    errors: int
+    p95_fetch: float | None
+    p50_latency: float | None
+
+
+@dataclass
+class Run:
+    """Everything one run produced, before `report.summarize` turns it into figures."""
+
+    plan: LoadPlan
+    tally: Tally
+    viewers: list[Any] = field(default_factory=list)  # Viewer or WebClient
+    samples: list[Sample] = field(default_factory=list)
+    seconds: float = 0.0
+    ended_at: float = 0.0  # by the run's clock: viewers' stall time is read as of then
+    metrics_before: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics_after: dict[str, dict[str, Any]] = field(default_factory=dict)
+    crashes: Counter[str] = field(default_factory=Counter)
+
+
+def raise_fd_limit() -> None:
+    """Thousands of viewers need thousands of sockets: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float]) -> Callable[[str], Awaitable[FetchResult]]:
+    async def fetch(url: str) -> FetchResult:
+        started = clock()
+        try:
+            async with session.get(url) as response:
+                body = await response.read()
+                return FetchResult(response.status, body, str(response.url), clock() - started,
+                                   cache_status=response.headers.get("cache-status", ""))
+        except Exception as exc:  # translated here, once, into the kinds the report counts
+            kind = next((k for t, k in ERROR_KINDS if isinstance(exc, t)), type(exc).__name__)
+            return FetchResult(0, b"", url, clock() - started, error=kind)
+
+    return fetch
+
+
+async def read_metrics(session: aiohttp.ClientSession, urls: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Each edge's metrics JSON by URL; an edge that does not answer maps to {"error": ...}."""
+    out: dict[str, dict[str, Any]] = {}
+    for url in urls:
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
+                out[url] = await response.json(content_type=None)
+        except Exception as exc:
+            out[url] = {"error": next((k for t, k in ERROR_KINDS if isinstance(exc, t)), type(exc).__name__)}
+    return out
+
+
+async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
+                   clock: Callable[[], float] = time.monotonic) -> Run:
+    """One run of `plan`; returns within `plan.duration` plus a few seconds, whatever happens."""
+    if not plan.targets:
+        raise ValueError("no target URL to send viewers to")
+    raise_fd_limit()
+    run = Run(plan, Tally())
+    connector = aiohttp.TCPConnector(limit=plan.connections or plan.viewers + 16, limit_per_host=0,
+                                     ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=plan.timeout)
+    headers = {"Host": plan.host} if plan.host else {}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+        run.metrics_before = await read_metrics(session, plan.metrics)
+        fetch = make_fetch(session, clock)
+        started = clock()
+        tasks: list[asyncio.Task[None]] = []
+        sampler = asyncio.create_task(_sample(run, tasks, started, clock, progress))
+        try:
+            async with asyncio.timeout(plan.duration):
+                await _ramp(run, fetch, tasks, started, clock)
+                await asyncio.sleep(plan.duration)  # the deadline ends it
+        except TimeoutError:
+            pass
+        finally:
+            run.ended_at = clock()
+            run.seconds = run.ended_at - started
+            for task in [*tasks, sampler]:
+                task.cancel()
+            await asyncio.gather(*tasks, sampler, return_exceptions=True)
+        if progress is not None:
+            progress.write("\n")
+        run.metrics_after = await read_metrics(session, plan.metrics)
+    return run
+
+
+async def _ramp(run: Run, fetch: Callable[[str], Awaitable[FetchResult]],
+                tasks: list[asyncio.Task[None]], started: float, clock: Callable[[], float]) -> None:
+    plan = run.plan
+    for index in range(plan.viewers):
+        delay = started + index / plan.ramp - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        target = plan.targets[index % len(plan.targets)]
+        viewer: Any
+        if plan.mode == "web":
+            viewer = WebClient(target, plan.objects, fetch, run.tally, zipf=plan.zipf,
+                               think=plan.think, seed=index)
+        else:
+            viewer = Viewer(urljoin(target, plan.path), fetch, run.tally, clock=clock)
+        run.viewers.append(viewer)
+        tasks.append(asyncio.create_task(_guarded(viewer, run)))
+
+
+async def _guarded(viewer: Any, run: Run) -> None:
+    """A viewer that hits a bug is counted and stops; the others go on."""
+    try:
+        await viewer.run()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if not run.crashes:
+            log.exception("a virtual viewer failed")
+        run.crashes[type(exc).__name__] += 1
+        run.tally.error(f"viewer crashed: {type(exc).__name__}")
+
+
+async def _sample(run: Run, tasks: list[asyncio.Task[None]], started: float,
+                  clock: Callable[[], float], progress: TextIO | None) -> None:
+    last = started
+    while True:
+        await asyncio.sleep(1.0)
+        now = clock()
+        tick = run.tally.tick()
+        sample = _snapshot(run, tasks, tick, now, now - started)
+        sample.requests = round(tick.requests / max(now - last, 1e-3))
+        last = now
+        run.samples.append(sample)
+        if progress is not None:
+            _show(progress, run, sample)
+
+
+def _snapshot(run: Run, tasks: list[asyncio.Task[None]], tick: Tick, now: float, elapsed: float) -> Sample:
+    active = sum(1 for task in tasks if not task.done())
+    playing = stalled = 0
+    for viewer in run.viewers:
+        buffer = getattr(viewer, "buffer", None)
+        if buffer is None or buffer.started_at is None:
+            continue
+        if buffer.stalled(now):
+            stalled += 1
+        else:
+            playing += 1
+    return Sample(round(elapsed, 2), active, playing, stalled, 0, sum(run.tally.errors.values()),
+                  percentile(tick.fetch_seconds, 95), percentile(tick.latencies, 50))
+
+
+def _show(out: TextIO, run: Run, s: Sample) -> None:
+    p95 = "-" if s.p95_fetch is None else f"{s.p95_fetch * 1000:.0f} ms"
+    stalls = sum(getattr(v, "buffer", None) and v.buffer.stalls or 0 for v in run.viewers)
+    line = (f"[{run.plan.label}] t={s.t:5.0f}s viewers {s.active:5d} (stalled now {s.stalled})"
+            f"  stalls {stalls}  {s.requests} req/s  errors {s.errors}  p95 fetch {p95}")
+    if out.isatty():
+        out.write("\r\x1b[K" + line)
+    else:
+        out.write(line + "\n")
+    out.flush()

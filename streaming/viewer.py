@@ -1,0 +1,277 @@
+"""One virtual viewer: plays a live HLS / LL-HLS stream the way a player does, over HTTP only.
+
+It fetches the multivariant playlist, picks a rendition (and moves between renditions by
+measured throughput when there are several), follows the media playlist (part by part with
+blocking reload `_HLS_msn`/`_HLS_part` when the playlist offers EXT-X-PART and
+CAN-BLOCK-RELOAD, else segment by segment with reloads every target duration), and keeps a
+`PlaybackBuffer`. Startup time runs from the first request to the first playable media;
+latency behind live is wall-clock time minus the program date-time at the playhead.
+
+The clocks, the sleep and the HTTP fetch are passed in: the load test gives real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from streaming.playlist import (
+    MediaPlaylist,
+    PlaylistError,
+    Variant,
+    live_start,
+    parse_media,
+    parse_multivariant,
+)
+from streaming.tally import Tally
+
+SAFETY = 0.7  # a rendition is chosen when its BANDWIDTH fits in this share of the estimate
+EWMA = 0.3  # weight of a new throughput sample
+RETRY_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    status: int  # 0: no HTTP answer
+    body: bytes
+    url: str  # after redirects: relative URIs resolve against it
+    seconds: float
+    error: str | None = None  # "connect", "timeout", "reset", ... when status is 0
+    cache_status: str = ""  # the Cache-Status header, if any
+
+
+Fetch = Callable[[str], Awaitable[FetchResult]]
+
+
+class PlaybackBuffer:
+    """Media buffered ahead of the playhead, and the stalls when it runs dry. Pure: times in.
+
+    Play starts with the first media appended; a stall begins the moment the playhead reaches
+    the end of what was downloaded (worked out afterwards, so nobody needs to wake up then)
+    and ends when more media arrives.
+    """
+
+    def __init__(self) -> None:
+        self.media_end = 0.0  # seconds of media downloaded
+        self.position = 0.0  # playhead, as of `since`
+        self.since: float | None = None
+        self.started_at: float | None = None
+        self.stall_started: float | None = None
+        self.stalls = 0
+        self.stall_seconds = 0.0
+
+    def advance(self, now: float) -> None:
+        if self.since is None or self.stall_started is not None:
+            return
+        position = self.position + (now - self.since)
+        if position >= self.media_end:
+            self.stall_started = self.since + (self.media_end - self.position)
+            self.position = self.media_end
+            self.stalls += 1
+        else:
+            self.position = position
+        self.since = now
+
+    def append(self, seconds: float, now: float) -> None:
+        self.advance(now)
+        self.media_end += seconds
+        if self.started_at is None:
+            self.started_at = self.since = now
+        elif self.stall_started is not None:
+            self.stall_seconds += now - self.stall_started
+            self.stall_started, self.since = None, now
+
+    def buffered(self, now: float) -> float:
+        self.advance(now)
+        return self.media_end - self.position
+
+    def stalled(self, now: float) -> bool:
+        self.advance(now)
+        return self.stall_started is not None
+
+    def total_stall(self, now: float) -> float:
+        """Stalled seconds so far, a stall still going on included."""
+        self.advance(now)
+        ongoing = now - self.stall_started if self.stall_started is not None else 0.0
+        return self.stall_seconds + ongoing
+
+    def watched(self, now: float) -> float:
+        return 0.0 if self.started_at is None else now - self.started_at
+
+
+@dataclass(frozen=True)
+class MediaUnit:
+    """A part or a whole segment to fetch next."""
+
+    url: str
+    duration: float
+    date_end: float | None  # program date-time at its end
+    map_url: str | None
+    after: tuple[int, int]  # the position that follows it
+
+
+class Viewer:
+    def __init__(self, master_url: str, fetch: Fetch, tally: Tally, *,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.master_url = master_url
+        self.fetch = fetch
+        self.tally = tally
+        self.clock, self.wall, self.sleep = clock, wall, sleep
+        self.buffer = PlaybackBuffer()
+        self.requested_at: float | None = None
+        self.startup: float | None = None
+        self.host = ""  # where the multivariant playlist finally came from (edge, after a 302)
+        self.variants: list[Variant] = []
+        self.rendition = 0
+        self.switches = 0
+        self.estimate: float | None = None  # bits per second
+        self.playlist: MediaPlaylist | None = None
+        self.playlist_url = ""
+        self.position: tuple[int, int] | None = None
+        self.low_latency = False  # the last playlist offered parts and blocking reload
+        self.init_url: str | None = None
+        self.errors = 0
+        self.ended = False
+        self._reloaded_at = -1e9
+
+    # -- the player loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Plays until the stream ends or the task is cancelled (the load test's deadline)."""
+        self.requested_at = self.clock()
+        while not self.variants:
+            await self._open()
+        while not self.ended:
+            await self._step()
+
+    async def _open(self) -> None:
+        result = await self._get(self.master_url)
+        if result is None:
+            return await self.sleep(RETRY_SECONDS)
+        self.host = urlsplit(result.url).netloc
+        try:
+            variants = parse_multivariant(result.body.decode("utf-8", "replace"))
+        except PlaylistError:
+            self._fault("bad playlist")
+            return await self.sleep(RETRY_SECONDS)
+        if not variants:  # a media playlist given directly
+            variants = [Variant(result.url, 0)]
+        self.variants = [Variant(urljoin(result.url, v.uri), v.bandwidth, v.resolution) for v in variants]
+        self.rendition = 0  # the first listed, as hls.js does before it has measured anything
+
+    async def _step(self) -> None:
+        if self.playlist is None:
+            return await self._reload()
+        if self.position is None:
+            self.position = live_start(self.playlist)
+        unit = self._next_unit(self.playlist, self.position)
+        if unit is None:
+            return await self._reload()
+        if unit.map_url is not None and unit.map_url != self.init_url:
+            if await self._get(unit.map_url) is None:
+                return await self.sleep(RETRY_SECONDS)
+            self.init_url = unit.map_url
+        await self._fetch_media(unit)
+
+    def _next_unit(self, playlist: MediaPlaylist, position: tuple[int, int]) -> MediaUnit | None:
+        msn, part = position
+        if msn < playlist.media_sequence:  # fell out of the live window: rejoin at the live edge
+            self.tally.error("fell behind the live window")
+            self.position = msn, part = live_start(playlist)
+        segment = playlist.segment(msn)
+        if segment is None:
+            return None
+        base, date = self.playlist_url, segment.program_date_time
+        if playlist.low_latency and part < len(segment.parts):
+            done = sum(p.duration for p in segment.parts[: part + 1])
+            return MediaUnit(urljoin(base, segment.parts[part].uri), segment.parts[part].duration,
+                             None if date is None else date + done, _join(base, segment.map_uri),
+                             (msn, part + 1))
+        if segment.uri is None:
+            return None  # its next part is not out yet
+        if part > 0:  # every part of a finished segment played: on to the next
+            self.position = (msn + 1, 0)
+            return self._next_unit(playlist, self.position)
+        return MediaUnit(urljoin(base, segment.uri), segment.duration,
+                         None if date is None else date + segment.duration,
+                         _join(base, segment.map_uri), (msn + 1, 0))
+
+    async def _reload(self) -> None:
+        variant = self.variants[self.rendition]
+        url = variant.uri
+        if self.low_latency and self.position is not None:
+            msn, part = self.position
+            url += ("&" if "?" in url else "?") + f"_HLS_msn={msn}&_HLS_part={part}"
+        elif self.playlist is not None:  # classic HLS: no sooner than a (half) target duration
+            wait = self._reloaded_at + self.playlist.target_duration / 2 - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+        self._reloaded_at = self.clock()
+        result = await self._get(url)
+        if result is None:
+            return await self.sleep(RETRY_SECONDS)
+        try:
+            playlist = parse_media(result.body.decode("utf-8", "replace"))
+        except PlaylistError:
+            self._fault("bad playlist")
+            return await self.sleep(RETRY_SECONDS)
+        self.playlist, self.playlist_url = playlist, result.url
+        self.low_latency = playlist.low_latency
+        if playlist.ended and self.position is not None and self.position[0] >= playlist.next_msn():
+            self.ended = True
+
+    async def _fetch_media(self, unit: MediaUnit) -> None:
+        result = await self._get(unit.url)
+        if result is None:
+            return await self.sleep(RETRY_SECONDS)
+        now = self.clock()
+        self.buffer.append(unit.duration, now)
+        self.position = unit.after
+        if self.startup is None and self.requested_at is not None:
+            self.startup = now - self.requested_at
+        self.tally.media(result.seconds, unit.duration)
+        if unit.date_end is not None:
+            self.tally.latency(self.wall() - unit.date_end + self.buffer.buffered(now))
+        self._adapt(len(result.body), result.seconds)
+
+    # -- rendition choice --------------------------------------------------------------------
+    def _adapt(self, size: int, seconds: float) -> None:
+        if len(self.variants) < 2:
+            return
+        sample = size * 8 / max(seconds, 1e-3)
+        self.estimate = sample if self.estimate is None else EWMA * sample + (1 - EWMA) * self.estimate
+        choice = choose_rendition(self.variants, self.estimate)
+        if choice != self.rendition:
+            self.rendition = choice
+            self.switches += 1
+            self.playlist = None  # the new rendition's playlist, asked for at our position
+
+    # -- HTTP --------------------------------------------------------------------------------
+    async def _get(self, url: str) -> FetchResult | None:
+        result = await self.fetch(url)
+        self.tally.request(len(result.body))
+        if result.status == 200:
+            return result
+        self._fault(result.error or f"http {result.status}")
+        return None
+
+    def _fault(self, kind: str) -> None:
+        self.errors += 1
+        self.tally.error(kind)
+
+
+def choose_rendition(variants: list[Variant], estimate: float) -> int:
+    """The index of the highest-bandwidth variant that fits SAFETY x estimate (else the lowest)."""
+    ranked = sorted(range(len(variants)), key=lambda i: variants[i].bandwidth)
+    best = ranked[0]
+    for index in ranked:
+        if variants[index].bandwidth <= SAFETY * estimate:
+            best = index
+    return best
+
+
+def _join(base: str, uri: str | None) -> str | None:
+    return None if uri is None else urljoin(base, uri)

@@ -1,0 +1,136 @@
+"""The load tester against a real media origin and edge on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streaming.loadtest import LoadPlan, run_load
+from streaming.report import summarize
+
+from .conftest import MASTER, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
+
+
+async def test_a_few_dozen_viewers_play_through_the_edge_without_stalls(make_stack: Callable[..., Any]) -> None:
+    stack: Stack = await make_stack()
+    edge = stack.edges[0]
+    plan = LoadPlan((edge.url,), MASTER, viewers=30, duration=10, ramp=15, metrics=(edge.metrics,))
+    figures = summarize(await run_load(plan, progress=None))
+    assert figures["viewers_started"] == 30
+    assert figures["startup"]["never_started"] == 0
+    assert figures["stalls"] == 0 and figures["stall_ratio"] == 0
+    assert figures["errors"] == {}
+    assert figures["media_fetches"] > 30 * 5  # parts of 0.5 s, followed live for seconds
+    assert figures["segment_seconds"] == pytest.approx(2.0, abs=0.1)
+    assert 0 < figures["latency_p50"] < 6  # behind live by about the part hold-back
+    [row] = figures["edges"]
+    assert row["edge"] == "edge-0" and row["requests"] == figures["requests"]
+    # coalescing at the edge: the origin sees a small share of what the viewers asked for
+    assert 0 < figures["origin_requests"] < figures["requests"] / 5
+    assert figures["series"] and max(s["active"] for s in figures["series"]) == 30
+
+
+async def test_stopping_the_edge_midway_shows_the_stalls_and_errors_it_caused(
+    make_stack: Callable[..., Any],
+) -> None:
+    stack: Stack = await make_stack()
+    edge = stack.edges[0]
+    plan = LoadPlan((edge.url,), MASTER, viewers=20, duration=10, ramp=20, metrics=(edge.metrics,))
+    run_task = asyncio.create_task(run_load(plan, progress=None))
+    await asyncio.sleep(4)  # the scenario's own timeline: the edge goes away mid-run
+    await edge.public.stop()
+    figures = summarize(await run_task)
+    assert figures["startup"]["never_started"] == 0
+    assert figures["stalls"] >= 20, "every viewer stalls once its buffer runs dry"
+    assert figures["stall_ratio"] > 0.1
+    assert figures["errors"].get("connection refused", 0) > 0, figures["errors"]
+    stalled_at_end = figures["series"][-1]["stalled"]
+    assert stalled_at_end == 20
+
+
+async def _cdn(*args: str, cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "web_dist.cli", "--log-level", "warning", "loadtest", *args,
+        cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_compare_writes_both_runs_and_a_threshold_gives_exit_code_3(
+    make_stack: Callable[..., Any], tmp_path: Path,
+) -> None:
+    stack: Stack = await make_stack()
+    edge = stack.edges[0]
+    code, out, err = await _cdn(
+        "--compare", "--origin", stack.origin.url, "--edge", edge.url, "--metrics", edge.metrics,
+        "--path", MASTER, "--viewers", "6", "--duration", "4", "--ramp", "20",
+        "--max-p95-startup", "0.000001", "--max-stall-ratio", "0.5", cwd=tmp_path,
+    )
+    assert code == 3, (out, err)
+    assert "threshold exceeded: p95 startup" in out and "stall ratio" not in out.split("threshold")[1]
+    assert "viewers" in err and "req/s" in err  # the progress line
+    result = json.loads((tmp_path / "loadtest.json").read_text())
+    origin_run, edge_run = result["runs"]
+    assert (origin_run["label"], edge_run["label"]) == ("origin", "edges")
+    assert origin_run["viewers_by_host"] == {stack.origin.url.removeprefix("http://"): 6}
+    assert result["comparison"]["offload"] > 0.5
+    assert result["failed"] and result["failed"][0].startswith("p95 startup")
+    html = (tmp_path / "loadtest.html").read_text()
+    assert "Thresholds exceeded" in html and html.count("<svg") >= 10
+    assert "http://" not in html.split("<main>")[0] and "<script" not in html
+
+
+async def test_thresholds_met_exit_0_and_the_report_opens_in_chromium(
+    make_stack: Callable[..., Any], tmp_path: Path,
+) -> None:
+    stack: Stack = await make_stack()
+    edge = stack.edges[0]
+    code, out, err = await _cdn(
+        "--edge", edge.url, "--metrics", edge.metrics, "--path", MASTER, "--viewers", "5",
+        "--duration", "4", "--max-stall-ratio", "0.5", "--max-p95-startup", "30",
+        "--json", "r.json", "--html", "r.html", "--quiet", cwd=tmp_path,
+    )
+    assert code == 0, (out, err)
+    assert err == ""
+    assert json.loads((tmp_path / "r.json").read_text())["failed"] == []
+    if not HAVE_CHROMIUM:
+        pytest.skip("/usr/bin/chromium is not installed")
+    problems = await _open_in_chromium(tmp_path / "r.html")
+    assert problems["errors"] == [], problems
+    assert problems["charts"] >= 6 and "All thresholds met" in problems["text"]
+
+
+async def _open_in_chromium(page_file: Path) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    errors: list[str] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        try:
+            page = await browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"request {r.url}"))
+            await page.goto(page_file.as_uri())
+            charts = await page.locator("svg").count()
+            text = await page.inner_text("body")
+        finally:
+            await browser.close()
+    return {"errors": errors, "charts": charts, "text": text}
