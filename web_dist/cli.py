@@ -291,6 +291,9 @@ def _print_summary(config: CdnConfig) -> None:
     if config.router is not None:
         dns = f", DNS on udp {config.router.dns_listen}" if config.router.dns_listen else ""
         lines.append(f"  router {'':<12} http://{config.router.listen}/ (302 to the nearest healthy edge{dns})")
+    if config.control is not None:
+        store = f"events in Redis {config.control.redis_url}" if config.control.redis_url else "embedded"
+        lines.append(f"  control {'':<11} {config.control.api_url}/ ({store}; cdn invalidate DIST PATH... --wait)")
     lines.append("")
     for dist in config.distributions:
         edge = config.edges[dist.edges[0]]

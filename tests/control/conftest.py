@@ -63,6 +63,7 @@ class Cdn:
     control_url: str
     client: httpx.AsyncClient
     serve: Callable[..., Awaitable[RunningServer]]
+    control: RunningServer
     edges: dict[str, tuple[EdgeApp, RunningServer]] = field(default_factory=dict)
 
     async def start_edge(self, name: str) -> EdgeApp:
@@ -70,6 +71,14 @@ class Cdn:
         self.edges[name] = (app, await self.serve(app, name=name))
         await eventually(_flag(app), f"{name} to reach the control plane")
         return app
+
+    async def restart_control(self, *, stopped: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Stop the control process (its memory goes with it); run `stopped`; start a new one."""
+        await self.control.stop()
+        if stopped is not None:
+            await stopped()
+        listen = self.control_url.removeprefix("http://")
+        self.control = await self.serve(build_control_app(self.config, token=TOKEN), name="control", listen=listen)
 
     async def stop_edge(self, name: str) -> None:
         _, server = self.edges.pop(name)
@@ -114,6 +123,7 @@ def _flag(app: EdgeApp) -> Callable[[], Awaitable[bool]]:
 @pytest.fixture
 async def cdn_factory(serve: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Cdn]]]:
     clients: list[httpx.AsyncClient] = []
+    made: list[Cdn] = []
 
     async def make(control: dict[str, Any] | None = None, start_edges: bool = True, **dist: Any) -> Cdn:
         origin = ScriptedOrigin()
@@ -123,13 +133,17 @@ async def cdn_factory(serve: Callable[..., Any], tmp_path: Path) -> AsyncIterato
         control_srv = await serve(build_control_app(config, token=TOKEN), name="control", listen=f"127.0.0.1:{port}")
         client = httpx.AsyncClient(timeout=20)
         clients.append(client)
-        cdn = Cdn(origin, config, control_srv.url, client, serve)
+        cdn = Cdn(origin, config, control_srv.url, client, serve, control_srv)
+        made.append(cdn)
         if start_edges:
             for name in EDGES:
                 await cdn.start_edge(name)
         return cdn
 
     yield make
+    for cdn in made:  # edges first: their long-polls would hold the control server's shutdown
+        for name in list(cdn.edges):
+            await cdn.stop_edge(name)
     for client in clients:
         await client.aclose()
 

@@ -164,3 +164,24 @@ async def test_a_published_config_reaches_running_edges(cdn_factory) -> None:
     hit = await cdn.get("e2", "/n.txt", headers={"host": "renamed.test"})
     assert hit.headers["cache-status"] in ("e2; hit; ttl=7", "e2; hit; ttl=6")
     await asyncio.sleep(0)
+
+
+async def test_edges_serve_from_cache_while_the_control_process_is_down_and_follow_the_new_one(cdn_factory) -> None:
+    cdn: Cdn = await cdn_factory()
+    cdn.origin.set("/a.html", b"old", headers=LONG)
+    await warm(cdn, "/a.html")
+
+    async def while_down() -> None:
+        async def all_noticed() -> bool:
+            return all(not cdn.app(e).sync.connected.is_set() for e in EDGES)  # type: ignore[union-attr]
+
+        await eventually(all_noticed, "every edge to notice the control process is gone")
+        for edge in EDGES:
+            hit = await cdn.get(edge, "/a.html")
+            assert hit.content == b"old" and hit.headers["cache-status"].startswith(f"{edge}; hit")
+
+    await cdn.restart_control(stopped=while_down)
+    cdn.origin.set("/a.html", b"new", headers=LONG)
+    await cdn.completed(await cdn.invalidate(["/a.html"]))
+    for edge in EDGES:
+        assert (await cdn.get(edge, "/a.html")).content == b"new"
