@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import clients, edge_vs_nginx, invalidation, servers, upload, webrtc_relay
+from bench import clients, edge_vs_nginx, invalidation, live_relay, servers, upload, webrtc_relay
 
 
 def main() -> int:
-    for bench in (edge_vs_nginx, servers, clients, webrtc_relay, upload, invalidation):
+    for bench in (edge_vs_nginx, servers, clients, live_relay, webrtc_relay, upload, invalidation):
         print(f"\n=== {bench.__name__} ===", flush=True)
         code = bench.main([])
         if code:
