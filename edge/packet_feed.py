@@ -71,6 +71,13 @@ class _BodyReader:
         except (StopAsyncIteration, UpstreamError):
             return b""
 
+    def stop(self) -> None:
+        """From the loop: the demuxer's next read returns end of file."""
+        self.stopping.set()
+        pending = self._pending
+        if pending is not None:
+            pending.cancel()
+
     def read(self, size: int = -1) -> bytes:
         while not self._buffer:
             if self.stopping.is_set():
@@ -122,7 +129,7 @@ class StreamFeed:
             raise
 
     async def stop(self) -> None:
-        self._reader.stopping.set()
+        self._reader.stop()
         self._response.close()
         await asyncio.to_thread(self._thread.join, 5)
         self.relay.end()
@@ -183,9 +190,6 @@ class StreamFeeds:
         self._feeds: dict[tuple[str, str], StreamFeed] = {}
         self._opening: dict[tuple[str, str], asyncio.Task[StreamFeed]] = {}
         self.pulls = 0  # upstream GETs of a feed made so far
-
-    def running(self) -> dict[tuple[str, str], StreamFeed]:
-        return {key: feed for key, feed in self._feeds.items() if not feed.done.is_set()}
 
     async def acquire(self, dist_id: str, origins: Sequence[Origin], stream: str) -> StreamFeed:
         """The running feed of `stream`, started if need be; FeedUnavailable if there is none."""

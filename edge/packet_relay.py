@@ -22,13 +22,15 @@ DEFAULT_QUEUE_PACKETS = 256  # per kind: about 10 s of 25 fps video, 5 s of 20 m
 class RelayViewer(Generic[T]):
     """One viewer's side of the relay: a capped queue per kind it receives."""
 
-    def __init__(self, kinds: Iterable[str], queue_packets: int, waits_for_keyframe: bool) -> None:
+    def __init__(self, kinds: Iterable[str], queue_packets: int, waits_for_keyframe: bool,
+                 on_drop: Callable[[], None] | None = None) -> None:
         self._queues: dict[str, asyncio.Queue[T | None]] = {
             kind: asyncio.Queue(queue_packets) for kind in kinds
         }
         self.joined = not waits_for_keyframe
         self.dropped = False  # cut off for being too slow
         self.ended = False  # the end marker was queued
+        self.on_drop = on_drop
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -61,33 +63,24 @@ class RelayViewer(Generic[T]):
 
 
 class PacketRelay(Generic[T]):
-    """One stream's packets to any number of viewers.
+    """One stream's packets to any number of viewers."""
 
-    `on_drop` is called with a viewer cut off for being slow (after its end marker is queued),
-    so its owner can close the connection behind it.
-    """
-
-    def __init__(
-        self,
-        kinds: Iterable[str],
-        *,
-        queue_packets: int = DEFAULT_QUEUE_PACKETS,
-        on_drop: Callable[[RelayViewer[T]], None] | None = None,
-    ) -> None:
+    def __init__(self, kinds: Iterable[str], *, queue_packets: int = DEFAULT_QUEUE_PACKETS) -> None:
         if queue_packets < 1:
             raise ValueError("queue_packets must be at least 1")
         self.kinds = tuple(kinds)
         self.queue_packets = queue_packets
-        self.on_drop = on_drop
         self.viewers: set[RelayViewer[T]] = set()
         self.ended = False
         self.published = 0
         self.dropped = 0
 
-    def join(self, kinds: Iterable[str] | None = None) -> RelayViewer[T]:
-        """A new viewer of `kinds` (default: all the stream has), fed from the next keyframe."""
+    def join(self, kinds: Iterable[str] | None = None,
+             on_drop: Callable[[], None] | None = None) -> RelayViewer[T]:
+        """A new viewer of `kinds` (default: all the stream has), fed from the next keyframe.
+        `on_drop` is called if it is cut off for being slow, so its owner can hang up."""
         wanted = [kind for kind in (kinds or self.kinds) if kind in self.kinds]
-        viewer: RelayViewer[T] = RelayViewer(wanted, self.queue_packets, VIDEO in self.kinds)
+        viewer: RelayViewer[T] = RelayViewer(wanted, self.queue_packets, VIDEO in self.kinds, on_drop)
         if self.ended:
             viewer.end()
         else:
@@ -119,5 +112,5 @@ class PacketRelay(Generic[T]):
         self.dropped += 1
         viewer.dropped = True
         viewer.end()
-        if self.on_drop is not None:
-            self.on_drop(viewer)
+        if viewer.on_drop is not None:
+            viewer.on_drop()

@@ -36,7 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
 
 from edge.packet_feed import FeedSettings, FeedUnavailable, StreamFeed, StreamFeeds
-from edge.packet_relay import PacketRelay, RelayViewer
+from edge.packet_relay import RelayViewer
 from edge.upstream import OriginClient
 from web_dist.behaviors import DistributionIndex
 from web_dist.config import CdnConfig, Distribution, EdgeLocation
@@ -143,7 +143,7 @@ class WhepSession:
     def viewer(self) -> RelayViewer[av.Packet]:
         """Joined on the first packet asked for (after DTLS): nothing queues before."""
         if self._viewer is None:
-            self._viewer = self.feed.relay.join(self.kinds)
+            self._viewer = self.feed.relay.join(self.kinds, on_drop=self.ended)
         return self._viewer
 
     async def answer(self, offer: str) -> str:
@@ -243,6 +243,9 @@ class WhepService:
         session = WhepSession(self, stream, feed)
         try:
             answer = await session.answer(offer)
+        except asyncio.CancelledError:  # the viewer hung up: give the feed back all the same
+            session.ended()
+            raise
         except Exception as exc:  # aiortc raises assorted types for offers it cannot use
             await session.close()
             return _error(400, f"bad SDP offer: {exc or type(exc).__name__}")
@@ -266,9 +269,6 @@ class WhepService:
     def _distribution(self, scope: Mapping[str, Any]) -> Distribution | None:
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         return self._index.lookup(host)
-
-    def relays(self) -> dict[str, PacketRelay[av.Packet]]:
-        return {f"{dist}/{stream}": feed.relay for (dist, stream), feed in self.feeds.running().items()}
 
 
 def _on_state(session: WhepSession) -> None:

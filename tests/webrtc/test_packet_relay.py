@@ -28,14 +28,15 @@ async def test_audio_only_stream_is_fed_at_once() -> None:
 
 async def test_a_slow_viewer_is_dropped_and_the_others_keep_everything() -> None:
     dropped = []
-    relay: PacketRelay[int] = PacketRelay(("video",), queue_packets=8, on_drop=dropped.append)
-    slow, fast = relay.join(), relay.join()
+    relay: PacketRelay[int] = PacketRelay(("video",), queue_packets=8)
+    slow = relay.join(on_drop=lambda: dropped.append("slow"))
+    fast = relay.join(on_drop=lambda: dropped.append("fast"))
     received: list[int | None] = []
     for n in range(100):
         relay.publish("video", n, keyframe=n % 10 == 0)
         received.append(await fast.next("video"))
     assert received == list(range(100))
-    assert dropped == [slow] and slow.dropped and relay.dropped == 1
+    assert dropped == ["slow"] and slow.dropped and relay.dropped == 1
     assert slow.queued() == 1 and await slow.next("video") is None  # only the end marker left
     assert relay.viewers == {fast}
 
