@@ -35,7 +35,7 @@ from edge.freshness import (
 )
 from edge.metrics import EdgeMetrics
 from edge.store import CachedResponse, Headers, MemoryStore
-from edge.upload import ClientGone, UploadBody, declared_length, upload_limit
+from edge.upload import IDLE_TIMEOUT, ClientGone, UploadBody, declared_length, upload_limit
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
 from web_dist.behaviors import DistributionIndex, behavior_for
 from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation, Origin
@@ -116,6 +116,7 @@ class EdgeFlow:
         self.upstream = upstream or OriginClient(user_agent=f"cdn-edge/{edge.name}")
         self.flights = Coalescer()
         self.access = AccessLog()
+        self.upload_idle_timeout = IDLE_TIMEOUT
         self._index = DistributionIndex(config.distributions_of(edge.name))
         self._uncacheable: dict[str, float] = {}
         self._vary: dict[str, tuple[str, ...]] = {}  # primary key -> headers its responses vary on
@@ -465,7 +466,8 @@ class EdgeFlow:
         else:
             headers.update({k: req.headers[k] for k in ("range", "if-range") if k in req.headers})
         has_body = req.method not in ("GET", "HEAD", "DELETE", "OPTIONS") or "content-length" in req.headers
-        body = UploadBody(req.receive, upload_limit(self.edge, route.behavior), declared_length(req.headers)) if has_body else None
+        limit = upload_limit(self.edge, route.behavior)
+        body = UploadBody(req.receive, limit, declared_length(req.headers), idle_timeout=self.upload_idle_timeout) if has_body else None
         try:
             resp = await self._request_upstream(route, req.method, headers, body.chunks() if body else None)
         except UpstreamError:

@@ -6,15 +6,16 @@ connection before the next is read, so the edge's memory stays flat however larg
 drain). The byte count is checked as it goes: a declared Content-Length over the limit is
 refused before the origin is asked, a chunked body is cut off once it passes the limit.
 
-When the viewer leaves, or the limit is passed, mid-body, iteration raises: aiohttp then
+When the viewer leaves, stalls, or passes the limit mid-body, iteration raises: aiohttp then
 drops the origin connection without finishing the body (no last chunk, fewer bytes than
 Content-Length said), and the origin, which writes to a temporary file and publishes only a
 complete body, keeps nothing. `UploadBody.failure` tells the flow which of the two happened,
-so the viewer gets 413 (or nothing: it is gone) rather than the 502 of a broken upstream.
+so the viewer gets 413 or 408 (or nothing: it is gone) rather than the 502 of a broken upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from edge.errors import EdgeError
 from web_dist.config import CacheBehavior, EdgeLocation
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+IDLE_TIMEOUT = 60.0  # seconds a viewer may send no body bytes before the upload is abandoned
 
 
 class ClientGone(Exception):
@@ -30,6 +32,10 @@ class ClientGone(Exception):
 
 class BodyTooLarge(Exception):
     """A body without a declared length ran past the upload limit."""
+
+
+class BodyStalled(Exception):
+    """The viewer stopped sending its body without closing the connection."""
 
 
 def upload_limit(edge: EdgeLocation, behavior: CacheBehavior) -> int:
@@ -59,18 +65,24 @@ def declared_length(headers: Mapping[str, str]) -> int | None:
 class UploadBody:
     """The request body as an async iterator of chunks, counted against `limit`."""
 
-    def __init__(self, receive: Receive, limit: int, declared: int | None) -> None:
+    def __init__(self, receive: Receive, limit: int, declared: int | None, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self._receive = receive
         self.limit = limit
         self.declared = declared
+        self.idle_timeout = idle_timeout
         self.received = 0
-        self.failure: ClientGone | BodyTooLarge | None = None
+        self.failure: ClientGone | BodyTooLarge | BodyStalled | None = None
         if declared is not None and declared > limit:
             raise too_large(limit, declared)  # before a byte is read or the origin is asked
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while True:
-            message = await self._receive()
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    message = await self._receive()
+            except TimeoutError:
+                self.failure = BodyStalled()
+                raise self.failure from None
             if message["type"] == "http.disconnect":
                 self.failure = ClientGone()
                 raise self.failure
@@ -90,3 +102,6 @@ class UploadBody:
             raise ClientGone()
         if isinstance(self.failure, BodyTooLarge):
             raise too_large(self.limit)
+        if isinstance(self.failure, BodyStalled):
+            raise EdgeError(408, f"Request Timeout: no body bytes for {self.idle_timeout:g} s after {self.received}; "
+                                 "the upload was abandoned", [("connection", "close")])

@@ -40,11 +40,15 @@ class UploadRig:
     def temp_files(self) -> list[str]:
         return [name for _, _, names in os.walk(self.root) for name in names if name.startswith(UPLOAD_PREFIX)]
 
-    async def until(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, "condition not met in time"
-            await asyncio.sleep(0.02)
+    async def until(self, condition: Callable[[], bool]) -> None:
+        await until(condition)
+
+
+async def until(condition: Callable[[], bool], within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -150,6 +154,18 @@ async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(rig: UploadRig) 
     assert sorted(p.name for p in (rig.root / "uploads").iterdir()) == []
     ok = await rig.client.put(f"{rig.url}/uploads/after.bin", content=b"fine")  # the edge still works
     assert ok.status_code == 201
+
+
+async def test_a_client_that_stalls_mid_upload_gets_408_and_leaves_nothing(serve: Callable[..., Any], tmp_path: Path) -> None:
+    (tmp_path / "uploads").mkdir()
+    origin = await serve(build_origin_app(tmp_path), name="origin")
+    app = build_edge_app(edge_config(origin.url, [UPLOADS]), "edge-test")
+    app.flow.upload_idle_timeout = 0.5
+    edge = await serve(app, name="edge")
+    head = b"PUT /uploads/slow.bin HTTP/1.1\r\nhost: site.test\r\ncontent-length: 1000000\r\n\r\n"
+    answer = await raw_exchange(edge.port, head, b"x" * 1000)  # then silence, the socket left open
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"the upload was abandoned" in answer
+    await until(lambda: list((tmp_path / "uploads").iterdir()) == [])  # the origin dropped its temporary file
 
 
 async def test_a_declared_body_over_the_limit_gets_413_before_the_origin_is_asked(serve: Callable[..., Any]) -> None:
