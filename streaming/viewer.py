@@ -67,7 +67,7 @@ class PlaybackBuffer:
         if self.since is None or self.stall_started is not None:
             return
         position = self.position + (now - self.since)
-        if position >= self.media_end:
+        if position > self.media_end:  # arriving just as it runs out is no stall
             self.stall_started = self.since + (self.media_end - self.position)
             self.position = self.media_end
             self.stalls += 1

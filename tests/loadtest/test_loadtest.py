@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from streaming.loadtest import LoadPlan, run_load
@@ -134,3 +135,35 @@ async def _open_in_chromium(page_file: Path) -> dict[str, Any]:
         finally:
             await browser.close()
     return {"errors": errors, "charts": charts, "text": text}
+
+
+async def test_web_mode_spreads_requests_by_zipf_popularity(serve: Callable[..., Any], tmp_path: Path) -> None:
+    from edge.app import build_admin_app, build_edge_app
+    from web_dist.config import parse_config
+    from web_dist.origin import build_origin_app
+
+    site = tmp_path / "site"
+    site.mkdir()
+    objects = [f"/o{i}.txt" for i in range(20)]
+    for path in objects:
+        (site / path[1:]).write_bytes(path.encode() * 100)
+    origin = await serve(build_origin_app(site, name="site"), name="origin")
+    config = parse_config({
+        "origins": {"site": {"url": origin.url}},
+        "edges": {"edge-w": {"listen": "127.0.0.1:0"}},
+        "distributions": {"site": {"domains": ["127.0.0.1"], "origin": "site",
+                                   "default_behavior": {"default_ttl": 3600}}},
+    })
+    app = build_edge_app(config, "edge-w")
+    admin = await serve(build_admin_app(app.flow), name="admin")
+    edge = await serve(app, name="edge")
+    plan = LoadPlan((edge.url,), viewers=20, duration=3, ramp=100, mode="web", objects=tuple(objects),
+                    think=0.02, metrics=(admin.url + "/metrics.json",))
+    figures = summarize(await run_load(plan, progress=None))
+    assert figures["errors"] == {} and figures["requests"] > 200
+    # every object is fetched from the origin once; everything after is a hit
+    assert figures["origin_requests"] <= len(objects)
+    assert figures["client_hit_ratio"] > 0.8
+    async with httpx.AsyncClient() as http:
+        top = (await http.get(admin.url + "/metrics.json")).json()["top_objects"]
+    assert top[0]["key"].endswith("/o0.txt") and top[0]["requests"] > top[5]["requests"]
