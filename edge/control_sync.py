@@ -76,7 +76,7 @@ class ControlSync:
         if event.kind == "invalidation":
             count = await self.flow.invalidate(event.distribution, list(event.paths), soft=event.soft)
         elif event.kind == "purge":
-            count = await self.flow.purge_tags(list(event.tags), soft=event.soft)
+            count = await self.flow.purge_tags(list(event.tags), soft=event.soft, dist_id=event.distribution)
         else:
             count = self._reconfigure(event.config)
         self.applied.append(event.id)

@@ -521,11 +521,18 @@ class EdgeFlow:
 
         return await self._purge(matches, soft)
 
-    async def purge_tags(self, tags: list[str], *, soft: bool = False) -> int:
-        """Remove (or mark stale) every object stored with one of these cache tags."""
+    async def purge_tags(self, tags: list[str], *, soft: bool = False, dist_id: str | None = None) -> int:
+        """Remove (or mark stale) every object stored with one of these cache tags; only the
+        objects of distribution `dist_id` when it is given."""
+        prefix = "" if dist_id is None else dist_id + ":"
         keys: set[str] = set()
         for tag in tags:
-            keys |= self._tags.pop(tag, set()) if not soft else self._tags.get(tag, set())
+            tagged = {k for k in self._tags.get(tag, ()) if k.startswith(prefix)}
+            keys |= tagged
+            if not soft and tag in self._tags:
+                self._tags[tag] -= tagged
+                if not self._tags[tag]:
+                    del self._tags[tag]
         return await self._purge(keys.__contains__, soft)
 
     async def _purge(self, matches: Callable[[str], bool], soft: bool) -> int:

@@ -41,6 +41,7 @@ def make_config(origin_url: str, control: dict[str, Any], tmp: Path, **dist: Any
         "distributions": {
             "site": {"domains": ["site.test", "127.0.0.1", "localhost"], "origin": "o",
                      "default_behavior": {"default_ttl": 3600, "methods": ["GET", "HEAD", "PUT", "DELETE"]}, **dist},
+            "other": {"domains": ["other.test"], "origin": "o"},  # a purge of "site" leaves it alone
         },
         "control": {"token": TOKEN, "max_paths": 5, **control},
     }

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,16 @@ listen = "127.0.0.1:{ports['control']}"
         assert done.returncode == 0, done.stderr
         assert " Completed in " in done.stdout and "e1: applied after" in done.stdout and "e2: applied after" in done.stdout
         assert [httpx.get(u).text for u in edges] == ["second", "second"]
+
+        pushed = tmp_path / "cdn-v2.toml"
+        pushed.write_text(config.read_text().replace('"127.0.0.1"]', '"127.0.0.1", "renamed.test"]'))
+        published = cdn("control", "publish-config", str(pushed))
+        assert published.returncode == 0 and published.stdout.startswith(f"published {pushed} as C"), published.stderr
+        renamed = {"host": "renamed.test"}
+        deadline = time.monotonic() + 30
+        while [httpx.get(u, headers=renamed).status_code for u in edges] != [200, 200]:
+            assert time.monotonic() < deadline, "the published config did not reach both edges"
+            time.sleep(0.05)
 
         wrong = cdn("purge", "site", "--tag", "t", "--config", str(config), token="wrong-token-wrong-token")
         assert wrong.returncode == 1 and "403: wrong token" in wrong.stderr

@@ -91,6 +91,9 @@ async def test_tag_purge_removes_tagged_objects_on_every_edge(cdn_factory) -> No
     cdn.origin.set("/p/2", b"two v1", headers={**LONG, "cache-tag": "catalog"})
     cdn.origin.set("/about", b"about", headers={**LONG, "surrogate-key": "pages"})
     await warm(cdn, "/p/1", "/p/2", "/about")
+    other = {"host": "other.test"}
+    for edge in EDGES:
+        await cdn.get(edge, "/p/1", headers=other)
     cdn.origin.set("/p/1", b"one v2", headers=LONG)
     cdn.origin.set("/p/2", b"two v2", headers=LONG)
 
@@ -102,6 +105,7 @@ async def test_tag_purge_removes_tagged_objects_on_every_edge(cdn_factory) -> No
         assert (await cdn.get(edge, "/p/1")).content == b"one v2"
         assert (await cdn.get(edge, "/p/2")).content == b"two v2"
         assert (await cdn.get(edge, "/about")).headers["cache-status"].startswith(f"{edge}; hit")
+        assert (await cdn.get(edge, "/p/1", headers=other)).content == b"one v1"  # another distribution
 
 
 async def test_soft_invalidation_keeps_a_stale_copy_for_stale_if_error(cdn_factory) -> None:
