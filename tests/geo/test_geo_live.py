@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from web_dist import geo_live
-from web_dist.geo import NS_PREFIX, _namespaces, format_table, load_topology, netns_available, write_html
+from web_dist.geo import (
+    NS_PREFIX,
+    _namespaces,
+    format_table,
+    load_topology,
+    netns_available,
+    write_html,
+)
 from web_dist.geo_live import first_variant, parse_media_playlist
 
 REPO = Path(__file__).resolve().parents[2]
