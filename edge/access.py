@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Protocol
 from urllib.parse import parse_qsl, unquote
 
@@ -101,21 +102,20 @@ def without_signing_params(query: str) -> str:
     return "&".join(kept)
 
 
-def request_url(req: AccessRequest) -> str:
+def request_url(host: str, path: str, query: str) -> str:
     """The URL a policy's Resource is matched against: http://host/path?query-less-signing."""
-    query = without_signing_params(req.query)
-    host = req.headers.get("host", "").lower()
-    return f"http://{host}{req.path}" + (f"?{query}" if query else "")
+    query = without_signing_params(query)
+    return f"http://{host}{path}" + (f"?{query}" if query else "")
 
 
-def credentials(req: AccessRequest) -> dict[str, str]:
+def credentials(query: str, cookie: str) -> dict[str, str]:
     """The signing values of the URL's query, else of the CloudFront-* cookies."""
-    if req.query:
-        found = {k: v for k, v in parse_qsl(req.query, keep_blank_values=True) if k in SIGNING_PARAMS}
+    if query:
+        found = {k: v for k, v in parse_qsl(query, keep_blank_values=True) if k in SIGNING_PARAMS}
         if "Signature" in found:
             return found
     values: dict[str, str] = {}
-    for part in req.headers.get("cookie", "").split(";"):
+    for part in cookie.split(";"):
         name, _, value = part.strip().partition("=")
         if name.startswith(COOKIE_PREFIX) and name[len(COOKIE_PREFIX):] in SIGNING_PARAMS:
             values[name[len(COOKIE_PREFIX):]] = value.strip().strip('"')
@@ -123,24 +123,41 @@ def credentials(req: AccessRequest) -> dict[str, str]:
 
 
 def check_signed(trusted_keys: Mapping[str, bytes], req: AccessRequest, now: float, client: str) -> None:
-    values = credentials(req)
+    host = req.headers.get("host", "").lower()
+    verdict = signature_verdict(tuple(trusted_keys.items()), host, req.path, req.query, req.headers.get("cookie", ""))
+    if isinstance(verdict, str):
+        raise _forbidden(verdict)
+    _check_policy(verdict, client, now)
+
+
+@lru_cache(maxsize=2048)
+def signature_verdict(keys: tuple[tuple[str, bytes], ...], host: str, path: str, query: str, cookie: str) -> Policy | str:
+    """The verified policy covering this URL, or why there is none.
+
+    Remembered: one signed URL or cookie is presented again and again (every segment of a
+    video) and an RSA check costs more than a whole cache hit. What changes with time, the
+    policy's dates, and the client's address are checked on every request (`_check_policy`).
+    """
+    values = credentials(query, cookie)
     if "Signature" not in values:
-        raise _forbidden("this URL needs a signed URL or signed cookies")
+        return "this URL needs a signed URL or signed cookies"
     key_id = values.get("Key-Pair-Id", "")
-    pem = trusted_keys.get(key_id)
+    pem = dict(keys).get(key_id)
     if pem is None:
-        raise _forbidden(f"Key-Pair-Id {key_id!r} is not a trusted key of this distribution")
+        return f"Key-Pair-Id {key_id!r} is not a trusted key of this distribution"
     if values.get("Hash-Algorithm", "SHA256") != "SHA256":
-        raise _forbidden("only Hash-Algorithm=SHA256 is accepted")
-    url = request_url(req)
+        return "only Hash-Algorithm=SHA256 is accepted"
+    url = request_url(host, path, query)
     try:
         policy, signed = _policy(values, url)
         signature = cf_b64decode(values["Signature"])
     except PolicyError as exc:
-        raise _forbidden(f"the signing values are malformed: {exc}") from None
+        return f"the signing values are malformed: {exc}"
     if not verify(load_public_key(pem), signed, signature):
-        raise _forbidden("the signature does not match the policy (altered, or signed with another key)")
-    _check_policy(policy, url, client, now)
+        return "the signature does not match the policy (altered, or signed with another key)"
+    if not resource_matches(policy.resource, url):
+        return f"the policy's resource {policy.resource!r} does not cover {url}"
+    return policy
 
 
 def _policy(values: Mapping[str, str], url: str) -> tuple[Policy, bytes]:
@@ -154,9 +171,7 @@ def _policy(values: Mapping[str, str], url: str) -> tuple[Policy, bytes]:
     return Policy(url, int(expires)), canned_policy(url, int(expires))
 
 
-def _check_policy(policy: Policy, url: str, client: str, now: float) -> None:
-    if not resource_matches(policy.resource, url):
-        raise _forbidden(f"the policy's resource {policy.resource!r} does not cover {url}")
+def _check_policy(policy: Policy, client: str, now: float) -> None:
     if now >= policy.expires:
         raise _forbidden(f"the signature expired at {format_http_date(policy.expires)}")
     if policy.starts is not None and now <= policy.starts:
