@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from web_dist.config import CdnConfig, ConfigError, Origin, load_config
+from web_dist.config import CdnConfig, ConfigError, Distribution, Origin, load_config
 from web_dist.control_cli import add_commands as add_control_commands
 from web_dist.invalidation import resolve_token
 from web_dist.server import parse_listen, start_server
@@ -169,6 +169,15 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
 
         assert origin.root is not None  # checked by the config loader
         return build_origin_app(origin.root, name=origin.id)
+    if origin.kind == "player":
+        from streaming.player_app import PlayerSettings, build_player_app
+
+        try:
+            player = PlayerSettings.from_options(origin.options, base=config.source.parent,
+                                                 where=f"origins.{origin.id}.options")
+        except ValueError as exc:
+            raise ConfigError(f"{config.source}: {exc}") from None
+        return build_player_app(player)
     from origin_media.app import MediaOriginSettings, build_media_origin_app
 
     try:
@@ -298,16 +307,32 @@ def _print_summary(config: CdnConfig) -> None:
     for dist in config.distributions:
         edge = config.edges[dist.edges[0]]
         host, port = parse_listen(edge.listen)
-        domain = dist.domains[0]
-        url = f"http://{domain}:{port}/" if domain in ("localhost", "127.0.0.1") else f"http://{edge.listen}/"
+        domain = next((d for d in dist.domains if _opens_as_is(d)), dist.domains[0])
+        url = f"http://{domain}:{port}/" if _opens_as_is(domain) else f"http://{edge.listen}/"
         lines.append(f"  distribution {dist.id} ({dist.kind}): open {url}")
-        if domain not in ("localhost", "127.0.0.1"):
+        lines += _watch_lines(config, dist, url)
+        if not _opens_as_is(domain):
             lines.append(f"    (send Host: {domain})")
         lines.append("    a miss, then a hit:")
-        hdr = "" if domain in ("localhost", "127.0.0.1") else f" -H 'Host: {domain}'"
+        hdr = "" if _opens_as_is(domain) else f" -H 'Host: {domain}'"
         curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
         lines.append(f"      {curl}; {curl}")
     print("\n".join(lines), flush=True)
+
+
+def _opens_as_is(domain: str) -> bool:
+    """A name a browser (and curl) reaches on loopback without DNS: *.localhost is loopback."""
+    return domain in ("localhost", "127.0.0.1") or domain.endswith(".localhost")
+
+
+def _watch_lines(config: CdnConfig, dist: Distribution, url: str) -> list[str]:
+    """The player pages of a streaming distribution, when a behavior routes to a player origin."""
+    routed = (config.origins.get(b.origin) for b in dist.behaviors if b.origin is not None)
+    if not any(o is not None and o.kind == "player" for o in routed):
+        return []
+    media = config.origins.get(dist.origin)
+    streams = media.options.get("streams", {}) if media is not None and media.kind == "media" else {}
+    return [f"    watch {name}: {url}watch/{name}  (LL-HLS; ?mode=hls, ?mode=webrtc)" for name in streams]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
