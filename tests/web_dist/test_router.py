@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
@@ -29,6 +30,7 @@ AP, EU = "127.0.0.2", "127.0.0.3"  # client addresses the region map places
 UNMAPPED = ("127.0.1.9", "127.0.2.9")  # in no region, and in different /24 networks
 EDGE_HOSTS = {"edge-lon": "127.0.0.11", "edge-syd": "127.0.0.12"}
 INTERVAL = 0.2
+LIVE = "live.test"  # a streaming distribution's domain
 
 
 # -- the choice, table-driven --------------------------------------------------------------------
@@ -99,7 +101,11 @@ def _raw(origin_url: str, **router: Any) -> dict[str, Any]:
             "edge-lon": {"listen": f"{EDGE_HOSTS['edge-lon']}:0", "region": "eu-west"},
             "edge-syd": {"listen": f"{EDGE_HOSTS['edge-syd']}:0", "region": "ap-southeast"},
         },
-        "distributions": {"site": {"domains": ["site.test", "127.0.0.1", *EDGE_HOSTS.values()], "origin": "site"}},
+        "distributions": {
+            "site": {"domains": ["site.test", "127.0.0.1", *EDGE_HOSTS.values()], "origin": "site"},
+            # a live stream's playlists and watch pages, here from the same test folder
+            "live": {"kind": "streaming", "domains": [LIVE], "origin": "site"},
+        },
         "router": {"listen": "127.0.0.1:0", **router},
     }
 
@@ -159,6 +165,28 @@ async def test_redirects_each_client_to_the_edge_of_its_region_keeping_path_and_
             followed = await http.get(rig.router_url + "/hello.txt", follow_redirects=True)
         assert followed.status_code == 200 and followed.text == "hello, world\n"
         assert followed.headers["x-cache"].endswith(f"from {edge}")
+
+
+async def test_players_and_the_load_tester_are_sent_to_the_edge_for_live_and_watch_paths(rig: Rig, origin: Any) -> None:
+    playlist = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=250000\nsource/index.m3u8\n"
+    (origin.root / "live" / "test").mkdir(parents=True)
+    (origin.root / "live" / "test" / "master.m3u8").write_text(playlist)
+    port = rig.edges["edge-syd"].port
+    for path in ("/live/test/master.m3u8", "/live/test/source/index.m3u8?_HLS_msn=12&_HLS_part=3",
+                 "/watch/test?mode=hls", "/live/test/source/ep/part12.3.m4s"):
+        async with client_from(AP) as http:
+            resp = await http.get(rig.router_url + path, headers={"Host": LIVE})
+        assert resp.status_code == 302, resp.text
+        assert resp.headers["location"] == f"http://{EDGE_HOSTS['edge-syd']}:{port}{path}"
+        assert resp.headers["x-cdn-edge"] == "edge-syd" and resp.headers["cache-control"] == "no-store"
+    # The load tester (aiohttp, the distribution's Host on every request) follows the 302 and
+    # gets the playlist from the streaming distribution on the edge.
+    connector = aiohttp.TCPConnector(local_addr=(AP, 0))
+    async with aiohttp.ClientSession(connector=connector, headers={"Host": LIVE}) as session:
+        async with session.get(rig.router_url + "/live/test/master.m3u8") as followed:
+            assert followed.status == 200 and await followed.text() == playlist
+            assert str(followed.url).startswith(f"http://{EDGE_HOSTS['edge-syd']}:{port}/")
+            assert followed.headers["x-cache"].lower().endswith("from edge-syd")
 
 
 async def test_unknown_host_is_misdirected(rig: Rig) -> None:
