@@ -7,6 +7,7 @@ asked, so neither the answer nor its timing says whether the object is cached.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from edge.access import viewer_address
 from edge.app import build_edge_app
 from edge.store import CachedResponse, MemoryStore
 from tests.edge.conftest import Clock, ScriptedOrigin, edge_config
+from web_dist.config import ConfigError
 from web_dist.signing import Policy, canned_policy, cf_b64encode, sign, signed_cookies, signed_url
 
 HOST = "site.test"
@@ -274,3 +276,35 @@ async def test_geo_believes_x_forwarded_for_only_from_trusted_proxies(make_rig: 
 )
 def test_viewer_address(peer: str, forwarded: str | None, trusted: list[str], client: str) -> None:
     assert viewer_address(peer, forwarded, [ipaddress.ip_network(n) for n in trusted]) == client
+
+
+async def test_an_upload_to_a_signed_path_needs_a_signature_too(make_rig: Any) -> None:
+    rig: PrivateRig = await make_rig([{**PRIVATE, "methods": ["GET", "HEAD", "PUT"]}])
+    rig.origin.set("/private/up.txt", b"stored", status=201)
+    refused = await rig.client.put(rig.url + "/private/up.txt", content=b"data", headers={"host": HOST})
+    assert refused.status_code == 403 and not rig.origin.requests
+    accepted = await rig.client.put(rig.signed("/private/up.txt"), content=b"data", headers={"host": HOST})
+    assert accepted.status_code == 201
+    assert rig.origin.requests[0][:2] == ("PUT", "/private/up.txt")  # the signature stayed at the edge
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"trusted_keys": {}}, "a behavior has signed = true, so the distribution needs a public key"),
+        ({"trusted_keys": {"K1": "/nonexistent/public.pem"}}, "cannot read"),
+        ({"trusted_keys": {"bad id!": "x.pem"}}, "key pair ids use letters"),
+        ({"geo_restriction": {"mode": "maybe", "regions": []}}, "geo_restriction.mode"),
+        ({"geo_restriction": {"mode": "deny", "regions": ["x"], "networks": {"10.0.0.0/33": "x"}}}, "not a network in CIDR form"),
+        ({"geo_restriction": {"mode": "deny", "regions": ["x"]}}, "no CIDR -> region map"),
+        ({"edge": {"trusted_proxies": ["proxy.example"]}}, "edges.edge-test.trusted_proxies[0]: not a network"),
+        ({"edge": {"max_upload_bytes": 0}}, "edges.edge-test.max_upload_bytes"),
+    ],
+)
+def test_bad_access_config_is_refused_with_file_and_key(
+    keys: tuple[rsa.RSAPrivateKey, Path], change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        edge_config("http://127.0.0.1:1", [PRIVATE], **{"trusted_keys": {"K1": str(keys[1])}, **change})
+    with pytest.raises(ConfigError, match="is not a PEM public key"):
+        edge_config("http://127.0.0.1:1", [PRIVATE], trusted_keys={"K1": __file__})
