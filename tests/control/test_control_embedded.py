@@ -189,3 +189,30 @@ async def test_edges_serve_from_cache_while_the_control_process_is_down_and_foll
     await cdn.completed(await cdn.invalidate(["/a.html"]))
     for edge in EDGES:
         assert (await cdn.get(edge, "/a.html")).content == b"new"
+
+
+async def test_an_edge_stopped_during_an_invalidation_applies_it_once_when_it_is_back(cdn_factory) -> None:
+    cdn: Cdn = await cdn_factory()
+    cdn.origin.set("/a.html", b"old", headers=LONG)
+    await warm(cdn, "/a.html")
+    await cdn.stop_edge("e3")  # its disk tier keeps /a.html across the restart
+    cdn.origin.set("/a.html", b"new", headers=LONG)
+
+    record = await cdn.invalidate(["/a.html"])
+    url = f"/distributions/site/invalidations/{record['id']}"
+
+    async def others_applied() -> bool:
+        edges = (await cdn.api("GET", url)).json()["edges"]
+        return edges["e1"]["applied"] is not None and edges["e2"]["applied"] is not None
+
+    await eventually(others_applied, "e1 and e2 to apply it")
+    assert (await cdn.api("GET", url)).json()["status"] == "InProgress"
+
+    back = await cdn.start_edge("e3")
+    await cdn.completed(record)
+    assert back.sync is not None and back.sync.applied == [record["id"]]
+    assert (await cdn.get("e3", "/a.html")).content == b"new"
+    await cdn.stop_edge("e3")
+    again = await cdn.start_edge("e3")
+    later = await cdn.completed(await cdn.invalidate(["/other.html"]))
+    assert again.sync is not None and again.sync.applied == [later["id"]]
