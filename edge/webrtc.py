@@ -90,6 +90,17 @@ def offered_kinds(sdp: str) -> tuple[str, ...]:
     return tuple(kinds)
 
 
+def without_mdns_candidates(sdp: str) -> str:
+    """The offer without its mDNS (`*.local`) candidates: resolving them means multicast on the
+    LAN, and a browser on this host reaches a loopback candidate anyway (and is then known by
+    the address its checks come from, a peer-reflexive candidate)."""
+    lines = sdp.splitlines(keepends=True)
+    return "".join(
+        line for line in lines
+        if not (line.startswith("a=candidate:") and len(line.split()) > 4 and line.split()[4].endswith(".local"))
+    )
+
+
 def pin_host_addresses(addresses: tuple[str, ...] | None) -> None:
     """Make aioice gather host candidates on `addresses` only. aioice skips loopback and has
     no option for it, so its address lookup is replaced: process-wide, like the interfaces."""
@@ -154,6 +165,8 @@ class WhepSession:
                 codec for codec in RTCRtpSender.getCapabilities(kind).codecs
                 if codec.mimeType.lower() in SENT_CODECS[kind]
             ])
+        if self._service.settings.ice_addresses is not None:
+            offer = without_mdns_candidates(offer)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         self.kinds = tuple(t.kind for t in self.pc.getTransceivers() if t.mid is not None and t.sender.track)
         if not self.kinds:
