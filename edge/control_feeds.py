@@ -5,12 +5,12 @@ retries it with backoff.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from web_dist.control_log import publish_to_redis
 from web_dist.invalidation import Event, RedisKeys
 
 if TYPE_CHECKING:
@@ -120,11 +120,7 @@ class RedisFeed:
                 cursor = stream_id
 
     async def publish(self, event: Event, edges: tuple[str, ...]) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(self.keys.record(event.id), json.dumps({"event": event.to_json(), "edges": list(edges)}))
-        pipe.hset(self.keys.applied(event.id), self.edge, repr(event.created))
-        pipe.xadd(self.keys.events, {"event": event.to_json()}, maxlen=100_000, approximate=True)
-        await pipe.execute()
+        await publish_to_redis(self._redis, self.keys, event, edges)
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict, deque
-from typing import Protocol
+from typing import Any, Protocol
 
 from web_dist.invalidation import Event, Invalidation, RedisKeys, applied_by
 
-MAX_EVENTS = 10_000  # kept for edges that fall behind (Redis: approximate stream length)
+MAX_EVENTS = 10_000  # kept in memory for edges that fall behind
 MAX_RECORDS = 10_000
+STREAM_LENGTH = 100_000  # Redis: about this many events stay on the stream for edges that were down
+RECORD_TTL = 30 * 86400  # Redis: seconds an invalidation's record and applied times are kept
 
 
 class ControlStoreDown(Exception):
@@ -116,14 +118,7 @@ class RedisEventLog:
 
     async def publish(self, event: Event, edges: tuple[str, ...]) -> None:
         async with self._mapped():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.set(self.keys.record(event.id), json.dumps({"event": event.to_json(), "edges": list(edges)}))
-            if event.origin_edge:
-                pipe.hset(self.keys.applied(event.id), event.origin_edge, repr(event.created))
-            if event.kind == "config":
-                pipe.set(self.keys.config, event.config)
-            pipe.xadd(self.keys.events, {"event": event.to_json()}, maxlen=MAX_EVENTS * 10, approximate=True)
-            await pipe.execute()
+            await publish_to_redis(self._redis, self.keys, event, edges)
 
     async def record(self, event_id: str) -> Invalidation | None:
         async with self._mapped():
@@ -147,6 +142,21 @@ class RedisEventLog:
 
     def _mapped(self) -> _RedisErrors:
         return _RedisErrors()
+
+
+async def publish_to_redis(client: Any, keys: RedisKeys, event: Event, edges: tuple[str, ...]) -> None:
+    """Record an event (with the edges it waits for) and append it to the stream, atomically.
+    The control API and an edge passing on a PUT both publish this way."""
+    pipe = client.pipeline(transaction=True)
+    pipe.set(keys.record(event.id), json.dumps({"event": event.to_json(), "edges": list(edges)}), ex=RECORD_TTL)
+    if event.origin_edge:
+        pipe.hset(keys.applied(event.id), event.origin_edge, repr(event.created))
+    pipe.hsetnx(keys.applied(event.id), "-", "0")  # so the hash exists, and expires with the record
+    pipe.expire(keys.applied(event.id), RECORD_TTL)
+    if event.kind == "config":
+        pipe.set(keys.config, event.config)
+    pipe.xadd(keys.events, {"event": event.to_json()}, maxlen=STREAM_LENGTH, approximate=True)
+    await pipe.execute()
 
 
 class _RedisErrors:
