@@ -79,7 +79,8 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
             Route("/live/{stream}/{rendition}/index.m3u8", routes.media_playlist),
             Route("/live/{stream}/{rendition}/{epoch}/{name}", routes.media_object),
             Route("/whip/{stream}", whip.offer, methods=["POST", "OPTIONS"]),
-            Route("/whip/{stream}/{session}", whip.delete, methods=["DELETE", "PATCH"]),
+            # no trickle ICE or ICE restart: PATCH gets a 405, as RFC 9725 asks
+            Route("/whip/{stream}/{session}", whip.delete, methods=["DELETE", "OPTIONS"]),
         ],
         lifespan=lifespan,
     )

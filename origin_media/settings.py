@@ -118,8 +118,10 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
     if source not in SOURCE_KINDS:
         raise ValueError(f"{where}.source: expected one of {', '.join(SOURCE_KINDS)}, got {source!r}")
     key = body.get("key")
-    if source == "rtmp" and (not isinstance(key, str) or not key):
-        raise ValueError(f"{where}.key: an RTMP stream needs a stream key")
+    if source in ("rtmp", "whip") and (not isinstance(key, str) or not key):
+        what = ("an RTMP stream needs a stream key" if source == "rtmp"
+                else "a WHIP stream needs a key (its bearer token)")
+        raise ValueError(f"{where}.key: {what}")
     if key is not None and (not isinstance(key, str) or not re.match(r"^[\x21-\x7e]{1,128}$", key)):
         raise ValueError(f"{where}.key: printable ASCII without spaces, at most 128 characters")
     path = body.get("path")

@@ -181,6 +181,7 @@ def _tfdt(fragment: bytes) -> int:
     ({"streams": {"a b": {"source": "test"}}}, "test.streams.a b: stream names"),
     ({"bogus": 1}, "test.bogus: unknown option"),
     ({"streams": {"a": {"source": "file"}}}, "test.streams.a.path"),
+    ({"streams": {"a": {"source": "whip"}}}, "test.streams.a.key: a WHIP stream needs a key"),
     ({"streams": {"a": {"source": "test", "renditions": "720p"}}}, "test.streams.a.renditions: expected a list"),
     ({"streams": {"a": {"source": "test", "renditions": ["999p"]}}}, "test.streams.a.renditions[0]: unknown preset"),
     ({"streams": {"a": {"source": "test", "renditions": [{"width": 640, "height": 361, "bitrate": 1}]}}},

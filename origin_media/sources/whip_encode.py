@@ -1,0 +1,152 @@
+"""Decoded WebRTC frames -> H.264 (each rendition) + AAC packets: one WHIP session of a stream.
+
+aiortc hands us decoded pictures and sound, so the WHIP source encodes again, in its own
+thread fed through a bounded queue (a slow encoder drops frames, it never grows memory).
+Timestamps: each track's RTP clock spaces its frames, and its first frame's arrival anchors it
+on the session clock, since audio and video RTP clocks start at unrelated random values.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+import av
+
+from .. import encoders
+from ..ladder import LadderEncoder, ladder_session
+from ..media import Track
+from ..settings import SOURCE_RENDITION, RenditionSettings
+from . import SessionSink
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK = 90_000
+AUDIO_RATE = 48_000
+AAC_FRAME = 1024
+IDLE_SECONDS = 10.0  # no frame for this long: the publisher is gone
+FPS_HINT = 30  # rate-control hint; WebRTC frame rates vary
+
+
+class Releasable(SessionSink, Protocol):
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Arrival:
+    frame: av.VideoFrame | av.AudioFrame
+    at: float  # time.monotonic() when it came off the track
+
+
+class WhipEncoder:
+    def __init__(self, sink: Releasable, rungs: tuple[RenditionSettings, ...], bitrate: int,
+                 segment_seconds: float, has_audio: bool) -> None:
+        self.sink = sink
+        self._configured = rungs
+        self._bitrate = bitrate
+        self._key_every = round(segment_seconds * VIDEO_CLOCK)
+        self._has_audio = has_audio
+        self._ladder: LadderEncoder | None = None
+        self._aac: av.audio.codeccontext.AudioCodecContext | None = None
+        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE,
+                                            frame_size=AAC_FRAME)
+        self._audio_track = 0
+        self._t0: float | None = None
+        self._video_base: tuple[int, int] | None = None  # (first RTP pts, its session pts)
+        self._audio_base: tuple[int, int] | None = None
+        self._last_video = -1
+        self._next_key = 0
+        self._audio_next: int | None = None
+        self.started = False
+
+    def run(self, frames: queue.Queue[Arrival | None], stop: threading.Event) -> None:
+        """Encode until `None`, `stop`, or silence (runs in its own thread)."""
+        try:
+            while not stop.is_set():
+                try:
+                    item = frames.get(timeout=IDLE_SECONDS)
+                except queue.Empty:
+                    log.info("WHIP publisher silent for %.0fs: session over", IDLE_SECONDS)
+                    break
+                if item is None:
+                    break
+                self._take(item)
+            self._flush()
+        except (av.FFmpegError, ValueError) as exc:
+            log.warning("WHIP session stopped: %s", exc)
+        finally:
+            if self.started:
+                self.sink.end()
+            else:
+                self.sink.release()
+
+    def _take(self, item: Arrival) -> None:
+        if self._t0 is None:
+            self._t0 = item.at
+        if isinstance(item.frame, av.VideoFrame):
+            if not self.started:
+                self._start(item.frame)
+            self._video(item.frame, item.at)
+        elif self.started:  # sound before the first picture has nothing to go with
+            self._audio(item.frame, item.at)
+
+    def _start(self, first: av.VideoFrame) -> None:
+        """The first picture sets the size of the "source" rendition when there is no ladder."""
+        size = (max(2, first.width // 2 * 2), max(2, first.height // 2 * 2))
+        rungs = self._configured or (RenditionSettings(SOURCE_RENDITION, *size, self._bitrate),)
+        self._ladder = LadderEncoder(rungs, FPS_HINT, Fraction(1, VIDEO_CLOCK))
+        others: list[Track] = []
+        if self._has_audio:
+            self._aac = encoders.aac_encoder(AUDIO_RATE, 2)
+            others.append(encoders.audio_track(self._aac))
+        self._audio_track = len(rungs)
+        self.sink.start(ladder_session(rungs, self._ladder, others, "whip", time.time()))
+        self.started = True
+
+    def _session_pts(self, base: tuple[int, int] | None, rtp: int, at: float, rate: int
+                     ) -> tuple[int, tuple[int, int]]:
+        assert self._t0 is not None
+        if base is None:
+            base = (rtp, round((at - self._t0) * rate))
+        return base[1] + rtp - base[0], base
+
+    def _video(self, frame: av.VideoFrame, at: float) -> None:
+        assert self._ladder is not None
+        rtp = round((frame.pts or 0) * (frame.time_base or Fraction(1, VIDEO_CLOCK)) * VIDEO_CLOCK)
+        pts, self._video_base = self._session_pts(self._video_base, rtp, at, VIDEO_CLOCK)
+        pts = max(pts, self._last_video + 1)  # x264 wants strictly increasing timestamps
+        self._last_video = pts
+        keyframe = pts >= self._next_key
+        if keyframe:  # on a grid of segment durations, so segments come out on target
+            self._next_key = pts + self._key_every - VIDEO_CLOCK // 60
+        frame.pts, frame.time_base = pts, Fraction(1, VIDEO_CLOCK)
+        for packet in self._ladder.encode(frame, keyframe):
+            self.sink.packet(packet)
+
+    def _audio(self, frame: av.AudioFrame, at: float) -> None:
+        if self._aac is None:
+            return
+        rate = frame.sample_rate or AUDIO_RATE
+        rtp = round((frame.pts or 0) * (frame.time_base or Fraction(1, rate)) * AUDIO_RATE)
+        pts, self._audio_base = self._session_pts(self._audio_base, rtp, at, AUDIO_RATE)
+        if self._audio_next is None or abs(pts - self._audio_next) > AUDIO_RATE // 10:
+            self._audio_next = pts  # first frame, or a real gap: follow the RTP clock
+        frame.pts = None
+        for out in self._resampler.resample(frame):
+            out.pts, out.time_base = self._audio_next, Fraction(1, AUDIO_RATE)
+            self._audio_next += out.samples
+            for packet in encoders.audio_packets(self._aac, out, self._audio_track):
+                self.sink.packet(packet)
+
+    def _flush(self) -> None:
+        if not self.started:
+            return
+        if self._ladder is not None:
+            for packet in self._ladder.flush():
+                self.sink.packet(packet)
+

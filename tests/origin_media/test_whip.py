@@ -1,0 +1,138 @@
+"""WHIP ingest (RFC 9725): an aiortc publisher on loopback, refusals, DELETE, and a return."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from fractions import Fraction
+
+import av
+import httpx
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+from . import hls
+from .conftest import Origin, decode
+
+KEY = "whip-s3cret"
+WIDTH, HEIGHT = 160, 96
+
+
+class MovingPicture(VideoStreamTrack):
+    """Small frames, a different shade every frame, at aiortc's 30 fps pace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+        row = bytes((x + self.index * 4) % 256 for x in range(frame.planes[0].line_size))
+        frame.planes[0].update(row * HEIGHT)
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128]) * plane.buffer_size)
+        frame.pts, frame.time_base = pts, Fraction(time_base)
+        self.index += 1
+        return frame
+
+
+async def offer_sdp(pc: RTCPeerConnection) -> str:
+    pc.addTrack(MovingPicture())
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    return str(pc.localDescription.sdp)
+
+
+@pytest.fixture
+async def publishers() -> AsyncIterator[Callable[[], RTCPeerConnection]]:
+    made: list[RTCPeerConnection] = []
+
+    def make() -> RTCPeerConnection:
+        made.append(RTCPeerConnection(RTCConfiguration(iceServers=[])))
+        return made[-1]
+
+    yield make
+    for pc in made:
+        with contextlib.suppress(Exception):
+            await pc.close()
+
+
+async def publish(origin: Origin, pc: RTCPeerConnection, token: str = KEY) -> httpx.Response:
+    response = await origin.http.post(
+        "/whip/cam", content=await offer_sdp(pc),
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
+    if response.status_code == 201:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+    return response
+
+
+async def _playlist(origin: Origin) -> hls.Playlist | None:
+    response = await origin.http.get("/live/cam/source/index.m3u8")
+    return hls.parse(response.text) if response.status_code == 200 else None
+
+
+async def test_refusals_create_no_stream(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
+    sdp = await offer_sdp(publishers())
+    post = origin.http.post
+    assert (await post("/whip/cam", content=sdp, headers={"Content-Type": "application/sdp"})).status_code == 401
+    wrong = await publish(origin, publishers(), token="guess")
+    assert wrong.status_code == 401 and "Bearer" in wrong.headers["www-authenticate"]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    bad = await post("/whip/cam", content="hello", headers={**auth, "Content-Type": "application/sdp"})
+    assert bad.status_code == 400 and "bad SDP offer" in bad.text
+    not_sdp = await post("/whip/cam", content=sdp, headers={**auth, "Content-Type": "text/plain"})
+    assert not_sdp.status_code == 415
+    elsewhere = await post("/whip/nope", content=sdp, headers={**auth, "Content-Type": "application/sdp"})
+    assert elsewhere.status_code == 404
+    info = await origin.stream_info("cam")
+    assert info["state"] == "idle" and info["sessions"] == 0
+    assert (await origin.http.get("/live/cam/source/index.m3u8")).status_code == 404
+
+
+async def test_whip_publish_delete_and_return(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
+    first = await publish(origin, publishers())
+    assert first.status_code == 201, first.text
+    assert first.headers["content-type"].startswith("application/sdp")
+    location = first.headers["location"]
+    assert location.startswith("/whip/cam/")
+
+    async def segments(count: int) -> bool:
+        playlist = await _playlist(origin)
+        return playlist is not None and len(playlist.full_segments) >= count
+
+    await origin.wait_for(lambda: segments(2), limit=30)
+    info = await origin.stream_info("cam")
+    assert info["state"] == "live" and info["protocol"] == "whip"
+    assert (await publish(origin, publishers())).status_code == 409, "one publisher at a time"
+    playlist = await _playlist(origin)
+    assert playlist is not None
+    segment = playlist.full_segments[-1]
+    frames, packets, audio = decode(await origin.fetch("cam", segment.map_uri or ""),
+                                    await origin.fetch("cam", segment.uri or ""))
+    assert packets[0].is_keyframe and (frames[0].width, frames[0].height) == (WIDTH, HEIGHT)
+    assert audio, "the publisher's sound is in the segment (as AAC)"
+
+    auth = {"Authorization": f"Bearer {KEY}"}
+    assert (await origin.http.delete(location)).status_code == 401
+    assert (await origin.http.delete(location, headers=auth)).status_code == 200
+    assert (await origin.http.delete(location, headers=auth)).status_code == 404
+
+    async def ended() -> bool:
+        playlist = await _playlist(origin)
+        return playlist is not None and playlist.ended
+
+    await origin.wait_for(ended, limit=10)
+
+    assert (await publish(origin, publishers())).status_code == 201
+
+    async def continued() -> bool:
+        playlist = await _playlist(origin)
+        return playlist is not None and not playlist.ended and any(
+            s.discontinuity and s.uri for s in playlist.segments)
+
+    await origin.wait_for(continued, limit=30)
+    assert (await origin.stream_info("cam"))["sessions"] == 2
