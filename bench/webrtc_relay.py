@@ -29,7 +29,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.procs import Children, free_port, group_pids, machine_load, progress, wait_http
 from bench.stack import BIN
-from edge.webrtc import pin_host_addresses
+from edge.whep_offer import pin_host_addresses
 from origin_media.sources.testpattern import _GLYPHS, clock_text
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

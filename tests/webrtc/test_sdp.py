@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.webrtc import offered_kinds, without_mdns_candidates
+from edge.whep_offer import offered_kinds, without_mdns_candidates
 
 HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA:BB\r\n"
 

@@ -111,3 +111,23 @@ async def test_upstream_closes_after_the_last_viewer_leaves(make_stack) -> None:
     await wait_for(lambda: "video" in again.tracks)
     await again.frames("video", 3)
     assert stack.feeds.requests == 2
+
+
+async def test_origin_going_away_ends_the_sessions(make_stack) -> None:  # type: ignore[no-untyped-def]
+    stack: Stack = await make_stack()
+    viewer = await stack.watch(kinds=("video",))
+    await wait_for(lambda: "video" in viewer.tracks)
+    await viewer.frames("video", 3)
+    await stack.origin.stop()
+    track = viewer.tracks["video"]
+    for _ in range(500):
+        if await next_frame(track) is None:
+            break
+    else:
+        raise AssertionError("the track did not end when the origin went away")
+    pc, sdp = await stack.offer_sdp(("video",))
+    try:
+        response = await stack.http.post("/whep/demo", content=sdp, headers={"content-type": "application/sdp"})
+        assert response.status_code == 502 and "origin" in response.text
+    finally:
+        await pc.close()
