@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import sys
 
-from bench import clients, edge_vs_nginx, invalidation, live_relay, servers, upload, webrtc_relay
+from bench import (
+    clients,
+    edge_vs_nginx,
+    invalidation,
+    live_relay,
+    loadtest_capacity,
+    servers,
+    upload,
+    webrtc_relay,
+)
 
 
 def main() -> int:
-    for bench in (edge_vs_nginx, servers, clients, live_relay, webrtc_relay, upload, invalidation):
+    for bench in (edge_vs_nginx, servers, clients, live_relay, webrtc_relay, upload, invalidation,
+                  loadtest_capacity):
         print(f"\n=== {bench.__name__} ===", flush=True)
         code = bench.main([])
         if code:

@@ -250,3 +250,19 @@ def _independent_part_before(playlist: MediaPlaylist, hold: float) -> tuple[int,
             best = (segment.msn, 0)
         start += segment.duration
     return best
+
+
+def blocking_directive(playlist: MediaPlaylist, msn: int, part: int) -> tuple[int, int]:
+    """The `_HLS_msn`/`_HLS_part` to ask for when part `part` of segment `msn` is wanted next.
+
+    Once the segment in progress is as long as the last whole one, the next part is part 0 of
+    the following segment: RFC 8216bis 6.2.5.2 has servers read a part index past a segment's
+    end that way, but asking for it directly also suits servers that refuse such an index.
+    """
+    segment = playlist.segment(msn)
+    if segment is None or segment.uri is not None or part < len(segment.parts):
+        return msn, part
+    whole = [s.duration for s in playlist.segments if s.uri is not None]
+    if whole and segment.duration >= whole[-1] - 0.01:
+        return msn + 1, 0
+    return msn, part

@@ -13,6 +13,7 @@ The clocks, the sleep and the HTTP fetch are passed in: the load test gives real
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from streaming.playlist import (
     MediaPlaylist,
     PlaylistError,
     Variant,
+    blocking_directive,
     live_start,
     parse_media,
     parse_multivariant,
@@ -137,6 +139,8 @@ class Viewer:
         self.errors = 0
         self.ended = False
         self._reloaded_at = -1e9
+        self._last_status = 0
+        self._refused = False  # the last blocking reload got a 4xx: ask once without directives
 
     # -- the player loop ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -159,7 +163,7 @@ class Viewer:
             return await self.sleep(RETRY_SECONDS)
         if not variants:  # a media playlist given directly
             variants = [Variant(result.url, 0)]
-        self.variants = [Variant(urljoin(result.url, v.uri), v.bandwidth, v.resolution) for v in variants]
+        self.variants = [Variant(absolute(result.url, v.uri), v.bandwidth, v.resolution) for v in variants]
         self.rendition = 0  # the first listed, as hls.js does before it has measured anything
 
     async def _step(self) -> None:
@@ -187,7 +191,7 @@ class Viewer:
         base, date = self.playlist_url, segment.program_date_time
         if playlist.low_latency and part < len(segment.parts):
             done = sum(p.duration for p in segment.parts[: part + 1])
-            return MediaUnit(urljoin(base, segment.parts[part].uri), segment.parts[part].duration,
+            return MediaUnit(absolute(base, segment.parts[part].uri), segment.parts[part].duration,
                              None if date is None else date + done, _join(base, segment.map_uri),
                              (msn, part + 1))
         if segment.uri is None:
@@ -195,15 +199,17 @@ class Viewer:
         if part > 0:  # every part of a finished segment played: on to the next
             self.position = (msn + 1, 0)
             return self._next_unit(playlist, self.position)
-        return MediaUnit(urljoin(base, segment.uri), segment.duration,
+        return MediaUnit(absolute(base, segment.uri), segment.duration,
                          None if date is None else date + segment.duration,
                          _join(base, segment.map_uri), (msn + 1, 0))
 
     async def _reload(self) -> None:
         variant = self.variants[self.rendition]
         url = variant.uri
-        if self.low_latency and self.position is not None:
+        if self.low_latency and self.position is not None and not self._refused:
             msn, part = self.position
+            if self.playlist is not None:
+                msn, part = blocking_directive(self.playlist, msn, part)
             url += ("&" if "?" in url else "?") + f"_HLS_msn={msn}&_HLS_part={part}"
         elif self.playlist is not None:  # classic HLS: no sooner than a (half) target duration
             wait = self._reloaded_at + self.playlist.target_duration / 2 - self.clock()
@@ -211,10 +217,11 @@ class Viewer:
                 await self.sleep(wait)
         self._reloaded_at = self.clock()
         result = await self._get(url)
-        if result is None:
-            return await self.sleep(RETRY_SECONDS)
+        self._refused = result is None and self._last_status // 100 == 4 and "_HLS_msn=" in url
+        if result is None:  # refused: at once without directives, else after a pause
+            return None if self._refused else await self.sleep(RETRY_SECONDS)
         try:
-            playlist = parse_media(result.body.decode("utf-8", "replace"))
+            playlist = parsed_media(result.body)
         except PlaylistError:
             self._fault("bad playlist")
             return await self.sleep(RETRY_SECONDS)
@@ -252,6 +259,7 @@ class Viewer:
     # -- HTTP --------------------------------------------------------------------------------
     async def _get(self, url: str) -> FetchResult | None:
         result = await self.fetch(url)
+        self._last_status = result.status
         self.tally.request(len(result.body))
         if result.status == 200:
             return result
@@ -261,6 +269,17 @@ class Viewer:
     def _fault(self, kind: str) -> None:
         self.errors += 1
         self.tally.error(kind)
+
+
+# Every viewer resolves the same few URIs against the same few bases: join each pair once.
+absolute = functools.lru_cache(maxsize=8192)(urljoin)
+
+
+@functools.lru_cache(maxsize=64)
+def parsed_media(body: bytes) -> MediaPlaylist:
+    """Viewers of one stream get the same playlist bytes from the edge: parse each once.
+    (Viewers only read a MediaPlaylist, so sharing one is safe.)"""
+    return parse_media(body.decode("utf-8", "replace"))
 
 
 def choose_rendition(variants: list[Variant], estimate: float) -> int:
@@ -274,4 +293,4 @@ def choose_rendition(variants: list[Variant], estimate: float) -> int:
 
 
 def _join(base: str, uri: str | None) -> str | None:
-    return None if uri is None else urljoin(base, uri)
+    return None if uri is None else absolute(base, uri)

@@ -9,7 +9,14 @@ from collections import Counter
 import pytest
 
 from streaming.loadtest_cli import exceeded
-from streaming.playlist import PlaylistError, Variant, live_start, parse_media, parse_multivariant
+from streaming.playlist import (
+    PlaylistError,
+    Variant,
+    blocking_directive,
+    live_start,
+    parse_media,
+    parse_multivariant,
+)
 from streaming.viewer import PlaybackBuffer, choose_rendition
 from streaming.webload import ZipfPicker, cache_outcome
 
@@ -162,3 +169,20 @@ def test_cache_outcome(header: str, outcome: str) -> None:
 def test_thresholds(limits: dict[str, float | None], failed: list[str]) -> None:
     figures = {"stall_ratio": 0.02, "startup": {"p95": 1.5}, "error_ratio": 0.0}
     assert exceeded(figures, limits) == failed
+
+
+@pytest.mark.parametrize("wanted, directive", [
+    ((9, 2), (9, 2)),  # the next part of the segment in progress
+    ((8, 4), (8, 4)),  # a whole segment: asked as it is (the playlist answers at once)
+    ((10, 0), (10, 0)),
+])
+def test_blocking_directive(wanted: tuple[int, int], directive: tuple[int, int]) -> None:
+    assert blocking_directive(parse_media(LL_MEDIA), *wanted) == directive
+
+
+def test_blocking_directive_moves_to_the_next_segment_once_this_one_is_full() -> None:
+    full = LL_MEDIA.replace('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="e1/part9.2.m4s"',
+                            '#EXT-X-PART:DURATION=0.5,URI="e1/part9.2.m4s"\n'
+                            '#EXT-X-PART:DURATION=0.5,URI="e1/part9.3.m4s"')
+    assert blocking_directive(parse_media(full), 9, 4) == (10, 0)
+    assert blocking_directive(parse_media(LL_MEDIA), 9, 2) == (9, 2)
