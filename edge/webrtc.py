@@ -67,6 +67,11 @@ class WhepSettings:
     connect_timeout: float = 30.0  # a session not connected by then is closed
     ice_addresses: tuple[str, ...] | None = ("127.0.0.1",)  # None: every interface but loopback
 
+    @classmethod
+    def for_edge(cls, edge: EdgeLocation) -> WhepSettings:
+        """What the config says for this edge (`webrtc_grace`, `webrtc_max_viewers`)."""
+        return cls(FeedSettings(grace_seconds=edge.webrtc_grace), max_sessions=edge.webrtc_max_viewers)
+
 
 class RelayTrack(MediaStreamTrack):
     """One viewer's track: recv() hands aiortc the relayed encoded packets as they come."""
@@ -143,7 +148,7 @@ class WhepService:
     def __init__(self, config: CdnConfig, edge: EdgeLocation, upstream: OriginClient,
                  settings: WhepSettings | None = None) -> None:
         self.config = config
-        self.settings = settings or WhepSettings()
+        self.settings = settings or WhepSettings.for_edge(edge)
         self.feeds = StreamFeeds(upstream, self.settings.feeds, f"cdn-edge/{edge.name}")
         self.sessions: dict[str, WhepSession] = {}
         self._streaming = [d for d in config.distributions_of(edge.name) if d.kind == "streaming"]

@@ -84,6 +84,9 @@ class EdgeLocation:
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # WebRTC (WHEP) viewers: a stream's pull from the origin outlives its last viewer this long
+    webrtc_grace: float = 5.0
+    webrtc_max_viewers: int = 1000  # more get 503
 
     @property
     def url(self) -> str:
@@ -374,7 +377,8 @@ def _origin_group(r: _Reader, name: str, body: dict[str, Any], origins: Mapping[
 def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocation:
     where = f"edges.{name}"
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
-                         "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies"})
+                         "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
+                         "webrtc_grace", "webrtc_max_viewers"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -392,6 +396,8 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         admin_listen=r.get(body, where, "admin_listen", str, None, _listen_problem),
         max_upload_bytes=r.get(body, where, "max_upload_bytes", int, 5 * 1024**3, _positive),
         trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
+        webrtc_grace=r.get(body, where, "webrtc_grace", float, 5.0, _not_negative),
+        webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, 1000, _positive),
     )
 
 

@@ -16,8 +16,6 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from edge.app import build_edge_app
-from edge.packet_feed import FeedSettings
-from edge.webrtc import WhepSettings
 from origin_media.app import MediaOriginSettings, build_media_origin_app
 from web_dist.config import parse_config
 from web_dist.server import RunningServer, start_server
@@ -112,7 +110,7 @@ async def next_frame(track: MediaStreamTrack, limit: float = 20.0) -> Any:
 async def make_stack() -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     stacks: list[Stack] = []
 
-    async def make(grace: float = 0.3, **whep: Any) -> Stack:
+    async def make(grace: float = 0.3, **edge_options: Any) -> Stack:
         settings = MediaOriginSettings.from_options(
             {**ORIGIN_OPTIONS, "streams": {"demo": {"source": "test", "width": 320, "height": 180}}},
             where="test")
@@ -125,11 +123,10 @@ async def make_stack() -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
                 await asyncio.sleep(0.05)
         config = parse_config({
             "origins": {"media": {"kind": "media", "url": origin.url}},
-            "edges": {"edge-a": {"listen": "127.0.0.1:1"}},
+            "edges": {"edge-a": {"listen": "127.0.0.1:1", "webrtc_grace": grace, **edge_options}},
             "distributions": {"live": {"kind": "streaming", "domains": ["127.0.0.1"], "origin": "media"}},
         }, Path("test.toml"))
-        app = build_edge_app(config, "edge-a",
-                             whep=WhepSettings(feeds=FeedSettings(grace_seconds=grace), **whep))
+        app = build_edge_app(config, "edge-a")
         edge = await start_server(app, "127.0.0.1:0", name="edge-a")
         stack = Stack(origin, feeds, edge, app, httpx.AsyncClient(base_url=edge.url, timeout=30))
         stacks.append(stack)

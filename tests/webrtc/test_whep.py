@@ -131,3 +131,14 @@ async def test_origin_going_away_ends_the_sessions(make_stack) -> None:  # type:
         assert response.status_code == 502 and "origin" in response.text
     finally:
         await pc.close()
+
+
+async def test_an_edge_full_of_viewers_says_so(make_stack) -> None:  # type: ignore[no-untyped-def]
+    stack: Stack = await make_stack(webrtc_max_viewers=1)
+    await stack.watch(kinds=("video",))
+    pc, sdp = await stack.offer_sdp(("video",))
+    try:
+        response = await stack.http.post("/whep/demo", content=sdp, headers={"content-type": "application/sdp"})
+        assert response.status_code == 503 and response.headers["retry-after"]
+    finally:
+        await pc.close()
