@@ -660,7 +660,7 @@ def _demo(args: argparse.Namespace) -> int:
         topology = topology.scaled(args.scale)
     args.workdir.mkdir(parents=True, exist_ok=True)
     result = asyncio.run(run_geography(topology, args.workdir.resolve(), repeat=args.repeat,
-                                       live=args.live, follow=args.follow))
+                                       web=args.web, live=args.live, follow=args.follow))
     print(format_table(result))
     write_html(result, args.report)
     print(f"\nreport: {args.report}")
@@ -676,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--repeat", type=int, default=3, help="samples per kind of request")
     demo.add_argument("--report", type=Path, default=Path("var/geo/report.html"))
     demo.add_argument("--no-live", dest="live", action="store_false", help="objects only, no live stream")
+    demo.add_argument("--no-web", dest="web", action="store_false", help="the live stream only")
     demo.add_argument("--follow", type=float, default=4.0, help="seconds each live viewer follows the stream")
     demo.add_argument("--workdir", type=Path, default=Path("var/geo"))
     demo.set_defaults(run=_demo)

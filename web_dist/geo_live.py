@@ -83,6 +83,7 @@ class MediaPart:
 class LivePlaylist:
     parts: tuple[MediaPart, ...]
     next_part: tuple[int, int]  # (msn, part) the next blocking reload asks for
+    hint: str | None = None  # the URI of that part, when the playlist gives a preload hint
 
     def start_part(self) -> MediaPart:
         """Where a low-latency player starts: the newest independent part."""
@@ -105,7 +106,7 @@ def parse_media_playlist(text: str) -> LivePlaylist:
     """The parts a live LL-HLS media playlist lists, each with its program date-time."""
     if not text.startswith("#EXTM3U"):
         raise ValueError("not a playlist")
-    msn, map_uri, clock, parts = 0, "", None, []
+    msn, map_uri, clock, parts, hint = 0, "", None, [], None
     index = 0
     for line in (raw.strip() for raw in text.splitlines()):
         name, _, value = line.partition(":")
@@ -120,9 +121,11 @@ def parse_media_playlist(text: str) -> LivePlaylist:
             duration = float(attrs["DURATION"])
             parts.append(MediaPart(msn, index, clock, duration, attrs["URI"], attrs.get("INDEPENDENT") == "YES", map_uri))
             clock, index = clock + duration, index + 1
+        elif name == "#EXT-X-PRELOAD-HINT" and _attributes(value).get("TYPE") == "PART":
+            hint = _attributes(value)["URI"]
         elif line and not line.startswith("#"):  # a segment's URI: the next one begins
             msn, index, clock = msn + 1, 0, None
-    return LivePlaylist(tuple(parts), (msn, index))
+    return LivePlaylist(tuple(parts), (msn, index), hint)
 
 
 def _attributes(value: str) -> dict[str, str]:
@@ -146,10 +149,12 @@ class LiveViewer:
         self.base, self.host = base, host
         self.startup: float | None = None
         self.cache: list[str] = []  # x-cache of the startup requests (empty: no edge)
-        self.latencies: list[float] = []
         self._session: Any = None
         self._variant = ""
-        self._next = (0, 0)
+        self._next: tuple[int, int] = (0, 0)
+        self._hint: str | None = None
+        self._arrived: dict[tuple[int, int], float | None] = {}  # part -> wall clock of its last byte
+        self._starts: dict[tuple[int, int], float] = {}  # part -> its program date-time
 
     async def __aenter__(self) -> LiveViewer:
         import aiohttp  # only the measuring process needs a client
@@ -184,22 +189,51 @@ class LiveViewer:
             statuses.append(cache)
         self.startup = time.perf_counter() - started
         self.cache = [status.split()[0].lower() for status in statuses if status]
-        self._next = playlist.next_part
+        self._next, self._hint = playlist.next_part, playlist.hint
 
     async def follow(self, done: Callable[[], bool]) -> None:
-        """Blocking reloads for the next part, and each new part fetched, until `done()`."""
-        while not done():
-            msn, index = self._next
-            _, body = await self._get(f"{self._variant}?_HLS_msn={msn}&_HLS_part={index}")
-            playlist = parse_media_playlist(body.decode())
-            for part in playlist.parts:
-                if (part.msn, part.index) >= (msn, index):
-                    await self._get(urljoin(self._variant, part.uri))
-                    self.latencies.append(time.time() - part.start)
-            self._next = max(playlist.next_part, self._next)
+        """Follow the live edge until `done()`, as LL-HLS asks: each blocking reload (for the
+        next part) goes out together with a request for that part (the preload hint), which
+        the origin holds and streams as the part is made; parts the reload lists that were not
+        asked for yet (a viewer that fell behind) are fetched at once, side by side."""
+        fetches: set[asyncio.Task[None]] = set()
+        try:
+            while not done():
+                msn, index = self._next
+                if self._hint is not None and self._next not in self._arrived:
+                    fetches.add(asyncio.create_task(self._fetch_part(self._next, self._hint, hint=True)))
+                _, body = await self._get(f"{self._variant}?_HLS_msn={msn}&_HLS_part={index}")
+                playlist = parse_media_playlist(body.decode())
+                for part in playlist.parts:
+                    key = (part.msn, part.index)
+                    self._starts[key] = part.start
+                    if key >= (msn, index) and key not in self._arrived:
+                        fetches.add(asyncio.create_task(self._fetch_part(key, part.uri)))
+                self._next, self._hint = max(playlist.next_part, self._next), playlist.hint
+                for task in [task for task in fetches if task.done()]:
+                    fetches.discard(task)
+                    task.result()  # a listed part that could not be fetched fails the viewer
+        finally:
+            outcomes = await asyncio.gather(*fetches, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _fetch_part(self, key: tuple[int, int], uri: str, *, hint: bool = False) -> None:
+        self._arrived[key] = None  # asked for
+        try:
+            await self._get(urljoin(self._variant, uri))
+        except (OSError, TimeoutError):
+            if not hint:  # a hinted part may never come (the stream moved on): not a fault
+                raise
+            del self._arrived[key]
+            return
+        self._arrived[key] = time.time()
 
     def sample(self) -> dict[str, Any]:
-        return {"startup": self.startup, "latencies": self.latencies, "cache": self.cache}
+        latencies = [at - self._starts[key] for key, at in sorted(self._arrived.items())
+                     if at is not None and key in self._starts]
+        return {"startup": self.startup, "latencies": latencies, "cache": self.cache}
 
 
 async def wait_for_stream(base: str) -> None:

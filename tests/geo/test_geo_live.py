@@ -62,7 +62,7 @@ def test_a_live_playlist_gives_each_part_its_program_time_and_the_next_reload() 
         (7, 0, at("03.0"), "ep/part7.0.m4s"), (7, 1, at("03.5"), "ep/part7.1.m4s"),
         (8, 0, at("04.0"), "ep/part8.0.m4s"),
     ]
-    assert playlist.next_part == (8, 1)
+    assert playlist.next_part == (8, 1) and playlist.hint == "ep/part8.1.m4s"
     assert playlist.start_part().uri == "ep/part8.0.m4s" and playlist.start_part().map_uri == "ep/init1.mp4"
     # the segment just finished: the next reload asks for the first part of the next one
     assert parse_media_playlist(PLAYLIST.split("#EXT-X-PROGRAM-DATE-TIME:2026-12-02T04:03:04")[0]).next_part == (8, 0)
