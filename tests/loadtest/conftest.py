@@ -15,6 +15,7 @@ import pytest
 from edge.app import build_admin_app, build_edge_app
 from origin_media.app import MediaOriginSettings, build_media_origin_app
 from web_dist.config import CdnConfig, parse_config
+from web_dist.router import Router, build_router_app
 from web_dist.server import RunningServer, start_server
 
 STREAM = {"source": "test", "width": 320, "height": 180}
@@ -24,9 +25,10 @@ LIVE = {"segment_seconds": 2.0, "part_seconds": 0.5, "window_seconds": 12.0, "rt
 MASTER = "/live/demo/master.m3u8"
 
 
-def streaming_config(origin_url: str, edges: int = 1) -> CdnConfig:
+def streaming_config(origin_url: str, edges: int = 1, router: dict[str, Any] | None = None) -> CdnConfig:
     """A streaming distribution: playlists keyed by the blocking-reload query, media for a day."""
-    return parse_config({
+    extra = {"router": router} if router else {}
+    return parse_config({**extra,
         "origins": {"media": {"kind": "media", "url": origin_url, "read_timeout": 10.0}},
         "edges": {f"edge-{i}": {"listen": "127.0.0.1:0"} for i in range(edges)},
         "distributions": {"live": {
@@ -56,6 +58,7 @@ class Edge:
 class Stack:
     origin: RunningServer
     edges: list[Edge]
+    router: RunningServer | None = None
 
 
 async def wait_for_stream(url: str, limit: float = 30.0) -> None:
@@ -77,7 +80,7 @@ async def wait_for_stream(url: str, limit: float = 30.0) -> None:
 async def make_stack() -> AsyncIterator[Callable[..., Any]]:
     servers: list[RunningServer] = []
 
-    async def make(edges: int = 1, stream: dict[str, Any] | None = None) -> Stack:
+    async def make(edges: int = 1, stream: dict[str, Any] | None = None, router: bool = False) -> Stack:
         settings = MediaOriginSettings.from_options({**LIVE, "streams": {"demo": stream or STREAM}}, where="test")
         origin = await start_server(build_media_origin_app(settings), name="media")
         servers.append(origin)
@@ -90,7 +93,13 @@ async def make_stack() -> AsyncIterator[Callable[..., Any]]:
             servers.extend([admin, public])
             started.append(Edge(public, admin))
         await wait_for_stream(origin.url)
-        return Stack(origin, started)
+        stack = Stack(origin, started)
+        if router:  # told where the edges ended up listening
+            addresses = {name: e.url.removeprefix("http://") for name, e in zip(config.edges, started, strict=True)}
+            routed = streaming_config(origin.url, edges, {"listen": "127.0.0.1:0", "addresses": addresses})
+            stack.router = await start_server(build_router_app(Router(routed)), name="router")
+            servers.append(stack.router)
+        return stack
 
     yield make
     for server in reversed(servers):

@@ -167,3 +167,20 @@ async def test_web_mode_spreads_requests_by_zipf_popularity(serve: Callable[...,
     async with httpx.AsyncClient() as http:
         top = (await http.get(admin.url + "/metrics.json")).json()["top_objects"]
     assert top[0]["key"].endswith("/o0.txt") and top[0]["requests"] > top[5]["requests"]
+
+
+async def test_viewers_spread_over_edges_and_follow_the_router(make_stack: Callable[..., Any]) -> None:
+    stack: Stack = await make_stack(edges=2, router=True)
+    urls = tuple(e.url for e in stack.edges)
+    hosts = {u.removeprefix("http://") for u in urls}
+    metrics = tuple(e.metrics for e in stack.edges)
+    spread = summarize(await run_load(LoadPlan(urls, MASTER, viewers=8, duration=4, ramp=50, metrics=metrics),
+                                      progress=None))
+    assert spread["viewers_by_host"] == dict.fromkeys(sorted(hosts), 4)
+    assert [e["edge"] for e in spread["edges"]] == ["edge-0", "edge-1"]
+    assert all(e["requests"] > 0 for e in spread["edges"])
+    assert stack.router is not None
+    routed = summarize(await run_load(LoadPlan((stack.router.url,), MASTER, viewers=8, duration=4, ramp=50),
+                                      progress=None))
+    assert routed["errors"] == {} and routed["startup"]["never_started"] == 0
+    assert set(routed["viewers_by_host"]) <= hosts  # each viewer played from the edge the 302 named
