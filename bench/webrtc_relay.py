@@ -213,7 +213,7 @@ origin = "media"
 
 async def run(counts: Sequence[int], seconds: float, width: int, height: int) -> dict[str, Any]:
     self_check(width, height)
-    pin_host_addresses(("127.0.0.1",))  # the viewers' candidates, like the edge's
+    unpin = pin_host_addresses(("127.0.0.1",))  # the viewers' candidates, like the edge's
     load_start = machine_load()
     rows = []
     with tempfile.TemporaryDirectory(prefix="cdn-bench-") as tmp, Children(Path(tmp)) as children:
@@ -228,6 +228,7 @@ async def run(counts: Sequence[int], seconds: float, width: int, height: int) ->
             rows.append(await measure(f"http://127.0.0.1:{edge_port}", edge.pid, count, seconds))
             progress(json.dumps(rows[-1]))
             await asyncio.sleep(1)
+    unpin()
     return {"size": f"{width}x{height}", "seconds": seconds, "load_start": load_start,
             "load_end": machine_load(), "cores": os.cpu_count(), "rows": rows}
 

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +153,7 @@ class WhepService:
         self.sessions: dict[str, WhepSession] = {}
         self._streaming = [d for d in config.distributions_of(edge.name) if d.kind == "streaming"]
         self._index = DistributionIndex(self._streaming)
+        self._unpin: Callable[[], None] = lambda: None
         self._router = Router(routes=[
             Route(WHEP_PREFIX + "{stream}", self.offer, methods=["POST", "OPTIONS"]),
             Route(WHEP_PREFIX + "{stream}/{session}", self.session, methods=["DELETE", "PATCH", "OPTIONS"]),
@@ -166,12 +167,13 @@ class WhepService:
         await self._router(scope, receive, send)
 
     async def start(self) -> None:
-        if self._streaming:
-            pin_host_addresses(self.settings.ice_addresses)
+        if self._streaming and self.settings.ice_addresses is not None:
+            self._unpin = pin_host_addresses(self.settings.ice_addresses)
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self.sessions.values())), return_exceptions=True)
         await self.feeds.close()
+        self._unpin()
 
     def forget(self, session: WhepSession) -> None:
         """Let go of the session's feed, once."""

@@ -3,6 +3,9 @@ candidates aiortc offers in return. Pure, but for `pin_host_addresses`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import aioice.ice
 
 
@@ -39,17 +42,27 @@ def without_mdns_candidates(sdp: str) -> str:
     )
 
 
-def pin_host_addresses(addresses: tuple[str, ...] | None) -> None:
-    """Make aioice gather host candidates on `addresses` only. aioice skips loopback and has
-    no option for it, so its address lookup is replaced: process-wide, like the interfaces."""
-    original = getattr(aioice.ice, "_cdn_original_host_addresses", aioice.ice.get_host_addresses)
-    aioice.ice._cdn_original_host_addresses = original  # type: ignore[attr-defined]
-    if addresses is None:
-        aioice.ice.get_host_addresses = original
-        return
-    pinned = list(addresses)
+def pin_host_addresses(addresses: tuple[str, ...]) -> Callable[[], None]:
+    """Make aioice gather host candidates on `addresses` only, until the returned `unpin` is
+    called. aioice skips loopback and has no option for it, so its address lookup is replaced:
+    process-wide, like the interfaces. Pins nest (several edges in one process): the addresses
+    of every pin in force are offered, and aioice's own lookup is back once none is."""
+    ice: Any = aioice.ice
+    if not hasattr(ice, "_cdn_pins"):
+        ice._cdn_pins, ice._cdn_original = [], ice.get_host_addresses
+    pins: list[tuple[str, ...]] = ice._cdn_pins
+    pin = tuple(addresses)
+    pins.append(pin)
 
     def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        pinned = dict.fromkeys(a for p in pins for a in p)
         return [a for a in pinned if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
-    aioice.ice.get_host_addresses = host_addresses
+    def unpin() -> None:
+        if pin in pins:
+            pins.remove(pin)
+        if not pins:
+            ice.get_host_addresses = ice._cdn_original
+
+    ice.get_host_addresses = host_addresses
+    return unpin

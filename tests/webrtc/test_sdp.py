@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.whep_offer import offered_kinds, without_mdns_candidates
+from edge.whep_offer import offered_kinds, pin_host_addresses, without_mdns_candidates
 
 HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA:BB\r\n"
 
@@ -40,3 +40,17 @@ def test_mdns_candidates_are_dropped_and_others_kept() -> None:
     out = without_mdns_candidates(sdp)
     assert ".local" not in out and "127.0.0.1 37905" in out
     assert out.replace("a=candidate:2 1 udp 2113937151 127.0.0.1 37905 typ host\r\n", "") == HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+
+
+def test_host_address_pins_nest_and_restore_aioice() -> None:
+    import aioice.ice
+
+    original = aioice.ice.get_host_addresses
+    unpin_v4 = pin_host_addresses(("127.0.0.1",))
+    unpin_both = pin_host_addresses(("127.0.0.1", "::1"))
+    assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1", "::1"]
+    assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
+    unpin_both()
+    assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
+    unpin_v4()
+    assert aioice.ice.get_host_addresses is original
