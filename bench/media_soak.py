@@ -1,13 +1,15 @@
 """Soak benchmark of the media origin: one live test stream for a while, memory printed.
 
     .venv/bin/python -m bench.media_soak [--seconds 600] [--every 30] [--size 640x360]
+                                         [--renditions 360p,180p]
 
 A simulated LL-HLS player follows the stream with blocking playlist reloads and fetches every
 new part, so the HTTP side is exercised too. Every `--every` seconds it prints the process
 RSS, CPU used (test source encode + packaging + HTTP, as % of one core), segments held in the
 window, and the origin-side latency of the newest part: wall clock when its playlist came
 back minus the wall-clock time at which its last frame was captured (from PROGRAM-DATE-TIME).
-RSS should stay flat once the window is full.
+RSS should stay flat once the window is full. With `--renditions` the test stream is an ABR
+ladder (each rung encoded from the same frames) and the player follows the first rung.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def cpu_seconds() -> float:
 class Player:
     """Follows the live edge part by part; records how late each part became available."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, rendition: str) -> None:
         self.http = http
+        self.base = f"/live/soak/{rendition}"
         self.latencies: list[float] = []
         self.parts = 0
         self.segments_listed = 0
@@ -52,7 +55,7 @@ class Player:
         want: tuple[int, int] | None = None
         while time.monotonic() < until:
             query = "" if want is None else f"?_HLS_msn={want[0]}&_HLS_part={want[1]}"
-            response = await self.http.get(f"/live/soak/source/index.m3u8{query}")
+            response = await self.http.get(f"{self.base}/index.m3u8{query}")
             if response.status_code != 200:
                 want = None
                 await asyncio.sleep(0.1)
@@ -69,7 +72,7 @@ class Player:
         return (msn, index + 1)
 
     async def _fetch(self, uri: str) -> None:
-        response = await self.http.get(f"/live/soak/source/{uri}")
+        response = await self.http.get(f"{self.base}/{uri}")
         if response.status_code == 200:
             self.parts += 1
 
@@ -87,18 +90,24 @@ def _newest_part(text: str) -> tuple[int, int, str, float]:
     return msn, index, uri, pdt + end
 
 
-async def soak(seconds: float, every: float, width: int, height: int) -> None:
+async def soak(seconds: float, every: float, width: int, height: int,
+               renditions: list[str]) -> None:
+    stream: dict[str, Any] = {"source": "test", "width": width, "height": height}
+    if renditions:
+        stream["renditions"] = renditions
     settings = MediaOriginSettings.from_options({
         "segment_seconds": 2.0, "part_seconds": 0.5, "window_seconds": 12.0,
-        "streams": {"soak": {"source": "test", "width": width, "height": height}},
+        "streams": {"soak": stream},
     }, where="bench")
     app = build_media_origin_app(settings)
     server = await start_server(app, "127.0.0.1:0", name="media-soak")
     start, cpu0 = time.monotonic(), cpu_seconds()
-    print(f"media soak: {width}x{height} test stream for {seconds:.0f}s, RSS every {every:.0f}s")
+    ladder = f", renditions {'/'.join(renditions)}" if renditions else ""
+    print(f"media soak: {width}x{height} test stream{ladder} for {seconds:.0f}s, "
+          f"RSS every {every:.0f}s")
     print(f"{'t (s)':>6} {'RSS MiB':>8} {'CPU %':>6} {'segs':>5} {'parts got':>9} {'latency ms p50/max':>19}")
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        player = Player(http)
+        player = Player(http, settings.streams[0].rendition_names[0])
         task = asyncio.create_task(player.run(start + seconds))
         rows: list[dict[str, Any]] = []
         try:
@@ -127,9 +136,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--every", type=float, default=30)
     parser.add_argument("--size", default="640x360")
+    parser.add_argument("--renditions", default="", help="ladder presets, e.g. 360p,180p")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    asyncio.run(soak(args.seconds, args.every, width, height))
+    renditions = [r for r in args.renditions.split(",") if r]
+    asyncio.run(soak(args.seconds, args.every, width, height, renditions))
 
 
 if __name__ == "__main__":

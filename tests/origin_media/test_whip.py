@@ -136,3 +136,25 @@ async def test_whip_publish_delete_and_return(make_origin, publishers) -> None: 
 
     await origin.wait_for(continued, limit=30)
     assert (await origin.stream_info("cam"))["sessions"] == 2
+
+
+async def test_whip_with_a_ladder(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]
+    rungs = [{"name": "mid", "width": 160, "height": 96, "bitrate": 150_000},
+             {"name": "small", "width": 80, "height": 48, "bitrate": 60_000}]
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY, "renditions": rungs}})
+    assert (await publish(origin, publishers())).status_code == 201
+
+    async def both() -> bool:
+        for name in ("mid", "small"):
+            response = await origin.http.get(f"/live/cam/{name}/index.m3u8")
+            if response.status_code != 200 or not hls.parse(response.text).full_segments:
+                return False
+        return True
+
+    await origin.wait_for(both, limit=30)
+    master = (await origin.http.get("/live/cam/master.m3u8")).text
+    assert "RESOLUTION=160x96" in master and "RESOLUTION=80x48" in master
+    small = hls.parse((await origin.http.get("/live/cam/small/index.m3u8")).text).full_segments[0]
+    init = (await origin.http.get(f"/live/cam/small/{small.map_uri}")).content
+    frames, packets, _ = decode(init, (await origin.http.get(f"/live/cam/small/{small.uri}")).content)
+    assert packets[0].is_keyframe and (frames[0].width, frames[0].height) == (80, 48)
