@@ -30,12 +30,22 @@ class CountingOrigin:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.hits: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()  # most requests for one target in progress at once
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            query = scope.get("query_string", b"").decode()
-            self.hits[scope["path"] + ("?" + query if query else "")] += 1
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"").decode()
+        target = scope["path"] + ("?" + query if query else "")
+        self.hits[target] += 1
+        self.in_flight[target] += 1
+        self.peak[target] = max(self.peak[target], self.in_flight[target])
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[target] -= 1
 
     def media_hits(self) -> dict[str, int]:
         """Requests per init, segment and part path."""
