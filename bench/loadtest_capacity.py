@@ -1,10 +1,10 @@
 """How many LL-HLS viewers one edge holds on this machine, measured with `cdn loadtest`'s viewers.
 
     .venv/bin/python -m bench.loadtest_capacity [--steps 250,500,1000,1500] [--steady 20]
-                                                [--renditions 2] [--ramp 100]
+        [--renditions 2] [--ramp 100] [--segment-seconds 2] [--part-seconds 0.5]
 
-A media origin (test pattern, 2 s segments, 0.5 s parts, a 2-rung ABR ladder) and one edge
-run as child processes, as `cdn` starts them; the virtual viewers run in this process (one
+A media origin (test pattern, a 2-rung ABR ladder, one rendition if the ladder will not start)
+and one edge run as child processes, as `cdn` starts them; the virtual viewers run in this process (one
 asyncio loop, one pooled aiohttp client), so origin, edge and load tester share the machine's
 cores. Each step ramps up to its viewer count at `--ramp` viewers/s, holds `--steady` seconds,
 and stops; the next step runs only while the stall ratio stays under 1 % (the capacity is the
@@ -39,7 +39,7 @@ STALL_LIMIT = 0.01
 LADDER = '[{name = "lo", width = 256, height = 144, bitrate = 150000}, {name = "hi", width = 320, height = 180, bitrate = 300000}]'
 
 
-def write_config(folder: Path, ports: tuple[int, int, int], renditions: int) -> Path:
+def write_config(folder: Path, ports: tuple[int, int, int], renditions: int, segment: float, part: float) -> Path:
     ladder = f"renditions = {LADDER}\n" if renditions > 1 else ""
     config = folder / "capacity.toml"
     config.write_text(f"""\
@@ -48,9 +48,9 @@ kind = "media"
 listen = "127.0.0.1:{ports[0]}"
 
 [origins.media.options]
-segment_seconds = 2.0
-part_seconds = 0.5
-window_seconds = 12.0
+segment_seconds = {segment}
+part_seconds = {part}
+window_seconds = {max(12.0, 3 * segment)}
 rtmp_listen = "127.0.0.1:{free_port()}"
 
 [origins.media.options.streams.bench]
@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady", type=float, default=20.0, help="seconds held at each step after the ramp")
     parser.add_argument("--ramp", type=float, default=100.0, help="viewers started per second")
     parser.add_argument("--renditions", type=int, choices=[1, 2], default=2)
+    parser.add_argument("--segment-seconds", type=float, default=2.0)
+    parser.add_argument("--part-seconds", type=float, default=0.5)
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Children(Path(tmp)) as children:
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         renditions = args.renditions
         origin = None
         while origin is None:
-            config = write_config(Path(tmp), ports, renditions)
+            config = write_config(Path(tmp), ports, renditions, args.segment_seconds, args.part_seconds)
             origin = children.spawn("origin", [*CDN, "origin", "--config", str(config), "--name", "media"])
             wait_http(origin, ports[0], "/streams")
             if not wait_live(origin_url):
@@ -189,12 +191,14 @@ def report(rows: list[dict[str, Any]], renditions: int, args: argparse.Namespace
         print(f"no step held a stall ratio under {STALL_LIMIT:.0%}")
     else:
         print(f"capacity: {best['viewers']} concurrent viewers of a {renditions}-rendition LL-HLS stream "
+              f"({args.segment_seconds:g} s segments, {args.part_seconds:g} s parts) "
               f"(stall ratio {best['stall_ratio']:.2%}); origin requests per segment "
               f"{best['origin_requests_per_segment']}; load tester CPU per viewer "
               f"{best['tester_cpu_percent_per_viewer']:.3f} % of a core (all on one machine, shared cores)")
     out = results_dir() / "loadtest_capacity.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"renditions": renditions, "steps": rows, "steady_seconds": args.steady,
+    out.write_text(json.dumps({"renditions": renditions, "segment_seconds": args.segment_seconds,
+                               "part_seconds": args.part_seconds, "steps": rows, "steady_seconds": args.steady,
                                "ramp": args.ramp, "capacity": best and best["viewers"]}, indent=1) + "\n")
     return 0
 
