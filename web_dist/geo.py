@@ -3,9 +3,10 @@
 `python -m web_dist.geo demo` reads a topology (geo/topology.toml: origin in London, an edge
 location in Mumbai, a user in Sydney), gives each location a network namespace, joins linked
 locations with a veth pair, starts the origin and the edge in theirs, and times requests from
-the user's namespace: straight to the origin, and through the edge (a miss, then a hit). It
-prints a table and writes an HTML report with a chart; namespaces and processes are removed at
-the end, whatever happens. Needs root.
+the user's namespace: straight to the origin, and through the edge (a miss, then a hit); then a
+live stream's startup and latency behind live, straight and through the edge (web_dist.geo_live).
+It prints a table and writes an HTML report with a chart; namespaces and processes are removed
+at the end, whatever happens. Needs root.
 
 This kernel has no netem, so a link's delay comes from a `DelayRelay` in the serving
 location's namespace: servers listen on that namespace's loopback, and the relay exposes them
@@ -586,10 +587,10 @@ Bar = tuple[float, str, str]  # value in seconds, colour, name
 def _chart(groups: list[tuple[str, list[Bar]]]) -> str:
     """Horizontal bars, a group of them per label, on one scale."""
     top = max(value for _, bars in groups for value, _, _ in bars) * 1.1
-    bar_h, gap, left, width = 18, 16, 330, 520
+    bar_h, gap, left, width = 18, 16, 410, 520
     svg, y = [], 0
     for label, bars in groups:
-        svg.append(f'<text x="{left - 8}" y="{y + bar_h + 4}" text-anchor="end">{html.escape(label[:48])}</text>')
+        svg.append(f'<text x="{left - 8}" y="{y + bar_h + 4}" text-anchor="end">{html.escape(label[:62])}</text>')
         for j, (value, colour, name) in enumerate(bars):
             w = max(1.0, width * value / top)
             svg.append(f'<rect x="{left}" y="{y + j * bar_h}" width="{w:.1f}" height="{bar_h - 2}" fill="{colour}"/>'
@@ -621,7 +622,8 @@ def write_html(result: GeoResult, path: Path) -> None:
         tables += ("</table><p>Startup: from the multivariant playlist request to the last byte of the first "
                    "independent part (playlists, init, part). Latency: the wall clock when a part's last byte "
                    "arrives minus its EXT-X-PROGRAM-DATE-TIME, while following the live edge with blocking "
-                   "reloads (a part's own 0.25 s included).</p>")
+                   "reloads, each sent with a request for the hinted next part (a part's own 0.25 s "
+                   "included).</p>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""<!doctype html><meta charset="utf-8"><title>CDN geography</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}td,th{{padding:4px 10px;text-align:right}}
