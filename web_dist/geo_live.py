@@ -168,11 +168,17 @@ class LiveViewer:
         await self._session.close()
 
     async def _get(self, url: str) -> tuple[str, bytes]:
-        async with self._session.get(url) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise OSError(f"GET {url}: {resp.status} {body[:200]!r}")
-            return resp.headers.get("x-cache", ""), body
+        """The x-cache header and body of a 200; anything else is an OSError naming the URL."""
+        import aiohttp
+
+        try:
+            async with self._session.get(url) as resp:
+                body = await resp.read()
+        except aiohttp.ClientError as exc:
+            raise OSError(f"GET {url}: {type(exc).__name__} {exc}") from None
+        if resp.status != 200:
+            raise OSError(f"GET {url}: {resp.status} {body[:200]!r}")
+        return str(resp.headers.get("x-cache", "")), body
 
     async def start(self) -> None:
         started = time.perf_counter()
