@@ -668,7 +668,8 @@ class EdgeFlow:
         if route is not None:
             self.metrics.count_object(route.key or route.primary, sent)
             if route.dist.kind == "streaming":
-                self.metrics.live.served(req.path, req.client, sent)
+                # a child edge's fill is egress, not a viewer
+                self.metrics.live.served(req.path, req.client, sent, viewer="(cdn)" not in req.headers.get("via", ""))
         target = req.path + ("?" + req.query if req.query else "")
         key = (route.key or route.primary) if route else "-"
         self.access.write(

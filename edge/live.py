@@ -90,13 +90,16 @@ class LiveStats:
             stats = self.streams[name] = StreamStats()
         return stats
 
-    def served(self, path: str, client: str, sent: int) -> None:
-        """A viewer's request answered (hit or not) with `sent` body bytes."""
+    def served(self, path: str, client: str, sent: int, *, viewer: bool = True) -> None:
+        """A request answered (hit or not) with `sent` body bytes; `viewer` False for another
+        edge filling its cache (egress, but not someone watching)."""
         stats = self._stream(path)
         if stats is None:
             return
         stats.responses += 1
         stats.egress_bytes += sent
+        if not viewer:
+            return
         if client not in stats.viewers and len(stats.viewers) >= MAX_VIEWERS:
             stats.live_viewers(self.clock(), self.window)
             if len(stats.viewers) >= MAX_VIEWERS:

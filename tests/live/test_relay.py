@@ -118,6 +118,11 @@ async def test_edges_behind_a_parent_cost_the_origin_one_request_per_object(make
     assert media and set(media.values()) == {1}, {p: n for p, n in media.items() if n > 1}
     reloads = {p: n for p, n in rig.origin.peak.items() if "_HLS_msn" in p}
     assert reloads and set(reloads.values()) == {1}, reloads
+    async with httpx.AsyncClient() as http:
+        parent = (await http.get((await rig.admin("edge-p")).url + "/metrics.json")).json()["live"]["/live/demo"]
+        child = (await http.get((await rig.admin("edge-a")).url + "/metrics.json")).json()["live"]["/live/demo"]
+    assert parent["viewers"] == 0 and parent["egress_bytes"] > 0, "child edges are not viewers"
+    assert child["viewers"] == 5  # its four, and the client that waited for the stream
 
 
 async def test_edge_restart_mid_stream_keeps_playback_going(make_live) -> None:  # type: ignore[no-untyped-def]
