@@ -12,6 +12,7 @@
     stream, mode,
     state: "loading",        // loading | playing | stalled | error
     currentTime: 0,          // of the <video>, seconds
+    playedSeconds: 0,        // media time actually played (video.played), seconds
     latency: null,           // seconds behind live: program date time vs this clock, else hls.js's estimate
     latencyHls: null,        // hls.js's own estimate (distance to the live edge)
     latencyPdt: null,        // now - EXT-X-PROGRAM-DATE-TIME of the frame showing
@@ -25,7 +26,7 @@
     fragments: 0,            // media responses seen (segments and parts)
     fragmentHits: 0,         // ... of which the edge answered from its cache
     parts: 0,                // LL-HLS parts among them
-    framesDecoded: 0,        // WebRTC: from getStats
+    framesDecoded: 0,        // video frames through the decoder (WebRTC: from getStats)
     whepResource: null,      // WebRTC: the session's Location
   };
   window.playerStats = stats;
@@ -84,7 +85,10 @@
   function startHls() {
     if (typeof Hls === "undefined") return fail("hls.js did not load (/player/hls.js)");
     if (!Hls.isSupported()) return fail("this browser has no Media Source Extensions");
-    const hls = new Hls({ lowLatencyMode: mode === "llhls", backBufferLength: 30 });
+    const low = mode === "llhls";
+    // LL-HLS: after a stall, play up to 1.5x until back at the target latency (hls.js's default
+    // of 1 would leave the viewer behind for good)
+    const hls = new Hls({ lowLatencyMode: low, maxLiveSyncPlaybackRate: low ? 1.5 : 1, backBufferLength: 30 });
     window.hls = hls;
     hls.on(Hls.Events.FRAG_LOADED, (_, data) => {
       noteCacheStatus(headerOf(data.networkDetails, "cache-status"), true);
@@ -179,6 +183,12 @@
 
   function render() {
     stats.currentTime = round(video.currentTime);
+    let played = 0;  // seconds actually played (a seek forward adds nothing)
+    for (let i = 0; i < video.played.length; i++) played += video.played.end(i) - video.played.start(i);
+    stats.playedSeconds = round(played);
+    if (mode !== "webrtc" && video.getVideoPlaybackQuality) {
+      stats.framesDecoded = video.getVideoPlaybackQuality().totalVideoFrames;
+    }
     const shown = {
       mode: { llhls: "LL-HLS (hls.js)", hls: "HLS (hls.js)", webrtc: "WebRTC (WHEP)" }[mode],
       state: `${stats.state}, ${stats.currentTime.toFixed(1)} s played`,

@@ -7,7 +7,6 @@ through edge-lon; the pages come from the player origin through the same edge.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,11 @@ async def test_hls_plays_through_the_edge_and_the_second_viewer_gets_cache_hits(
 ) -> None:
     url = demo_cdn.live_url() + "/watch/test?mode=hls"
     first, first_problems = await open_player(browser, url)
-    start = await wait_playing(first)
-    began = time.monotonic()
+    await wait_playing(first)
     second, second_problems = await open_player(browser, url)  # a second viewer on the same edge
-    await first.wait_for_function(f"{STATS}.currentTime >= {start + PLAY_SECONDS}", timeout=PLAY_LIMIT_MS)
-    assert time.monotonic() - began >= PLAY_SECONDS * 0.9  # it played at about real time, no faster
+    # played, not skipped ahead: video.played only grows with playback
+    await first.wait_for_function(f"{STATS}.playedSeconds >= {PLAY_SECONDS}", timeout=PLAY_LIMIT_MS)
+    assert (await stats(first))["framesDecoded"] > 0
     await wait_playing(second)
     await second.wait_for_function(f"{STATS}.fragmentHits >= 1", timeout=PLAY_LIMIT_MS)
     await first.screenshot(path=artifacts / "player-hls.png")
