@@ -141,7 +141,7 @@ async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
         try:
             async with asyncio.timeout(plan.duration):
                 await _ramp(run, fetch, tasks, started, clock)
-                await asyncio.sleep(plan.duration)  # the deadline ends it
+                await asyncio.gather(*tasks)  # live viewers play on: the deadline ends them
         except TimeoutError:
             pass
         finally:

@@ -212,16 +212,18 @@ def parse_media(text: str) -> MediaPlaylist:
     return reader.playlist
 
 
-def live_start(playlist: MediaPlaylist) -> tuple[int, int]:
-    """Where a live player starts: (msn, part index).
+def start_position(playlist: MediaPlaylist) -> tuple[int, int]:
+    """Where a player starts: (msn, part index). An ended playlist (on demand): its first segment.
 
-    Low-latency: the last independent part at least PART-HOLD-BACK (3 part targets if absent)
+    Live and low-latency: the last independent part at least PART-HOLD-BACK (3 part targets if absent)
     from the live edge. Otherwise the segment three target durations from the end (RFC
     8216bis 6.3.3). Part index 0 with a whole segment means "fetch the segment".
     """
     segments = playlist.segments
     if not segments:
         raise PlaylistError("an empty media playlist")
+    if playlist.ended:
+        return segments[0].msn, 0
     if playlist.low_latency:
         assert playlist.part_target is not None
         hold = playlist.part_hold_back or 3 * playlist.part_target

@@ -24,15 +24,16 @@ from streaming.playlist import (
     PlaylistError,
     Variant,
     blocking_directive,
-    live_start,
     parse_media,
     parse_multivariant,
+    start_position,
 )
 from streaming.tally import Tally
 
 SAFETY = 0.7  # a rendition is chosen when its BANDWIDTH fits in this share of the estimate
 EWMA = 0.3  # weight of a new throughput sample
 RETRY_SECONDS = 0.5
+MAX_BUFFER = 30.0  # seconds of media a player keeps ahead (hls.js's maxBufferLength)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,17 @@ class PlaybackBuffer:
         self.stall_started: float | None = None
         self.stalls = 0
         self.stall_seconds = 0.0
+        self.finished_at: float | None = None  # the stream ended: play stops here, no stall
+
+    def finish(self, at: float) -> None:
+        """The stream ended and everything is downloaded: playback stops at `at`."""
+        self.finished_at = at
+
+    def _clamp(self, now: float) -> float:
+        return now if self.finished_at is None else min(now, self.finished_at)
 
     def advance(self, now: float) -> None:
+        now = self._clamp(now)
         if self.since is None or self.stall_started is not None:
             return
         position = self.position + (now - self.since)
@@ -97,11 +107,11 @@ class PlaybackBuffer:
     def total_stall(self, now: float) -> float:
         """Stalled seconds so far, a stall still going on included."""
         self.advance(now)
-        ongoing = now - self.stall_started if self.stall_started is not None else 0.0
+        ongoing = self._clamp(now) - self.stall_started if self.stall_started is not None else 0.0
         return self.stall_seconds + ongoing
 
     def watched(self, now: float) -> float:
-        return 0.0 if self.started_at is None else now - self.started_at
+        return 0.0 if self.started_at is None else self._clamp(now) - self.started_at
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,10 @@ class Viewer:
             await self._open()
         while not self.ended:
             await self._step()
+        now = self.clock()
+        left = self.buffer.buffered(now)
+        self.buffer.finish(now + left)
+        await self.sleep(left)  # watching what is buffered
 
     async def _open(self) -> None:
         result = await self._get(self.master_url)
@@ -170,10 +184,16 @@ class Viewer:
         if self.playlist is None:
             return await self._reload()
         if self.position is None:
-            self.position = live_start(self.playlist)
+            self.position = start_position(self.playlist)
         unit = self._next_unit(self.playlist, self.position)
         if unit is None:
+            if self.playlist.ended and self.position[0] >= self.playlist.next_msn():
+                self.ended = True
+                return None
             return await self._reload()
+        ahead = self.buffer.buffered(self.clock()) - MAX_BUFFER
+        if ahead > 0:  # on demand: no further ahead than a player buffers
+            await self.sleep(ahead)
         if unit.map_url is not None and unit.map_url != self.init_url:
             if await self._get(unit.map_url) is None:
                 return await self.sleep(RETRY_SECONDS)
@@ -184,7 +204,7 @@ class Viewer:
         msn, part = position
         if msn < playlist.media_sequence:  # fell out of the live window: rejoin at the live edge
             self.tally.error("fell behind the live window")
-            self.position = msn, part = live_start(playlist)
+            self.position = msn, part = start_position(playlist)
         segment = playlist.segment(msn)
         if segment is None:
             return None
@@ -227,8 +247,6 @@ class Viewer:
             return await self.sleep(RETRY_SECONDS)
         self.playlist, self.playlist_url = playlist, result.url
         self.low_latency = playlist.low_latency
-        if playlist.ended and self.position is not None and self.position[0] >= playlist.next_msn():
-            self.ended = True
 
     async def _fetch_media(self, unit: MediaUnit) -> None:
         result = await self._get(unit.url)

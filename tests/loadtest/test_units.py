@@ -13,9 +13,9 @@ from streaming.playlist import (
     PlaylistError,
     Variant,
     blocking_directive,
-    live_start,
     parse_media,
     parse_multivariant,
+    start_position,
 )
 from streaming.viewer import PlaybackBuffer, choose_rendition
 from streaming.webload import ZipfPicker, cache_outcome
@@ -103,9 +103,10 @@ def test_low_latency_media_playlist() -> None:
     # no parts: three target durations (12 s) back from the end of 19.5 s of segments
     (CLASSIC, (101, 0)),
     (CLASSIC.replace("#EXT-X-TARGETDURATION:4", "#EXT-X-TARGETDURATION:40"), (100, 0)),
+    (CLASSIC + "#EXT-X-ENDLIST\n", (100, 0)),  # on demand: from the start
 ])
-def test_live_start(text: str, start: tuple[int, int]) -> None:
-    assert live_start(parse_media(text)) == start
+def test_start_position(text: str, start: tuple[int, int]) -> None:
+    assert start_position(parse_media(text)) == start
 
 
 @pytest.mark.parametrize("text", ["#EXTM3U\n#EXTINF:4,\na.ts\n", "#EXTM3U\n#EXT-X-TARGETDURATION:x\n",
@@ -186,3 +187,10 @@ def test_blocking_directive_moves_to_the_next_segment_once_this_one_is_full() ->
                             '#EXT-X-PART:DURATION=0.5,URI="e1/part9.3.m4s"')
     assert blocking_directive(parse_media(full), 9, 4) == (10, 0)
     assert blocking_directive(parse_media(LL_MEDIA), 9, 2) == (9, 2)
+
+
+def test_the_end_of_an_on_demand_stream_is_no_stall() -> None:
+    buffer = PlaybackBuffer()
+    buffer.append(4.0, 0)
+    buffer.finish(4.0)
+    assert not buffer.stalled(100) and buffer.total_stall(100) == 0 and buffer.watched(100) == 4.0
