@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from typing import cast
 
@@ -67,7 +68,9 @@ def _scaled(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     if (frame.width, frame.height) == (width, height) and frame.format.name == "yuv420p":
         return frame
     scaled = frame.reformat(width=width, height=height, format="yuv420p")
-    scaled.pts, scaled.time_base = frame.pts, frame.time_base
+    scaled.pts = frame.pts
+    if frame.time_base is not None:  # frames flushed out of a decoder have none
+        scaled.time_base = frame.time_base
     return scaled
 
 
@@ -99,6 +102,10 @@ class LadderTranscoder:
         self._ladder = LadderEncoder(rungs, PASSTHROUGH_FPS, source.time_base, len(tracks))
         self._keyframes: set[int] = set()  # pts of source keyframes not decoded yet
         self._started = False
+        # The source's composition delay (B-frames), given to the rungs' timestamps too: each
+        # packager anchors its timeline on the first keyframe's dts, so the renditions'
+        # timelines coincide only if their first keyframes have the same pts - dts.
+        self._delay: int | None = None
         renditions = {SOURCE_RENDITION: tuple(range(len(tracks)))}
         for index, rung in enumerate(rungs):
             renditions[rung.name] = (len(tracks) + index, *audio)
@@ -110,13 +117,15 @@ class LadderTranscoder:
             return []
         if packet.keyframe:
             self._keyframes.add(packet.pts)
+            if self._delay is None:
+                self._delay = packet.pts - packet.dts
         source = av.Packet(packet.data)
         source.pts, source.dts, source.time_base = packet.pts, packet.dts, self._time_base
         return self._encode(self._decoder.decode(source))
 
     def close(self) -> list[MediaPacket]:
         packets = self._encode(self._decoder.decode(None))
-        return packets + self._ladder.flush()
+        return packets + self._delayed(self._ladder.flush())
 
     def _encode(self, frames: list[av.VideoFrame]) -> list[MediaPacket]:
         packets: list[MediaPacket] = []
@@ -127,5 +136,9 @@ class LadderTranscoder:
             self._keyframes = {pts for pts in self._keyframes if pts > frame.pts}
             self._started = self._started or keyframe
             if self._started:  # the rungs start where the source's first segment does
-                packets += self._ladder.encode(frame, keyframe)
+                packets += self._delayed(self._ladder.encode(frame, keyframe))
         return packets
+
+    def _delayed(self, packets: list[MediaPacket]) -> list[MediaPacket]:
+        delay = self._delay or 0
+        return [replace(p, dts=p.dts - delay) for p in packets] if delay else packets

@@ -166,8 +166,8 @@ class LiveStream:
             return []
         try:
             return step(self._transcoder)
-        except (av.FFmpegError, ValueError) as exc:  # the source rendition must not die with it
-            log.warning("stream %s: transcoding stopped for this session: %s", self.name, exc)
+        except Exception:  # whatever goes wrong there, the source rendition must carry on
+            log.exception("stream %s: transcoding stopped for this session", self.name)
             self._transcoder = None
             return []
 

@@ -10,7 +10,7 @@ from typing import Any
 import m3u8
 
 from . import hls
-from .conftest import Origin, decode
+from .conftest import Origin, decode, finish, start_publisher
 from .test_file import make_mp4
 
 TWO_RUNGS = ["180p", {"name": "90p", "width": 160, "height": 90, "bitrate": 100_000}]
@@ -93,3 +93,28 @@ async def test_passthrough_source_plus_transcoded_rung(make_origin, tmp_path: Pa
         assert (small_video[0].width, small_video[0].height) == (80, 48)
         assert small_packets[0].is_keyframe
         assert [f.pts for f in src_video] == [f.pts for f in small_video]
+
+
+async def test_rtmp_with_b_frames_plus_rung_then_publisher_leaves(make_origin) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"cam": {"source": "rtmp", "key": "k1", "renditions": [
+        {"name": "small", "width": 160, "height": 90, "bitrate": 100_000}]}})
+    publisher = await start_publisher(origin.rtmp_url("k1"), 3.5, bframes=2)
+    await _ready(origin, "cam", ["source", "small"], count=2)
+    source, source_frames = await _rendition(origin, "cam", "source")
+    small, small_frames = await _rendition(origin, "cam", "small")
+    common = set(source_frames) & set(small_frames)
+    assert common
+    for msn in common:
+        # the same pictures at the same presentation times, B-frames in the source or not
+        assert sorted(f.pts for f in source_frames[msn][0]) == sorted(f.pts for f in small_frames[msn][0])
+        assert (small_frames[msn][0][0].width, small_frames[msn][0][0].height) == (160, 90)
+    assert await finish(publisher) == 0
+
+    async def both_ended() -> bool:
+        for name in ("source", "small"):
+            response = await origin.http.get(f"/live/cam/{name}/index.m3u8")
+            if not hls.parse(response.text).ended:
+                return False
+        return True
+
+    await origin.wait_for(both_ended, limit=15)
