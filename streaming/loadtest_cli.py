@@ -3,7 +3,8 @@
 This module imports only the standard library at load time, so `cdn` can build its argument
 parser without loading aiohttp; the load tester itself is imported when the command runs.
 
-Exit codes: 0 all thresholds met, 3 a threshold exceeded, 2 bad arguments.
+Exit codes: 0 all thresholds met, 3 a threshold exceeded (or, playing a stream, no viewer
+started), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     runs = [summarize(run_coroutine(run_load(plan, progress=progress))) for plan in plans]
     limits = {option: getattr(args, option) for option in THRESHOLDS}
     failed = exceeded(runs[-1], limits)
+    if args.mode == "hls" and not runs[-1]["startup"]["viewers"]:
+        failed.append("no viewer started playing")  # a stall ratio of 0 would pass otherwise
     result: dict[str, Any] = {"runs": runs, "thresholds": {k: v for k, v in limits.items() if v is not None},
                               "failed": failed}
     if len(runs) == 2:
