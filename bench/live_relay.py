@@ -3,15 +3,16 @@ LL-HLS parts reach viewers through it.
 
     .venv/bin/python -m bench.live_relay [--viewers 1,10,500] [--seconds 12] [--ll-viewers 10]
 
-A media origin (test pattern, 320x180, 2 s segments, 0.5 s parts) and one edge run as child
-processes, as `cdn` starts them. The viewers run here, each from its own loopback address
-(127.1.x.y) so the edge counts them as distinct clients.
+A media origin (test pattern, 320x180, 2 s segments, 0.5 s parts, wrapped in a layer that
+counts its requests and shows them at /_bench/counts) and one edge (as `cdn edge` starts it)
+run as child processes. The viewers run here, each from its own loopback address (127.1.x.y)
+so the edge counts them as distinct clients.
 
 1. HLS viewers (1, 10, 500 at once) follow the stream as a classic player does: reload the
    playlist (every half target duration while it has not changed), fetch each new segment.
-   Origin requests per segment = the edge's upstream requests for segments / distinct
-   segments, from the edge's own counters (`/metrics.json` "live" on its admin port; with
-   one edge and no parent every upstream request is an origin request).
+   Origin requests per segment = requests the origin received for segments / distinct
+   segments, counted at the origin; the edge's own counters (`/metrics.json` "live" on its
+   admin port) are printed beside them.
 2. LL-HLS viewers follow with blocking reloads (`_HLS_msn`/`_HLS_part`), fetch every part and
    request the preload hint before the part exists. Glass-to-glass for each part: the wall
    clock when the viewer has it, minus the capture time of the part's first frame
@@ -43,6 +44,63 @@ from bench.procs import Children, free_port, progress, wait_http
 STREAM = "/live/bench"
 PLAYLIST = f"{STREAM}/source/index.m3u8"
 CDN = [sys.executable, "-m", "web_dist.cli", "--log-level", "warning"]
+COUNTS = "/_bench/counts"
+
+
+class CountingOrigin:
+    """The media origin's app, counting requests per path; GET /_bench/counts shows them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.hits: dict[str, int] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == COUNTS:
+            body = json.dumps(self.hits).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["type"] == "http":
+            self.hits[scope["path"]] = self.hits.get(scope["path"], 0) + 1
+        await self.app(scope, receive, send)
+
+
+def serve_origin(config_path: str) -> int:
+    """The child process: the config's media origin, counted."""
+    import signal
+
+    from web_dist.cli import build_origin
+    from web_dist.config import load_config
+    from web_dist.server import start_server
+
+    config = load_config(config_path)
+    origin = config.origins["media"]
+    listen = origin.listen
+    assert listen is not None
+
+    async def serve() -> None:
+        server = await start_server(CountingOrigin(build_origin(origin, config)), listen, name="origin")
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def origin_objects(base: str, prefix: str) -> dict[str, int]:
+    """Requests the origin has received so far per path whose file name starts with `prefix`."""
+    with urllib.request.urlopen(base + COUNTS, timeout=10) as response:
+        hits: dict[str, int] = json.loads(response.read())
+    return {path: n for path, n in hits.items() if path.rsplit("/", 1)[-1].startswith(prefix)}
+
+
+def origin_delta(base: str, prefix: str, before: dict[str, int]) -> tuple[int, int]:
+    """(requests, distinct objects) at the origin since `before`."""
+    counts = {p: n - before.get(p, 0) for p, n in origin_objects(base, prefix).items() if n > before.get(p, 0)}
+    return sum(counts.values()), len(counts)
 
 
 # -- a playlist, as much as a viewer needs -------------------------------------------------------
@@ -228,31 +286,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run_hls(base: str, admin: str, viewers: int, seconds: float) -> dict[str, Any]:
-    before = live_counters(admin)
+async def run_hls(base: str, admin: str, origin: str, viewers: int, seconds: float) -> dict[str, Any]:
+    before, at_origin = live_counters(admin), origin_objects(origin, "seg")
     errors: list[str] = []
     until = time.monotonic() + seconds
     got = await asyncio.gather(*(hls_viewer(n, base, until, errors) for n in range(viewers)))
     after = live_counters(admin)
-    requests = delta(after, before, "origin_requests", "segment")
-    distinct = delta(after, before, "objects_fetched", "segment")
+    requests, distinct = origin_delta(origin, "seg", at_origin)
     return {"viewers": viewers, "segments_served": sum(got), "origin_segment_requests": requests,
             "distinct_segments": distinct, "per_segment": requests / distinct if distinct else float("nan"),
+            "edge_says_per_segment": round(delta(after, before, "origin_requests", "segment")
+                                           / max(1, delta(after, before, "objects_fetched", "segment")), 3),
             "playlist_requests": delta(after, before, "origin_requests", "playlist"),
             "edge_counted_viewers": after.get("viewers", 0), "errors": len(errors), "first_error": errors[:1]}
 
 
-async def run_ll(base: str, admin: str, viewers: int, seconds: float) -> dict[str, Any]:
-    before = live_counters(admin)
+async def run_ll(base: str, admin: str, origin: str, viewers: int, seconds: float) -> dict[str, Any]:
+    at_origin = origin_objects(origin, "part")
     errors: list[str] = []
     arrivals: list[Arrival] = []
     until = time.monotonic() + seconds
     await asyncio.gather(*(ll_viewer(1000 + n, base, until, arrivals, errors) for n in range(viewers)))
-    after = live_counters(admin)
     whole = [a.done - a.start for a in arrivals if a.done]
     first = [a.first - a.start for a in arrivals if a.first]
-    requests = delta(after, before, "origin_requests", "part")
-    distinct = delta(after, before, "objects_fetched", "part")
+    requests, distinct = origin_delta(origin, "part", at_origin)
     return {"viewers": viewers, "parts": len(whole), "per_part": requests / distinct if distinct else float("nan"),
             "whole_part": _summary(whole), "first_bytes": _summary(first), "errors": len(errors),
             "first_error": errors[:1]}
@@ -271,11 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--viewers", default="1,10,500", help="HLS viewer counts, comma-separated")
     parser.add_argument("--ll-viewers", default="1,10,100", help="LL-HLS viewer counts, comma-separated")
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each run")
+    parser.add_argument("--serve-origin", metavar="CONFIG", help=argparse.SUPPRESS)  # the origin child
     args = parser.parse_args(argv)
+    if args.serve_origin:
+        return serve_origin(args.serve_origin)
     with tempfile.TemporaryDirectory() as tmp, Children(Path(tmp)) as children:
         ports = free_port(), free_port(), free_port()
         config = write_config(Path(tmp), *ports)
-        origin = children.spawn("origin", [*CDN, "origin", "--config", str(config), "--name", "media"])
+        origin = children.spawn("origin", [sys.executable, "-m", "bench.live_relay", "--serve-origin", str(config)])
         wait_http(origin, ports[0], "/streams")
         edge = children.spawn("edge", [*CDN, "edge", "--config", str(config), "--name", "bench-edge"])
         wait_http(edge, ports[1], "/_cdn/health")
@@ -287,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         for run, count, kind in runs:
             progress(f"{count} {kind} viewers for {args.seconds:g} s")
             cpu, started = cpu_seconds(edge.pid), time.monotonic()
-            figures = asyncio.run(run(base, admin, count, args.seconds))
+            figures = asyncio.run(run(base, admin, f"http://127.0.0.1:{ports[0]}", count, args.seconds))
             figures["edge_cpu_percent"] = round(100 * (cpu_seconds(edge.pid) - cpu) / (time.monotonic() - started), 1)
             print(f"{kind:6s} {json.dumps(figures)}", flush=True)
     return 0
