@@ -158,3 +158,23 @@ async def test_whip_with_a_ladder(make_origin, publishers) -> None:  # type: ign
     init = (await origin.http.get(f"/live/cam/small/{small.map_uri}")).content
     frames, packets, _ = decode(init, (await origin.http.get(f"/live/cam/small/{small.uri}")).content)
     assert packets[0].is_keyframe and (frames[0].width, frames[0].height) == (80, 48)
+
+
+async def test_publisher_that_hangs_up_without_delete_ends_the_playlist(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
+    publisher = publishers()
+    assert (await publish(origin, publisher)).status_code == 201
+
+    async def listed() -> bool:
+        playlist = await _playlist(origin)
+        return playlist is not None and bool(playlist.full_segments)
+
+    await origin.wait_for(listed, limit=30)
+    await publisher.close()  # its connection closes; no DELETE
+
+    async def ended() -> bool:
+        playlist = await _playlist(origin)
+        return playlist is not None and playlist.ended
+
+    await origin.wait_for(ended, limit=20)
+    assert (await origin.stream_info("cam"))["state"] == "ended"
