@@ -13,7 +13,7 @@
   function render(streams) {
     body.replaceChildren();
     if (!streams.length) {
-      cell(body.insertRow(), "no streams configured").colSpan = 5;
+      cell(body.insertRow(), "no streams configured").colSpan = 6;
       return;
     }
     for (const s of streams) {
@@ -22,6 +22,7 @@
       cell(row, s.name);
       cell(row, s.state);
       cell(row, s.protocol || s.source || "-");
+      cell(row, (s.renditions || []).join(", ") || "-");
       cell(row, s.bitrate ? `${Math.round(s.bitrate / 1000)} kbit/s` : "-");
       const links = row.insertCell();
       for (const [label, mode] of [["LL-HLS", "llhls"], ["HLS", "hls"], ["WebRTC", "webrtc"]]) {

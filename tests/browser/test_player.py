@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import DemoCdn, record_problems
+from tests.browser.conftest import RENDITIONS, DemoCdn, record_problems
 
 PLAY_SECONDS = 5.0  # playback must advance this much...
 PLAY_LIMIT_MS = 45_000  # ...within this long (the machine is shared: generous, never a speed test)
@@ -72,12 +72,28 @@ async def test_hls_plays_through_the_edge_and_the_second_viewer_gets_cache_hits(
     one, two = await stats(first), await stats(second)
     for seen in (one, two):
         assert seen["errors"] == [] and seen["edge"] == "edge-lon", seen
-        assert seen["rendition"] == "320x180" and seen["bitrate"] > 0, seen
+        assert seen["rendition"] in RENDITIONS.values() and seen["bitrate"] > 0, seen
         assert seen["fragments"] >= 1 and seen["cacheStatus"].startswith("edge-lon;"), seen
     assert two["fragmentHits"] >= 1, two
     assert first_problems == [] and second_problems == []
     panel = await first.locator("#stats").inner_text()
-    assert "edge-lon" in panel and "320x180" in panel
+    assert "edge-lon" in panel and one["rendition"] in panel
+
+
+async def test_a_rendition_switch_shows_on_the_page(browser: Any, demo_cdn: DemoCdn) -> None:
+    page, problems = await open_player(browser, demo_cdn.live_url() + "/watch/test?mode=hls")
+    await wait_playing(page)
+    await page.wait_for_function(f"{STATS}.rendition !== null", timeout=PLAY_LIMIT_MS)
+    playing = (await stats(page))["rendition"]
+    other = next(size for size in RENDITIONS.values() if size != playing)
+    index = await page.evaluate(f"hls.levels.findIndex((l) => `${{l.width}}x${{l.height}}` === '{other}')")
+    await page.evaluate(f"hls.currentLevel = {index}")  # what a viewer's quality menu would do
+    await page.wait_for_function(f"{STATS}.rendition === '{other}'", timeout=PLAY_LIMIT_MS)
+    start = (await stats(page))["playedSeconds"]
+    await page.wait_for_function(f"{STATS}.playedSeconds >= {start + 2}", timeout=PLAY_LIMIT_MS)
+    seen = await stats(page)
+    assert seen["errors"] == [] and problems == [], (seen, problems)
+    assert other in await page.locator("#stats").inner_text()
 
 
 async def test_ll_hls_stays_close_to_live(browser: Any, demo_cdn: DemoCdn, artifacts: Path) -> None:
@@ -110,7 +126,7 @@ async def test_webrtc_player_decodes_frames(browser: Any, demo_cdn: DemoCdn, art
     await page.screenshot(path=artifacts / "player-webrtc.png")
     seen = await stats(page)
     assert seen["errors"] == [] and seen["framesDecoded"] > 0, seen
-    assert seen["rendition"] == "320x180" and seen["edge"] == "edge-lon", seen
+    assert seen["rendition"] in RENDITIONS.values() and seen["edge"] == "edge-lon", seen
     assert seen["whepResource"], seen
     assert problems == []
 
