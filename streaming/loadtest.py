@@ -98,9 +98,12 @@ def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float]) -> Ca
         started = clock()
         try:
             async with session.get(url) as response:
+                head = clock()
                 body = await response.read()
-                return FetchResult(response.status, body, str(response.url), clock() - started,
-                                   cache_status=response.headers.get("cache-status", ""))
+                done = clock()
+                return FetchResult(response.status, body, str(response.url), done - started,
+                                   cache_status=response.headers.get("cache-status", ""),
+                                   transfer_seconds=done - head)
         except Exception as exc:  # translated here, once, into the kinds the report counts
             kind = next((k for t, k in ERROR_KINDS if isinstance(exc, t)), type(exc).__name__)
             return FetchResult(0, b"", url, clock() - started, error=kind)

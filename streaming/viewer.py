@@ -44,6 +44,7 @@ class FetchResult:
     seconds: float
     error: str | None = None  # "connect", "timeout", "reset", ... when status is 0
     cache_status: str = ""  # the Cache-Status header, if any
+    transfer_seconds: float = 0.0  # from the response head to the last byte
 
 
 Fetch = Callable[[str], Awaitable[FetchResult]]
@@ -260,16 +261,19 @@ class Viewer:
         self.tally.media(result.seconds, unit.duration)
         if unit.date_end is not None:
             self.tally.latency(self.wall() - unit.date_end + self.buffer.buffered(now))
-        self._adapt(len(result.body), result.seconds)
+        self._adapt(len(result.body), result.transfer_seconds)
 
     # -- rendition choice --------------------------------------------------------------------
     def _adapt(self, size: int, seconds: float) -> None:
+        """Throughput from the body's transfer time: the wait for the head of a small part is
+        mostly latency (and queueing in a busy load tester), not bandwidth."""
         if len(self.variants) < 2:
             return
         sample = size * 8 / max(seconds, 1e-3)
         self.estimate = sample if self.estimate is None else EWMA * sample + (1 - EWMA) * self.estimate
         choice = choose_rendition(self.variants, self.estimate)
-        if choice != self.rendition:
+        at_boundary = self.position is None or self.position[1] == 0  # the next starts a segment
+        if choice != self.rendition and at_boundary:
             self.rendition = choice
             self.switches += 1
             self.playlist = None  # the new rendition's playlist, asked for at our position

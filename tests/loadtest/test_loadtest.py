@@ -16,7 +16,7 @@ import pytest
 from streaming.loadtest import LoadPlan, run_load
 from streaming.report import summarize
 
-from .conftest import MASTER, Stack
+from .conftest import MASTER, STREAM, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -184,3 +184,16 @@ async def test_viewers_spread_over_edges_and_follow_the_router(make_stack: Calla
                                       progress=None))
     assert routed["errors"] == {} and routed["startup"]["never_started"] == 0
     assert set(routed["viewers_by_host"]) <= hosts  # each viewer played from the edge the 302 named
+
+
+async def test_a_two_rendition_ladder_plays_through_the_edge(make_stack: Callable[..., Any]) -> None:
+    ladder = {**STREAM, "renditions": [{"name": "lo", "width": 160, "height": 90, "bitrate": 100_000},
+                                       {"name": "hi", "width": 320, "height": 180, "bitrate": 300_000}]}
+    stack: Stack = await make_stack(stream=ladder)
+    edge = stack.edges[0]
+    plan = LoadPlan((edge.url,), MASTER, viewers=12, duration=6, ramp=50, metrics=(edge.metrics,))
+    figures = summarize(await run_load(plan, progress=None))
+    assert figures["errors"] == {} and figures["startup"]["never_started"] == 0
+    assert set(figures["renditions"]) <= {"160x90", "320x180"}
+    assert figures["media_fetches"] >= 12 * 4
+    assert figures["origin_requests"] < figures["requests"] / 3
