@@ -7,6 +7,7 @@ the web origin and two edges takes a few seconds, and each test opens its own pa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -70,14 +71,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def demo_config(tmp: Path) -> tuple[Path, dict[str, int]]:
-    """demo/cdn.toml with every listener moved to a free port and the site copied to `tmp`."""
+def demo_config(tmp: Path, changes: dict[str, str] = STREAM_CHANGES) -> tuple[Path, dict[str, int]]:
+    """demo/cdn.toml with every listener moved to a free port, `changes` made, and the site
+    copied to `tmp` (with its generated assets)."""
     text = (REPO / "demo" / "cdn.toml").read_text()
     ports: dict[str, int] = {}
     for name, listen in re.findall(r'^\[(?:origins|edges)\.([\w-]+)\]\s*\n(?:[^\[]*?)listen = "([^"]+)"', text, re.M):
         ports[name] = free_port()
         text = text.replace(f'listen = "{listen}"', f'listen = "127.0.0.1:{ports[name]}"')
-    for old, new in STREAM_CHANGES.items():
+    for old, new in changes.items():
         assert text.count(old) == 1, f"demo/cdn.toml no longer has {old!r} once"
         text = text.replace(old, new)
     assert {"site", "live", "player", "edge-lon", "edge-syd"} <= set(ports), ports
@@ -104,9 +106,10 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) ->
     raise AssertionError(f"`cdn up` never printed {marker!r}; it printed {''.join(seen)!r}")
 
 
-@pytest.fixture(scope="session")
-def demo_cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCdn]:
-    config, ports = demo_config(tmp_path_factory.mktemp("demo"))
+@contextlib.contextmanager
+def running_demo(tmp: Path, changes: dict[str, str] = STREAM_CHANGES) -> Iterator[DemoCdn]:
+    """`cdn up` on the demo config (see `demo_config`), stopped on the way out."""
+    config, ports = demo_config(tmp, changes)
     proc = subprocess.Popen(
         [sys.executable, "-m", "web_dist.cli", "--log-level", "warning", "up", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
@@ -122,6 +125,12 @@ def demo_cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCdn]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def demo_cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCdn]:
+    with running_demo(tmp_path_factory.mktemp("demo")) as demo:
+        yield demo
 
 
 @pytest.fixture
