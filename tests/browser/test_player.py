@@ -143,3 +143,12 @@ def test_cdn_up_prints_the_watch_url(demo_cdn: DemoCdn) -> None:
     port = demo_cdn.ports["edge-lon"]
     assert f"watch test: http://live.localhost:{port}/watch/test  (LL-HLS; ?mode=hls, ?mode=webrtc)" in demo_cdn.printed
     assert f"distribution live (streaming): open http://live.localhost:{port}/" in demo_cdn.printed
+
+
+@pytest.mark.parametrize("mode", ["llhls", "webrtc"])
+async def test_a_stream_that_does_not_exist_says_so_on_the_page(browser: Any, demo_cdn: DemoCdn, mode: str) -> None:
+    page, _ = await open_player(browser, demo_cdn.live_url() + f"/watch/nosuch?mode={mode}")
+    await page.wait_for_function(f"{STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
+    shown = await page.text_content("#message") or ""
+    assert "404" in shown, shown
+    assert (await stats(page))["state"] == "error"
