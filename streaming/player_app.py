@@ -76,7 +76,9 @@ def build_player_app(settings: PlayerSettings | None = None) -> Starlette:
     assets = {p.name: _asset(p) for p in sorted(WEB.iterdir()) if ASSET_NAME.match(p.name)}
     library = settings.hls_js / "hls.min.js"
     if library.is_file():
-        assets["hls.js"] = Asset(library.read_bytes(), TYPES["js"], LIBRARY_CACHE)
+        # without its source map comment: the map is not served, so devtools would ask in vain
+        code = re.sub(rb"\n//# sourceMappingURL=\S+\s*$", b"\n", library.read_bytes())
+        assets["hls.js"] = Asset(code, TYPES["js"], LIBRARY_CACHE)
     list_page = Asset((WEB / "streams.html").read_bytes(), "text/html; charset=utf-8", PAGE_CACHE)
     watch_template = (WEB / "watch.html").read_text(encoding="utf-8")
 

@@ -173,7 +173,12 @@ def record_problems(page: Any, allow: re.Pattern[str] | None = None) -> list[str
         if response.status >= 400:
             note(f"HTTP {response.status}: {response.request.method} {response.url}")
 
+    def asked(request: Any) -> None:
+        if not request.url.startswith(("http://localhost:", "http://live.localhost:", "data:", "blob:")):
+            note(f"request outside the CDN: {request.url}")  # the pages must name no other server
+
     page.on("pageerror", lambda exc: note(f"page error: {exc}"))
+    page.on("request", asked)
     page.on("requestfailed", failed)
     page.on("response", answered)
     return problems

@@ -97,7 +97,7 @@ async def test_a_rendition_switch_shows_on_the_page(browser: Any, demo_cdn: Demo
 
 
 async def test_ll_hls_stays_close_to_live(browser: Any, demo_cdn: DemoCdn, artifacts: Path) -> None:
-    page, problems = await open_player(browser, demo_cdn.live_url() + "/watch/test")
+    page, problems = await open_player(browser, demo_cdn.live_url("edge-syd") + "/watch/test")
     start = await wait_playing(page)
     await page.wait_for_function(f"{STATS}.currentTime >= {start + 2} && {STATS}.latency !== null",
                                  timeout=PLAY_LIMIT_MS)
@@ -108,6 +108,7 @@ async def test_ll_hls_stays_close_to_live(browser: Any, demo_cdn: DemoCdn, artif
     await page.screenshot(path=artifacts / "player-llhls.png")
     seen = await stats(page)
     assert seen["mode"] == "llhls" and seen["parts"] > 0, seen  # it really fetched LL-HLS parts
+    assert seen["edge"] == "edge-syd", seen
     assert seen["errors"] == [] and problems == [], (seen, problems)
     assert all(s is not None and 0 <= s < LATENCY_BOUND for s in samples), samples
     assert seen["currentTime"] > start + 4
