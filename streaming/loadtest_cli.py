@@ -127,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
         plans.append(LoadPlan(edges, metrics=metrics, label="edges" if not args.router else "router", **common))
     progress = None if args.quiet else sys.stderr
     runs = [summarize(run_coroutine(run_load(plan, progress=progress))) for plan in plans]
+    if plans[0].label == "origin":  # every request of a run straight at the origin is an origin request
+        direct = runs[0]
+        direct.update(origin_requests=direct["requests"], offload=0.0)
+        if direct.get("segment_seconds") and direct["seconds"]:
+            direct["origin_requests_per_segment"] = round(
+                direct["requests"] / (direct["seconds"] / direct["segment_seconds"]), 2)
     limits = {option: getattr(args, option) for option in THRESHOLDS}
     failed = exceeded(runs[-1], limits)
     if args.mode == "hls" and not runs[-1]["startup"]["viewers"]:
@@ -149,7 +155,8 @@ def compare(direct: Mapping[str, Any], edges: Mapping[str, Any]) -> dict[str, An
                            else round(1 - through / direct["requests"], 4)}
     for key in ("stall_ratio", "startup.p95", "fetch_p95", "latency_p50", "error_ratio", "request_p95"):
         a, b = (_dig(r, key) for r in (direct, edges))
-        out[key] = {"origin": a, "edges": b, "difference": None if a is None or b is None else round(b - a, 4)}
+        if a is not None or b is not None:
+            out[key] = {"origin": a, "edges": b, "difference": None if a is None or b is None else round(b - a, 4)}
     return out
 
 

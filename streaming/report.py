@@ -177,6 +177,8 @@ def _summary_table(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def _edge_table(run: dict[str, Any]) -> str:
+    if run["label"] == "origin":
+        return "<p>Straight at the origin: every request is an origin request.</p>"
     if not run["edges"]:
         return "<p>No edge metrics were read (give --metrics URLs of the edges' /metrics.json).</p>"
     rows = "".join(
@@ -187,11 +189,11 @@ def _edge_table(run: dict[str, Any]) -> str:
     return f"<table><tr><th>edge</th><th>requests</th><th>hit ratio</th><th>origin requests</th></tr>{rows}</table>"
 
 
-def _run_sections(run: dict[str, Any]) -> list[str]:
+def _run_sections(run: dict[str, Any], wide: bool) -> list[str]:
     label = run["label"]
     series = run["series"]
     stall_ratio = [(s["t"], s["stalled"] / max(s["playing"] + s["stalled"], 1)) for s in series]
-    out = [f'<section class="wide"><h2>{escape(label)}: edges</h2>{_edge_table(run)}</section>']
+    out = [f'<section{" class=wide" if wide else ""}><h2>{escape(label)}: edges</h2>{_edge_table(run)}</section>']
     samples = run.get("samples", {})
     if run["mode"] == "web":
         out.append(_section(f"{label}: request time", charts.histogram(
@@ -214,6 +216,17 @@ def _run_sections(run: dict[str, Any]) -> list[str]:
     return out
 
 
+def _comparison(comparison: dict[str, Any]) -> str:
+    rows = [f"<tr><th>origin requests</th><td>{comparison['origin_requests_direct']}</td>"
+            f"<td>{comparison['origin_requests_through_edges']}</td><td>offload {comparison['offload']}</td></tr>"]
+    for key, values in comparison.items():
+        if isinstance(values, dict):
+            rows.append(f"<tr><th>{escape(key)}</th>" + "".join(
+                f"<td>{escape(str(values[k]))}</td>" for k in ("origin", "edges", "difference")) + "</tr>")
+    return ('<section class="wide"><h2>Origin vs edges</h2><table><tr><th></th><th>straight at the origin</th>'
+            f"<th>through the edges</th><th>difference</th></tr>{''.join(rows)}</table></section>")
+
+
 def _section(title: str, body: str) -> str:
     return f"<section><h2>{escape(title)}</h2>{body}</section>"
 
@@ -226,8 +239,11 @@ def render_html(result: dict[str, Any]) -> str:
         verdict = (f'<p class="fail">Thresholds exceeded: {escape("; ".join(failed))}</p>' if failed
                    else '<p class="pass">All thresholds met.</p>')
     sections = [f'<section class="wide"><h2>Summary</h2>{verdict}{_summary_table(runs)}</section>']
-    for run in runs:
-        sections += _run_sections(run)
+    if "comparison" in result:
+        sections.append(_comparison(result["comparison"]))
+    per_run = [_run_sections(run, wide=len(runs) == 1) for run in runs]
+    for row in zip(*per_run, strict=True):  # two runs: each chart of one beside the other's
+        sections += row
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cdn loadtest</title>'
             f"<style>{STYLE}</style></head><body><header><h1>cdn loadtest: "
             f"{escape(', '.join(r['label'] for r in runs))}</h1></header><main>{''.join(sections)}</main></body></html>\n")
