@@ -86,7 +86,7 @@ def exceeded(figures: Mapping[str, Any], limits: Mapping[str, float | None]) -> 
     return failed
 
 
-def _targets(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def targets_of(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(edge URLs, metrics URLs) from the arguments and the config."""
     edges, metrics = list(args.edge), list(args.metrics)
     if args.config is not None:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from streaming.loadtest import LoadPlan, run_load
     from streaming.report import summarize, write_html, write_json
 
-    edges, metrics = _targets(args)
+    edges, metrics = targets_of(args)
     if args.compare and (not args.origin or not edges):
         return _usage("--compare needs --origin and the edges (--edge, --router or --config)")
     if not edges and not args.origin:

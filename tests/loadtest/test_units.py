@@ -3,12 +3,14 @@ Zipf popularity, Cache-Status reading and thresholds."""
 
 from __future__ import annotations
 
+import argparse
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from streaming.loadtest_cli import exceeded
+from streaming.loadtest_cli import add_arguments, exceeded, targets_of
 from streaming.playlist import (
     PlaylistError,
     Variant,
@@ -194,3 +196,18 @@ def test_the_end_of_an_on_demand_stream_is_no_stall() -> None:
     buffer.append(4.0, 0)
     buffer.finish(4.0)
     assert not buffer.stalled(100) and buffer.total_stall(100) == 0 and buffer.watched(100) == 4.0
+
+
+def test_a_config_names_the_edges_and_their_metrics(tmp_path: Path) -> None:
+    config = tmp_path / "cdn.toml"
+    config.write_text(
+        '[origins.media]\nkind = "media"\nurl = "http://127.0.0.1:8080"\n'
+        '[edges.a]\nlisten = "127.0.0.1:8091"\nadmin_listen = "127.0.0.1:9091"\n'
+        '[edges.b]\nlisten = "127.0.0.1:8092"\n'
+        '[distributions.live]\nkind = "streaming"\ndomains = ["localhost"]\norigin = "media"\n')
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert targets_of(parser.parse_args(["--config", str(config)])) == (
+        ("http://127.0.0.1:8091", "http://127.0.0.1:8092"), ("http://127.0.0.1:9091/metrics.json",))
+    routed = parser.parse_args(["--config", str(config), "--router", "http://127.0.0.1:8000"])
+    assert targets_of(routed)[0] == ("http://127.0.0.1:8000",)
