@@ -47,7 +47,7 @@ async def test_stopping_the_edge_midway_shows_the_stalls_and_errors_it_caused(
 ) -> None:
     stack: Stack = await make_stack()
     edge = stack.edges[0]
-    plan = LoadPlan((edge.url,), MASTER, viewers=20, duration=10, ramp=20, metrics=(edge.metrics,))
+    plan = LoadPlan((edge.url,), MASTER, viewers=20, duration=12, ramp=20, metrics=(edge.metrics,))
     run_task = asyncio.create_task(run_load(plan, progress=None))
     await asyncio.sleep(4)  # the scenario's own timeline: the edge goes away mid-run
     await edge.public.stop()
