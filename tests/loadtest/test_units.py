@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from streaming.buffer import PlaybackBuffer
 from streaming.loadtest_cli import add_arguments, exceeded, targets_of
 from streaming.playlist import (
     PlaylistError,
@@ -19,7 +20,7 @@ from streaming.playlist import (
     parse_multivariant,
     start_position,
 )
-from streaming.viewer import PlaybackBuffer, choose_rendition
+from streaming.viewer import choose_rendition
 from streaming.webload import ZipfPicker, cache_outcome
 
 MASTER = """#EXTM3U
