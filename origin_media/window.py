@@ -9,6 +9,7 @@ Segments older than the retained window are dropped, so memory is bounded by
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ from . import packager as pk
 from .media import Track
 from .playlist import MediaPlaylist, PlaylistPart, PlaylistSegment, target_duration
 
-ADVANCE_PART_LIMIT = 3  # RFC 8216bis 6.2.5.2: further ahead than this is a 400
+ADVANCE_SECONDS = 3.0  # RFC 8216bis 6.2.5.2: the Advance Part Limit is 3 / PART-TARGET parts
 PARTS_LISTED_TARGETS = 3  # parts are listed for the last three target durations
 RETAIN_EXTRA_SEGMENTS = 2  # kept past the listed window: a player may still be fetching them
 
@@ -147,17 +148,28 @@ class LiveWindow:
             return self.last_full_msn() >= msn
         return self.last_part() >= (msn, part)
 
+    @property
+    def advance_part_limit(self) -> int:
+        """How many parts past the last one a blocking reload may ask for (3 / PART-TARGET)."""
+        return max(3, math.ceil(ADVANCE_SECONDS / self.part_seconds - 1e-9))
+
     def too_far_ahead(self, msn: int, part: int | None) -> bool:
-        """The 400 rule: more than two segments past the last whole one, or three parts past
-        the last part."""
+        """The 400 rule: more than two segments past the last whole one, or more than the
+        Advance Part Limit of parts past the last part."""
         edge_msn = self.last_full_msn()
         if msn > edge_msn + 2:
             return True
         if part is None or msn < edge_msn:
             return False
         last_msn, last_index = self.last_part()
-        ahead = part - last_index if msn == last_msn else part + 1
-        return ahead > ADVANCE_PART_LIMIT + 1
+        if msn < last_msn:  # a part of a segment already under way (or one index past its end)
+            return False
+        if msn == last_msn:
+            ahead = part - last_index
+        else:  # the rest of the open segment, whole segments between, then `part + 1`
+            per_segment = max(1, round(self.segment_seconds / self.part_seconds))
+            ahead = max(0, per_segment - 1 - last_index) + (msn - last_msn - 1) * per_segment + part + 1
+        return ahead > self.advance_part_limit
 
     async def wait_until(self, ready: Callable[[], bool], limit: float) -> bool:
         """Wait until `ready()` (re-checked at every change), at most `limit` seconds."""

@@ -6,7 +6,6 @@ through edge-lon; the pages come from the player origin through the same edge.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,12 @@ PLAY_SECONDS = 5.0  # playback must advance this much...
 PLAY_LIMIT_MS = 45_000  # ...within this long (the machine is shared: generous, never a speed test)
 LATENCY_BOUND = 4.0  # LL-HLS: seconds behind live the player may report
 STATS = "window.playerStats"
-# origin_media/window.py applies an Advance Part Limit of 3 parts where RFC 8216bis 6.2.5.2 says
-# 3 / PART-TARGET (12 at 0.25 s), so a blocking reload hls.js makes just after a segment ends
-# can get a 400; hls.js retries at once and playback is unaffected. Drop this once it is fixed.
-ORIGIN_PART_LIMIT_400 = re.compile(r"^HTTP 400: GET \S+/index\.m3u8\?_HLS_msn=\d+&_HLS_part=\d+$")
 
 
 async def open_player(browser: Any, url: str) -> tuple[Any, list[str]]:
     """A page on `url` that records console errors and failed requests."""
     page = await (await browser.new_context()).new_page()
-    problems = record_problems(page, allow=ORIGIN_PART_LIMIT_400)
+    problems = record_problems(page)
     await page.goto(url)
     return page, problems
 

@@ -10,7 +10,7 @@ import pytest
 from av.video.frame import PictureType
 
 from . import hls
-from .conftest import Origin, decode, finish, start_publisher
+from .conftest import SMALL, Origin, decode, finish, start_publisher
 
 
 @pytest.fixture
@@ -70,7 +70,9 @@ async def test_requests_far_ahead_are_refused(origin: Origin) -> None:
     msn, part = (await origin.playlist("demo")).last_part()
     far = await origin.http.get(f"/live/demo/source/index.m3u8?_HLS_msn={msn + 3}")
     assert far.status_code == 400
-    far_part = await origin.http.get(f"/live/demo/source/index.m3u8?_HLS_msn={msn}&_HLS_part={part + 5}")
+    # the Advance Part Limit is 3 s of parts (12 at 0.25 s): a player may ask that far ahead
+    limit = round(3 / SMALL["part_seconds"])
+    far_part = await origin.http.get(f"/live/demo/source/index.m3u8?_HLS_msn={msn}&_HLS_part={part + limit + 2}")
     assert far_part.status_code == 400
     bad = await origin.http.get("/live/demo/source/index.m3u8?_HLS_part=1")
     assert bad.status_code == 400

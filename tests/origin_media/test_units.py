@@ -218,3 +218,36 @@ def test_renditions_from_presets_and_tables() -> None:
     assert ladder.rendition_names == ("360p", "tiny")
     assert cam.rendition_names == ("source", "720p")
     assert plain.rendition_names == ("source",)
+
+
+@pytest.mark.parametrize(("part_seconds", "limit"), [(0.25, 12), (0.333, 10), (0.5, 6), (1.0, 3), (2.0, 3)])
+def test_advance_part_limit_is_three_seconds_of_parts(part_seconds: float, limit: int) -> None:
+    from origin_media.window import LiveWindow
+
+    # RFC 8216bis 6.2.5.2: three divided by the Part Target Duration (hls.js asks ahead by it)
+    assert LiveWindow(2.0, part_seconds, 12.0).advance_part_limit == limit
+
+
+@pytest.mark.parametrize(
+    ("msn", "part", "refused"),
+    [
+        (10, 7, False),  # the last whole segment, a part index past its end: part 0 of the next
+        (11, 1, False),  # the open segment, the next part
+        (11, 13, False),  # 12 parts ahead: within 3 s of 0.25 s parts
+        (11, 14, True),
+        (12, 4, False),  # the next segment: 6 left of this one + 5 = 11 ahead
+        (12, 6, True),
+        (13, None, True),  # more than two segments past the last whole one
+    ],
+)
+def test_blocking_reload_far_ahead_rule(msn: int, part: int | None, refused: bool) -> None:
+    from origin_media.window import LiveWindow
+
+    class Window(LiveWindow):  # segment 10 is whole; segment 11 has parts 0 and 1
+        def last_full_msn(self) -> int:
+            return 10
+
+        def last_part(self) -> tuple[int, int]:
+            return (11, 1)
+
+    assert Window(2.0, 0.25, 12.0).too_far_ahead(msn, part) is refused
