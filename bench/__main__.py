@@ -10,6 +10,8 @@ from bench import (
     invalidation,
     live_relay,
     loadtest_capacity,
+    media_soak,
+    player_latency,
     servers,
     upload,
     webrtc_relay,
@@ -17,8 +19,9 @@ from bench import (
 
 
 def main() -> int:
+    # The 10-minute media soak (issue 5: memory stays flat) comes last: it is the longest.
     for bench in (edge_vs_nginx, servers, clients, live_relay, webrtc_relay, upload, invalidation,
-                  loadtest_capacity):
+                  loadtest_capacity, player_latency, media_soak):
         print(f"\n=== {bench.__name__} ===", flush=True)
         code = bench.main([])
         if code:

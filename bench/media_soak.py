@@ -18,7 +18,9 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -131,17 +133,18 @@ def _report(start: float, cpu0: float, player: Player) -> dict[str, Any]:
     return row
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--every", type=float, default=30)
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--renditions", default="", help="ladder presets, e.g. 360p,180p")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     renditions = [r for r in args.renditions.split(",") if r]
     asyncio.run(soak(args.seconds, args.every, width, height, renditions))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
