@@ -117,7 +117,7 @@ class EdgeFlow:
         self.flights = Coalescer()
         self.access = AccessLog()
         self.upload_idle_timeout = IDLE_TIMEOUT
-        self._index = DistributionIndex(config.distributions_of(edge.name))
+        self._index = DistributionIndex(config.distributions_of(edge.name), edge.name)
         self._uncacheable: dict[str, float] = {}
         self._vary: dict[str, tuple[str, ...]] = {}  # primary key -> headers its responses vary on
         self._tags: dict[str, set[str]] = {}  # cache tag -> keys stored with it
@@ -506,7 +506,7 @@ class EdgeFlow:
         if self.name not in config.edges:
             raise ValueError(f"the new config has no edge named {self.name!r}")
         self.config = config
-        self._index = DistributionIndex(config.distributions_of(self.name))
+        self._index = DistributionIndex(config.distributions_of(self.name), self.name)
         self._routes.clear()
 
     async def invalidate(self, dist_id: str, paths: list[str], *, soft: bool = False) -> int:

@@ -152,7 +152,7 @@ class WhepService:
         self.feeds = StreamFeeds(upstream, self.settings.feeds, f"cdn-edge/{edge.name}")
         self.sessions: dict[str, WhepSession] = {}
         self._streaming = [d for d in config.distributions_of(edge.name) if d.kind == "streaming"]
-        self._index = DistributionIndex(self._streaming)
+        self._index = DistributionIndex(self._streaming, edge.name)
         self._unpin: Callable[[], None] = lambda: None
         self._router = Router(routes=[
             Route(WHEP_PREFIX + "{stream}", self.offer, methods=["POST", "OPTIONS"]),

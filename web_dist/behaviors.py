@@ -43,7 +43,10 @@ def host_name(host_header: str) -> str:
 class DistributionIndex:
     """Finds the distribution for a Host among those one edge serves."""
 
-    def __init__(self, distributions: Iterable[Distribution]) -> None:
+    def __init__(self, distributions: Iterable[Distribution], edge_name: str | None = None) -> None:
+        # An edge also answers to its own name in front of a domain ("edge-lon.live.example"):
+        # the names the request router sends browsers to, which keep the distribution known.
+        self._edge_prefix = f"{edge_name.lower()}." if edge_name else None
         self._exact: dict[str, Distribution] = {}
         self._wildcards: list[tuple[str, Distribution]] = []
         for dist in distributions:
@@ -57,6 +60,12 @@ class DistributionIndex:
 
     def lookup(self, host_header: str) -> Distribution | None:
         host = host_name(host_header)
+        found = self._match(host)
+        if found is None and self._edge_prefix and host.startswith(self._edge_prefix):
+            found = self._match(host[len(self._edge_prefix):])
+        return found
+
+    def _match(self, host: str) -> Distribution | None:
         found = self._exact.get(host)
         if found is not None:
             return found

@@ -175,6 +175,9 @@ class RouterConfig:
     regions: tuple[tuple[Network, str], ...] = ()
     nearby: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     addresses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Redirect to "EDGE.DOMAIN:PORT" instead of the edge's address, so a browser keeps the
+    # distribution's name (its Host picks the distribution at the edge); DNS answers those names.
+    edge_hostnames: bool = False
 
 
 @dataclass(frozen=True)
@@ -611,7 +614,7 @@ def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterC
     if not isinstance(body, dict):
         raise r.fail("router", "must be a table")
     r.keys(body, "router", {"listen", "dns_listen", "health_interval", "health_timeout", "dns_ttl",
-                            "regions", "nearby", "addresses"})
+                            "regions", "nearby", "addresses", "edge_hostnames"})
     regions: list[tuple[Network, str]] = []
     raw_regions = r.get(body, "router", "regions", dict, {})
     for cidr in raw_regions:
@@ -636,6 +639,7 @@ def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterC
         regions=tuple(regions),
         nearby=MappingProxyType(nearby),
         addresses=MappingProxyType(dict(addresses)),
+        edge_hostnames=r.get(body, "router", "edge_hostnames", bool, False),
     )
 
 

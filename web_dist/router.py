@@ -176,12 +176,32 @@ class Router:
             return Routing(dist, None, region, f"no healthy edge for distribution {dist.id}: {down}")
         return Routing(dist, ranked[0], region, _reason(ranked[0], region, rtts))
 
+    def named_edge(self, host: str) -> EdgeState | None:
+        """The edge an "EDGE.DOMAIN" name points at, when DOMAIN's distribution uses that edge."""
+        name = host_name(host)
+        for edge in self.edges.values():
+            if name.startswith(edge.name.lower() + "."):
+                dist = self._index.lookup(name[len(edge.name) + 1:])
+                if dist is not None and edge.name in dist.edges:
+                    return edge
+        return None
+
+    def location(self, edge: EdgeState, host: str, target: str) -> str:
+        """Where a 302 sends the client: the edge's address, or with `edge_hostnames` the
+        edge's own name under the requested domain (only for a name: an address has no
+        name to keep)."""
+        name = host_name(host)
+        if self.settings.edge_hostnames and name and not _is_address(name):
+            port = parse_listen(edge.address)[1]
+            return f"http://{edge.name.lower()}.{name}:{port}{target}"
+        return f"http://{edge.address}{target}"
+
     # The two methods web_dist.dns.Resolver asks for.
     def serves(self, name: str) -> bool:
-        return self._index.lookup(name) is not None
+        return self._index.lookup(name) is not None or self.named_edge(name) is not None
 
     def resolve(self, name: str, client: str) -> str | None:
-        edge = self.route(name, client).edge
+        edge = self.named_edge(name) or self.route(name, client).edge
         return None if edge is None else parse_listen(edge.address)[0]
 
     # -- health checks -------------------------------------------------------------------------
@@ -296,10 +316,18 @@ def _redirect(router: Router, request: Request) -> Response:
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
     target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-    headers["location"] = f"http://{routing.edge.address}{target}"
+    headers["location"] = router.location(routing.edge, request.headers.get("host", ""), target)
     headers["x-cdn-edge"] = routing.edge.name
     return PlainTextResponse(f"Found: {headers['location']}\n", 302, headers)
 
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True

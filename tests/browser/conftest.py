@@ -79,6 +79,9 @@ def demo_config(tmp: Path, changes: dict[str, str] = STREAM_CHANGES) -> tuple[Pa
     for name, listen in re.findall(r'^\[(?:origins|edges)\.([\w-]+)\]\s*\n(?:[^\[]*?)listen = "([^"]+)"', text, re.M):
         ports[name] = free_port()
         text = text.replace(f'listen = "{listen}"', f'listen = "127.0.0.1:{ports[name]}"')
+    # The rest (the router, RTMP ingest) to free ports too, so a running `make run` is no bother.
+    for port in sorted(set(re.findall(r'"127\.0\.0\.1:(\d+)"', text)) - {str(p) for p in ports.values()}):
+        text = text.replace(f'"127.0.0.1:{port}"', f'"127.0.0.1:{free_port()}"')
     for old, new in changes.items():
         assert text.count(old) == 1, f"demo/cdn.toml no longer has {old!r} once"
         text = text.replace(old, new)

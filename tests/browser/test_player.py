@@ -96,6 +96,9 @@ async def test_ll_hls_stays_close_to_live(browser: Any, demo_cdn: DemoCdn, artif
     start = await wait_playing(page)
     await page.wait_for_function(f"{STATS}.currentTime >= {start + 2} && {STATS}.latency !== null",
                                  timeout=PLAY_LIMIT_MS)
+    # On a loaded machine the start can stall and hls.js then jumps back to live: from there on
+    # (a bounded wait) the latency must stay under the bound.
+    await page.wait_for_function(f"{STATS}.latency < {LATENCY_BOUND}", timeout=PLAY_LIMIT_MS)
     samples = []
     for _ in range(10):  # 5 s of playback, sampled twice a second
         samples.append((await stats(page))["latency"])

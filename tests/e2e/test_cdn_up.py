@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,11 +28,11 @@ def free_port() -> int:
 def demo_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     """The demo config on free ports, with the demo site copied (so uploads stay in tmp)."""
     shutil.copytree(REPO / "demo" / "site", tmp_path / "site", ignore=shutil.ignore_patterns("*.bin"))
-    ports = {"origin": free_port(), "lon": free_port(), "syd": free_port()}
     text = (REPO / "demo" / "cdn.toml").read_text()
-    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{ports['origin']}")
-    text = text.replace("127.0.0.1:8091", f"127.0.0.1:{ports['lon']}")
-    text = text.replace("127.0.0.1:8092", f"127.0.0.1:{ports['syd']}")
+    # Every listener moves to a free port, so a running `make run` does not get in the way.
+    moved = {old: free_port() for old in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", text)))}
+    text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{moved[m.group(1)]}", text)
+    ports = {"origin": moved["8081"], "lon": moved["8091"], "syd": moved["8092"]}
     config = tmp_path / "cdn.toml"
     config.write_text(text)
     return config, ports

@@ -364,3 +364,37 @@ dns_listen = "127.0.0.1:{dns_port}"
         if proc.returncode is None:
             proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_edge_hostnames_keep_the_distribution_for_browsers(rig: Rig, origin: Any) -> None:
+    """With `edge_hostnames` a browser is sent to "EDGE.DOMAIN": the Host it then sends still
+    names the streaming distribution, which the edge's own address would not (it is the web
+    distribution's here), and the router's DNS answers that name with that edge."""
+    (origin.root / "live" / "test").mkdir(parents=True)
+    (origin.root / "live" / "test" / "master.m3u8").write_text("#EXTM3U\n")
+    raw = _raw(origin.url, edge_hostnames=True, regions={f"{AP}/32": "ap-southeast"},
+               addresses={name: f"{EDGE_HOSTS[name]}:{server.port}" for name, server in rig.edges.items()})
+    router = Router(parse_config(raw))
+    port = rig.edges["edge-syd"].port
+    response = await _via(router, AP, LIVE, "/live/test/master.m3u8?x=1")
+    assert response.status_code == 302
+    assert response.headers["location"] == f"http://edge-syd.{LIVE}:{port}/live/test/master.m3u8?x=1"
+    # an address has no name to keep: the edge's address, as without the option
+    by_address = await _via(router, AP, "127.0.0.1", "/hello.txt")
+    assert by_address.headers["location"] == f"http://{EDGE_HOSTS['edge-syd']}:{port}/hello.txt"
+    # DNS: the edge's own name is that edge, whichever region asks; other names are not served
+    assert router.resolve(f"edge-syd.{LIVE}.", EU) == EDGE_HOSTS["edge-syd"]
+    assert not router.serves(f"edge-nowhere.{LIVE}")
+    # the edge takes its own name in front of the domain as that distribution, and no other edge's
+    async with httpx.AsyncClient() as http:
+        url = f"http://{EDGE_HOSTS['edge-syd']}:{port}/live/test/master.m3u8"
+        ours = await http.get(url, headers={"Host": f"edge-syd.{LIVE}:{port}"})
+        theirs = await http.get(url, headers={"Host": f"edge-lon.{LIVE}:{port}"})
+    assert ours.status_code == 200 and ours.text == "#EXTM3U\n"
+    assert theirs.status_code == 421
+
+
+async def _via(router: Router, client: str, host: str, target: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=build_router_app(router), client=(client, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://router") as http:
+        return await http.get(target, headers={"Host": host})
