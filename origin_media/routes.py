@@ -175,9 +175,11 @@ def _resolution(window: LiveWindow) -> tuple[int, int]:
 
 
 def _bandwidth(window: LiveWindow, nominal: int) -> int:
-    """Peak segment bitrate in the window (BANDWIDTH is a peak); the configured one before any."""
+    """BANDWIDTH is a peak: the configured bitrate, or the peak segment bitrate in the window
+    when that is higher. Never below the configured one, so a ladder keeps its order for a
+    player choosing by bandwidth even when a small picture happens to compress less well."""
     rates = [
         sum(p.size for p in s.parts) * 8 / s.duration
         for s in window.segments if s.duration
     ]
-    return int(max(rates, default=nominal))
+    return int(max([nominal, *rates]))
