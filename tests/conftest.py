@@ -7,16 +7,21 @@ from typing import Any
 
 import pytest
 
-from web_dist.server import RunningServer, start_server
+from edge.app import EdgeApp
+from web_dist.server import Engine, RunningServer, start_server
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Any]]:
-    """`await serve(app, name=...)` starts `app` on 127.0.0.1:0; all are stopped at the end."""
+    """`await serve(app, name=...)` starts `app` on 127.0.0.1:0; all are stopped at the end.
+    An edge is served as `cdn edge` serves it, on granian; everything else on uvicorn."""
     running: list[RunningServer] = []
 
-    async def _serve(app: Any, name: str = "server", listen: str = "127.0.0.1:0") -> RunningServer:
-        server = await start_server(app, listen, name=name)
+    async def _serve(app: Any, name: str = "server", listen: str = "127.0.0.1:0",
+                     engine: Engine | None = None) -> RunningServer:
+        if engine is None:
+            engine = "granian" if isinstance(app, EdgeApp) else "uvicorn"
+        server = await start_server(app, listen, name=name, engine=engine)
         running.append(server)
         return server
 

@@ -29,7 +29,7 @@ from typing import Any
 from web_dist.config import CdnConfig, ConfigError, Distribution, Origin, load_config
 from web_dist.control_cli import add_commands as add_control_commands
 from web_dist.invalidation import resolve_token
-from web_dist.server import parse_listen, start_server
+from web_dist.server import Engine, parse_listen, start_server
 from web_dist.signing_cli import add_commands as add_signing_commands
 
 log = logging.getLogger("cdn")
@@ -111,7 +111,8 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     what = f"edge {edge.name}"
     token = resolve_token(config.control.token, config.control.token_env, os.environ) if config.control else None
     if edge.admin_listen is None:
-        return _serve_until_signal(lambda: build_edge_app(config, edge.name, control_token=token), edge.listen, what)
+        return _serve_until_signal(lambda: build_edge_app(config, edge.name, control_token=token), edge.listen, what,
+                                   engine=edge.server)
     admin_listen = edge.admin_listen
 
     async def serve() -> None:
@@ -119,7 +120,7 @@ def _cmd_edge(args: argparse.Namespace) -> int:
         # The admin port first: once "ready" is printed, both answer.
         admin = await start_server(build_admin_app(app.flow), admin_listen, name=f"{what} admin")
         try:
-            public = await start_server(app, edge.listen, name=what)
+            public = await start_server(app, edge.listen, name=what, engine=edge.server)
         except BaseException:
             await admin.stop()
             raise
@@ -187,10 +188,10 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
     return build_media_origin_app(settings)
 
 
-def _serve_until_signal(build: Callable[[], Any], listen: str, what: str) -> int:
+def _serve_until_signal(build: Callable[[], Any], listen: str, what: str, *, engine: Engine = "uvicorn") -> int:
     async def serve() -> None:
         app = build()
-        server = await start_server(app, listen, name=what)
+        server = await start_server(app, listen, name=what, engine=engine)
         log.info("%s listening on %s", what, server.url)
         print(f"ready {what} {server.url}", flush=True)
         await _wait_for_signal()

@@ -81,6 +81,7 @@ class EdgeLocation:
     disk_max_object_bytes: int = 128 * 1024 * 1024
     parent: str | None = None  # another edge asked on a miss (tiered caching, like Origin Shield)
     admin_listen: str | None = None  # metrics and dashboard, never on the public port
+    server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -381,6 +382,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     where = f"edges.{name}"
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
+                         "server",
                          "webrtc_grace", "webrtc_max_viewers"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
@@ -397,6 +399,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 128 * 1024 * 1024, _positive),
         parent=r.get(body, where, "parent", str, None),
         admin_listen=r.get(body, where, "admin_listen", str, None, _listen_problem),
+        server=r.get(body, where, "server", str, "granian", _one_of(("granian", "uvicorn"))),
         max_upload_bytes=r.get(body, where, "max_upload_bytes", int, 5 * 1024**3, _positive),
         trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
         webrtc_grace=r.get(body, where, "webrtc_grace", float, 5.0, _not_negative),
