@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     add_signing_commands(sub)
     add_control_commands(sub)
     loadtest = sub.add_parser("loadtest", help="load test playback (or a web distribution) with virtual viewers")
-    from streaming.loadtest_cli import add_arguments  # argparse only: the load tester loads when run
+    from streaming.loadtest_cli import (
+        add_arguments,  # argparse only: the load tester loads when run
+    )
 
     add_arguments(loadtest)
     loadtest.set_defaults(run=_cmd_loadtest)
