@@ -1,7 +1,8 @@
 """Issue 2's choice of ASGI server, by measurement: the edge's hit path under each candidate.
 
 The same edge app (`build_edge_app`, access log on) serves a cached 1 KiB object under:
-`cdn edge` as it ships (uvicorn + httptools + uvloop, one worker, in-process), uvicorn's own
+`cdn edge` with `server = "uvicorn"` (httptools + uvloop, one worker, in-process) and as it
+ships (granian embedded in the edge's loop), uvicorn's own
 CLI with 2 workers, granian (`--interface asgi`, 1 and 2 workers) and hypercorn (uvloop
 worker). Each is warmed and checked to serve hits (every worker has its own cache, so several
 hits in a row on new connections are asked for), then driven by wrk like edge_vs_nginx.
@@ -72,7 +73,8 @@ def _hypercorn(workers: int) -> Callable[[int], list[str]]:
 
 # name -> (how to start it, workers); `cdn edge` is the baseline the others are compared with.
 CANDIDATES: dict[str, tuple[Callable[[Children, Path, str], Server], int]] = {
-    "cdn edge (uvicorn 1w)": (start_edge, 1),
+    "cdn edge (uvicorn 1w)": (lambda children, folder, url: start_edge(children, folder, url, "uvicorn"), 1),
+    "cdn edge (granian embedded)": (start_edge, 1),
     "uvicorn 2w": (_factory_server("uvicorn-2w", _uvicorn(2)), 2),
     "granian 1w": (_factory_server("granian-1w", _granian(1)), 1),
     "granian 2w": (_factory_server("granian-2w", _granian(2)), 2),

@@ -54,9 +54,9 @@ def start_origin(children: Children, site: Path) -> Server:
     return Server("origin", child, port)
 
 
-def write_edge_config(folder: Path, origin_url: str, port: int) -> Path:
+def write_edge_config(folder: Path, origin_url: str, port: int, server: str = "granian") -> Path:
     """A config with one edge in front of `origin_url`, caching everything for a day."""
-    config = folder / "edge.toml"
+    config = folder / f"edge-{server}.toml"
     config.write_text(f"""\
 [origins.bench]
 kind = "web"
@@ -64,6 +64,7 @@ url = "{origin_url}"
 
 [edges.{EDGE_NAME}]
 listen = "127.0.0.1:{port}"
+server = "{server}"
 
 [distributions.bench]
 domains = ["127.0.0.1", "localhost"]
@@ -77,10 +78,11 @@ max_ttl = 31536000
     return config
 
 
-def start_edge(children: Children, folder: Path, origin_url: str) -> Server:
-    """`cdn edge` as users run it (uvicorn, httptools, uvloop, one worker, access log on)."""
+def start_edge(children: Children, folder: Path, origin_url: str, server: str = "granian") -> Server:
+    """`cdn edge` as users run it (granian embedded, one process, access log on); `server =
+    "uvicorn"` for the edge on uvicorn (httptools, uvloop) instead."""
     port = free_port()
-    config = write_edge_config(folder, origin_url, port)
+    config = write_edge_config(folder, origin_url, port, server)
     child = children.spawn("edge", [str(BIN / "cdn"), "edge", "--config", str(config), "--name", EDGE_NAME])
     wait_http(child, port, "/_cdn/health")
     return Server("edge", child, port)
