@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote
 
 from edge.errors import EdgeError
 from edge.freshness import format_http_date
+from web_dist.behaviors import region_of
 from web_dist.config import CacheBehavior, CdnConfig, Distribution, GeoRestriction, Network
 from web_dist.signing import (
     COOKIE_PREFIX,
@@ -72,21 +73,8 @@ def _in_any(address: str, networks: Sequence[Network]) -> bool:
 
 
 # -- geo restriction ---------------------------------------------------------------------------
-def client_region(networks: Sequence[tuple[Network, str]], client: str) -> str | None:
-    """The region of the longest network prefix holding `client`, or None."""
-    try:
-        address = ipaddress.ip_address(client)
-    except ValueError:
-        return None
-    best: tuple[int, str] | None = None
-    for network, region in networks:
-        if address.version == network.version and address in network and (best is None or network.prefixlen > best[0]):
-            best = (network.prefixlen, region)
-    return best[1] if best else None
-
-
 def check_geo(geo: GeoRestriction, networks: Sequence[tuple[Network, str]], client: str) -> None:
-    region = client_region(networks, client)
+    region = region_of(networks, client)
     allowed = region in geo.regions if geo.mode == "allow" else region not in geo.regions
     if not allowed:
         where = f"region {region!r}" if region else "an unknown region"

@@ -7,11 +7,12 @@ and the default behavior (`*`) is always last.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from web_dist.config import CacheBehavior, Distribution
+from web_dist.config import CacheBehavior, Distribution, Network
 
 
 @lru_cache(maxsize=1024)
@@ -73,3 +74,18 @@ class DistributionIndex:
             if host.endswith(suffix) and len(host) > len(suffix):
                 return dist
         return None
+
+
+def region_of(regions: Sequence[tuple[Network, str]], client: str) -> str | None:
+    """The region of the most specific configured network holding `client` (None: unknown).
+    The router picks edges by it and the edge's geo restriction allows or refuses by it."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return None
+    best: tuple[int, str] | None = None
+    for network, region in regions:
+        if address.version == network.version and address in network:
+            if best is None or network.prefixlen > best[0]:
+                best = (network.prefixlen, region)
+    return best[1] if best else None

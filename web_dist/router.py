@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from web_dist.behaviors import DistributionIndex, host_name
-from web_dist.config import CdnConfig, Distribution, Network, RouterConfig
+from web_dist.behaviors import DistributionIndex, host_name, region_of
+from web_dist.config import CdnConfig, Distribution, RouterConfig
 from web_dist.dns import DnsServer
 from web_dist.server import parse_listen
 
@@ -68,20 +68,6 @@ class Routing:
 
 
 # -- the choice, pure -------------------------------------------------------------------------------
-def region_of(regions: Sequence[tuple[Network, str]], client: str) -> str | None:
-    """The region of the most specific configured network holding `client` (None: unknown)."""
-    try:
-        address = ipaddress.ip_address(client)
-    except ValueError:
-        return None
-    best: tuple[int, str] | None = None
-    for network, region in regions:
-        if address.version == network.version and address in network:
-            if best is None or network.prefixlen > best[0]:
-                best = (network.prefixlen, region)
-    return best[1] if best else None
-
-
 def rank_edges(
     edges: Sequence[EdgeState],
     region: str | None,

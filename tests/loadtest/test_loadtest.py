@@ -36,7 +36,9 @@ async def test_a_few_dozen_viewers_play_through_the_edge_without_stalls(make_sta
     assert figures["segment_seconds"] == pytest.approx(2.0, abs=0.1)
     assert 0 < figures["latency_p50"] < 6  # behind live by about the part hold-back
     [row] = figures["edges"]
-    assert row["edge"] == "edge-0" and row["requests"] == figures["requests"]
+    # the edge saw every request the viewers completed, plus at most the one each had in flight
+    # (a held blocking reload) when the run's time was up
+    assert row["edge"] == "edge-0" and figures["requests"] <= row["requests"] <= figures["requests"] + 30
     # coalescing at the edge: the origin sees a small share of what the viewers asked for
     assert 0 < figures["origin_requests"] < figures["requests"] / 5
     assert figures["series"] and max(s["active"] for s in figures["series"]) == 30
