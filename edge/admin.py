@@ -79,6 +79,10 @@ td.key{font-family:ui-monospace,monospace;word-break:break-all}
 <section><h2>Requests / s</h2><div class="big" id="rps">-</div><svg id="rps-chart" viewBox="0 0 300 120" preserveAspectRatio="none"><polyline/></svg></section>
 <section><h2>Bandwidth</h2><div class="big" id="bw">-</div><svg id="bw-chart" viewBox="0 0 300 120" preserveAspectRatio="none"><polyline/></svg></section>
 <section><h2>Cache</h2><table id="tiers"><tbody></tbody></table></section>
+<section class="wide" id="live-section" hidden><h2>Live streams</h2>
+<table id="live"><thead><tr><th>stream</th><th class="n">viewers</th><th class="n">egress</th>
+<th class="n">origin requests per segment</th><th class="n">per part</th><th class="n">per playlist</th></tr></thead>
+<tbody></tbody></table></section>
 <section class="wide"><h2>Top objects</h2>
 <table id="top"><thead><tr><th>#</th><th>key</th><th class="n">requests</th><th class="n">bytes</th></tr></thead>
 <tbody></tbody></table></section>
@@ -150,6 +154,16 @@ function render(m) {
   top.replaceChildren();
   m.top_objects.forEach((o, i) => row(top, [[String(i + 1)], [o.key, "key"], [String(o.requests), "n"],
                                             [bytes(o.bytes), "n"]]));
+  const streams = Object.entries(m.live || {});
+  document.getElementById("live-section").hidden = streams.length === 0;
+  const live = document.querySelector("#live tbody");
+  live.replaceChildren();
+  for (const [name, st] of streams) {
+    const per = st.origin_requests_per_object || {};
+    const f = (k) => (per[k] === undefined ? "-" : Number(per[k]).toFixed(2));
+    row(live, [[name, "key"], [String(st.viewers), "n"], [bytes(st.egress_bytes), "n"],
+               [f("segment"), "n"], [f("part"), "n"], [f("playlist"), "n"]]);
+  }
   document.getElementById("state").textContent =
     "updated " + new Date(m.time * 1000).toLocaleTimeString() + " \\u00b7 " + total + " requests since start";
 }

@@ -157,6 +157,10 @@ async def test_dashboard_renders_in_headless_chromium(rig: EdgeRig, serve: Calla
     admin = await admin_url(rig, serve)
     await a_miss_and_two_hits(rig)
     rig.app.flow.metrics.count_object("site:/a", 5)
+    live = rig.app.flow.metrics.live  # one live stream: 3 viewers of one segment fetched once
+    live.fetched("/live/show/360p/ep/seg7.m4s")
+    for client in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        live.served("/live/show/360p/ep/seg7.m4s", client, 1000)
     proc = await asyncio.create_subprocess_exec(
         str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
         "--virtual-time-budget=5000", "--dump-dom", admin + "/",
@@ -166,6 +170,8 @@ async def test_dashboard_renders_in_headless_chromium(rig: EdgeRig, serve: Calla
     text = dom.decode()
     assert 'data-polls="' in text, "the page never polled /metrics.json"
     assert "66.7 %" in text and "site:/a" in text
+    live_row = re.search(r'<table id="live">.*?<tbody>(.*?)</tbody>', text, re.S)
+    assert live_row and re.findall(r"<td[^>]*>([^<]*)</td>", live_row.group(1))[:4] == ["/live/show", "3", "2.9 KiB", "1.00"]
     state = re.search(r'id="state"[^>]*>([^<]*)<', text)
     assert state and state.group(1).startswith("updated "), state and state.group(1)
 
