@@ -80,7 +80,7 @@ td.key{font-family:ui-monospace,monospace;word-break:break-all}
 <section><h2>Bandwidth</h2><div class="big" id="bw">-</div><svg id="bw-chart" viewBox="0 0 300 120" preserveAspectRatio="none"><polyline/></svg></section>
 <section><h2>Cache</h2><table id="tiers"><tbody></tbody></table></section>
 <section class="wide" id="live-section" hidden><h2>Live streams</h2>
-<table id="live"><thead><tr><th>stream</th><th class="n">viewers</th><th class="n">egress</th>
+<table id="live"><thead><tr><th>stream</th><th class="n">viewers</th><th class="n">WebRTC</th><th class="n">egress</th>
 <th class="n">origin requests per segment</th><th class="n">per part</th><th class="n">per playlist</th></tr></thead>
 <tbody></tbody></table></section>
 <section class="wide"><h2>Top objects</h2>
@@ -161,7 +161,7 @@ function render(m) {
   for (const [name, st] of streams) {
     const per = st.origin_requests_per_object || {};
     const f = (k) => (per[k] === undefined ? "-" : Number(per[k]).toFixed(2));
-    row(live, [[name, "key"], [String(st.viewers), "n"], [bytes(st.egress_bytes), "n"],
+    row(live, [[name, "key"], [String(st.viewers), "n"], [String(st.webrtc_viewers || 0), "n"], [bytes(st.egress_bytes), "n"],
                [f("segment"), "n"], [f("part"), "n"], [f("playlist"), "n"]]);
   }
   document.getElementById("state").textContent =

@@ -39,6 +39,7 @@ class EdgeApp:
         self.sync = sync  # follows the control plane's invalidations when [control] is configured
         self.admin = _public_admin_app(flow)
         self.whep = WhepService(flow.config, flow.edge, flow.upstream, whep)
+        flow.metrics.live.webrtc_viewers = self.whep.viewers_by_stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

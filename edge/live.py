@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -78,6 +78,8 @@ class LiveStats:
         self.clock = clock
         self.window = window
         self.streams: dict[str, StreamStats] = {}
+        # WebRTC viewers per stream path, asked at snapshot time (the edge's WHEP service sets it)
+        self.webrtc_viewers: Callable[[], Mapping[str, int]] = dict
 
     def _stream(self, path: str) -> StreamStats | None:
         name = stream_of(path)
@@ -124,9 +126,13 @@ class LiveStats:
 
     def snapshot(self) -> dict[str, Any]:
         now = self.clock()
+        webrtc = self.webrtc_viewers()
+        for name in webrtc.keys() - self.streams.keys():  # watched over WebRTC only
+            self._stream(name + "/")
         return {
             name: {
                 "viewers": s.live_viewers(now, self.window),
+                "webrtc_viewers": webrtc.get(name, 0),
                 "viewer_window_seconds": self.window,
                 "responses": s.responses,
                 "egress_bytes": s.egress_bytes,
@@ -151,10 +157,14 @@ class LiveStats:
         distinct = CounterMetricFamily("cdn_edge_live_objects_fetched",
                                        "Distinct objects of a live stream fetched upstream, by kind",
                                        labels=["stream", "kind"])
+        webrtc = GaugeMetricFamily("cdn_edge_live_webrtc_viewers", "WebRTC (WHEP) sessions of a live stream",
+                                   labels=["stream"])
+        for name, count in sorted(self.webrtc_viewers().items()):
+            webrtc.add_metric([name], count)
         for name, s in sorted(self.streams.items()):
             viewers.add_metric([name], s.live_viewers(now, self.window))
             egress.add_metric([name], s.egress_bytes)
             for kind in KINDS:
                 fetched.add_metric([name, kind], s.origin_requests[kind])
                 distinct.add_metric([name, kind], s.distinct[kind])
-        yield from (viewers, egress, fetched, distinct)
+        yield from (viewers, webrtc, egress, fetched, distinct)

@@ -175,6 +175,14 @@ class WhepService:
         await self.feeds.close()
         self._unpin()
 
+    def viewers_by_stream(self) -> dict[str, int]:
+        """Sessions per stream, keyed as the edge's live metrics key streams (`/live/NAME`)."""
+        counts: dict[str, int] = {}
+        for session in self.sessions.values():
+            key = f"/live/{session.stream}"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def forget(self, session: WhepSession) -> None:
         """Let go of the session's feed, once."""
         self.sessions.pop(session.id, None)

@@ -90,7 +90,10 @@ async def test_two_viewers_share_one_pull_and_one_leaving_does_not_disturb_the_o
     await wait_for(lambda: "video" in first.tracks and "video" in second.tracks)
     await asyncio.gather(first.frames("video", 5), second.frames("video", 5))
     assert stack.feeds.requests == 1
+    live = stack.edge_app.flow.metrics.live  # the edge's metrics count its WebRTC viewers
+    assert live.snapshot()["/live/demo"]["webrtc_viewers"] == 2
     assert (await stack.http.delete(first.location)).status_code == 200
+    assert live.snapshot()["/live/demo"]["webrtc_viewers"] == 1
     frames = await second.frames("video", 25)  # a second of video after the other left
     assert len({f.pts for f in frames}) == 25
     third = await stack.watch(kinds=("video",))  # joins the running pull
