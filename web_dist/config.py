@@ -197,6 +197,7 @@ class ControlConfig:
     redis_url: str | None = None
     redis_prefix: str = "cdn"  # keys <prefix>:events (the stream), <prefix>:applied:<id>, ...
     max_paths: int = 3000  # paths in one invalidation, CloudFront's limit
+    journal: Path | None = None  # embedded mode: the log kept in this file, so a restart keeps it
 
     @property
     def api_url(self) -> str:
@@ -596,7 +597,8 @@ def _control(r: _Reader, body: Any) -> ControlConfig:
     """`[control]`: listen, url, token or token_env, redis_url, redis_prefix, max_paths."""
     if not isinstance(body, dict):
         raise r.fail("control", "must be a table")
-    r.keys(body, "control", {"listen", "url", "token", "token_env", "redis_url", "redis_prefix", "max_paths"})
+    r.keys(body, "control", {"listen", "url", "token", "token_env", "redis_url", "redis_prefix", "max_paths",
+                             "journal"})
     redis_url = r.get(body, "control", "redis_url", str, None)
     if redis_url is not None and not re.match(r"^(redis|rediss|unix)://\S+$", redis_url):
         raise r.fail("control.redis_url", f"{redis_url!r} is not a redis://, rediss:// or unix:// URL")
@@ -608,6 +610,7 @@ def _control(r: _Reader, body: Any) -> ControlConfig:
         redis_url=redis_url,
         redis_prefix=r.get(body, "control", "redis_prefix", str, "cdn", lambda v: None if _NAME.match(v) else f"{v!r} is not a name"),
         max_paths=r.get(body, "control", "max_paths", int, 3000, _positive),
+        journal=(r.source.parent / journal).resolve() if (journal := r.get(body, "control", "journal", str, None)) else None,
     )
 
 

@@ -104,7 +104,7 @@ def build_control_app(
     if control is None:
         raise ValueError(f"{config.source}: control: missing table")
     if log is None:
-        log = RedisEventLog(control.redis_url, control.redis_prefix) if control.redis_url else MemoryEventLog()
+        log = RedisEventLog(control.redis_url, control.redis_prefix) if control.redis_url else MemoryEventLog(control.journal)
     plane = ControlPlane(config, log, clock=clock)
     guard = _Guard(token)
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 from collections import OrderedDict, deque
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TextIO
 
 from web_dist.invalidation import Event, Invalidation, RedisKeys, applied_by
+
+log = logging.getLogger("cdn.control")
 
 MAX_EVENTS = 10_000  # kept in memory for edges that fall behind
 MAX_RECORDS = 10_000
@@ -35,33 +40,52 @@ class EventLog(Protocol):
 
 
 class MemoryEventLog:
-    """The embedded log: events numbered from 1, each edge's position, long-poll waiters."""
+    """The embedded log: events numbered from 1, each edge's position, long-poll waiters.
 
-    def __init__(self) -> None:
+    With a `journal` file every change is appended to it as a JSON line and replayed at start,
+    so a restarted control process still knows its invalidations, their progress and where each
+    edge was (the file is rewritten compactly at each start)."""
+
+    def __init__(self, journal: Path | None = None) -> None:
         self._events: deque[tuple[int, Event]] = deque(maxlen=MAX_EVENTS)
         self._records: OrderedDict[str, Invalidation] = OrderedDict()
         self._cursors: dict[str, int] = {}
         self._seq = 0
         self._config: str | None = None
         self._arrived = asyncio.Event()
+        self._journal_path = journal
+        self._journal: TextIO | None = None
 
     async def start(self) -> None:
-        return None
+        if self._journal_path is None:
+            return
+        self._journal_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._journal_path.exists():
+            self._replay(self._journal_path.read_text(encoding="utf-8").splitlines())
+        self._compact()
+        self._journal = self._journal_path.open("a", encoding="utf-8")
 
     async def close(self) -> None:
         self._arrived.set()  # long-polls answer now
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     async def publish(self, event: Event, edges: tuple[str, ...]) -> None:
         self._seq += 1
-        self._events.append((self._seq, event))
+        self._add(self._seq, event, edges)
+        self._write({"t": "event", "seq": self._seq, "event": event.to_json(), "edges": list(edges)})
+        self._arrived.set()
+        self._arrived = asyncio.Event()
+
+    def _add(self, seq: int, event: Event, edges: tuple[str, ...]) -> None:
+        self._events.append((seq, event))
         applied = {event.origin_edge: event.created} if event.origin_edge else {}
         self._records[event.id] = Invalidation(event, edges, applied_by(edges, applied))
         while len(self._records) > MAX_RECORDS:
             self._records.popitem(last=False)
         if event.kind == "config":
             self._config = event.config
-        self._arrived.set()
-        self._arrived = asyncio.Event()
 
     async def record(self, event_id: str) -> Invalidation | None:
         return self._records.get(event_id)
@@ -70,10 +94,51 @@ class MemoryEventLog:
         found = self._records.get(event_id)
         if found is not None and edge in found.edges and edge not in found.applied:
             self._records[event_id] = Invalidation(found.event, found.edges, {**found.applied, edge: at})
+            self._write({"t": "applied", "id": event_id, "edge": edge, "at": at})
 
     def advance(self, edge: str, seq: int) -> None:
         """The edge has applied everything up to `seq`: a restarted edge resumes after it."""
-        self._cursors[edge] = max(seq, self._cursors.get(edge, 0))
+        if seq > self._cursors.get(edge, 0):
+            self._cursors[edge] = seq
+            self._write({"t": "advance", "edge": edge, "seq": seq})
+
+    # -- the journal ---------------------------------------------------------------------------
+    def _write(self, line: dict[str, Any]) -> None:
+        if self._journal is not None:
+            self._journal.write(json.dumps(line) + "\n")
+            self._journal.flush()
+
+    def _replay(self, lines: list[str]) -> None:
+        for number, text in enumerate(lines, 1):
+            try:
+                line = json.loads(text)
+                if line["t"] == "event":
+                    self._seq = max(self._seq, int(line["seq"]))
+                    self._add(int(line["seq"]), Event.from_json(line["event"]), tuple(line["edges"]))
+                elif line["t"] == "applied":
+                    found = self._records.get(line["id"])
+                    if found is not None and line["edge"] not in found.applied:
+                        applied = {**found.applied, str(line["edge"]): float(line["at"])}
+                        self._records[line["id"]] = Invalidation(found.event, found.edges, applied)
+                elif line["t"] == "advance":
+                    self._cursors[str(line["edge"])] = max(int(line["seq"]), self._cursors.get(line["edge"], 0))
+            except (ValueError, KeyError, TypeError) as exc:  # a line cut short by a crash: skip it
+                log.warning("control journal %s line %d skipped: %s", self._journal_path, number, exc)
+
+    def _compact(self) -> None:
+        """Rewrite the journal with what is kept in memory (atomically: temp file, rename)."""
+        assert self._journal_path is not None
+        lines: list[dict[str, Any]] = []
+        for seq, event in self._events:
+            record = self._records.get(event.id)
+            edges = record.edges if record else ()
+            lines.append({"t": "event", "seq": seq, "event": event.to_json(), "edges": list(edges)})
+            for edge, at in (record.applied.items() if record else ()):
+                lines.append({"t": "applied", "id": event.id, "edge": edge, "at": at})
+        lines += [{"t": "advance", "edge": edge, "seq": seq} for edge, seq in self._cursors.items()]
+        temporary = self._journal_path.with_suffix(self._journal_path.suffix + ".tmp")
+        temporary.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+        os.replace(temporary, self._journal_path)
 
     async def current_config(self) -> str | None:
         return self._config

@@ -216,3 +216,21 @@ async def test_an_edge_stopped_during_an_invalidation_applies_it_once_when_it_is
     again = await cdn.start_edge("e3")
     later = await cdn.completed(await cdn.invalidate(["/other.html"]))
     assert again.sync is not None and again.sync.applied == [later["id"]]
+
+
+async def test_a_journal_keeps_invalidations_and_edge_positions_across_a_control_restart(cdn_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cdn: Cdn = await cdn_factory(control={"journal": "control/journal.jsonl"})
+    cdn.origin.set("/a.html", b"old", headers=LONG)
+    await warm(cdn, "/a.html")
+    before = await cdn.completed(await cdn.invalidate(["/a.html"]))
+    await cdn.stop_edge("e3")  # down while the control process restarts and a new one is made
+    await cdn.restart_control()
+    # the restarted process still knows the finished invalidation, with each edge's time
+    after = (await cdn.api("GET", f"/distributions/site/invalidations/{before['id']}")).json()
+    assert after["status"] == "Completed" and after == before
+    assert (tmp_path / "control" / "journal.jsonl").exists()
+    fresh = await cdn.invalidate(["/b.html"])
+    restarted = await cdn.start_edge("e3")
+    await cdn.completed(fresh)
+    # e3 picks up only what it missed: the old invalidation is not applied a second time
+    assert restarted.sync is not None and restarted.sync.applied == [fresh["id"]]
