@@ -23,6 +23,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from streaming.resolve import LocalhostResolver
 from streaming.tally import Tally, Tick, percentile
 from streaming.viewer import FetchResult, Viewer
 from streaming.webload import WebClient
@@ -131,7 +132,7 @@ async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
     raise_fd_limit()
     run = Run(plan, Tally())
     connector = aiohttp.TCPConnector(limit=plan.connections or plan.viewers + 16, limit_per_host=0,
-                                     ttl_dns_cache=300)
+                                     ttl_dns_cache=300, resolver=LocalhostResolver())
     timeout = aiohttp.ClientTimeout(total=plan.timeout)
     headers = {"Host": plan.host} if plan.host else {}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,

@@ -80,7 +80,7 @@ async def wait_for_stream(url: str, limit: float = 30.0) -> None:
 async def make_stack() -> AsyncIterator[Callable[..., Any]]:
     servers: list[RunningServer] = []
 
-    async def make(edges: int = 1, stream: dict[str, Any] | None = None, router: bool = False) -> Stack:
+    async def make(edges: int = 1, stream: dict[str, Any] | None = None, router: bool | dict[str, Any] = False) -> Stack:
         settings = MediaOriginSettings.from_options({**LIVE, "streams": {"demo": stream or STREAM}}, where="test")
         origin = await start_server(build_media_origin_app(settings), name="media")
         servers.append(origin)
@@ -96,7 +96,8 @@ async def make_stack() -> AsyncIterator[Callable[..., Any]]:
         stack = Stack(origin, started)
         if router:  # told where the edges ended up listening
             addresses = {name: e.url.removeprefix("http://") for name, e in zip(config.edges, started, strict=True)}
-            routed = streaming_config(origin.url, edges, {"listen": "127.0.0.1:0", "addresses": addresses})
+            more = router if isinstance(router, dict) else {}
+            routed = streaming_config(origin.url, edges, {"listen": "127.0.0.1:0", "addresses": addresses, **more})
             stack.router = await start_server(build_router_app(Router(routed)), name="router")
             servers.append(stack.router)
         return stack

@@ -188,6 +188,18 @@ async def test_viewers_spread_over_edges_and_follow_the_router(make_stack: Calla
     assert set(routed["viewers_by_host"]) <= hosts  # each viewer played from the edge the 302 named
 
 
+async def test_viewers_follow_a_router_to_edge_names_under_localhost(make_stack: Callable[..., Any]) -> None:
+    """With `edge_hostnames` the router sends viewers to "edge-0.localhost:PORT": a name only
+    RFC 6761 resolves (to loopback, as browsers do); the edge takes it as its distribution's."""
+    stack: Stack = await make_stack(edges=1, router={"edge_hostnames": True})
+    assert stack.router is not None
+    port = stack.edges[0].public.port
+    plan = LoadPlan((f"http://localhost:{stack.router.port}",), MASTER, viewers=4, duration=4, ramp=50)
+    routed = summarize(await run_load(plan, progress=None))
+    assert routed["errors"] == {} and routed["startup"]["never_started"] == 0
+    assert set(routed["viewers_by_host"]) == {f"edge-0.localhost:{port}"}
+
+
 async def test_a_two_rendition_ladder_plays_through_the_edge(make_stack: Callable[..., Any]) -> None:
     ladder = {**STREAM, "renditions": [{"name": "lo", "width": 160, "height": 90, "bitrate": 100_000},
                                        {"name": "hi", "width": 320, "height": 180, "bitrate": 300_000}]}
