@@ -299,7 +299,8 @@ def _print_summary(config: CdnConfig) -> None:
         lines.append(f"  origin {origin.id:<12} {origin.kind:<6} {where}")
     for edge in config.edges.values():
         region = f" region {edge.region}" if edge.region else ""
-        lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{region}")
+        admin = f", dashboard http://{edge.admin_listen}/" if edge.admin_listen else ""
+        lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{region}{admin}")
     if config.router is not None:
         dns = f", DNS on udp {config.router.dns_listen}" if config.router.dns_listen else ""
         lines.append(f"  router {'':<12} http://{config.router.listen}/ (302 to the nearest healthy edge{dns})")
