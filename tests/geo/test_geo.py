@@ -16,19 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from web_dist.geo import (
+from web_dist.geo import format_table, write_html
+from web_dist.netns import (
     NS_PREFIX,
     DelayRelay,
     Geography,
-    TopologyError,
     _namespaces,
-    format_table,
-    load_topology,
     netns_available,
-    parse_topology,
     remove_stale_namespaces,
-    write_html,
 )
+from web_dist.topology import TopologyError, load_topology, parse_topology
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = 0.5  # half the real delays: still far above scheduling noise, twice as quick

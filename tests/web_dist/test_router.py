@@ -22,7 +22,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from edge.app import build_edge_app
 from web_dist.config import CdnConfig, parse_config
-from web_dist.geo import DelayRelay
+from web_dist.netns import DelayRelay
 from web_dist.router import EdgeState, LatencyTable, Router, build_router_app, rank_edges, region_of
 from web_dist.server import RunningServer, start_server
 
