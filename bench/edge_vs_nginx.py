@@ -45,7 +45,7 @@ TARGETS = {"1KiB": 0.5, "1MiB": 1.0}  # edge/nginx the issue asks for
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.edge_vs_nginx", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=DURATION, help="seconds per wrk run (default %(default)s)")
-    parser.add_argument("--repeat", type=int, default=1, help="rounds; figures are medians (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; figures are medians (default %(default)s)")
     parser.add_argument("--out", type=Path, default=results_dir() / "edge_vs_nginx.json")
     args = parser.parse_args(argv)
     report = run(args.duration, args.repeat)

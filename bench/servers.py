@@ -145,13 +145,13 @@ def run(duration: int, repeat: int) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     lines = ["", f"edge hit path, 1 KiB, wrk {report['settings']['wrk']}, median of {report['settings']['repeat']}", "",
-             f"{'server':<22} {'req/s':>9} {'x base':>7} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8} {'errors':>6}  load"]
+             f"{'server':<28} {'req/s':>9} {'x base':>7} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8} {'errors':>6}  load"]
     for name, m in report["results"].items():
         ratio = f"{m['vs_baseline']:.2f}" if m["vs_baseline"] is not None else "-"
-        lines.append(f"{name:<22} {m['requests_per_s']:>9,.0f} {ratio:>7} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+        lines.append(f"{name:<28} {m['requests_per_s']:>9,.0f} {ratio:>7} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
                      f"{m['peak_rss_kib'] / 1024:>8.1f} {m['errors']:>6}  {m['load']}")
     for name, why in report["skipped"].items():
-        lines.append(f"{name:<22} skipped: {why}")
+        lines.append(f"{name:<28} skipped: {why}")
     return "\n".join(lines)
 
 
