@@ -208,11 +208,19 @@ class Viewer:
         sample = size * 8 / max(seconds, 1e-3)
         self.estimate = sample if self.estimate is None else EWMA * sample + (1 - EWMA) * self.estimate
         choice = choose_rendition(self.variants, self.estimate)
-        at_boundary = self.position is None or self.position[1] == 0  # the next starts a segment
+        at_boundary = self._at_segment_boundary()  # a switch lands where the next segment starts
         if choice != self.rendition and at_boundary:
             self.rendition = choice
             self.switches += 1
             self.playlist = None  # the new rendition's playlist, asked for at our position
+
+    def _at_segment_boundary(self) -> bool:
+        """Is the next unit the start of a segment? (msn, 0), or every part of a finished
+        segment played: LL-HLS positions stay (msn, parts) until the next segment is asked for."""
+        if self.position is None or self.position[1] == 0:
+            return True
+        segment = None if self.playlist is None else self.playlist.segment(self.position[0])
+        return segment is not None and segment.uri is not None and self.position[1] >= len(segment.parts)
 
     # -- HTTP --------------------------------------------------------------------------------
     async def _get(self, url: str) -> FetchResult | None:
