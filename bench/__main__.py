@@ -1,30 +1,23 @@
-"""`python -m bench` (what `make bench` runs): every benchmark, one after the other."""
+"""`python -m bench` (what `make bench` runs): every benchmark, one after the other, each in a
+process of its own so that one's memory (the media soak reports its own RSS) or threads never
+colour another's figures."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
-from bench import (
-    clients,
-    edge_vs_nginx,
-    invalidation,
-    live_relay,
-    loadtest_capacity,
-    media_soak,
-    player_latency,
-    servers,
-    upload,
-    webrtc_relay,
-)
+# The 10-minute media soak (issue 5: memory stays flat) comes last: it is the longest.
+BENCHMARKS = ("edge_vs_nginx", "servers", "clients", "live_relay", "webrtc_relay", "upload", "invalidation",
+              "loadtest_capacity", "player_latency", "media_soak")
 
 
 def main() -> int:
-    # The 10-minute media soak (issue 5: memory stays flat) comes last: it is the longest.
-    for bench in (edge_vs_nginx, servers, clients, live_relay, webrtc_relay, upload, invalidation,
-                  loadtest_capacity, player_latency, media_soak):
-        print(f"\n=== {bench.__name__} ===", flush=True)
-        code = bench.main([])
+    for name in BENCHMARKS:
+        print(f"\n=== bench.{name} ===", flush=True)
+        code = subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False).returncode
         if code:
+            print(f"bench.{name} failed (exit {code})", flush=True)
             return code
     return 0
 
