@@ -22,6 +22,7 @@ from typing import Any, Literal
 import uvicorn
 
 Engine = Literal["uvicorn", "granian"]
+MAX_CONCURRENT_REQUESTS = 65536  # granian: requests served at once (held live requests count)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -138,8 +139,11 @@ def _granian_server(app: Any, sock: socket.socket) -> Any:
             self._shd = holder(os.dup(sock.fileno()), False, self.backlog)
 
     host, port = sock.getsockname()[:2]
+    # granian serves at most `backpressure` requests at once (default backlog / workers, 1024):
+    # an edge holds a blocking playlist reload or a preload-hinted part per live viewer, so
+    # thousands of viewers need thousands at once (measured: past ~1,040 viewers the rest timed out).
     return BoundServer(app, address=host, port=port, interface=Interfaces.ASGI, websockets=False,
-                       backlog=1024, log_enabled=False)
+                       backlog=1024, backpressure=MAX_CONCURRENT_REQUESTS, log_enabled=False)
 
 
 async def _start_granian(app: Any, sock: socket.socket, host: str, name: str) -> RunningServer:
