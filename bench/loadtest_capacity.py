@@ -1,6 +1,6 @@
 """How many LL-HLS viewers one edge holds on this machine, measured with `cdn loadtest`'s viewers.
 
-    .venv/bin/python -m bench.loadtest_capacity [--steps 250,500,1000,1500] [--steady 20]
+    .venv/bin/python -m bench.loadtest_capacity [--steps 250,500,1000,1500,2000] [--steady 20]
         [--renditions 2] [--ramp 100] [--segment-seconds 2] [--part-seconds 0.5]
 
 A media origin (test pattern, a 2-rung ABR ladder, one rendition if the ladder will not start)
@@ -140,7 +140,7 @@ def step(edge: str, admin: str, pids: dict[str, int], viewers: int, ramp: float,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest_capacity")
-    parser.add_argument("--steps", default="250,500,1000,1500", help="viewer counts, comma-separated")
+    parser.add_argument("--steps", default="250,500,1000,1500,2000", help="viewer counts, comma-separated")
     parser.add_argument("--steady", type=float, default=20.0, help="seconds held at each step after the ramp")
     parser.add_argument("--ramp", type=float, default=100.0, help="viewers started per second")
     parser.add_argument("--renditions", type=int, choices=[1, 2], default=2)
