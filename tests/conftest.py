@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,3 +30,18 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
     yield _serve
     for server in reversed(running):
         await server.stop()
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
+    """What `proc` printed up to and including the first line with `marker` (`cdn up`'s summary)."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} was never printed; got {''.join(seen)!r}")

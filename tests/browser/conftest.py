@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import read_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -93,20 +94,6 @@ def demo_config(tmp: Path, changes: dict[str, str] = STREAM_CHANGES) -> tuple[Pa
     config = tmp / "cdn.toml"
     config.write_text(text)
     return config, ports
-
-
-def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"`cdn up` never printed {marker!r}; it printed {''.join(seen)!r}")
 
 
 @contextlib.contextmanager

@@ -9,11 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import read_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,20 +45,6 @@ def start_up(config: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-
-
-def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
-    assert proc.stdout is not None
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"{marker!r} not printed; got {''.join(seen)!r}")
 
 
 def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config) -> None:
