@@ -67,7 +67,7 @@ header h1{font-size:18px;margin:0} #state{color:#9aa4b8;font-size:12px}
 main{padding:16px 20px;display:grid;gap:16px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr))}
 section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:12px}
 h2{font-size:13px;margin:0 0 4px;color:#5a6478;text-transform:uppercase;letter-spacing:.04em}
-.big{font-size:28px;font-weight:600} svg{width:100%;height:120px;display:block}
+.big{font-size:28px;font-weight:600} .sub{color:#5a6478;font-size:12px} svg{width:100%;height:120px;display:block}
 polyline{fill:none;stroke:#2f6fde;stroke-width:2;vector-effect:non-scaling-stroke}
 .wide{grid-column:1/-1} table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceff3} td.n,th.n{text-align:right}
@@ -75,7 +75,7 @@ td.key{font-family:ui-monospace,monospace;word-break:break-all}
 </style></head><body>
 <header><h1>edge {{EDGE}}</h1><span id="state">connecting...</span></header>
 <main>
-<section><h2>Hit ratio</h2><div class="big" id="ratio">-</div><svg id="ratio-chart" viewBox="0 0 300 120" preserveAspectRatio="none"><polyline/></svg></section>
+<section><h2>Hit ratio</h2><div class="big" id="ratio">-</div><div id="offload" class="sub">-</div><svg id="ratio-chart" viewBox="0 0 300 120" preserveAspectRatio="none"><polyline/></svg></section>
 <section><h2>Requests / s</h2><div class="big" id="rps">-</div><svg id="rps-chart" viewBox="0 0 300 120" preserveAspectRatio="none"><polyline/></svg></section>
 <section><h2>Bandwidth</h2><div class="big" id="bw">-</div><svg id="bw-chart" viewBox="0 0 300 120" preserveAspectRatio="none"><polyline/></svg></section>
 <section><h2>Cache</h2><table id="tiers"><tbody></tbody></table></section>
@@ -138,6 +138,8 @@ function render(m) {
   }
   last = m;
   document.getElementById("ratio").textContent = (m.hit_ratio * 100).toFixed(1) + " %";
+  document.getElementById("offload").textContent =
+    "origin offload " + ((m.offload_ratio || 0) * 100).toFixed(1) + " % (hits and collapsed misses)";
   document.getElementById("rps").textContent = (series.rps.at(-1) ?? 0).toFixed(1);
   document.getElementById("bw").textContent = bytes(series.bw.at(-1) ?? 0) + "/s";
   chart("ratio-chart", series.ratio, 1);

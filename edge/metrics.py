@@ -136,6 +136,12 @@ class EdgeMetrics:
                 hits += n
         return hits / total if total else 0.0
 
+    def offload_ratio(self) -> float:
+        """Share of requests that cost the origin nothing: hits, and misses collapsed onto
+        another request's fetch (the hit ratio counts those as misses, as Cache-Status does)."""
+        total = sum(n for n, _ in self.responses.values())
+        return max(0.0, 1 - self.origin_requests / total) if total else 0.0
+
     def snapshot(self, top: int = 20) -> dict[str, Any]:
         """Everything counted so far as JSON-ready values (the dashboard's /metrics.json)."""
         by_dist: dict[str, dict[str, int]] = {}
@@ -157,6 +163,7 @@ class EdgeMetrics:
             "bytes_out": bytes_out,
             "bytes_out_total": sum(bytes_out.values()),
             "hit_ratio": round(self.hit_ratio(), 4),
+            "offload_ratio": round(self.offload_ratio(), 4),
             "origin_requests": self.origin_requests,
             "origins": self._origins_snapshot(),
             "cache": tiers,
@@ -206,6 +213,9 @@ class _EdgeCollector:
             yield family
         yield GaugeMetricFamily("cdn_edge_hit_ratio", "Share of requests served from cache since start",
                                 value=m.hit_ratio())
+        yield GaugeMetricFamily("cdn_edge_offload_ratio",
+                                "Share of requests since start that made no origin request (hits and collapsed misses)",
+                                value=m.offload_ratio())
         yield from self._origin_families()
         yield from self._tier_families()
         yield from m.live.families()

@@ -77,6 +77,24 @@ async def test_prometheus_page_counts_a_miss_and_two_hits(rig: EdgeRig, serve: C
     assert got["cdn_edge_cache_evictions_total", (("tier", "memory"),)] == 0
 
 
+async def test_collapsed_misses_count_as_offload_not_as_hits(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    gate = asyncio.Event()
+    rig.origin.set("/cold", b"x", gate=gate)
+    viewers = [asyncio.create_task(rig.get("/cold")) for _ in range(5)]
+    for _ in range(500):  # the other four join the first one's fetch
+        if rig.app.flow.flights.collapsed == 4:
+            break
+        await asyncio.sleep(0.01)
+    gate.set()
+    assert [r.status_code for r in await asyncio.gather(*viewers)] == [200] * 5
+    assert rig.origin.hits["/cold"] == 1
+    got = samples((await rig.client.get(admin + "/metrics")).text)
+    assert got["cdn_edge_hit_ratio", ()] == 0  # five misses, as Cache-Status says
+    assert got["cdn_edge_offload_ratio", ()] == pytest.approx(4 / 5)  # but one origin request
+    assert (await rig.client.get(admin + "/metrics.json")).json()["offload_ratio"] == pytest.approx(0.8)
+
+
 async def test_json_counts_on_the_admin_port(rig: EdgeRig, serve: Callable[..., Any]) -> None:
     admin = await admin_url(rig, serve)
     await a_miss_and_two_hits(rig)
