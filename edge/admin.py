@@ -161,8 +161,8 @@ function render(m) {
   const live = document.querySelector("#live tbody");
   live.replaceChildren();
   for (const [name, st] of streams) {
-    const per = st.origin_requests_per_object || {};
-    const f = (k) => (per[k] === undefined ? "-" : Number(per[k]).toFixed(2));
+    const per = st.origin_requests_per_object || {}, seen = st.objects_fetched || {};
+    const f = (k) => (per[k] === undefined || !seen[k] ? "-" : Number(per[k]).toFixed(2));
     row(live, [[name, "key"], [String(st.viewers), "n"], [String(st.webrtc_viewers || 0), "n"], [bytes(st.egress_bytes), "n"],
                [f("segment"), "n"], [f("part"), "n"], [f("playlist"), "n"]]);
   }

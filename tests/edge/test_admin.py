@@ -189,7 +189,7 @@ async def test_dashboard_renders_in_headless_chromium(rig: EdgeRig, serve: Calla
     assert 'data-polls="' in text, "the page never polled /metrics.json"
     assert "66.7 %" in text and "site:/a" in text
     live_row = re.search(r'<table id="live">.*?<tbody>(.*?)</tbody>', text, re.S)
-    assert live_row and re.findall(r"<td[^>]*>([^<]*)</td>", live_row.group(1))[:5] == ["/live/show", "3", "0", "2.9 KiB", "1.00"]
+    assert live_row and re.findall(r"<td[^>]*>([^<]*)</td>", live_row.group(1))[:7] == ["/live/show", "3", "0", "2.9 KiB", "1.00", "-", "-"]
     state = re.search(r'id="state"[^>]*>([^<]*)<', text)
     assert state and state.group(1).startswith("updated "), state and state.group(1)
 
