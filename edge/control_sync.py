@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from web_dist.config import ConfigError, ControlConfig, parse_config
-from web_dist.invalidation import Event, path_problem
+from web_dist.invalidation import Event, new_id, path_problem
 
 if TYPE_CHECKING:
     from edge.flow import EdgeFlow
@@ -118,18 +118,15 @@ class ControlSync:
         if path_problem(path):
             log.warning("%s: %r cannot be sent as an invalidation path", self.flow.name, path)
             return
-        event = Event(_local_id(), "invalidation", dist_id, (path,), created=self.clock(), origin_edge=self.flow.name)
+        event = Event(new_id("E"), "invalidation", dist_id, (path,), created=self.clock(), origin_edge=self.flow.name)
         task = asyncio.create_task(self._publish(event))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
 
     async def _publish(self, event: Event) -> None:
         try:
-            dist = next((d for d in self.flow.config.distributions if d.id == event.distribution), None)
+            dist = self.flow.config.distribution(event.distribution)
             await self.feed.publish(event, dist.edges if dist is not None else (self.flow.name,))
         except Exception as exc:
             log.warning("%s: could not publish the invalidation of %s: %s", self.flow.name, event.paths[0], exc)
 
-
-def _local_id() -> str:
-    return "E" + "".join(random.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", k=13))

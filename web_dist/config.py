@@ -49,6 +49,9 @@ _DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0
 _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names file and key."""
 
@@ -84,7 +87,7 @@ class EdgeLocation:
     server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
     # WebRTC (WHEP) viewers: a stream's pull from the origin outlives its last viewer this long
     webrtc_grace: float = 5.0
     webrtc_max_viewers: int = 1000  # more get 503
@@ -132,7 +135,7 @@ class GeoRestriction:
 
     mode: Literal["allow", "deny"]
     regions: frozenset[str]
-    networks: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = ()
+    networks: tuple[tuple[Network, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,6 @@ class Distribution:
     def default_behavior(self) -> CacheBehavior:
         return self.behaviors[-1]
 
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,9 @@ class CdnConfig:
     origin_groups: Mapping[str, OriginGroup] = field(default_factory=lambda: MappingProxyType({}))
     router: RouterConfig | None = None
     control: ControlConfig | None = None
+
+    def distribution(self, dist_id: str) -> Distribution | None:
+        return next((d for d in self.distributions if d.id == dist_id), None)
 
     def distributions_of(self, edge: str) -> tuple[Distribution, ...]:
         return tuple(d for d in self.distributions if edge in d.edges)
@@ -578,19 +582,24 @@ def _geo_restriction(r: _Reader, where: str, body: Any) -> GeoRestriction:
     if not isinstance(body, dict):
         raise r.fail(where, "must be a table")
     r.keys(body, where, {"mode", "regions", "networks"})
-    networks: list[tuple[Network, str]] = []
-    raw_networks = r.get(body, where, "networks", dict, {})
-    for cidr in raw_networks:
-        try:
-            network = ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            raise r.fail(f"{where}.networks.{cidr}", f"not a network in CIDR form: {exc}") from None
-        networks.append((network, r.get(raw_networks, f"{where}.networks", cidr, str)))
     return GeoRestriction(
         mode=r.get(body, where, "mode", str, ..., _one_of(("allow", "deny"))),
         regions=frozenset(r.strings(body, where, "regions")),
-        networks=tuple(networks),
+        networks=_region_map(r, where, "networks", body),
     )
+
+
+def _region_map(r: _Reader, where: str, key: str, body: dict[str, Any]) -> tuple[tuple[Network, str], ...]:
+    """A table of CIDR = region (`[router.regions]`, a geo restriction's `networks`), each checked."""
+    raw = r.get(body, where, key, dict, {})
+    regions: list[tuple[Network, str]] = []
+    for cidr in raw:
+        try:
+            network = ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            raise r.fail(f"{where}.{key}.{cidr}", f"not a network in CIDR form: {exc}") from None
+        regions.append((network, r.get(raw, f"{where}.{key}", cidr, str)))
+    return tuple(regions)
 
 
 def _control(r: _Reader, body: Any) -> ControlConfig:
@@ -621,14 +630,7 @@ def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterC
         raise r.fail("router", "must be a table")
     r.keys(body, "router", {"listen", "dns_listen", "health_interval", "health_timeout", "dns_ttl",
                             "regions", "nearby", "addresses", "edge_hostnames"})
-    regions: list[tuple[Network, str]] = []
-    raw_regions = r.get(body, "router", "regions", dict, {})
-    for cidr in raw_regions:
-        try:
-            network = ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            raise r.fail(f"router.regions.{cidr}", f"not a network in CIDR form: {exc}") from None
-        regions.append((network, r.get(raw_regions, "router.regions", cidr, str)))
+    regions = _region_map(r, "router", "regions", body)
     raw_nearby = r.get(body, "router", "nearby", dict, {})
     nearby = {region: r.strings(raw_nearby, "router.nearby", region) for region in raw_nearby}
     addresses = r.get(body, "router", "addresses", dict, {})
@@ -642,7 +644,7 @@ def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterC
         health_interval=r.get(body, "router", "health_interval", float, 2.0, _positive),
         health_timeout=r.get(body, "router", "health_timeout", float, 1.0, _positive),
         dns_ttl=r.get(body, "router", "dns_ttl", int, 5, _not_negative),
-        regions=tuple(regions),
+        regions=regions,
         nearby=MappingProxyType(nearby),
         addresses=MappingProxyType(dict(addresses)),
         edge_hostnames=r.get(body, "router", "edge_hostnames", bool, False),

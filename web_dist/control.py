@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import secrets
 import time
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -38,13 +38,13 @@ from web_dist.invalidation import (
     InvalidRequest,
     check_paths,
     check_tags,
+    new_id,
 )
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_BODY = 4 * 1024 * 1024
 MAX_WAIT = 30.0
-ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 class ControlPlane:
@@ -57,7 +57,7 @@ class ControlPlane:
         self.clock = clock
 
     async def submit(self, dist_id: str, kind: EventKind, body: Any) -> Invalidation:
-        dist = next((d for d in self.config.distributions if d.id == dist_id), None)
+        dist = self.config.distribution(dist_id)
         if dist is None:
             raise LookupError(f"no distribution named {dist_id!r}")
         if not isinstance(body, dict):
@@ -71,7 +71,7 @@ class ControlPlane:
         assert self.config.control is not None
         paths = check_paths(body.get("paths"), self.config.control.max_paths) if kind == "invalidation" else ()
         tags = check_tags(body.get("tags")) if kind == "purge" else ()
-        event = Event(_new_id("I" if kind == "invalidation" else "P"), kind, dist_id, paths, tags, soft,
+        event = Event(new_id("I" if kind == "invalidation" else "P"), kind, dist_id, paths, tags, soft,
                       self.clock(), origin_edge=origin_edge)
         await self.log.publish(event, dist.edges)
         found = await self.log.record(event.id)
@@ -89,10 +89,9 @@ class ControlPlane:
             raise InvalidRequest(f"not valid TOML: {exc}") from None
         except ConfigError as exc:
             raise InvalidRequest(str(exc)) from None
-        event = Event(_new_id("C"), "config", created=self.clock(), config=text)
+        event = Event(new_id("C"), "config", created=self.clock(), config=text)
         await self.log.publish(event, tuple(config.edges))
-        self.config = CdnConfig(config.source, config.origins, config.edges, config.distributions,
-                                config.origin_groups, config.router, self.config.control)
+        self.config = replace(config, control=self.config.control)
         return event
 
 
@@ -251,5 +250,3 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _new_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(13))

@@ -91,10 +91,16 @@ class MemoryEventLog:
         return self._records.get(event_id)
 
     async def mark_applied(self, event_id: str, edge: str, at: float) -> None:
-        found = self._records.get(event_id)
-        if found is not None and edge in found.edges and edge not in found.applied:
-            self._records[event_id] = Invalidation(found.event, found.edges, {**found.applied, edge: at})
+        if self._set_applied(event_id, edge, at):
             self._write({"t": "applied", "id": event_id, "edge": edge, "at": at})
+
+    def _set_applied(self, event_id: str, edge: str, at: float) -> bool:
+        """Record `edge`'s first application of the event; False when there is nothing new."""
+        found = self._records.get(event_id)
+        if found is None or edge not in found.edges or edge in found.applied:
+            return False
+        self._records[event_id] = Invalidation(found.event, found.edges, {**found.applied, edge: at})
+        return True
 
     def advance(self, edge: str, seq: int) -> None:
         """The edge has applied everything up to `seq`: a restarted edge resumes after it."""
@@ -109,6 +115,7 @@ class MemoryEventLog:
             self._journal.flush()
 
     def _replay(self, lines: list[str]) -> None:
+        """Apply the journal's lines (before it is opened, so nothing is written back)."""
         for number, text in enumerate(lines, 1):
             try:
                 line = json.loads(text)
@@ -116,12 +123,9 @@ class MemoryEventLog:
                     self._seq = max(self._seq, int(line["seq"]))
                     self._add(int(line["seq"]), Event.from_json(line["event"]), tuple(line["edges"]))
                 elif line["t"] == "applied":
-                    found = self._records.get(line["id"])
-                    if found is not None and line["edge"] not in found.applied:
-                        applied = {**found.applied, str(line["edge"]): float(line["at"])}
-                        self._records[line["id"]] = Invalidation(found.event, found.edges, applied)
+                    self._set_applied(str(line["id"]), str(line["edge"]), float(line["at"]))
                 elif line["t"] == "advance":
-                    self._cursors[str(line["edge"])] = max(int(line["seq"]), self._cursors.get(line["edge"], 0))
+                    self.advance(str(line["edge"]), int(line["seq"]))
             except (ValueError, KeyError, TypeError) as exc:  # a line cut short by a crash: skip it
                 log.warning("control journal %s line %d skipped: %s", self._journal_path, number, exc)
 
@@ -182,11 +186,11 @@ class RedisEventLog:
         await self._redis.aclose()
 
     async def publish(self, event: Event, edges: tuple[str, ...]) -> None:
-        async with self._mapped():
+        async with _RedisErrors():
             await publish_to_redis(self._redis, self.keys, event, edges)
 
     async def record(self, event_id: str) -> Invalidation | None:
-        async with self._mapped():
+        async with _RedisErrors():
             raw = await self._redis.get(self.keys.record(event_id))
             if raw is None:
                 return None
@@ -197,16 +201,13 @@ class RedisEventLog:
         return Invalidation(Event.from_json(body["event"]), edges, applied_by(edges, times))
 
     async def mark_applied(self, event_id: str, edge: str, at: float) -> None:
-        async with self._mapped():
+        async with _RedisErrors():
             await self._redis.hsetnx(self.keys.applied(event_id), edge, repr(at))
 
     async def current_config(self) -> str | None:
-        async with self._mapped():
+        async with _RedisErrors():
             value = await self._redis.get(self.keys.config)
             return None if value is None else str(value)
-
-    def _mapped(self) -> _RedisErrors:
-        return _RedisErrors()
 
 
 async def publish_to_redis(client: Any, keys: RedisKeys, event: Event, edges: tuple[str, ...]) -> None:

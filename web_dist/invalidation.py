@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -164,3 +165,11 @@ class RedisKeys:
 def resolve_token(token: str | None, token_env: str, environ: Mapping[str, str]) -> str | None:
     """The control API token: from the config, else from the named environment variable."""
     return token or environ.get(token_env) or None
+
+
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def new_id(prefix: str) -> str:
+    """An invalidation's id: the prefix (I, P, C, or E for one an edge published) and 13 letters."""
+    return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(13))

@@ -28,6 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from web_dist.config import Network
+
 # Query parameters that carry a signature; they never reach the origin or the cache key.
 SIGNING_PARAMS = frozenset({"Expires", "Signature", "Key-Pair-Id", "Policy", "Hash-Algorithm"})
 COOKIE_PREFIX = "CloudFront-"
@@ -35,7 +37,6 @@ MAX_POLICY_BYTES = 4096
 _TO_CF = str.maketrans("+=/", "-_~")
 _FROM_CF = str.maketrans("-_~", "+=/")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class PolicyError(ValueError):
@@ -62,9 +63,9 @@ def cf_b64decode(text: str) -> bytes:
 
 
 def canned_policy(resource: str, expires: int) -> bytes:
-    """The exact bytes CloudFront signs for a canned policy (no whitespace, this key order)."""
-    statement = {"Resource": resource, "Condition": {"DateLessThan": {"AWS:EpochTime": expires}}}
-    return json.dumps({"Statement": [statement]}, separators=(",", ":")).encode()
+    """The exact bytes CloudFront signs for a canned policy (no whitespace, this key order):
+    a custom policy with only a resource and an expiry."""
+    return custom_policy(Policy(resource, expires))
 
 
 def custom_policy(policy: Policy) -> bytes:
