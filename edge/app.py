@@ -47,7 +47,7 @@ class EdgeApp:
             if scope["path"].startswith(ADMIN_PREFIX):
                 await self.admin(scope, receive, send)  # type: ignore[arg-type]
                 return
-            if scope["path"].startswith("/whep/") and self.whep.serves(scope):
+            if self.whep.serves(scope):
                 await self.whep(scope, receive, send)
                 return
             await self.flow.handle(_edge_request(scope, receive), send)

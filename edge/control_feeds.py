@@ -48,11 +48,7 @@ class HttpFeed:
             ids = []
             for item in body["events"]:
                 event = Event.from_json(item["event"])
-                if event.kind == "config":
-                    sync.adopt_config(event.config)
-                    sync.applied.append(event.id)
-                else:
-                    await sync.apply(event)
+                await sync.apply(event)
                 ids.append(event.id)
             if ids or after is None:
                 await self._call("POST", "/events/applied",
@@ -107,11 +103,7 @@ class RedisFeed:
                 event = Event.from_json(fields["event"])
                 mine = event.origin_edge == self.edge
                 if not mine and not await self._redis.hexists(self.keys.applied(event.id), self.edge):
-                    if event.kind == "config":
-                        sync.adopt_config(event.config)
-                        sync.applied.append(event.id)
-                    else:
-                        await sync.apply(event)
+                    await sync.apply(event)
                 pipe = self._redis.pipeline(transaction=True)
                 if not mine:
                     pipe.hsetnx(self.keys.applied(event.id), self.edge, repr(self.clock()))

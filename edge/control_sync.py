@@ -73,12 +73,14 @@ class ControlSync:
 
     async def apply(self, event: Event) -> None:
         """Apply one event to this edge's cache (or, for a config, to its routing)."""
+        if event.kind == "config":  # adopted unless it is the config this edge already runs
+            self.adopt_config(event.config)
+            self.applied.append(event.id)
+            return
         if event.kind == "invalidation":
             count = await self.flow.invalidate(event.distribution, list(event.paths), soft=event.soft)
-        elif event.kind == "purge":
-            count = await self.flow.purge_tags(list(event.tags), soft=event.soft, dist_id=event.distribution)
         else:
-            count = self._reconfigure(event.config)
+            count = await self.flow.purge_tags(list(event.tags), soft=event.soft, dist_id=event.distribution)
         self.applied.append(event.id)
         log.info("%s applied %s %s (%d objects)", self.flow.name, event.kind, event.id, count)
 
@@ -87,15 +89,13 @@ class ControlSync:
         if text and text != self._config_text:
             self._reconfigure(text)
 
-    def _reconfigure(self, text: str) -> int:
+    def _reconfigure(self, text: str) -> None:
         self._config_text = text
         try:
             config = parse_config(tomllib.loads(text), self.flow.config.source)
             self.flow.reconfigure(config)
         except (tomllib.TOMLDecodeError, ConfigError, ValueError) as exc:
             log.error("%s: published config not applied: %s", self.flow.name, exc)
-            return 0
-        return 1
 
     async def _run(self) -> None:
         delay = self.backoff[0]

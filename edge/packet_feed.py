@@ -189,7 +189,6 @@ class StreamFeeds:
         self._headers = {"user-agent": user_agent}
         self._feeds: dict[tuple[str, str], StreamFeed] = {}
         self._opening: dict[tuple[str, str], asyncio.Task[StreamFeed]] = {}
-        self.pulls = 0  # upstream GETs of a feed made so far
 
     async def acquire(self, dist_id: str, origins: Sequence[Origin], stream: str) -> StreamFeed:
         """The running feed of `stream`, started if need be; FeedUnavailable if there is none."""
@@ -229,7 +228,6 @@ class StreamFeeds:
             asyncio.get_running_loop().create_task(feed.stop())
 
     async def _open(self, key: tuple[str, str], origins: Sequence[Origin], stream: str) -> StreamFeed:
-        self.pulls += 1
         try:
             response = await self.upstream.request(origins, "GET", feed_path(stream), self._headers)
         except UpstreamError as exc:

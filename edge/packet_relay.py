@@ -27,14 +27,11 @@ class RelayViewer(Generic[T]):
         self._queues: dict[str, asyncio.Queue[T | None]] = {
             kind: asyncio.Queue(queue_packets) for kind in kinds
         }
+        self.kinds = tuple(self._queues)  # read for every packet published: made once
         self.joined = not waits_for_keyframe
         self.dropped = False  # cut off for being too slow
         self.ended = False  # the end marker was queued
         self.on_drop = on_drop
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(self._queues)
 
     def queued(self) -> int:
         return sum(queue.qsize() for queue in self._queues.values())
@@ -72,7 +69,6 @@ class PacketRelay(Generic[T]):
         self.queue_packets = queue_packets
         self.viewers: set[RelayViewer[T]] = set()
         self.ended = False
-        self.published = 0
         self.dropped = 0
 
     def join(self, kinds: Iterable[str] | None = None,
@@ -91,7 +87,6 @@ class PacketRelay(Generic[T]):
         self.viewers.discard(viewer)
 
     def publish(self, kind: str, item: T, keyframe: bool = False) -> None:
-        self.published += 1
         for viewer in list(self.viewers):
             if not viewer.joined:
                 if kind != VIDEO or not keyframe:

@@ -113,9 +113,9 @@ class WhepSession:
             self._viewer = self.feed.relay.join(self.kinds, on_drop=self.ended)
         return self._viewer
 
-    async def answer(self, offer: str) -> str:
+    async def answer(self, offer: str, offered: tuple[str, ...]) -> str:
         # an unmatched transceiver breaks aiortc's answer: only the kinds both sides have
-        for kind in [k for k in self.feed.relay.kinds if k in offered_kinds(offer)]:
+        for kind in [k for k in self.feed.relay.kinds if k in offered]:
             transceiver = self.pc.addTransceiver(RelayTrack(kind, self), "sendonly")
             transceiver.setCodecPreferences([
                 codec for codec in RTCRtpSender.getCapabilities(kind).codecs
@@ -207,7 +207,7 @@ class WhepService:
             return _error(413, f"the offer is larger than {MAX_OFFER_BYTES} bytes")
         try:
             offer = body.decode("utf-8")
-            offered_kinds(offer)
+            offered = offered_kinds(offer)
         except (UnicodeDecodeError, ValueError) as exc:
             return _error(400, f"bad SDP offer: {exc}")
         if len(self.sessions) >= self.settings.max_sessions:
@@ -216,12 +216,12 @@ class WhepService:
             feed = await self.feeds.acquire(dist.id, self.config.origins_of(dist.origin), stream)
         except FeedUnavailable as exc:
             return _error(exc.status, exc.message)
-        return await self._start_session(stream, feed, offer)
+        return await self._start_session(stream, feed, offer, offered)
 
-    async def _start_session(self, stream: str, feed: StreamFeed, offer: str) -> Response:
+    async def _start_session(self, stream: str, feed: StreamFeed, offer: str, offered: tuple[str, ...]) -> Response:
         session = WhepSession(self, stream, feed)
         try:
-            answer = await session.answer(offer)
+            answer = await session.answer(offer, offered)
         except asyncio.CancelledError:  # the viewer hung up: give the feed back all the same
             session.ended()
             raise
