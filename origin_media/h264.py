@@ -5,11 +5,11 @@ Encoders (libx264) and MPEG-TS speak Annex B; MP4/FLV speak AVCC. Pure byte func
 
 from __future__ import annotations
 
+import functools
 import struct
 
 NAL_SPS = 7
 NAL_PPS = 8
-NAL_IDR = 5
 
 
 def split_annexb(data: bytes) -> list[bytes]:
@@ -104,8 +104,15 @@ def annexb_to_avcc(data: bytes) -> bytes:
 
 def avcc_to_annexb(data: bytes, config: bytes, keyframe: bool) -> bytes:
     """Annex B access unit; keyframes get SPS/PPS in front so a TS viewer can join there."""
-    sps, pps, length_size = parse_avcc_config(config)
+    sps, pps, length_size = _parameters(config)
     units = split_avcc(data, length_size)
     if keyframe:
         units = [*sps, *pps, *units]
     return join_annexb(units)
+
+
+@functools.lru_cache(maxsize=16)
+def _parameters(config: bytes) -> tuple[tuple[bytes, ...], tuple[bytes, ...], int]:
+    """`parse_avcc_config`, once per session's avcC rather than once per video packet."""
+    sps, pps, length_size = parse_avcc_config(config)
+    return tuple(sps), tuple(pps), length_size

@@ -243,7 +243,6 @@ class TsHub:
     def __init__(self) -> None:
         self._readers: set[asyncio.Queue[TsChunk | None]] = set()
         self._waiting_keyframe: set[asyncio.Queue[TsChunk | None]] = set()
-        self.end_time = 0  # TS clock at the end of the last session
 
     @property
     def reader_count(self) -> int:

@@ -70,8 +70,6 @@ class LiveWindow:
         self.ended = False
         self.discontinuity_sequence = 0
         self.longest_segment = 0.0
-        self.bytes_total = 0
-        self.last_change = clock()
         self._changed = asyncio.Event()
 
     # ---- writing (from the packager) -------------------------------------------------------
@@ -80,7 +78,6 @@ class LiveWindow:
         for event in events:
             self._apply_one(event)
         self._trim()
-        self.last_change = self._clock()
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -96,7 +93,6 @@ class LiveWindow:
                 self.segments[-1].parts.append(Part(msn, index, independent))
             case pk.ChunkReady(data):
                 self.segments[-1].parts[-1].chunks.append(data)
-                self.bytes_total += len(data)
             case pk.PartClosed(duration):
                 self.segments[-1].parts[-1].duration = duration
             case pk.SegmentClosed(duration):

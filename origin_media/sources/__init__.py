@@ -17,3 +17,15 @@ class SessionSink(Protocol):
     def packet(self, packet: MediaPacket) -> None: ...
 
     def end(self) -> None: ...
+
+
+class Releasable(SessionSink, Protocol):
+    def release(self) -> None: ...
+
+
+class Publishable(Releasable, Protocol):
+    """A stream a publisher (RTMP, WHIP) can claim while it pushes, and release after."""
+
+    name: str
+
+    def claim(self) -> bool: ...

@@ -21,12 +21,12 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import av
 
 from ..media import SessionStart
-from . import SessionSink
+from . import Publishable
 from .demux import map_tracks, to_media_packet
 from .rtmp_sniff import CommandSniffer, Publish, RtmpProtocolError
 
@@ -36,14 +36,6 @@ APP = "live"
 SNIFF_LIMIT = 256 * 1024  # bytes a client may send before naming its key
 IDLE_SECONDS = 10.0  # a publisher silent this long is gone (no FIN on a cut network)
 LISTENER_WAIT = 5.0
-
-
-class Publishable(SessionSink, Protocol):
-    name: str
-
-    def claim(self) -> bool: ...
-
-    def release(self) -> None: ...
 
 
 @dataclass

@@ -111,8 +111,9 @@ class TestPattern:
         self._scale = max(2, w // 80)
         tone = [math.sin(2 * math.pi * 1000 * i / SAMPLE_RATE) * 0.3 for i in range(3 * AUDIO_FRAME)]
         self._tone = array("f", tone).tobytes()  # 3072 samples: a whole number of 1 kHz periods
+        self._tone_twice = self._tone * 2  # a frame may start near the tone's end and wrap
         self._silence = bytes(4 * AUDIO_FRAME)
-        self._chroma: tuple[bytes, bytes] | None = None
+        self._gray: dict[int, bytes] = {}  # neutral chroma plane, by plane size: made once
 
     def video_frame(self, index: int, wall: float) -> av.VideoFrame:
         s = self.settings
@@ -125,7 +126,10 @@ class TestPattern:
         self._overlay(canvas, index, wall)
         y_plane.update(bytes(canvas.pixels))
         for plane in frame.planes[1:]:
-            plane.update(bytes([128]) * plane.buffer_size)
+            gray = self._gray.get(plane.buffer_size)
+            if gray is None:
+                gray = self._gray[plane.buffer_size] = bytes([128]) * plane.buffer_size
+            plane.update(gray)
         frame.pts = index
         return frame
 
@@ -150,8 +154,7 @@ class TestPattern:
         frame.sample_rate = SAMPLE_RATE
         if into_second < BEEP_SECONDS:
             offset = 4 * (start % (3 * AUDIO_FRAME))
-            tone = self._tone + self._tone
-            frame.planes[0].update(tone[offset : offset + 4 * AUDIO_FRAME])
+            frame.planes[0].update(self._tone_twice[offset : offset + 4 * AUDIO_FRAME])
         else:
             frame.planes[0].update(self._silence)
         frame.pts = start

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -33,7 +32,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from ..settings import MediaOriginSettings
-from .whip_encode import Arrival, Releasable, WhipEncoder
+from . import Publishable
+from .whip_encode import Arrival, WhipEncoder
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,6 @@ CORS = {
     "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
     "Access-Control-Expose-Headers": "Location",
 }
-
-
-class Publishable(Releasable, Protocol):
-    name: str
-
-    def claim(self) -> bool: ...
 
 
 @dataclass

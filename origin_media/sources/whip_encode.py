@@ -14,7 +14,6 @@ import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
 
 import av
 
@@ -22,7 +21,7 @@ from .. import encoders
 from ..ladder import LadderEncoder, ladder_session
 from ..media import Track
 from ..settings import SOURCE_RENDITION, RenditionSettings
-from . import SessionSink
+from . import Releasable
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +30,6 @@ AUDIO_RATE = 48_000
 AAC_FRAME = 1024
 IDLE_SECONDS = 10.0  # no frame for this long: the publisher is gone
 FPS_HINT = 30  # rate-control hint; WebRTC frame rates vary
-
-
-class Releasable(SessionSink, Protocol):
-    def release(self) -> None: ...
 
 
 @dataclass(frozen=True)
