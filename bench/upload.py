@@ -33,7 +33,7 @@ from bench.procs import (
     status_kib,
     wait_http,
 )
-from bench.stack import BIN, MIB
+from bench.stack import BIN, MIB, start_origin
 
 BLOCK = bytes(range(256)) * 4096  # 1 MiB
 
@@ -87,11 +87,8 @@ def run(size_mib: int) -> list[dict[str, object]]:
     with tempfile.TemporaryDirectory(prefix="cdn-bench-upload-") as tmp, Children(Path(tmp)) as children:
         folder = Path(tmp)
         (folder / "bucket" / "uploads").mkdir(parents=True)
-        origin_port, edge_port = free_port(), free_port()
-        origin = children.spawn("origin", [str(BIN / "cdn"), "--log-level", "warning", "origin",
-                                           "--root", str(folder / "bucket"), "--listen", f"127.0.0.1:{origin_port}"])
-        wait_http(origin, origin_port)
-        config = write_config(folder, origin_port, edge_port, 2 * size_mib * MIB)
+        origin, edge_port = start_origin(children, folder / "bucket"), free_port()
+        config = write_config(folder, origin.port, edge_port, 2 * size_mib * MIB)
         edge = children.spawn("edge", [str(BIN / "cdn"), "--log-level", "warning", "edge", "--config", str(config),
                                        "--name", "upload-edge"])
         wait_http(edge, edge_port, "/_cdn/health")

@@ -27,6 +27,7 @@ import httpx
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from bench import results_dir
 from bench.procs import Children, free_port, group_pids, machine_load, progress, wait_http
 from bench.stack import BIN
 from edge.whep_offer import pin_host_addresses
@@ -35,9 +36,6 @@ from origin_media.sources.testpattern import _GLYPHS, clock_text
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SEGMENTS = {frozenset(strokes): digit for digit, strokes in _GLYPHS.items()}
 
-
-def results_dir() -> Path:
-    return Path(__file__).resolve().parent / "results"
 
 
 # ---- the burned-in clock ---------------------------------------------------------------------

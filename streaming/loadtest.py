@@ -106,10 +106,14 @@ def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float]) -> Ca
                                    cache_status=response.headers.get("cache-status", ""),
                                    transfer_seconds=done - head)
         except Exception as exc:  # translated here, once, into the kinds the report counts
-            kind = next((k for t, k in ERROR_KINDS if isinstance(exc, t)), type(exc).__name__)
-            return FetchResult(0, b"", url, clock() - started, error=kind)
+            return FetchResult(0, b"", url, clock() - started, error=error_kind(exc))
 
     return fetch
+
+
+def error_kind(exc: BaseException) -> str:
+    """What the report calls a failed request: one of ERROR_KINDS, else the exception's name."""
+    return next((k for t, k in ERROR_KINDS if isinstance(exc, t)), type(exc).__name__)
 
 
 async def read_metrics(session: aiohttp.ClientSession, urls: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -120,7 +124,7 @@ async def read_metrics(session: aiohttp.ClientSession, urls: tuple[str, ...]) ->
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
                 out[url] = await response.json(content_type=None)
         except Exception as exc:
-            out[url] = {"error": next((k for t, k in ERROR_KINDS if isinstance(exc, t)), type(exc).__name__)}
+            out[url] = {"error": error_kind(exc)}
     return out
 
 

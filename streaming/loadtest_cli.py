@@ -80,7 +80,7 @@ def exceeded(figures: Mapping[str, Any], limits: Mapping[str, float | None]) -> 
         if limit is None:
             continue
         key, what = THRESHOLDS[option]
-        value = _dig(figures, key)
+        value = dig(figures, key)
         if value is not None and value > limit:
             failed.append(f"{what} {value:g} > {limit:g}")
     return failed
@@ -154,13 +154,13 @@ def compare(direct: Mapping[str, Any], edges: Mapping[str, Any]) -> dict[str, An
                            "offload": None if through is None or not direct["requests"]
                            else round(1 - through / direct["requests"], 4)}
     for key in ("stall_ratio", "startup.p95", "fetch_p95", "latency_p50", "error_ratio", "request_p95"):
-        a, b = (_dig(r, key) for r in (direct, edges))
+        a, b = (dig(r, key) for r in (direct, edges))
         if a is not None or b is not None:
             out[key] = {"origin": a, "edges": b, "difference": None if a is None or b is None else round(b - a, 4)}
     return out
 
 
-def _dig(figures: Mapping[str, Any], key: str) -> Any:
+def dig(figures: Mapping[str, Any], key: str) -> Any:
     value: Any = figures
     for part in key.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None

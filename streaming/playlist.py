@@ -138,8 +138,7 @@ class _MediaReader:
 
     def current(self) -> Segment:
         if self.pending is None:
-            msn = self.playlist.media_sequence + len(self.playlist.segments)
-            self.pending = Segment(msn, None, 0.0, self.next_date, self.map_uri)
+            self.pending = Segment(self.playlist.next_msn(), None, 0.0, self.next_date, self.map_uri)
         return self.pending
 
     def header(self, name: str, value: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from streaming import charts
 from streaming.loadtest import Run
+from streaming.loadtest_cli import dig
 from streaming.playlist import Variant
 from streaming.tally import percentile
 
@@ -157,18 +158,11 @@ ROWS = (("viewers started", "viewers_started"), ("seconds", "seconds"), ("reques
         ("origin offload", "offload"), ("origin requests per segment", "origin_requests_per_segment"))
 
 
-def _get(figures: dict[str, Any], dotted: str) -> Any:
-    value: Any = figures
-    for key in dotted.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
 def _summary_table(runs: Sequence[dict[str, Any]]) -> str:
     head = "".join(f"<th>{escape(r['label'])}</th>" for r in runs)
     rows = []
     for name, key in ROWS:
-        values = [_get(r, key) for r in runs]
+        values = [dig(r, key) for r in runs]
         if all(v is None for v in values):
             continue
         cells = "".join(f"<td>{escape('-' if v is None else str(v))}</td>" for v in values)

@@ -50,7 +50,6 @@ class Tick:
     """Counts since the previous tick."""
 
     requests: int = 0
-    errors: int = 0
     fetch_seconds: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
 
@@ -77,7 +76,6 @@ class Tally:
 
     def error(self, kind: str) -> None:
         self.errors[kind] += 1
-        self._tick.errors += 1
 
     def media(self, seconds: float, duration: float) -> None:
         self.media_fetches += 1

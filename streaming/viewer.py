@@ -83,7 +83,6 @@ class Viewer:
         self.position: tuple[int, int] | None = None
         self.low_latency = False  # the last playlist offered parts and blocking reload
         self.init_url: str | None = None
-        self.errors = 0
         self.ended = False
         self._reloaded_at = -1e9
         self._last_status = 0
@@ -233,7 +232,6 @@ class Viewer:
         return None
 
     def _fault(self, kind: str) -> None:
-        self.errors += 1
         self.tally.error(kind)
 
 

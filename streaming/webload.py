@@ -57,16 +57,12 @@ class WebClient:
         self.fetch = fetch
         self.tally = tally
         self.think = think
-        self.requests = 0
-        self.errors = 0
 
     async def run(self) -> None:
         while True:
             result = await self.fetch(urljoin(self.base, self.picker.pick()))
-            self.requests += 1
             self.tally.request(len(result.body))
             if result.status == 0 or result.status >= 400:
-                self.errors += 1
                 self.tally.error(result.error or f"http {result.status}")
             else:
                 self.tally.web(result.seconds, cache_outcome(result.cache_status))
