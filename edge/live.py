@@ -127,8 +127,9 @@ class LiveStats:
     def snapshot(self) -> dict[str, Any]:
         now = self.clock()
         webrtc = self.webrtc_viewers()
-        for name in webrtc.keys() - self.streams.keys():  # watched over WebRTC only
-            self._stream(name + "/")
+        # a stream watched over WebRTC only is listed with empty HLS counters, without taking a
+        # place among the MAX_STREAMS counted ones
+        streams = {**dict.fromkeys(webrtc.keys() - self.streams.keys(), StreamStats()), **self.streams}
         return {
             name: {
                 "viewers": s.live_viewers(now, self.window),
@@ -140,7 +141,7 @@ class LiveStats:
                 "objects_fetched": dict(s.distinct),
                 "origin_requests_per_object": {k: round(s.per_object(k), 3) for k in KINDS},
             }
-            for name, s in sorted(self.streams.items())
+            for name, s in sorted(streams.items())
         }
 
     def families(self) -> Iterator[Metric]:
