@@ -59,16 +59,16 @@ def viewer_address(peer: str, forwarded_for: str | None, trusted_proxies: Sequen
     """The client's address: the peer, unless the peer is a trusted proxy, in which case the
     right-most X-Forwarded-For entry not itself a trusted proxy (entries further left were
     written by whoever the client is, and prove nothing)."""
-    if not forwarded_for or not _in_any(peer, trusted_proxies):
+    if not forwarded_for or not in_any(peer, trusted_proxies):
         return peer
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _in_any(hop, trusted_proxies):
+        if not in_any(hop, trusted_proxies):
             return hop
     return hops[0] if hops else peer
 
 
-def _in_any(address: str, networks: Sequence[Network]) -> bool:
+def in_any(address: str, networks: Sequence[Network]) -> bool:
     return any(_in_network(address, n) for n in networks)
 
 

@@ -99,10 +99,19 @@ def build_edge_app(
 
 def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
     headers: dict[str, str] = {}
+    problem: str | None = None
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        if name in headers:
+            if name == "host":
+                problem = "Bad Request: more than one Host header"
+            # RFC 6265 5.4: one Cookie field, pairs joined by "; "; other fields by ", "
+            headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
+        else:
+            headers[name] = value
+    for named in _connection_names(headers.get("connection")):
+        headers.pop(named, None)  # RFC 9110 7.6.1: these were for the hop, not for us to pass on
     raw_path = scope.get("raw_path") or scope["path"].encode()
     path = raw_path.decode("latin-1").split("?", 1)[0]
     client = scope.get("client") or ("-", 0)
@@ -113,7 +122,31 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
         headers=headers,
         client=str(client[0]),
         receive=receive,
+        problem=problem or _host_problem(headers.get("host", "")),
     )
+
+
+def _connection_names(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [t.strip().lower() for t in value.split(",") if t.strip().lower() not in ("", "close", "keep-alive")]
+
+
+def _host_problem(host: str) -> str | None:
+    """Why a Host value is malformed (RFC 9110 7.2: uri-host [":" port]), or None."""
+    name, port = host, ""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return "Bad Request: the Host header is malformed"
+        name, port = host[: end + 1], host[end + 1 :].removeprefix(":")
+        if host[end + 1 :] and not host[end + 1 :].startswith(":"):
+            return "Bad Request: the Host header is malformed"
+    elif ":" in host:
+        name, _, port = host.rpartition(":")
+    if (port and not port.isdigit()) or len(port) > 5 or any(c in name for c in " \t/@?#,"):
+        return "Bad Request: the Host header's port must be a number"
+    return None
 
 
 def _public_admin_app(flow: EdgeFlow) -> Starlette:

@@ -7,7 +7,7 @@ request policy in one), so two requests with one key always get the same origin 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from web_dist.config import CacheBehavior
 
@@ -26,10 +26,33 @@ def forwarded_headers(behavior: CacheBehavior, headers: Mapping[str, str]) -> di
     return {name: headers[name] for name in behavior.header_keys if name in headers}
 
 
+def forwarded_cookies(behavior: CacheBehavior, cookie: str) -> str:
+    """The Cookie header sent to the origin: none, all, or the named cookies, "; "-joined."""
+    if behavior.cookie_keys == "none" or not cookie:
+        return ""
+    pairs = [p.strip() for p in cookie.split(";") if p.strip()]
+    if behavior.cookie_keys != "all":
+        pairs = [p for p in pairs if p.partition("=")[0].strip() in behavior.cookie_keys]
+    return "; ".join(pairs)
+
+
 def cache_key(dist_id: str, behavior: CacheBehavior, path: str, query: str, headers: Mapping[str, str]) -> str:
-    key = f"{dist_id}:{path}"
+    """`dist:path[?query][|name=value...]`, every field escaped so no request can write a
+    separator: the path has no raw `|` or `?`, header values are percent-encoded whole."""
+    key = f"{dist_id}:{key_path(path)}"
     if query:
-        key += "?" + query
+        key += "?" + query  # urlencoded by forwarded_query: no raw '|' either
     for name in behavior.header_keys:
-        key += f"|{name}={headers.get(name, '')}"
+        key += f"|{name}={key_field(headers.get(name, ''))}"
     return key
+
+
+def key_path(path: str) -> str:
+    """The request path as the key holds it: `|` and `?` percent-encoded (RFC 3986 says they
+    mean the same encoded), so a path never forges a variant or a query field."""
+    return path.replace("|", "%7C").replace("?", "%3F")
+
+
+def key_field(value: str) -> str:
+    """A header value inside a key, percent-encoded whole (no '|', '&' or '=' left)."""
+    return quote(value, safe="")

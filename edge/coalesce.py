@@ -26,7 +26,8 @@ class ResponseHead:
     status: int
     headers: Headers
     shared: bool = True  # False: not for other clients (uncacheable); they must fetch their own
-    stored: bool = False
+    stored: bool = False  # being stored (the body is kept as it arrives)
+    confirmed: bool = False  # already stored whole: Cache-Status may say `stored`
     age: int = 0
     vary: tuple[str, ...] = ()  # request headers the response varies on
     upstream_status: str | None = None  # a parent cache's Cache-Status, listed before ours

@@ -83,3 +83,17 @@ def weak_etag(etag: str | None) -> str | None:
     if etag is None or etag.startswith("W/"):
         return etag
     return "W/" + etag
+
+
+def vary_on_coding(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers of an identity answer the edge could have compressed: they say
+    Vary: Accept-Encoding, as the compressed ones do (RFC 9110 12.5.5)."""
+    out: list[tuple[str, str]] = []
+    seen = False
+    for name, value in headers:
+        if name == "vary":
+            seen = True
+            if "accept-encoding" not in value.lower():
+                value += ", Accept-Encoding"
+        out.append((name, value))
+    return out if seen else [*out, ("vary", "Accept-Encoding")]

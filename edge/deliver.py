@@ -87,20 +87,8 @@ async def deliver(
 
 
 def _compressed_headers(headers: Headers, coding: str) -> Headers:
-    out: Headers = []
-    vary_seen = False
-    for name, value in headers:
-        if name == "etag":
-            value = compression.weak_etag(value) or value
-        elif name == "vary":
-            vary_seen = True
-            if "accept-encoding" not in value.lower():
-                value += ", Accept-Encoding"
-        out.append((name, value))
-    out.append(("content-encoding", coding))
-    if not vary_seen:
-        out.append(("vary", "Accept-Encoding"))
-    return out
+    weak = [(n, compression.weak_etag(v) or v) if n == "etag" else (n, v) for n, v in headers]
+    return [*compression.vary_on_coding(weak), ("content-encoding", coding)]
 
 
 def _slice(body: bytes | AsyncIterator[bytes] | None, rng: ByteRange) -> bytes | AsyncIterator[bytes] | None:

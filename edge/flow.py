@@ -19,14 +19,15 @@ from typing import Any
 from urllib.parse import unquote
 
 from edge import compression
-from edge.access import check_access, needs_check, without_signing_params
+from edge.access import in_any, check_access, needs_check, without_signing_params
 from edge.access_log import AccessLog
-from edge.cache_key import cache_key, forwarded_headers, forwarded_query
+from edge.cache_key import cache_key, forwarded_cookies, forwarded_headers, forwarded_query, key_field
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
 from edge.deliver import RECOMPUTED, Answer, Send, deliver
 from edge.disk_store import DiskStore
 from edge.errors import EdgeError, error_body, from_upstream
 from edge.freshness import (
+    parse_cache_control,
     corrected_initial_age,
     decide_lifetime,
     format_http_date,
@@ -57,6 +58,8 @@ NOT_FORWARDED = HOP_BY_HOP | frozenset(
 CDN_ONLY_HEADERS = frozenset({"cache-status", "x-cache", "surrogate-key", "cache-tag"})
 STORED_HEADERS_DROP = frozenset({"age", "set-cookie"}) | CDN_ONLY_HEADERS
 UNCACHEABLE_MEMORY = 30.0  # seconds a "not storable" answer sends its key straight to the origin
+MAX_UNCACHEABLE = 50_000  # keys remembered as not storable, oldest forgotten first
+WHOLE_BEFORE_HEAD = 256 * 1024  # bodies up to this size are read whole before the viewer's head
 MAX_VARY_SPECS = 100_000
 MAX_ROUTES = 10_000
 # Request headers that make a hit more than "send the stored response".
@@ -72,6 +75,7 @@ class EdgeRequest:
     client: str
     receive: Receive
     started: float = field(default_factory=time.perf_counter)
+    problem: str | None = None  # malformed at the protocol level (a 400 before anything else)
 
 
 @dataclass
@@ -168,7 +172,9 @@ class EdgeFlow:
         status, sent, cache = 500, 0, "error"
         try:
             route = self.recv(req)
-            if req.method in ("GET", "HEAD") and not self._remembered_uncacheable(route.primary):
+            if req.method in ("GET", "HEAD") and route.behavior.cookie_keys == "none" and (
+                not self._remembered_uncacheable(route.primary)
+            ):
                 status, sent, cache = await self.lookup(req, route, send)
             else:
                 status, sent, cache = await self.pass_(req, route, send)
@@ -177,11 +183,16 @@ class EdgeFlow:
         except UpstreamError as exc:
             status, sent, cache = await self.deliver_error(send, from_upstream(exc))
         except ClientGone:
-            status, cache = 499, "client-gone"
+            # The server reports a malformed chunked body as a disconnect: answer 400 in case
+            # the viewer is still there (to one who left, nothing is sent).
+            exc = EdgeError(400, "Bad Request: the request body ended early or was malformed")
+            status, sent, cache = await self._try_error(send, exc)
         finally:
             self._log(req, route, cache, status, sent)
 
     def recv(self, req: EdgeRequest) -> Route:
+        if req.problem is not None:
+            raise EdgeError(400, req.problem)
         host = req.headers.get("host", "")
         memo = (host, req.path, req.query)
         known = self._routes.get(memo)
@@ -239,12 +250,14 @@ class EdgeFlow:
             if page is not None:
                 entry = _with_page(entry, page)
         age = int(entry.age(self.clock()))
-        coding = None if "range" in req.headers or entry.status != 200 else self._coding(req, route, entry.headers, len(entry.body))
-        if coding is None and entry.status == 200 and req.headers.keys().isdisjoint(SHAPING_HEADERS):
+        negotiable = entry.status == 200 and self._negotiable(route, entry.headers, len(entry.body))
+        coding = self._coding(req) if negotiable and "range" not in req.headers else None
+        if not negotiable and entry.status == 200 and req.headers.keys().isdisjoint(SHAPING_HEADERS):
             return await self._plain_hit(req, entry, send, detail, age)
         extra = self._stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age)
         body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
-        answer = Answer(entry.status, entry.headers, body, len(body))
+        headers = entry.headers if coding is not None or not negotiable else compression.vary_on_coding(entry.headers)
+        answer = Answer(entry.status, headers, body, len(body))
         status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
         return status, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
@@ -301,7 +314,7 @@ class EdgeFlow:
                 flight.release(cursor)
                 return await self.pass_(req, route, send)
             detail = f"fwd={fwd}; fwd-status={head.status}"
-            detail += ("; stored" if head.stored else "") + ("" if leader else "; collapsed")
+            detail += ("; stored" if head.confirmed else "") + ("" if leader else "; collapsed")
             return await self._deliver_flight(req, route, flight, cursor, head, send, detail)
         finally:
             flight.release(cursor)
@@ -329,7 +342,10 @@ class EdgeFlow:
         else:
             size = _content_length(head.headers)
             answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor), size)
-            coding = self._coding(req, route, head.headers, size)
+            negotiable = head.status == 200 and self._negotiable(route, head.headers, size)
+            coding = self._coding(req) if negotiable else None
+            if negotiable and coding is None:
+                answer.headers = compression.vary_on_coding(head.headers)
             status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
         return status, sent, detail.split(";")[0].removeprefix("fwd=")
 
@@ -371,26 +387,32 @@ class EdgeFlow:
             return
         joined = _joined(resp.headers)
         life = decide_lifetime(
-            resp.status, joined, route.behavior, has_authorization="authorization" in route.forward,
+            resp.status, joined, route.behavior, has_authorization=_sent_authorization(route, req),
             error_ttl=route.dist.error_ttl, now=now,
         )
         vary = vary_names(joined.get("vary"))
         key = self._remember_vary(route, vary, req) if life.store else route.key
         length = resp.content_length
         storing = life.store and (length is None or length <= self._max_object)
-        headers = _with_date(resp.headers, now)
+        headers = _with_date(_shareable(resp.headers, joined), now)
         if not life.store and not (route.dist.kind == "streaming" and resp.status >= 400):
             # (a live part asked for too early is a 404 now and there in a moment: keep coalescing)
-            self._uncacheable[route.primary] = now + UNCACHEABLE_MEMORY
+            self._remember_uncacheable(route.primary)
         if not storing:
             self.flights.forget(flight)
             flight.stop_retaining()
         initial_age = corrected_initial_age(joined, request_time, now)
+        # A small body is read whole before the head goes out, so Cache-Status says `stored`
+        # only of what was (a truncated body raises here: nothing stored, nothing claimed).
+        whole = storing and length is not None and length <= WHOLE_BEFORE_HEAD
+        body = b"".join([c async for c in resp.chunks()]) if whole else b""
         flight.set_head(ResponseHead(
             resp.status, [h for h in headers if h[0] not in CDN_ONLY_HEADERS],
-            shared=life.store, stored=storing, age=int(initial_age), vary=vary,
+            shared=life.store, stored=storing, confirmed=whole, age=int(initial_age), vary=vary,
             upstream_status=joined.get("cache-status"),
         ))
+        if body:
+            flight.feed(body)
         async for chunk in resp.chunks():
             flight.feed(chunk)
             if storing and flight.received > self._max_object:
@@ -481,6 +503,8 @@ class EdgeFlow:
             fwd = "method" if req.method not in ("GET", "HEAD") else "bypass"
             extra = self._stamp(f"{self.name}; fwd={fwd}; fwd-status={resp.status}", 0)
             headers_out = [h for h in resp.headers if h[0] not in ("cache-status", "x-cache")]
+            if route.behavior.cookie_keys == "none":  # cookies are not the origin's to set here
+                headers_out = [h for h in headers_out if h[0] != "set-cookie"]
             answer = Answer(resp.status, headers_out, None if req.method == "HEAD" else resp.chunks(), resp.content_length)
             # Preconditions and ranges were the origin's to judge: send its answer as it is.
             status, sent = await deliver(send, {}, req.method, answer, extra)
@@ -587,14 +611,23 @@ class EdgeFlow:
         return resp
 
     def _fill_headers(self, route: Route, req: EdgeRequest) -> dict[str, str]:
-        """What a fill sends upstream: the viewer's end-to-end headers, less those that would
-        personalise a shared answer, plus the behavior's forwarded headers and Via."""
-        headers = {k: v for k, v in req.headers.items() if k not in NOT_FORWARDED and not k.startswith("x-amz-")}
+        """What a fill sends upstream (CloudFront's origin request policy): the keyed headers,
+        the behavior's `origin_headers`, the cookies it forwards, and the edge's own Via and
+        X-Forwarded-For. Every other viewer header is dropped: an origin that reflected one
+        would otherwise poison the shared object for everybody."""
+        behavior = route.behavior
+        headers = {n: req.headers[n] for n in behavior.origin_headers if n in req.headers and n not in NOT_FORWARDED}
         headers.update(route.forward)
+        if "authorization" in behavior.origin_headers and "authorization" in req.headers:
+            headers["authorization"] = req.headers["authorization"]
+        cookie = forwarded_cookies(behavior, req.headers.get("cookie", ""))
+        if cookie:
+            headers["cookie"] = cookie
         prior_via = req.headers.get("via")
         headers["via"] = f"{prior_via}, 1.1 {self.name} (cdn)" if prior_via else f"1.1 {self.name} (cdn)"
         prior = req.headers.get("x-forwarded-for")
-        headers["x-forwarded-for"] = f"{prior}, {req.client}" if prior else req.client
+        trusted = prior and in_any(req.client, self.edge.trusted_proxies)
+        headers["x-forwarded-for"] = f"{prior}, {req.client}" if trusted else req.client
         if self._parent is not None and "host" in req.headers:
             headers["host"] = req.headers["host"]
         return headers
@@ -630,6 +663,7 @@ class EdgeFlow:
     async def deliver_error(self, send: Send, exc: EdgeError) -> Result:
         body = error_body(exc.status, exc.message, self.name)
         headers = [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store"),
+                   ("x-content-type-options", "nosniff"),
                    ("date", format_http_date(self.clock())), *exc.headers]
         extra = self._stamp(f"{self.name}; fwd=miss; detail=error", 0)
         try:
@@ -638,19 +672,36 @@ class EdgeFlow:
             return exc.status, 0, "error"
         return status, sent, "error"
 
+    async def _try_error(self, send: Send, exc: EdgeError) -> Result:
+        try:
+            status, sent, _ = await self.deliver_error(send, exc)
+        except Exception:  # the connection is gone: there is nobody to tell
+            return 499, 0, "client-gone"
+        return status, sent, "client-gone"
+
     def _stamp(self, cache_status: str, age: int) -> Headers:
         mine = cache_status.rsplit(", ", 1)[-1]
         kind = "Hit" if "; hit" in mine else "RefreshHit" if "fwd-status=304" in mine or "stale-if-error" in mine else "Miss"
         return [("cache-status", cache_status), ("x-cache", f"{kind} from {self.name}"), ("age", str(age))]
 
-    def _coding(self, req: EdgeRequest, route: Route, headers: Headers, size: int | None) -> str | None:
+    def _negotiable(self, route: Route, headers: Headers, size: int | None) -> bool:
+        """Whether the edge compresses this response for viewers who accept it (then every
+        answer of it, identity included, says Vary: Accept-Encoding)."""
         if not route.behavior.compress:
-            return None
-        coding = compression.negotiate(req.headers.get("accept-encoding"))
-        if coding is None:
-            return None
+            return False
         found = dict(headers)
-        return coding if compression.compressible(found.get("content-type"), found.get("content-encoding"), size) else None
+        return compression.compressible(found.get("content-type"), found.get("content-encoding"), size)
+
+    def _coding(self, req: EdgeRequest) -> str | None:
+        return compression.negotiate(req.headers.get("accept-encoding"))
+
+    def _remember_uncacheable(self, key: str) -> None:
+        """Send `key` straight to the origin for a while; the oldest such key is forgotten
+        first, so a stream of distinct uncacheable URLs cannot grow the table."""
+        self._uncacheable.pop(key, None)
+        while len(self._uncacheable) >= MAX_UNCACHEABLE:
+            del self._uncacheable[next(iter(self._uncacheable))]
+        self._uncacheable[key] = self.clock() + UNCACHEABLE_MEMORY
 
     def _remembered_uncacheable(self, key: str) -> bool:
         until = self._uncacheable.get(key)
@@ -705,7 +756,7 @@ def _cache_tags(headers: dict[str, str]) -> tuple[str, ...]:
 
 
 def _variant_key(primary: str, names: tuple[str, ...], headers: dict[str, str]) -> str:
-    return primary + "|vary|" + "&".join(f"{n}={v}" for n, v in _vary_values(names, headers))
+    return primary + "|vary|" + "&".join(f"{n}={key_field(v)}" for n, v in _vary_values(names, headers))
 
 
 def _vary_values(names: tuple[str, ...], headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -723,6 +774,25 @@ def _checked_path(raw: str) -> str:
     if any(seg in ("..", ".") for seg in decoded.split("/")):
         raise EdgeError(400, "Bad Request: the path contains a '.' or '..' segment")
     return decoded
+
+
+def _sent_authorization(route: Route, req: EdgeRequest) -> bool:
+    """Whether the fill carried the viewer's Authorization (RFC 9111 3.5 then limits reuse)."""
+    names = (*route.behavior.header_keys, *route.behavior.origin_headers)
+    return "authorization" in req.headers and "authorization" in names
+
+
+def _shareable(headers: Headers, joined: dict[str, str]) -> Headers:
+    """What of a response may go to more than one viewer: never Set-Cookie (cookies are not
+    forwarded on a fill, so the origin's cookie is nobody's), never the fields named by
+    `no-cache="..."` or `private="..."` (RFC 9111 5.2.2.4, 5.2.2.7)."""
+    named = {"set-cookie"}
+    cc = parse_cache_control([joined.get("cache-control", ""), joined.get("cdn-cache-control", "")])
+    for directive in ("no-cache", "private"):
+        value = cc.directives.get(directive)
+        if value:
+            named |= {f.strip().lower() for f in value.split(",")}
+    return [h for h in headers if h[0] not in named]
 
 
 def _joined(headers: Headers) -> dict[str, str]:

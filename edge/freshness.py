@@ -22,6 +22,7 @@ HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410
 CACHED_ERRORS = frozenset({400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504})
 HEURISTIC_FRACTION = 0.1
 HEURISTIC_CAP = 86400.0
+MAX_AGE = 2**31  # RFC 9111 1.2.2: the largest delta-seconds a cache need keep
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,19 @@ def decide_lifetime(
         return Lifetime(False, reason="authorization")
     if "*" in vary_names(headers.get("vary")):
         return Lifetime(False, reason="vary *")
-    revalidate = cc.has("must-revalidate") or cc.has("proxy-revalidate") or cc.has("no-cache")
+    no_cache = cc.has("no-cache") and not cc.directives["no-cache"]  # with field names: see _shareable
+    # s-maxage carries proxy-revalidate's meaning (RFC 9111 5.2.2.10): no stale answers, unless
+    # the same response grants them explicitly (RFC 5861's stale-while-revalidate / -if-error).
+    stale_granted = cc.has("stale-while-revalidate") or cc.has("stale-if-error")
+    revalidate = (cc.has("must-revalidate") or cc.has("proxy-revalidate") or no_cache
+                  or (cc.has("s-maxage") and not stale_granted))
     explicit = explicit_lifetime(cc, headers)
     if explicit is not None:
         ttl = min(max(explicit, behavior.min_ttl), behavior.max_ttl)
         return Lifetime(True, ttl, "explicit", revalidate)
     if status >= 400:
-        if status in CACHED_ERRORS:
+        # Errors without a stated lifetime: only for the operator's error_ttl (0: never).
+        if status in CACHED_ERRORS and error_ttl > 0:
             return Lifetime(True, error_ttl, "error-ttl", revalidate)
         return Lifetime(False, reason=f"status {status}")
     if status not in HEURISTICALLY_CACHEABLE and not cc.has("public"):
@@ -129,13 +136,14 @@ def decide_lifetime(
 
 
 def explicit_lifetime(cc: CacheControl, headers: Mapping[str, str]) -> float | None:
-    """s-maxage over max-age over Expires - Date; an invalid Expires means already stale."""
+    """no-cache (RFC 9111 5.2.2.4: never reused without revalidation) over s-maxage over max-age
+    over Expires - Date; an invalid Expires means already stale."""
+    if cc.has("no-cache") and not cc.directives["no-cache"]:
+        return 0.0
     for name in ("s-maxage", "max-age"):
         value = cc.seconds(name)
         if value is not None:
             return float(value)
-    if cc.has("no-cache"):
-        return 0.0
     if "expires" not in headers:
         return None
     expires = parse_http_date(headers["expires"])
@@ -174,6 +182,15 @@ def corrected_initial_age(
     leave out apparent_age (now - Date): a skewed origin clock would otherwise age, or even
     expire, every object on arrival.
     """
-    age_value = headers.get("age", "").strip()
-    age = float(age_value) if age_value.isdigit() else 0.0
-    return age + max(0.0, response_time - request_time)
+    return age_value(headers.get("age")) + max(0.0, response_time - request_time)
+
+
+def age_value(header: str | None) -> float:
+    """RFC 9111 5.1: Age is a non-negative integer; of several lines the first counts; any
+    other value makes the response stale (taken as the largest age, 2**31)."""
+    if header is None:
+        return 0.0
+    first = header.split(",", 1)[0].strip()
+    if not first.isascii() or not first.isdigit():
+        return float(MAX_AGE)
+    return float(min(int(first), MAX_AGE))

@@ -26,6 +26,15 @@ HOP_BY_HOP = frozenset(
 )
 
 
+def end_to_end(raw: Sequence[tuple[bytes, bytes]]) -> Headers:
+    """The response's headers, names lower-cased, less hop-by-hop ones and those its
+    Connection header names (RFC 9110 7.6.1): never stored, never forwarded."""
+    headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
+    named = {t.strip().lower() for name, value in headers if name == "connection" for t in value.split(",")}
+    drop = HOP_BY_HOP | named
+    return [(k, v) for k, v in headers if k not in drop]
+
+
 class UpstreamError(Exception):
     """No usable answer from the origin. `kind`: connect, timeout or protocol."""
 
@@ -142,9 +151,4 @@ class OriginClient:
                 compress=None,
                 chunked=None,
             )
-        headers_out = [
-            (k.decode("latin-1").lower(), v.decode("latin-1"))
-            for k, v in response.raw_headers
-            if k.decode("latin-1").lower() not in HOP_BY_HOP
-        ]
-        return UpstreamResponse(response.status, headers_out, response, origin.id)
+        return UpstreamResponse(response.status, end_to_end(response.raw_headers), response, origin.id)

@@ -126,6 +126,13 @@ class CacheBehavior:
     origin: str | None = None
     max_upload_bytes: int | None = None  # a larger PUT/POST body gets 413
     signed: bool = False  # viewers need a signed URL or signed cookies (CloudFront's trusted key groups)
+    # CloudFront's origin request policy: request headers sent to the origin on a fill without
+    # joining the key (header_keys are always sent). Every other viewer header is dropped.
+    origin_headers: tuple[str, ...] = ()
+    # Cookies forwarded to the origin: "none" (the default: Cookie is dropped and Set-Cookie is
+    # removed from responses), "all" or a tuple of names. A behavior that forwards cookies
+    # passes every request to the origin: the answer is that viewer's own.
+    cookie_keys: Literal["none", "all"] | tuple[str, ...] = "none"
 
 
 @dataclass(frozen=True)
@@ -518,7 +525,7 @@ def _behavior(
     if not isinstance(body, dict):
         raise r.fail(where, "must be a table")
     allowed = {"min_ttl", "default_ttl", "max_ttl", "methods", "query_keys", "header_keys", "compress", "origin",
-               "max_upload_bytes", "signed"}
+               "max_upload_bytes", "signed", "origin_headers", "cookie_keys"}
     r.keys(body, where, allowed if default_pattern else allowed | {"path"})
     pattern = "*" if default_pattern else r.get(body, where, "path", str, ..., _pattern_problem)
     min_ttl = r.get(body, where, "min_ttl", float, 0.0, _not_negative)
@@ -538,10 +545,10 @@ def _behavior(
         query = raw_query
     else:
         query = tuple(sorted(r.strings(body, where, "query_keys")))
-    headers = tuple(h.lower() for h in r.strings(body, where, "header_keys", ()))
-    for i, header in enumerate(headers):
-        if not re.match(r"^[a-z0-9!#$%&'*+.^_`|~-]+$", header):
-            raise r.fail(f"{where}.header_keys[{i}]", f"{header!r} is not a header name")
+    headers = _header_names(r, where, body, "header_keys")
+    cookies: Literal["none", "all"] | tuple[str, ...]
+    raw_cookies = body.get("cookie_keys", "none")
+    cookies = raw_cookies if raw_cookies in ("none", "all") else tuple(sorted(r.strings(body, where, "cookie_keys")))
     return CacheBehavior(
         path_pattern=pattern,
         min_ttl=min_ttl,
@@ -554,7 +561,17 @@ def _behavior(
         origin=r.get(body, where, "origin", str, None, _one_of(tuple(origins))),
         max_upload_bytes=r.get(body, where, "max_upload_bytes", int, None, _positive),
         signed=r.get(body, where, "signed", bool, False),
+        origin_headers=_header_names(r, where, body, "origin_headers"),
+        cookie_keys=cookies,
     )
+
+
+def _header_names(r: _Reader, where: str, body: Any, key: str) -> tuple[str, ...]:
+    names = tuple(h.lower() for h in r.strings(body, where, key, ()))
+    for i, header in enumerate(names):
+        if not re.match(r"^[a-z0-9!#$%&'*+.^_`|~-]+$", header):
+            raise r.fail(f"{where}.{key}[{i}]", f"{header!r} is not a header name")
+    return names
 
 
 def _trusted_keys(r: _Reader, where: str, raw: Any, base: Path) -> Mapping[str, bytes]:

@@ -16,7 +16,9 @@ from tests.edge.conftest import Clock, EdgeRig, ScriptedOrigin
 from web_dist.config import parse_config
 
 
-async def test_vary_stores_one_variant_per_header_value(rig: EdgeRig) -> None:
+async def test_vary_stores_one_variant_per_header_value(rig_factory) -> None:
+    # the origin varies on a header it is sent: listed in the behavior's origin_headers
+    rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "origin_headers": ["accept-language"]})
     rig.origin.set("/v", b"page", vary_on="Accept-Language")
     fr = await rig.get("/v", headers={"accept-language": "fr"})
     de = await rig.get("/v", headers={"accept-language": "de"})
@@ -27,7 +29,9 @@ async def test_vary_stores_one_variant_per_header_value(rig: EdgeRig) -> None:
     assert rig.origin.hits["/v"] == 2
 
 
-async def test_collapsed_viewer_wanting_another_variant_gets_its_own(rig: EdgeRig) -> None:
+async def test_collapsed_viewer_wanting_another_variant_gets_its_own(rig_factory) -> None:
+    # the origin varies on a header it is sent: listed in the behavior's origin_headers
+    rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "origin_headers": ["accept-language"]})
     script = rig.origin.set("/v", b"page", vary_on="Accept-Language", gate=asyncio.Event())
     fr = asyncio.create_task(rig.get("/v", headers={"accept-language": "fr"}))
     await _until(lambda: rig.origin.hits["/v"] == 1)

@@ -103,6 +103,37 @@ def test_must_revalidate_flags_are_kept() -> None:
 def test_initial_age_adds_the_round_trip_to_the_upstream_age() -> None:
     assert corrected_initial_age({"age": "30"}, NOW, NOW + 2) == 32
     assert corrected_initial_age({}, NOW, NOW + 0.5) == 0.5
-    assert corrected_initial_age({"age": "junk"}, NOW, NOW) == 0
     # A skewed origin Date does not age the object (see corrected_initial_age).
     assert corrected_initial_age({"date": "Mon, 01 Jan 2001 00:00:00 GMT"}, NOW, NOW) == 0
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [("30", 30), ("0", 0), ("5, 10", 5), ("junk", 2**31), ("-1", 2**31), ("1.5", 2**31), ("", 2**31),
+     ("99999999999999", 2**31), ("\u0661", 2**31)],
+)
+def test_an_age_that_is_not_a_non_negative_integer_makes_the_response_stale(age: str, expected: int) -> None:
+    """RFC 9111 5.1: the first Age line counts; anything but digits is stale."""
+    assert corrected_initial_age({"age": age}, NOW, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "ttl", "revalidate"),
+    [
+        ("no-cache, max-age=600", 0, True),
+        ('no-cache="set-cookie", max-age=600', 600, False),
+        ("s-maxage=60", 60, True),
+        ("s-maxage=60, stale-if-error=30", 60, False),
+        ("max-age=60", 60, False),
+    ],
+)
+def test_no_cache_wins_and_s_maxage_forbids_stale(cache_control: str, ttl: float, revalidate: bool) -> None:
+    life = decide_lifetime(200, {"cache-control": cache_control}, B, now=NOW)
+    assert (life.store, life.ttl, life.must_revalidate) == (True, ttl, revalidate)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 404])
+def test_errors_are_stored_only_for_an_error_ttl_the_operator_set(status: int) -> None:
+    assert not decide_lifetime(status, {}, B, error_ttl=0, now=NOW).store
+    assert decide_lifetime(status, {}, B, error_ttl=5, now=NOW).ttl == 5
+    assert decide_lifetime(status, {"cache-control": "max-age=7"}, B, error_ttl=0, now=NOW).ttl == 7
