@@ -283,6 +283,9 @@ class DiskStore:
     def keys(self) -> Iterator[str]:
         return iter(list(dict.fromkeys([*self._index, *self._pending])))
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._index or key in self._pending
+
     def __len__(self) -> int:
         return len(self._index) + sum(1 for key in self._pending if key not in self._index)
 

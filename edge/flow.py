@@ -125,6 +125,7 @@ class EdgeFlow:
         self._uncacheable: dict[str, float] = {}
         self._vary: dict[str, tuple[str, ...]] = {}  # primary key -> headers its responses vary on
         self._tags: dict[str, set[str]] = {}  # cache tag -> keys stored with it
+        self._tagged = 0  # (tag, key) pairs in _tags, for pruning
         self._routes: dict[tuple[str, str, str], tuple[Distribution, CacheBehavior, str, str, str]] = {}
         self._via_token = f" {edge.name} "
         self._parent = _parent_origin(config, edge)
@@ -156,10 +157,10 @@ class EdgeFlow:
         return entry
 
     def _put(self, key: str, entry: CachedResponse) -> None:
-        self._index_tags(key, entry.tags)
         self.store.put(key, entry)
         if self.disk is not None:
             self.disk.put(key, entry)
+        self._index_tags(key, entry.tags)
 
     def _delete(self, key: str) -> None:
         self.store.delete(key)
@@ -580,6 +581,23 @@ class EdgeFlow:
     def _index_tags(self, key: str, tags: tuple[str, ...]) -> None:
         for tag in tags:
             self._tags.setdefault(tag, set()).add(key)
+        self._tagged += len(tags)
+        if self._tagged > 2 * self._stored_count() + 64:
+            self._prune_tags()
+
+    def _stored_count(self) -> int:
+        return len(self.store) + (len(self.disk) if self.disk is not None else 0)
+
+    def _prune_tags(self) -> None:
+        """Drop index entries of objects the stores evicted (amortised: the index is rebuilt
+        only when it has grown to twice what the stores hold)."""
+        for tag in list(self._tags):
+            kept = {k for k in self._tags[tag] if k in self.store or (self.disk is not None and k in self.disk)}
+            if kept:
+                self._tags[tag] = kept
+            else:
+                del self._tags[tag]
+        self._tagged = sum(len(keys) for keys in self._tags.values())
 
     # -- upstream --------------------------------------------------------------------------------
     def _upstreams(self, route: Route) -> tuple[Origin, ...]:

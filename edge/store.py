@@ -88,6 +88,9 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries  # no LRU touch, unlike get
+
     def get(self, key: str) -> CachedResponse | None:
         entry = self._entries.get(key)
         if entry is not None:

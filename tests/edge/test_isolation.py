@@ -29,7 +29,7 @@ async def _raw(url: str, request: bytes) -> bytes:
     writer.write(request)
     await writer.drain()
     try:
-        return await asyncio.wait_for(reader.read(65536), 10)
+        return await asyncio.wait_for(reader.read(), 10)
     finally:
         writer.close()
 
@@ -217,3 +217,56 @@ async def test_uncacheable_memory_is_bounded(rig: EdgeRig) -> None:
     for i in range(flow_module.MAX_UNCACHEABLE + 50):
         rig.app.flow._remember_uncacheable(f"site:/n{i}")
     assert len(rig.app.flow._uncacheable) <= flow_module.MAX_UNCACHEABLE
+
+
+# -- origins that say odd things ----------------------------------------------------------------------
+async def _raw_origin(answer: bytes) -> tuple[asyncio.AbstractServer, str]:
+    """An origin on a bare socket that answers every request with `answer` (then closes)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: max-age=60\r\n\r\nhello", b"hello"),
+    ],
+    ids=["early-hints-first"],
+)
+async def test_informational_answers_are_never_stored(serve: Any, answer: bytes, body: bytes) -> None:
+    from edge.app import build_edge_app
+    from tests.edge.conftest import edge_config
+
+    server, url = await _raw_origin(answer)
+    try:
+        app = build_edge_app(edge_config(url), "edge-test")
+        edge = await serve(app, name="edge")
+        first = await _raw(edge.url, b"GET /o HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+        head, _, got = first.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and got == body, first
+        again = await _raw(edge.url, b"GET /o HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+        assert b"hit" in again.partition(b"\r\n\r\n")[0] and again.endswith(body)
+        assert b"103" not in again
+    finally:
+        server.close()
+
+
+async def test_the_tag_index_forgets_objects_that_left_the_cache(rig_factory: Any) -> None:
+    rig: EdgeRig = await rig_factory(edge={"cache_bytes": 64 * 1024})
+    for i in range(200):
+        rig.origin.set(f"/t{i}", b"x" * 2000, headers={"surrogate-key": f"tag{i} all"})
+        await rig.get(f"/t{i}")
+    flow = rig.app.flow
+    indexed = {k for keys in flow._tags.values() for k in keys}
+    assert len(indexed) <= 2 * len(flow.store) + 64
+    held = len(flow.store)
+    assert held > 0 and await flow.purge_tags(["all"]) == held
