@@ -342,7 +342,12 @@ class EdgeFlow:
             status, sent = await deliver(send, {}, req.method, answer, extra)
         else:
             size = _content_length(head.headers)
-            answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor), size)
+            body: bytes | AsyncIterator[bytes] = flight.body(cursor)
+            if size is None and head.stored and "range" in req.headers and req.method == "GET":
+                # a range needs the length: wait for the body being stored (at most max_object)
+                body = b"".join([chunk async for chunk in flight.body(cursor)])
+                size = len(body)
+            answer = Answer(head.status, head.headers, None if req.method == "HEAD" else body, size)
             negotiable = head.status == 200 and self._negotiable(route, head.headers, size)
             coding = self._coding(req) if negotiable else None
             if negotiable and coding is None:

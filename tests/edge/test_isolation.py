@@ -270,3 +270,31 @@ async def test_the_tag_index_forgets_objects_that_left_the_cache(rig_factory: An
     assert len(indexed) <= 2 * len(flow.store) + 64
     held = len(flow.store)
     assert held > 0 and await flow.purge_tags(["all"]) == held
+
+
+async def test_range_miss_of_a_body_without_length_fetches_once(serve: Any) -> None:
+    from edge.app import build_edge_app
+    from tests.edge.conftest import edge_config
+
+    body = bytes(range(256)) * 100
+    seen: list[dict[str, str]] = []
+
+    async def chunked(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"cache-control", b"max-age=60")]})
+        for i in range(0, len(body), 4096):
+            await send({"type": "http.response.body", "body": body[i : i + 4096], "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    origin = await serve(chunked, name="origin")
+    edge = await serve(build_edge_app(edge_config(origin.url), "edge-test"), name="edge")
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        part = await client.get(edge.url + "/c.bin", headers={"host": "site.test", "range": "bytes=10-19"})
+        whole = await client.get(edge.url + "/c.bin", headers={"host": "site.test"})
+    assert part.status_code == 206 and part.content == body[10:20]
+    assert whole.content == body and "hit" in whole.headers["cache-status"]
+    assert len(seen) == 1 and "range" not in seen[0]
