@@ -67,6 +67,7 @@ class Flight:
         self._consumed = asyncio.Event()
         self._cursors: dict[int, int] = {}
         self._ids = itertools.count()
+        self._had_readers = False
 
     # -- the fetching side -------------------------------------------------------------
     def set_head(self, head: Head) -> None:
@@ -95,6 +96,11 @@ class Flight:
             await self._consumed.wait()
         return True
 
+    @property
+    def abandoned(self) -> bool:
+        """Every viewer that read this flight has left (a background refresh never had one)."""
+        return self._had_readers and not self._cursors
+
     def collected(self) -> bytes:
         """The whole body so far; only while every chunk is retained."""
         if not self.retain or self._base:
@@ -120,6 +126,7 @@ class Flight:
             raise FlightGone(self.key)
         cursor = next(self._ids)
         self._cursors[cursor] = 0
+        self._had_readers = True
         return cursor
 
     def release(self, cursor: int) -> None:

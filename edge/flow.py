@@ -12,6 +12,7 @@ a background fetch refreshes it (stale-while-revalidate) and when the origin fai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from edge.access import check_access, needs_check, without_signing_params
 from edge.access_log import AccessLog
 from edge.cache_key import cache_key, forwarded_headers, forwarded_query
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
-from edge.deliver import RECOMPUTED, Answer, Send, deliver
+from edge.deliver import RECOMPUTED, SLICE, Answer, Departure, Send, ViewerLeft, deliver, send_body
 from edge.disk_store import DiskStore
 from edge.errors import EdgeError, error_body, from_upstream
 from edge.freshness import (
@@ -147,8 +148,11 @@ class EdgeFlow:
         entry = self.store.get(key)
         if entry is None and self.disk is not None:
             entry = await self.disk.get(key)
-            if entry is not None:
-                self.store.put(key, entry)  # promoted; refused (and served from disk) when large
+            if entry is not None and len(entry.body) <= self.store.max_object_bytes:
+                # promoted as a copy in memory, not the file's mapping; a larger one is served
+                # from the mapping (the page cache), a slice at a time
+                entry = dataclasses.replace(entry, body=bytes(entry.body))
+                self.store.put(key, entry)
         return entry
 
     def _put(self, key: str, entry: CachedResponse) -> None:
@@ -178,6 +182,8 @@ class EdgeFlow:
             status, sent, cache = await self.deliver_error(send, from_upstream(exc))
         except ClientGone:
             status, cache = 499, "client-gone"
+        except ViewerLeft as exc:  # mid-body: the log says what really went out
+            status, sent, cache = exc.status, exc.sent, "client-gone"
         finally:
             self._log(req, route, cache, status, sent)
 
@@ -245,7 +251,8 @@ class EdgeFlow:
         extra = self._stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age)
         body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
         answer = Answer(entry.status, entry.headers, body, len(body))
-        status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
+        with _departure(req) if len(body) > SLICE else Departure(None) as departure:
+            status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
         return status, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
     async def _plain_hit(self, req: EdgeRequest, entry: CachedResponse, send: Send, detail: str, age: int) -> Result:
@@ -258,8 +265,13 @@ class EdgeFlow:
                    (b"x-cache", f"{kind} from {self.name}".encode()), (b"age", str(age).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if req.method == "HEAD" else entry.body
-        await send({"type": "http.response.body", "body": body})
-        return 200, len(body), "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
+        if len(body) > SLICE or not isinstance(body, bytes):
+            with _departure(req) as departure:
+                sent = await send_body(send, 200, body, departure)
+        else:
+            await send({"type": "http.response.body", "body": body})
+            sent = len(body)
+        return 200, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
     async def _encoded(self, key: str, entry: CachedResponse, coding: str) -> bytes:
         """The body compressed once per entry and coding, kept beside the identity body."""
@@ -330,7 +342,8 @@ class EdgeFlow:
             size = _content_length(head.headers)
             answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor), size)
             coding = self._coding(req, route, head.headers, size)
-            status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
+            with _departure(req) as departure:
+                status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
         return status, sent, detail.split(";")[0].removeprefix("fwd=")
 
     def _refresh_in_background(self, req: EdgeRequest, route: Route, stale: CachedResponse) -> None:
@@ -399,6 +412,9 @@ class EdgeFlow:
                 flight.stop_retaining()
             if not await flight.room():
                 return  # nobody is reading and nothing is kept: stop fetching
+            if storing and flight.abandoned and flight.received > self.edge.abandoned_fill_bytes:
+                self.flights.forget(flight)  # every viewer left: not worth the rest of the pull
+                return
         if storing:
             cc = response_cache_control(joined)
             entry = CachedResponse(
@@ -482,8 +498,10 @@ class EdgeFlow:
             extra = self._stamp(f"{self.name}; fwd={fwd}; fwd-status={resp.status}", 0)
             headers_out = [h for h in resp.headers if h[0] not in ("cache-status", "x-cache")]
             answer = Answer(resp.status, headers_out, None if req.method == "HEAD" else resp.chunks(), resp.content_length)
-            # Preconditions and ranges were the origin's to judge: send its answer as it is.
-            status, sent = await deliver(send, {}, req.method, answer, extra)
+            # Preconditions and ranges were the origin's to judge: send its answer as it is. When
+            # the viewer leaves, ViewerLeft ends this at once and the origin response is closed.
+            with _departure(req if body is None else None) as departure:
+                status, sent = await deliver(send, {}, req.method, answer, extra, departure=departure)
         finally:
             resp.close()
         return status, sent, fwd
@@ -676,6 +694,12 @@ class EdgeFlow:
             f"{self.name} dist={dist} {req.method} {target} key={key} cache={cache} "
             f"status={status} bytes={sent} time={ms:.1f}ms client={req.client}"
         )
+
+
+def _departure(req: EdgeRequest | None) -> Departure:
+    """A watch for the viewer hanging up; none when its request body may still be unread."""
+    bodiless = req is not None and "transfer-encoding" not in req.headers and req.headers.get("content-length", "0") == "0"
+    return Departure(req.receive if req is not None and bodiless else None)
 
 
 def _parent_origin(config: CdnConfig, edge: EdgeLocation) -> Origin | None:

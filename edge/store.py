@@ -16,7 +16,7 @@ class CachedResponse:
 
     status: int
     headers: Headers  # as the origin sent them, hop-by-hop headers and Age removed
-    body: bytes
+    body: bytes | memoryview  # a memoryview over the file's mapping for a large disk-tier hit
     response_time: float
     initial_age: float  # corrected_initial_age at response_time
     ttl: float
