@@ -4,6 +4,7 @@ each, not a copy of the object; a viewer who hangs up stops the pull from the or
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -76,3 +77,80 @@ async def test_slow_readers_of_a_large_disk_hit_do_not_read_it_into_memory(rig_f
     assert ranged.status_code == 206 and ranged.content == body[1000:2000]
     growth = await slow_readers_growth(rig, "/big.bin", 20)
     assert growth < 64 * MIB, f"20 stalled readers of a 16 MiB disk hit grew the edge by {growth / MIB:.0f} MiB"
+
+
+class CountingOrigin:
+    """A raw HTTP/1.1 origin streaming a large body, counting the bytes it managed to send."""
+
+    def __init__(self, size: int, cache_control: str) -> None:
+        self.size = size
+        self.cache_control = cache_control
+        self.sent = 0
+        self.requests = 0
+        self.ended = asyncio.Event()
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = "http://127.0.0.1:%d" % self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 128 * 1024)
+        await reader.readuntil(b"\r\n\r\n")
+        self.requests += 1
+        writer.write((f"HTTP/1.1 200 OK\r\ncontent-length: {self.size}\r\ncontent-type: video/mp2t\r\n"
+                      f"cache-control: {self.cache_control}\r\n\r\n").encode())
+        chunk = b"x" * (64 * 1024)
+        try:
+            while self.sent < self.size:
+                writer.write(chunk)
+                await writer.drain()
+                self.sent += len(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            self.ended.set()
+
+
+async def pull_and_hang_up(serve: Callable[..., Any], origin: CountingOrigin, **edge: Any) -> tuple[Any, str]:
+    await origin.start()
+    app = build_edge_app(edge_config(origin.url, edge=edge), "edge-test")
+    edge_srv = await serve(app, name="edge")
+    writer = await stalled_reader(edge_srv.url, "/feed.ts")
+    await hang_up(writer)
+    await asyncio.wait_for(origin.ended.wait(), 10)  # the edge closed the origin's stream
+    await origin.close()
+    return app, edge_srv.url
+
+
+async def test_a_viewer_hanging_up_a_pass_through_stops_the_origin_pull(serve: Callable[..., Any], caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="cdn.access")
+    origin = CountingOrigin(256 * MIB, "no-store")
+    app, _ = await pull_and_hang_up(serve, origin)
+    assert origin.sent < 16 * MIB, f"the edge pulled {origin.sent / MIB:.0f} MiB after the viewer left"
+    line = await _logged(app, caplog, "/feed.ts")
+    sent = int(line.split("bytes=")[1].split()[0])
+    assert "cache=client-gone" in line and "status=200" in line and 0 < sent < 16 * MIB, line
+
+
+async def _logged(app: Any, caplog: Any, path: str) -> str:
+    """The access log line of `path`, once the request's handler has ended and written it."""
+    for _ in range(200):
+        app.flow.access.flush()
+        lines = [line for r in caplog.records for line in r.getMessage().splitlines() if f" {path} " in line]
+        if lines:
+            return str(lines[0])
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no access log line for {path}")
+
+
+async def test_a_fill_every_viewer_left_stops_after_abandoned_fill_bytes(serve: Callable[..., Any]) -> None:
+    origin = CountingOrigin(256 * MIB, "max-age=60")
+    await pull_and_hang_up(serve, origin, cache_bytes=512 * MIB, max_object_bytes=512 * MIB, abandoned_fill_bytes=4 * MIB)
+    assert origin.requests == 1 and origin.sent < 24 * MIB, f"the edge went on filling {origin.sent / MIB:.0f} MiB nobody waits for"
