@@ -155,9 +155,12 @@ class EdgeFlow:
                 self.store.put(key, entry)
         return entry
 
-    def _put(self, key: str, entry: CachedResponse) -> None:
+    def _put(self, key: str, entry: CachedResponse, *, live: bool = False) -> None:
+        """Store in both tiers; a live object (a streaming distribution's) leaves memory once
+        no rule lets it be served, and each put removes a few that have."""
         self._index_tags(key, entry.tags)
-        self.store.put(key, entry)
+        self.store.expire(self.clock())
+        self.store.put(key, entry, drop_at=entry.useless_after() if live else None)
         if self.disk is not None:
             self.disk.put(key, entry)
 
@@ -431,7 +434,7 @@ class EdgeFlow:
             )
             if flight.invalidated:
                 return  # invalidated while it was being fetched: the viewers have it, the cache not
-            self._put(key, entry)
+            self._put(key, entry, live=route.dist.kind == "streaming")
             self._uncacheable.pop(route.primary, None)
 
     def _refresh(
@@ -458,7 +461,7 @@ class EdgeFlow:
             tags=stale.tags,
         )
         if life.store:
-            self._put(route.key, fresh)
+            self._put(route.key, fresh, live=route.dist.kind == "streaming")
         else:
             self._delete(route.key)
         return fresh
