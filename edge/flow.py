@@ -401,7 +401,7 @@ class EdgeFlow:
         if not storing:
             self.flights.forget(flight)
             flight.stop_retaining()
-        initial_age = corrected_initial_age(joined, request_time, now)
+        initial_age = corrected_initial_age(joined, request_time, now, held=_blocking_reload(req))
         flight.set_head(ResponseHead(
             resp.status, [h for h in headers if h[0] not in CDN_ONLY_HEADERS],
             shared=life.store, stored=storing, age=int(initial_age), vary=vary,
@@ -697,6 +697,12 @@ class EdgeFlow:
             f"{self.name} dist={dist} {req.method} {target} key={key} cache={cache} "
             f"status={status} bytes={sent} time={ms:.1f}ms client={req.client}"
         )
+
+
+def _blocking_reload(req: EdgeRequest) -> bool:
+    """An LL-HLS blocking playlist reload, which the origin holds until the playlist has the
+    asked-for segment or part (RFC 8216bis 6.2.5.2): its hold is not the response's age."""
+    return "_HLS_msn=" in req.query
 
 
 def _departure(req: EdgeRequest | None) -> Departure:

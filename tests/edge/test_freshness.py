@@ -106,3 +106,14 @@ def test_initial_age_adds_the_round_trip_to_the_upstream_age() -> None:
     assert corrected_initial_age({"age": "junk"}, NOW, NOW) == 0
     # A skewed origin Date does not age the object (see corrected_initial_age).
     assert corrected_initial_age({"date": "Mon, 01 Jan 2001 00:00:00 GMT"}, NOW, NOW) == 0
+
+
+def test_a_hold_is_not_age() -> None:
+    # A blocking reload the origin held 1.5 s: its age starts when the origin answered.
+    assert corrected_initial_age({"age": "0"}, NOW, NOW + 1.5, held=True) == 0
+    assert corrected_initial_age({"age": "3"}, NOW, NOW + 1.5, held=True) == 3
+    # Date (made 2 s after the request was sent) bounds the round trip: the response is 0.5 s old.
+    made = "Tue, 14 Nov 2023 22:13:22 GMT"  # NOW + 2
+    assert corrected_initial_age({"date": made}, NOW, NOW + 2.5) == 0.5
+    # A Date before the request says nothing about a hold: the whole round trip counts.
+    assert corrected_initial_age({"date": DATE}, NOW + 0.25, NOW + 2.5) == 2.25
