@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from edge.app import build_edge_app
 
 from .conftest import EdgeRig, edge_config
@@ -26,6 +28,10 @@ def anon_rss() -> int:
 
 
 async def stalled_reader(url: str, path: str, read: int = 64 * 1024) -> asyncio.StreamWriter:
+    return (await stalled_stream(url, path, read))[1]
+
+
+async def stalled_stream(url: str, path: str, read: int = 64 * 1024) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A viewer that asks for `path`, reads `read` bytes and then stops reading."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -38,7 +44,7 @@ async def stalled_reader(url: str, path: str, read: int = 64 * 1024) -> asyncio.
         chunk = await reader.read(read - got)
         assert chunk, "the edge closed the connection"
         got += len(chunk)
-    return writer
+    return reader, writer
 
 
 async def hang_up(writer: asyncio.StreamWriter) -> None:
@@ -82,7 +88,8 @@ async def test_slow_readers_of_a_large_disk_hit_do_not_read_it_into_memory(rig_f
 class CountingOrigin:
     """A raw HTTP/1.1 origin streaming a large body, counting the bytes it managed to send."""
 
-    def __init__(self, size: int, cache_control: str) -> None:
+    def __init__(self, size: int, cache_control: str, gate: asyncio.Event | None = None) -> None:
+        self.gate = gate  # when given, the origin sends one chunk, then waits for it
         self.size = size
         self.cache_control = cache_control
         self.sent = 0
@@ -111,6 +118,8 @@ class CountingOrigin:
                 writer.write(chunk)
                 await writer.drain()
                 self.sent += len(chunk)
+                if self.gate is not None:
+                    await self.gate.wait()
         except ConnectionError:
             pass
         finally:
@@ -154,3 +163,26 @@ async def test_a_fill_every_viewer_left_stops_after_abandoned_fill_bytes(serve: 
     origin = CountingOrigin(256 * MIB, "max-age=60")
     await pull_and_hang_up(serve, origin, cache_bytes=512 * MIB, max_object_bytes=512 * MIB, abandoned_fill_bytes=4 * MIB)
     assert origin.requests == 1 and origin.sent < 24 * MIB, f"the edge went on filling {origin.sent / MIB:.0f} MiB nobody waits for"
+
+
+async def test_a_fill_another_viewer_still_reads_goes_on_when_one_leaves(serve: Callable[..., Any]) -> None:
+    gate = asyncio.Event()
+    origin = CountingOrigin(24 * MIB, "max-age=60", gate=gate)
+    await origin.start()
+    app = build_edge_app(edge_config(origin.url, edge={"abandoned_fill_bytes": 0}), "edge-test")
+    edge = await serve(app, name="edge")
+    _, leaving = await stalled_stream(edge.url, "/feed.ts")
+    staying, _ = await stalled_stream(edge.url, "/feed.ts")
+    await hang_up(leaving)
+    gate.set()
+    rest = 0
+    while chunk := await staying.read(1024 * 1024):
+        rest += len(chunk)
+        if rest >= 24 * MIB - 64 * 1024:
+            break
+    assert origin.requests == 1 and origin.sent == 24 * MIB
+    await asyncio.wait_for(origin.ended.wait(), 5)
+    await origin.close()
+    async with httpx.AsyncClient() as http:
+        again = await http.get(edge.url + "/feed.ts", headers={"host": "site.test"})
+    assert again.headers["x-cache"].startswith("Hit") and len(again.content) == 24 * MIB
