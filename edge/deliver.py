@@ -80,7 +80,7 @@ class Answer:
 
     status: int
     headers: Headers
-    body: bytes | AsyncIterator[bytes] | None
+    body: Body | AsyncIterator[bytes] | None
     size: int | None  # length of the body as the origin sent it, when known
 
     def header(self, name: str) -> str | None:

@@ -278,12 +278,13 @@ class EdgeFlow:
 
     async def _encoded(self, key: str, entry: CachedResponse, coding: str) -> bytes:
         """The body compressed once per entry and coding, kept beside the identity body."""
-        body = entry.encoded.get(coding)
-        if body is None:
-            raw = entry.body
-            body = await asyncio.to_thread(compression.encode, coding, raw) if len(raw) > 256 * 1024 else compression.encode(coding, raw)
-            entry.encoded[coding] = body
-            self.store.resize(key)
+        known = entry.encoded.get(coding)
+        if known is not None:
+            return known
+        raw = entry.body
+        body = await asyncio.to_thread(compression.encode, coding, raw) if len(raw) > 256 * 1024 else compression.encode(coding, raw)
+        entry.encoded[coding] = body
+        self.store.resize(key)
         return body
 
     # -- miss and stale: one coalesced fetch ----------------------------------------------------
