@@ -28,9 +28,12 @@ NOT_MODIFIED_KEEP = frozenset({"cache-control", "content-location", "date", "eta
 # Headers the edge computes itself for the viewer.
 RECOMPUTED = frozenset({"content-length", "age", "cache-status", "x-cache"})
 RANGE_HEADERS = ("content-range", "accept-ranges")
-# A stored body goes out in slices this large, each send awaited: a slow viewer holds what the
-# server buffers of a few slices, not a copy of the object (bench.slow_readers, 20 stalled viewers:
-# about 1 MiB of edge RSS each at 128 KiB, 2 MiB at 256 KiB; smaller slices cost more sends per hit).
+# A stored body larger than WHOLE goes out in SLICE pieces, each send awaited: a slow viewer
+# holds what the server buffers of a few slices, not a copy of the object (bench.slow_readers,
+# 20 stalled viewers: about 1 MiB of edge RSS each at 128 KiB, 2 MiB at 256 KiB). Up to WHOLE
+# it goes in one message: no more than a viewer's share anyway, and slicing a 1 MiB hit would
+# cost 6x its CPU (the slices are copies: granian panics freeing a memoryview it was sent).
+WHOLE = 1024 * 1024
 SLICE = 128 * 1024
 Body = bytes | memoryview  # a stored body (a memoryview over a file mapping for disk hits)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -176,7 +179,7 @@ async def _send(
     if size is not None:
         raw.append((b"content-length", str(size).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
-    if body is None or (isinstance(body, bytes) and len(body) <= SLICE):
+    if body is None or (isinstance(body, bytes) and len(body) <= WHOLE):
         await send({"type": "http.response.body", "body": body or b""})
         return status, len(body or b"")
     return status, await send_body(send, status, body, departure)
@@ -204,4 +207,4 @@ async def stored_slices(body: Body) -> AsyncIterator[bytes]:
     """A stored body as SLICE-sized pieces, made one at a time as the viewer takes them."""
     view = memoryview(body)
     for start in range(0, len(view), SLICE):
-        yield bytes(view[start : start + SLICE])
+        yield bytes(view[start : start + SLICE])  # a copy: granian aborts on freeing a memoryview

@@ -24,7 +24,7 @@ from edge.access import check_access, needs_check, without_signing_params
 from edge.access_log import AccessLog
 from edge.cache_key import cache_key, forwarded_headers, forwarded_query
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
-from edge.deliver import RECOMPUTED, SLICE, Answer, Departure, Send, ViewerLeft, deliver, send_body
+from edge.deliver import RECOMPUTED, WHOLE, Answer, Departure, Send, ViewerLeft, deliver, send_body
 from edge.disk_store import DiskStore
 from edge.errors import EdgeError, error_body, from_upstream
 from edge.freshness import (
@@ -254,7 +254,7 @@ class EdgeFlow:
         extra = self._stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age)
         body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
         answer = Answer(entry.status, entry.headers, body, len(body))
-        with _departure(req) if len(body) > SLICE else Departure(None) as departure:
+        with _departure(req) if len(body) > WHOLE else Departure(None) as departure:
             status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
         return status, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
@@ -268,7 +268,7 @@ class EdgeFlow:
                    (b"x-cache", f"{kind} from {self.name}".encode()), (b"age", str(age).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if req.method == "HEAD" else entry.body
-        if len(body) > SLICE or not isinstance(body, bytes):
+        if len(body) > WHOLE or not isinstance(body, bytes):
             with _departure(req) as departure:
                 sent = await send_body(send, 200, body, departure)
         else:
