@@ -67,7 +67,7 @@ class Flight:
         self._consumed = asyncio.Event()
         self._cursors: dict[int, int] = {}
         self._ids = itertools.count()
-        self._had_readers = False
+        self._departed = False  # a viewer hung up mid-body
 
     # -- the fetching side -------------------------------------------------------------
     def set_head(self, head: Head) -> None:
@@ -98,8 +98,9 @@ class Flight:
 
     @property
     def abandoned(self) -> bool:
-        """Every viewer that read this flight has left (a background refresh never had one)."""
-        return self._had_readers and not self._cursors
+        """A viewer hung up and no other reads on. (A background refresh, or a range that
+        read what it asked for, never abandons a fill: the object is wanted in the cache.)"""
+        return self._departed and not self._cursors
 
     def collected(self) -> bytes:
         """The whole body so far; only while every chunk is retained."""
@@ -126,8 +127,12 @@ class Flight:
             raise FlightGone(self.key)
         cursor = next(self._ids)
         self._cursors[cursor] = 0
-        self._had_readers = True
         return cursor
+
+    def depart(self, cursor: int) -> None:
+        """The reader at `cursor` hung up before the end of the body."""
+        self._departed = True
+        self.release(cursor)
 
     def release(self, cursor: int) -> None:
         if self._cursors.pop(cursor, None) is not None:

@@ -346,8 +346,12 @@ class EdgeFlow:
             size = _content_length(head.headers)
             answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor), size)
             coding = self._coding(req, route, head.headers, size)
-            with _departure(req) as departure:
-                status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
+            try:
+                with _departure(req) as departure:
+                    status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
+            except ViewerLeft:
+                flight.depart(cursor)  # the fill goes on for other readers, or up to abandoned_fill_bytes
+                raise
         return status, sent, detail.split(";")[0].removeprefix("fwd=")
 
     def _refresh_in_background(self, req: EdgeRequest, route: Route, stale: CachedResponse) -> None:

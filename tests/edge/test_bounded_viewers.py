@@ -186,3 +186,18 @@ async def test_a_fill_another_viewer_still_reads_goes_on_when_one_leaves(serve: 
     async with httpx.AsyncClient() as http:
         again = await http.get(edge.url + "/feed.ts", headers={"host": "site.test"})
     assert again.headers["x-cache"].startswith("Hit") and len(again.content) == 24 * MIB
+
+
+async def test_a_range_of_a_large_miss_still_fills_the_whole_object(serve: Callable[..., Any]) -> None:
+    origin = CountingOrigin(24 * MIB, "max-age=60")
+    await origin.start()
+    app = build_edge_app(edge_config(origin.url, edge={"abandoned_fill_bytes": 0}), "edge-test")
+    edge = await serve(app, name="edge")
+    async with httpx.AsyncClient(headers={"host": "site.test"}) as http:
+        first = await http.get(edge.url + "/feed.ts", headers={"range": "bytes=0-99"})
+        assert first.status_code == 206 and len(first.content) == 100
+        await asyncio.wait_for(origin.ended.wait(), 5)
+        again = await http.get(edge.url + "/feed.ts", headers={"range": "bytes=100-199"})
+    await origin.close()
+    assert again.status_code == 206 and again.headers["x-cache"].startswith("Hit")
+    assert origin.requests == 1 and origin.sent == 24 * MIB
