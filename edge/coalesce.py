@@ -68,6 +68,7 @@ class Flight:
         self._consumed = asyncio.Event()
         self._cursors: dict[int, int] = {}
         self._ids = itertools.count()
+        self._departed = False  # a viewer hung up mid-body
 
     # -- the fetching side -------------------------------------------------------------
     def set_head(self, head: Head) -> None:
@@ -96,6 +97,12 @@ class Flight:
             await self._consumed.wait()
         return True
 
+    @property
+    def abandoned(self) -> bool:
+        """A viewer hung up and no other reads on. (A background refresh, or a range that
+        read what it asked for, never abandons a fill: the object is wanted in the cache.)"""
+        return self._departed and not self._cursors
+
     def collected(self) -> bytes:
         """The whole body so far; only while every chunk is retained."""
         if not self.retain or self._base:
@@ -122,6 +129,11 @@ class Flight:
         cursor = next(self._ids)
         self._cursors[cursor] = 0
         return cursor
+
+    def depart(self, cursor: int) -> None:
+        """The reader at `cursor` hung up before the end of the body."""
+        self._departed = True
+        self.release(cursor)
 
     def release(self, cursor: int) -> None:
         if self._cursors.pop(cursor, None) is not None:

@@ -50,11 +50,11 @@ def compressible(content_type: str | None, content_encoding: str | None, size: i
     return mime.startswith(COMPRESSIBLE_PREFIXES) or mime in COMPRESSIBLE_TYPES
 
 
-def gzip_bytes(body: bytes) -> bytes:
+def gzip_bytes(body: bytes | memoryview) -> bytes:
     return gzip.compress(body, compresslevel=6, mtime=0)
 
 
-def encode(coding: str, body: bytes) -> bytes:
+def encode(coding: str, body: bytes | memoryview) -> bytes:
     if coding == "br":
         return bytes(brotli.compress(body, quality=5))
     return gzip_bytes(body)

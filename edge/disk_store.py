@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import mmap
 import os
 import struct
 import tempfile
@@ -38,6 +39,9 @@ VERSION = 1
 HEADER = struct.Struct(">4sHHIQI")  # magic, version, flags, meta length, body length, crc32
 TEMP_SUFFIX = ".tmp"
 SCAN_CHUNK = 1024 * 1024
+# A body larger than this is served from a read-only mapping of its file, never read whole
+# into the process: its pages are the kernel's page cache, shared by every viewer of it.
+MAPPED_BODY = 256 * 1024
 # Every field but the body (stored raw after the metadata) and the edge's own compressed
 # copies, which are cheaper to recompute than to keep twice on disk.
 NOT_IN_METADATA = {"body", "encoded", "gzip_body", "wire"}  # made at the edge, not persisted
@@ -60,7 +64,7 @@ def encode_meta(key: str, entry: CachedResponse) -> bytes:
     return json.dumps(meta, separators=(",", ":")).encode()
 
 
-def decode_meta(raw: bytes, body: bytes) -> tuple[str, CachedResponse]:
+def decode_meta(raw: bytes, body: bytes | memoryview) -> tuple[str, CachedResponse]:
     """Fields missing from an older file take their defaults; unknown ones are ignored."""
     try:
         meta: dict[str, Any] = json.loads(raw)
@@ -114,13 +118,23 @@ def read_header(f: BinaryIO) -> tuple[int, int, int]:
 
 
 def read_entry(path: Path, key: str) -> CachedResponse:
-    """Read a hit whole, verify its checksum and that it holds `key`, and mark it used."""
+    """Read a hit, verify its checksum and that it holds `key`, and mark it used. A large
+    body is checked in chunks and comes back as a memoryview over a mapping of the file
+    (a rename or unlink replacing the file later leaves the mapping intact)."""
     with open(path, "rb") as f:
         meta_len, body_len, crc = read_header(f)
         meta = f.read(meta_len)
-        body = f.read(body_len)
+        running = zlib.crc32(meta)
+        if body_len <= MAPPED_BODY:
+            body: bytes | memoryview = f.read(body_len)
+            running = zlib.crc32(body, running)
+        else:
+            while chunk := f.read(SCAN_CHUNK):
+                running = zlib.crc32(chunk, running)
+            start = HEADER.size + meta_len
+            body = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))[start : start + body_len]
         touch(f.fileno())
-    if zlib.crc32(body, zlib.crc32(meta)) != crc:
+    if running != crc:
         raise CorruptEntry("checksum mismatch")
     stored_key, entry = decode_meta(meta, body)
     if stored_key != key:  # a sha256 collision, or a file copied by hand

@@ -12,6 +12,7 @@ a background fetch refreshes it (stale-while-revalidate) and when the origin fai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,18 +20,24 @@ from typing import Any
 from urllib.parse import unquote
 
 from edge import compression
-from edge.access import in_any, check_access, needs_check, without_signing_params
+from edge.access import check_access, in_any, needs_check, without_signing_params
 from edge.access_log import AccessLog
-from edge.cache_key import cache_key, forwarded_cookies, forwarded_headers, forwarded_query, key_field
+from edge.cache_key import (
+    cache_key,
+    forwarded_cookies,
+    forwarded_headers,
+    forwarded_query,
+    key_field,
+)
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
-from edge.deliver import RECOMPUTED, Answer, Send, deliver
+from edge.deliver import RECOMPUTED, WHOLE, Answer, Departure, Send, ViewerLeft, deliver, send_body
 from edge.disk_store import DiskStore
 from edge.errors import EdgeError, error_body, from_upstream
 from edge.freshness import (
-    parse_cache_control,
     corrected_initial_age,
     decide_lifetime,
     format_http_date,
+    parse_cache_control,
     response_cache_control,
     vary_names,
 )
@@ -152,12 +159,18 @@ class EdgeFlow:
         entry = self.store.get(key)
         if entry is None and self.disk is not None:
             entry = await self.disk.get(key)
-            if entry is not None:
-                self.store.put(key, entry)  # promoted; refused (and served from disk) when large
+            if entry is not None and len(entry.body) <= self.store.max_object_bytes:
+                # promoted as a copy in memory, not the file's mapping; a larger one is served
+                # from the mapping (the page cache), a slice at a time
+                entry = dataclasses.replace(entry, body=bytes(entry.body))
+                self.store.put(key, entry)
         return entry
 
-    def _put(self, key: str, entry: CachedResponse) -> None:
-        self.store.put(key, entry)
+    def _put(self, key: str, entry: CachedResponse, *, live: bool = False) -> None:
+        """Store in both tiers; a live object (a streaming distribution's) leaves memory once
+        no rule lets it be served, and each put removes a few that have."""
+        self.store.expire(self.clock())
+        self.store.put(key, entry, drop_at=entry.useless_after() if live else None)
         if self.disk is not None:
             self.disk.put(key, entry)
         self._index_tags(key, entry.tags)
@@ -188,6 +201,8 @@ class EdgeFlow:
             # the viewer is still there (to one who left, nothing is sent).
             exc = EdgeError(400, "Bad Request: the request body ended early or was malformed")
             status, sent, cache = await self._try_error(send, exc)
+        except ViewerLeft as gone:  # mid-body: the log says what really went out
+            status, sent, cache = gone.status, gone.sent, "client-gone"
         finally:
             self._log(req, route, cache, status, sent)
 
@@ -259,7 +274,8 @@ class EdgeFlow:
         body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
         headers = entry.headers if coding is not None or not negotiable else compression.vary_on_coding(entry.headers)
         answer = Answer(entry.status, headers, body, len(body))
-        status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
+        with _departure(req) if len(body) > WHOLE else Departure(None) as departure:
+            status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
         return status, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
     async def _plain_hit(self, req: EdgeRequest, entry: CachedResponse, send: Send, detail: str, age: int) -> Result:
@@ -272,17 +288,23 @@ class EdgeFlow:
                    (b"x-cache", f"{kind} from {self.name}".encode()), (b"age", str(age).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if req.method == "HEAD" else entry.body
-        await send({"type": "http.response.body", "body": body})
-        return 200, len(body), "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
+        if len(body) > WHOLE or not isinstance(body, bytes):
+            with _departure(req) as departure:
+                sent = await send_body(send, 200, body, departure)
+        else:
+            await send({"type": "http.response.body", "body": body})
+            sent = len(body)
+        return 200, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
 
     async def _encoded(self, key: str, entry: CachedResponse, coding: str) -> bytes:
         """The body compressed once per entry and coding, kept beside the identity body."""
-        body = entry.encoded.get(coding)
-        if body is None:
-            raw = entry.body
-            body = await asyncio.to_thread(compression.encode, coding, raw) if len(raw) > 256 * 1024 else compression.encode(coding, raw)
-            entry.encoded[coding] = body
-            self.store.resize(key)
+        known = entry.encoded.get(coding)
+        if known is not None:
+            return known
+        raw = entry.body
+        body = await asyncio.to_thread(compression.encode, coding, raw) if len(raw) > 256 * 1024 else compression.encode(coding, raw)
+        entry.encoded[coding] = body
+        self.store.resize(key)
         return body
 
     # -- miss and stale: one coalesced fetch ----------------------------------------------------
@@ -352,7 +374,12 @@ class EdgeFlow:
             coding = self._coding(req) if negotiable else None
             if negotiable and coding is None:
                 answer.headers = compression.vary_on_coding(head.headers)
-            status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding)
+            try:
+                with _departure(req) as departure:
+                    status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
+            except ViewerLeft:
+                flight.depart(cursor)  # the fill goes on for other readers, or up to abandoned_fill_bytes
+                raise
         return status, sent, detail.split(";")[0].removeprefix("fwd=")
 
     def _refresh_in_background(self, req: EdgeRequest, route: Route, stale: CachedResponse) -> None:
@@ -407,7 +434,7 @@ class EdgeFlow:
         if not storing:
             self.flights.forget(flight)
             flight.stop_retaining()
-        initial_age = corrected_initial_age(joined, request_time, now)
+        initial_age = corrected_initial_age(joined, request_time, now, held=_blocking_reload(req))
         # A small body is read whole before the head goes out, so Cache-Status says `stored`
         # only of what was (a truncated body raises here: nothing stored, nothing claimed).
         whole = storing and length is not None and length <= WHOLE_BEFORE_HEAD
@@ -427,6 +454,9 @@ class EdgeFlow:
                 flight.stop_retaining()
             if not await flight.room():
                 return  # nobody is reading and nothing is kept: stop fetching
+            if storing and flight.abandoned and flight.received > self.edge.abandoned_fill_bytes:
+                self.flights.forget(flight)  # every viewer left: not worth the rest of the pull
+                return
         if storing:
             cc = response_cache_control(joined)
             entry = CachedResponse(
@@ -443,7 +473,7 @@ class EdgeFlow:
             )
             if flight.invalidated:
                 return  # invalidated while it was being fetched: the viewers have it, the cache not
-            self._put(key, entry)
+            self._put(key, entry, live=route.dist.kind == "streaming")
             self._uncacheable.pop(route.primary, None)
 
     def _refresh(
@@ -470,7 +500,7 @@ class EdgeFlow:
             tags=stale.tags,
         )
         if life.store:
-            self._put(route.key, fresh)
+            self._put(route.key, fresh, live=route.dist.kind == "streaming")
         else:
             self._delete(route.key)
         return fresh
@@ -512,8 +542,10 @@ class EdgeFlow:
             if route.behavior.cookie_keys == "none":  # cookies are not the origin's to set here
                 headers_out = [h for h in headers_out if h[0] != "set-cookie"]
             answer = Answer(resp.status, headers_out, None if req.method == "HEAD" else resp.chunks(), resp.content_length)
-            # Preconditions and ranges were the origin's to judge: send its answer as it is.
-            status, sent = await deliver(send, {}, req.method, answer, extra)
+            # Preconditions and ranges were the origin's to judge: send its answer as it is. When
+            # the viewer leaves, ViewerLeft ends this at once and the origin response is closed.
+            with _departure(req if body is None else None) as departure:
+                status, sent = await deliver(send, {}, req.method, answer, extra, departure=departure)
         finally:
             resp.close()
         return status, sent, fwd
@@ -750,6 +782,18 @@ class EdgeFlow:
             f"{self.name} dist={dist} {req.method} {target} key={key} cache={cache} "
             f"status={status} bytes={sent} time={ms:.1f}ms client={req.client}"
         )
+
+
+def _blocking_reload(req: EdgeRequest) -> bool:
+    """An LL-HLS blocking playlist reload, which the origin holds until the playlist has the
+    asked-for segment or part (RFC 8216bis 6.2.5.2): its hold is not the response's age."""
+    return "_HLS_msn=" in req.query
+
+
+def _departure(req: EdgeRequest | None) -> Departure:
+    """A watch for the viewer hanging up; none when its request body may still be unread."""
+    bodiless = req is not None and "transfer-encoding" not in req.headers and req.headers.get("content-length", "0") == "0"
+    return Departure(req.receive if req is not None and bodiless else None)
 
 
 def _parent_origin(config: CdnConfig, edge: EdgeLocation) -> Origin | None:

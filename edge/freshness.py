@@ -174,15 +174,22 @@ def vary_names(vary: str | None) -> tuple[str, ...]:
 
 
 def corrected_initial_age(
-    headers: Mapping[str, str], request_time: float, response_time: float
+    headers: Mapping[str, str], request_time: float, response_time: float, *, held: bool = False
 ) -> float:
     """RFC 9111 4.2.3: the age a response already had when it arrived.
 
-    This is the RFC's corrected_age_value (Age plus the request's round trip). Like Varnish we
-    leave out apparent_age (now - Date): a skewed origin clock would otherwise age, or even
-    expire, every object on arrival.
+    This is the RFC's corrected_age_value: Age plus response_delay, the request's round trip.
+    Like Varnish we leave out apparent_age (now - Date): a skewed origin clock would otherwise
+    age, or even expire, every object on arrival. But the round trip is no age when the origin
+    held the request on purpose and made the response when it answered (`held`: an LL-HLS
+    blocking reload, RFC 8216bis 6.2.5.2), and no more than `response_time - Date` when Date
+    says the response was made after the request was sent (a held part): the hold is not age.
     """
-    return age_value(headers.get("age")) + max(0.0, response_time - request_time)
+    delay = 0.0 if held else max(0.0, response_time - request_time)
+    date = parse_http_date(headers.get("date"))
+    if date is not None and date > request_time:
+        delay = min(delay, max(0.0, response_time - date))
+    return age_value(headers.get("age")) + delay
 
 
 def age_value(header: str | None) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ class CachedResponse:
 
     status: int
     headers: Headers  # as the origin sent them, hop-by-hop headers and Age removed
-    body: bytes
+    body: bytes | memoryview  # a memoryview over the file's mapping for a large disk-tier hit
     response_time: float
     initial_age: float  # corrected_initial_age at response_time
     ttl: float
@@ -30,6 +32,11 @@ class CachedResponse:
 
     def age(self, now: float) -> float:
         return self.initial_age + max(0.0, now - self.response_time)
+
+    def useless_after(self) -> float:
+        """When no rule lets this entry be served any more: past freshness and both RFC 5861
+        windows (an unbounded stale-if-error counts as none: the caller decides to drop)."""
+        return self.response_time + self.ttl - self.initial_age + self.stale_while_revalidate + (self.stale_if_error or 0.0)
 
     def fresh(self, now: float) -> bool:
         return self.age(now) < self.ttl
@@ -74,16 +81,27 @@ class Store(Protocol):
     def keys(self) -> Iterator[str]: ...
 
 
+EXPIRE_STEP = 64  # most expired entries one `expire` call removes: bounded work per request
+
+
 class MemoryStore:
-    """LRU over total entry size; an entry larger than `max_object_bytes` is refused."""
+    """LRU over total entry size; an entry larger than `max_object_bytes` is refused.
+
+    An entry put with `drop_at` (a live part or playlist, useless once out of the live window)
+    is removed by `expire` once that time passes, before LRU would reach it.
+    """
 
     def __init__(self, capacity_bytes: int, max_object_bytes: int | None = None) -> None:
         self.capacity_bytes = capacity_bytes
         self.max_object_bytes = max_object_bytes or capacity_bytes
         self.used_bytes = 0
         self.evictions = 0
+        self.expired = 0
         self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
         self._sizes: dict[str, int] = {}
+        self._deadlines: list[tuple[float, int, str]] = []  # (drop_at, put number, key), a heap
+        self._put_number: dict[str, int] = {}  # key -> the put a deadline belongs to
+        self._puts = itertools.count()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -97,7 +115,7 @@ class MemoryStore:
             self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: str, entry: CachedResponse) -> bool:
+    def put(self, key: str, entry: CachedResponse, *, drop_at: float | None = None) -> bool:
         size = entry.size
         if len(entry.body) > self.max_object_bytes or size > self.capacity_bytes:
             self.delete(key)
@@ -110,7 +128,22 @@ class MemoryStore:
         self._entries[key] = entry
         self._sizes[key] = size
         self.used_bytes += size
+        if drop_at is not None:
+            number = next(self._puts)
+            self._put_number[key] = number
+            heapq.heappush(self._deadlines, (drop_at, number, key))
         return True
+
+    def expire(self, now: float, limit: int = EXPIRE_STEP) -> int:
+        """Remove up to `limit` entries whose `drop_at` has passed; how many were removed."""
+        removed = 0
+        while self._deadlines and self._deadlines[0][0] <= now and removed < limit:
+            _, number, key = heapq.heappop(self._deadlines)
+            if self._put_number.get(key) == number:  # not replaced or deleted since
+                self.delete(key)
+                self.expired += 1
+                removed += 1
+        return removed
 
     def resize(self, key: str) -> None:
         """Account for an entry that grew in place (a compressed variant was added)."""
@@ -122,6 +155,7 @@ class MemoryStore:
         if self._entries.pop(key, None) is None:
             return False
         self.used_bytes -= self._sizes.pop(key)
+        self._put_number.pop(key, None)
         return True
 
     def keys(self) -> Iterator[str]:

@@ -91,6 +91,9 @@ class EdgeLocation:
     # WebRTC (WHEP) viewers: a stream's pull from the origin outlives its last viewer this long
     webrtc_grace: float = 5.0
     webrtc_max_viewers: int = 1000  # more get 503
+    # A cache fill whose every viewer hung up goes on this far, then stops (Varnish's
+    # beresp.do_stream abandon, ATS's background fill threshold): a fill others wait on goes on.
+    abandoned_fill_bytes: int = 4 * 1024 * 1024
 
     @property
     def url(self) -> str:
@@ -395,7 +398,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
                          "server",
-                         "webrtc_grace", "webrtc_max_viewers"})
+                         "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -416,6 +419,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
         webrtc_grace=r.get(body, where, "webrtc_grace", float, 5.0, _not_negative),
         webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, 1000, _positive),
+        abandoned_fill_bytes=r.get(body, where, "abandoned_fill_bytes", int, 4 * 1024 * 1024, _not_negative),
     )
 
 

@@ -137,3 +137,14 @@ def test_errors_are_stored_only_for_an_error_ttl_the_operator_set(status: int) -
     assert not decide_lifetime(status, {}, B, error_ttl=0, now=NOW).store
     assert decide_lifetime(status, {}, B, error_ttl=5, now=NOW).ttl == 5
     assert decide_lifetime(status, {"cache-control": "max-age=7"}, B, error_ttl=0, now=NOW).ttl == 7
+
+
+def test_a_hold_is_not_age() -> None:
+    # A blocking reload the origin held 1.5 s: its age starts when the origin answered.
+    assert corrected_initial_age({"age": "0"}, NOW, NOW + 1.5, held=True) == 0
+    assert corrected_initial_age({"age": "3"}, NOW, NOW + 1.5, held=True) == 3
+    # Date (made 2 s after the request was sent) bounds the round trip: the response is 0.5 s old.
+    made = "Tue, 14 Nov 2023 22:13:22 GMT"  # NOW + 2
+    assert corrected_initial_age({"date": made}, NOW, NOW + 2.5) == 0.5
+    # A Date before the request says nothing about a hold: the whole round trip counts.
+    assert corrected_initial_age({"date": DATE}, NOW + 0.25, NOW + 2.5) == 2.25

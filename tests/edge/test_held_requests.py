@@ -61,3 +61,34 @@ async def test_more_than_a_thousand_held_requests_are_all_inside_the_edge_at_onc
     assert held == HELD, f"only {held} of {HELD} requests were let in at once"
     assert answers == [(200, b"part")] * HELD
     assert origin.hits["/live/part.m4s"] == 1  # and they were one origin request
+
+
+async def _held_then_repeated(serve: Callable[..., Any], path: str, hold: float, max_age: int) -> tuple[aiohttp.ClientResponse, aiohttp.ClientResponse]:
+    """The origin holds the first request `hold` seconds; the edge (real clock) is asked again at once."""
+    origin = ScriptedOrigin()
+    gate = asyncio.Event()
+    origin.set(path.split("?")[0], b"#EXTM3U\n", gate=gate, headers={"cache-control": f"max-age={max_age}"})
+    origin_srv = await serve(origin, name="origin")
+    config = edge_config(origin_srv.url, default_behavior={"default_ttl": 60, "query_keys": "all"})
+    edge = await serve(build_edge_app(config, "edge-test"), name="edge", engine="granian")
+    async with aiohttp.ClientSession() as http:
+        first = asyncio.create_task(http.get(edge.url + path))
+        await origin.arrived.wait()
+        asyncio.get_running_loop().call_later(hold, gate.set)
+        held = await first
+        await held.read()
+        again = await http.get(edge.url + path)
+        await again.read()
+    assert origin.hits[path] == 1, "the repeat went to the origin: the held answer arrived already expired"
+    return held, again
+
+
+async def test_a_blocking_playlist_reload_held_by_the_origin_is_fresh_when_it_arrives(serve: Callable[..., Any]) -> None:
+    held, again = await _held_then_repeated(serve, "/live/index.m3u8?_HLS_msn=5", 1.5, 1)
+    assert held.headers["age"] == "0"
+    assert again.headers["x-cache"].startswith("Hit")
+
+
+async def test_a_held_part_ages_from_the_origins_date_not_from_the_request(serve: Callable[..., Any]) -> None:
+    _, again = await _held_then_repeated(serve, "/live/part7.m4s", 2.2, 2)
+    assert again.headers["x-cache"].startswith("Hit")

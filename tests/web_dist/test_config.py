@@ -57,6 +57,7 @@ def test_good_config_loads_into_frozen_values(tmp_path: Path) -> None:
     assert dist.default_behavior.allowed_methods == {"GET", "HEAD", "PUT"}
     assert dist.edges == ("edge-lon", "edge-syd")  # all edges by default
     assert config.origins["site"].url == "http://127.0.0.1:8081"
+    assert config.edges["edge-lon"].abandoned_fill_bytes == 4 * 1024 * 1024  # the default
     assert config.origins["site"].root == (tmp_path / "site").resolve()
     with pytest.raises(AttributeError):
         dist.id = "other"  # type: ignore[misc]
@@ -80,6 +81,7 @@ def test_good_config_loads_into_frozen_values(tmp_path: Path) -> None:
         (('domains = ["localhost", "*.example.com"]', 'domains = ["bad domain"]'), "distributions.site.domains[0]: 'bad domain' is not a domain name"),
         (('[distributions.site]', '[distributions.site]\nedges = ["edge-nyc"]'), "distributions.site.edges[0]: no edge named 'edge-nyc'"),
         (('[edges.edge-lon]', '[edges."bad name!"]'), "edges.bad name!: names use letters"),
+        (('region = "eu-west"', 'region = "eu-west"\nabandoned_fill_bytes = -1'), "edges.edge-lon.abandoned_fill_bytes: must not be negative"),
     ],
 )
 def test_bad_config_names_file_key_and_fault(tmp_path: Path, change: tuple[str, str], message: str) -> None:
