@@ -199,8 +199,8 @@ class EdgeFlow:
         except ClientGone:
             # The server reports a malformed chunked body as a disconnect: answer 400 in case
             # the viewer is still there (to one who left, nothing is sent).
-            exc = EdgeError(400, "Bad Request: the request body ended early or was malformed")
-            status, sent, cache = await self._try_error(send, exc)
+            bad_body = EdgeError(400, "Bad Request: the request body ended early or was malformed")
+            status, sent, cache = await self._try_error(send, bad_body)
         except ViewerLeft as gone:  # mid-body: the log says what really went out
             status, sent, cache = gone.status, gone.sent, "client-gone"
         finally:
