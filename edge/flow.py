@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from edge import compression
-from edge.access import check_access, needs_check, without_signing_params
+from edge.access import check_access, check_doors, needs_check, without_signing_params
 from edge.access_log import AccessLog
 from edge.cache_key import cache_key, forwarded_headers, forwarded_query
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
@@ -195,6 +195,7 @@ class EdgeFlow:
             raise EdgeError(405, f"Method Not Allowed: {req.method} is not allowed for {decoded}", [("allow", allow)])
         if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
             check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies)
+        check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies)
         forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
         if forward or behavior.header_keys:
             primary = cache_key(dist.id, behavior, req.path, query, forward)

@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from edge.store import Headers
-from web_dist.config import Origin
+from web_dist.config import ORIGIN_SECRET_HEADER, Origin
 
 log = logging.getLogger("cdn.edge")
 CHUNK = 64 * 1024
@@ -131,6 +131,8 @@ class OriginClient:
             raise RuntimeError("OriginClient.start() was not awaited")
         timeout = aiohttp.ClientTimeout(total=None, connect=origin.connect_timeout, sock_read=origin.read_timeout)
         out = {"user-agent": self._user_agent, **headers}
+        if origin.access_secret is not None:  # the origin answers its edges only
+            out[ORIGIN_SECRET_HEADER] = origin.access_secret
         with _mapped(origin.id):
             response = await self._session.request(
                 method,

@@ -96,7 +96,8 @@ def targets_of(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ..
         for edge in config.edges.values():
             edges.append(edge.url)
             if edge.admin_listen:
-                metrics.append(f"http://{edge.admin_listen}/metrics.json")
+                token = f"?token={edge.admin_token}" if edge.admin_token else ""
+                metrics.append(f"http://{edge.admin_listen}/metrics.json{token}")
     if args.router:
         edges = [args.router]
     return tuple(edges), tuple(metrics)

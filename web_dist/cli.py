@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -171,7 +172,7 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
         from web_dist.origin import build_origin_app
 
         assert origin.root is not None  # checked by the config loader
-        return build_origin_app(origin.root, name=origin.id)
+        return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret)
     if origin.kind == "player":
         from streaming.player_app import PlayerSettings, build_player_app
 
@@ -180,14 +181,16 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
                                                  where=f"origins.{origin.id}.options")
         except ValueError as exc:
             raise ConfigError(f"{config.source}: {exc}") from None
-        return build_player_app(player)
+        from web_dist.origin_access import OriginSecretGuard
+
+        return OriginSecretGuard(build_player_app(player), origin.access_secret)
     from origin_media.app import MediaOriginSettings, build_media_origin_app
 
     try:
         settings = MediaOriginSettings.from_options(origin.options, where=f"origins.{origin.id}.options")
     except ValueError as exc:
         raise ConfigError(f"{config.source}: {exc}") from None
-    return build_media_origin_app(settings)
+    return build_media_origin_app(settings, access_secret=origin.access_secret)
 
 
 def _serve_until_signal(build: Callable[[], Any], listen: str, what: str, *, engine: Engine = "uvicorn") -> int:
@@ -222,7 +225,21 @@ def _run(main: Awaitable[None]) -> None:
 
 
 # -- the whole CDN -------------------------------------------------------------------------------
+# Secrets `cdn up` makes for its children when the environment has none: every process it starts
+# inherits them, so its edges hold what its origins, admin listeners and uploads ask for.
+GENERATED_SECRETS = ("CDN_ORIGIN_SECRET", "CDN_ADMIN_TOKEN", "CDN_UPLOAD_TOKEN")
+
+
+def generate_secrets(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """Set each of GENERATED_SECRETS not already in `environ` to a fresh random token; their names."""
+    made = [name for name in GENERATED_SECRETS if not environ.get(name)]
+    for name in made:
+        environ[name] = secrets.token_urlsafe(24)
+    return made
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
+    generate_secrets(os.environ)
     config = load_config(args.config)
     children: list[tuple[str, str, subprocess.Popen[bytes]]] = []
     stopping = False
@@ -299,7 +316,7 @@ def _print_summary(config: CdnConfig) -> None:
         lines.append(f"  origin {origin.id:<12} {origin.kind:<6} {where}")
     for edge in config.edges.values():
         region = f" region {edge.region}" if edge.region else ""
-        admin = f", dashboard http://{edge.admin_listen}/" if edge.admin_listen else ""
+        admin = f", dashboard http://{edge.admin_listen}/?token={edge.admin_token}" if edge.admin_listen else ""
         lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{region}{admin}")
     if config.router is not None:
         dns = f", DNS on udp {config.router.dns_listen}" if config.router.dns_listen else ""
@@ -321,7 +338,22 @@ def _print_summary(config: CdnConfig) -> None:
         hdr = "" if _opens_as_is(domain) else f" -H 'Host: {domain}'"
         curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
         lines.append(f"      {curl}; {curl}")
+        lines += _upload_lines(dist, url, hdr)
+    admin = next((e for e in config.edges.values() if e.admin_listen), None)
+    if admin is not None:
+        lines += ["", "  metrics (Prometheus: bearer_token, or this header):",
+                  f"    curl -H 'Authorization: Bearer {admin.admin_token}' http://{admin.admin_listen}/metrics"]
     print("\n".join(lines), flush=True)
+
+
+def _upload_lines(dist: Distribution, url: str, hdr: str) -> list[str]:
+    """A working upload command line, for a distribution with a behavior that takes PUT."""
+    put = next((b for b in dist.behaviors if "PUT" in b.allowed_methods), None)
+    if put is None or dist.upload_token is None:
+        return []
+    path = put.path_pattern.rstrip("*").lstrip("/") if put.path_pattern != "*" else ""
+    return ["    upload (anonymous writes get 403):",
+            f"      curl -T README.md -H 'Authorization: Bearer {dist.upload_token}'{hdr} {url}{path}README.md"]
 
 
 def _opens_as_is(domain: str) -> bool:
@@ -340,8 +372,11 @@ def _watch_lines(config: CdnConfig, dist: Distribution, url: str) -> list[str]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    made = generate_secrets(os.environ)  # as `cdn up` would: a secret it makes is not missing
     config = load_config(args.config)
     print(f"{config.source}: ok")
+    if made:
+        print(f"  (not in the environment, made by `cdn up` at start: {', '.join(made)})")
     for origin in config.origins.values():
         print(f"  origin {origin.id}: {origin.kind} {origin.url}")
     for edge in config.edges.values():

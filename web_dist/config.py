@@ -30,6 +30,7 @@ Shape of the file (see demo/cdn.toml for a whole one)::
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,10 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DEL
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[0-9a-fA-F:]+\]$")
 _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
+# An edge sends its origin's `access_secret` in this header; the origin refuses requests without it.
+ORIGIN_SECRET_HEADER = "x-cdn-origin-secret"
+MIN_SECRET_LENGTH = 16  # tokens and secrets shorter than this are refused
+WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -68,6 +73,8 @@ class Origin:
     connect_timeout: float = 3.0
     read_timeout: float = 30.0
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    # Sent by edges in ORIGIN_SECRET_HEADER; the origin refuses (403) requests without it.
+    access_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class EdgeLocation:
     disk_max_object_bytes: int = 128 * 1024 * 1024
     parent: str | None = None  # another edge asked on a miss (tiered caching, like Origin Shield)
     admin_listen: str | None = None  # metrics and dashboard, never on the public port
+    admin_token: str | None = field(default=None, repr=False)  # required with admin_listen
     server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
@@ -153,6 +161,8 @@ class Distribution:
     # Key-Pair-Id -> public key (PEM) that signed URLs and cookies of this distribution may use.
     trusted_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     geo_restriction: GeoRestriction | None = None
+    # `Authorization: Bearer <upload_token>` (or a signed URL) lets a viewer PUT/POST/PATCH/DELETE.
+    upload_token: str | None = field(default=None, repr=False)
 
     @property
     def default_behavior(self) -> CacheBehavior:
@@ -243,9 +253,12 @@ def load_config(path: str | Path) -> CdnConfig:
     return parse_config(raw, source)
 
 
-def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> CdnConfig:
-    """Check an already-parsed TOML document (paths resolve against `source`'s folder)."""
-    r = _Reader(source)
+def parse_config(
+    raw: Mapping[str, Any], source: Path = Path("<config>"), environ: Mapping[str, str] | None = None
+) -> CdnConfig:
+    """Check an already-parsed TOML document (paths resolve against `source`'s folder; secrets
+    named by `*_env` keys are read from `environ`, the process environment by default)."""
+    r = _Reader(source, os.environ if environ is None else environ)
     r.keys(raw, "", {"origins", "origin_groups", "edges", "distributions", "router", "control"})
     origins = {
         name: _origin(r, name, body, source.parent)
@@ -275,8 +288,9 @@ def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> Cdn
 class _Reader:
     """Typed access to the raw document; every failure names file and dotted key."""
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, environ: Mapping[str, str]) -> None:
         self.source = source
+        self.environ = environ
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {message}")
@@ -328,6 +342,24 @@ class _Reader:
             raise self.fail(full, problem)
         return value
 
+    def secret(self, body: Mapping[str, Any], where: str, key: str, default_env: str | None = None) -> str | None:
+        """A secret: `key` in the file, else the environment variable `key_env` names (or
+        `default_env`, when the file names none). None when neither is set."""
+        env_key = f"{key}_env"
+        literal = self.get(body, where, key, str, None, _secret_problem)
+        env = self.get(body, where, env_key, str, default_env)
+        if literal is not None or env is None:
+            return literal
+        value = self.environ.get(env)
+        if value is None:
+            if env_key in body:
+                raise self.fail(_join(where, env_key), f"the environment variable {env} is not set")
+            return None
+        problem = _secret_problem(value)
+        if problem:
+            raise self.fail(_join(where, env_key), f"the environment variable {env} {problem}")
+        return value
+
     def strings(self, body: Mapping[str, Any], where: str, key: str, default: Any = ...) -> tuple[str, ...]:
         value = self.get(body, where, key, list, default)
         if not all(isinstance(v, str) for v in value):
@@ -337,7 +369,8 @@ class _Reader:
 
 def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     where = f"origins.{name}"
-    r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options"})
+    r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options",
+                         "access_secret", "access_secret_env"})
     kind = r.get(body, where, "kind", str, "web", _one_of(ORIGIN_KINDS))
     listen = r.get(body, where, "listen", str, None, _listen_problem)
     url = r.get(body, where, "url", str, None, _url_problem)
@@ -366,6 +399,7 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         connect_timeout=r.get(body, where, "connect_timeout", float, 3.0, _positive),
         read_timeout=read_timeout,
         options=MappingProxyType(options),
+        access_secret=r.secret(body, where, "access_secret"),
     )
 
 
@@ -387,12 +421,17 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     where = f"edges.{name}"
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
-                         "server",
+                         "server", "admin_token", "admin_token_env",
                          "webrtc_grace", "webrtc_max_viewers"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
         raise r.fail(f"{where}.max_object_bytes", f"{max_object} is larger than cache_bytes {cache_bytes}")
+    admin_listen = r.get(body, where, "admin_listen", str, None, _private_listen_problem)
+    admin_token = r.secret(body, where, "admin_token", "CDN_ADMIN_TOKEN")
+    if admin_listen is not None and admin_token is None:
+        raise r.fail(f"{where}.admin_token", "missing: the admin listener needs a token (admin_token, admin_token_env "
+                     "or the environment variable CDN_ADMIN_TOKEN)")
     return EdgeLocation(
         name=name,
         listen=r.get(body, where, "listen", str, ..., _listen_problem),
@@ -403,7 +442,8 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         disk_bytes=r.get(body, where, "disk_bytes", int, 1024 * 1024 * 1024, _positive),
         disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 128 * 1024 * 1024, _positive),
         parent=r.get(body, where, "parent", str, None),
-        admin_listen=r.get(body, where, "admin_listen", str, None, _listen_problem),
+        admin_listen=admin_listen,
+        admin_token=admin_token,
         server=r.get(body, where, "server", str, "granian", _one_of(("granian", "uvicorn"))),
         max_upload_bytes=r.get(body, where, "max_upload_bytes", int, 5 * 1024**3, _positive),
         trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
@@ -445,7 +485,7 @@ def _distribution(
 ) -> Distribution:
     where = f"distributions.{name}"
     r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl", "error_pages",
-                         "trusted_keys", "geo_restriction"})
+                         "trusted_keys", "geo_restriction", "upload_token", "upload_token_env"})
     kind = r.get(body, where, "kind", str, "web", _one_of(DISTRIBUTION_KINDS))
     origin = r.get(body, where, "origin", str, ..., _one_of(tuple(origins)))
     domains = r.strings(body, where, "domains")
@@ -484,6 +524,7 @@ def _distribution(
         error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
         trusted_keys=trusted_keys,
         geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
+        upload_token=r.secret(body, where, "upload_token"),
     )
 
 
@@ -612,9 +653,9 @@ def _control(r: _Reader, body: Any) -> ControlConfig:
     if redis_url is not None and not re.match(r"^(redis|rediss|unix)://\S+$", redis_url):
         raise r.fail("control.redis_url", f"{redis_url!r} is not a redis://, rediss:// or unix:// URL")
     return ControlConfig(
-        listen=r.get(body, "control", "listen", str, "127.0.0.1:8070", _listen_problem),
+        listen=r.get(body, "control", "listen", str, "127.0.0.1:8070", _private_listen_problem),
         url=r.get(body, "control", "url", str, None, _url_problem),
-        token=r.get(body, "control", "token", str, None, lambda v: None if len(v) >= 16 else "must be at least 16 characters"),
+        token=r.get(body, "control", "token", str, None, _secret_problem),
         token_env=r.get(body, "control", "token_env", str, "CDN_CONTROL_TOKEN"),
         redis_url=redis_url,
         redis_prefix=r.get(body, "control", "redis_prefix", str, "cdn", lambda v: None if _NAME.match(v) else f"{v!r} is not a name"),
@@ -702,6 +743,27 @@ def _listen_problem(v: str) -> str | None:
     host, sep, port = v.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         return f"{v!r} is not HOST:PORT"
+    return None
+
+
+def _private_listen_problem(v: str) -> str | None:
+    """A listener that serves secrets over plain HTTP: loopback only (no TLS there yet)."""
+    problem = _listen_problem(v)
+    if problem:
+        return problem
+    host = v.rpartition(":")[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return None if loopback else f"{v!r} is beyond loopback: this listener has no TLS, so its token would cross the network in clear"
+
+
+def _secret_problem(v: str) -> str | None:
+    if len(v) < MIN_SECRET_LENGTH:
+        return f"must be at least {MIN_SECRET_LENGTH} characters"
+    if not re.match(r"^[\x21-\x7e]+$", v):
+        return "must be printable ASCII without spaces"
     return None
 
 
