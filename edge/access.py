@@ -20,7 +20,14 @@ from urllib.parse import parse_qsl, unquote
 from edge.errors import EdgeError
 from edge.freshness import format_http_date
 from web_dist.behaviors import region_of
-from web_dist.config import WRITE_METHODS, CacheBehavior, CdnConfig, Distribution, GeoRestriction, Network
+from web_dist.config import (
+    WRITE_METHODS,
+    CacheBehavior,
+    CdnConfig,
+    Distribution,
+    GeoRestriction,
+    Network,
+)
 from web_dist.signing import (
     COOKIE_PREFIX,
     SIGNING_PARAMS,

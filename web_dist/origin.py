@@ -36,7 +36,6 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web_dist.origin_access import OriginSecretGuard
 from web_dist.http_ranges import (
     UNSATISFIABLE,
     ByteRange,
@@ -45,6 +44,7 @@ from web_dist.http_ranges import (
     precondition_status,
     select_range,
 )
+from web_dist.origin_access import OriginSecretGuard
 
 log = logging.getLogger("cdn.origin")
 
