@@ -23,6 +23,10 @@ import uvicorn
 
 Engine = Literal["uvicorn", "granian"]
 MAX_CONCURRENT_REQUESTS = 65536  # granian: requests served at once (held live requests count)
+# uvicorn (origins, routers, admin and control): a request's head must arrive whole within this
+# long and this size, or the connection gets 408 / 431 and is closed (slowloris, huge headers).
+HEADER_TIMEOUT = 10.0
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -49,6 +53,68 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
+
+
+def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, with a deadline and a size cap on each request's head
+    (uvicorn has neither for httptools: a client dripping header bytes kept its connection)."""
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    class GuardedProtocol(HttpToolsProtocol):
+        _in_head = True
+        _head_bytes = 0
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._in_head, self._head_bytes = True, 0
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(header_timeout, self._head_late)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if self._in_head and self._head_bytes > max_header_bytes and not self.transport.is_closing():
+                self._refuse(431, f"request head over {max_header_bytes} bytes")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_timer is None:  # a keep-alive connection's next request starts
+                self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if self._in_head and self._head_bytes and not self.transport.is_closing():
+                self._refuse(408, f"request head not complete within {header_timeout:g} s")
+            elif self._in_head and not self.transport.is_closing() and self.cycle is None:
+                self.transport.close()  # connected and said nothing
+
+        def _refuse(self, status: int, message: str) -> None:
+            body = message.encode("ascii") + b"\n"
+            self.transport.write(b"".join([STATUS_LINE[status], b"content-type: text/plain; charset=utf-8\r\n",
+                                           b"content-length: ", str(len(body)).encode(), b"\r\n",
+                                           b"connection: close\r\n\r\n", body]))
+            self.transport.close()
+
+    return GuardedProtocol
 
 
 class _QuietServer(uvicorn.Server):
@@ -91,9 +157,11 @@ class RunningServer:
 
 
 async def start_server(
-    app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn"
+    app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn",
+    header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES,
 ) -> RunningServer:
-    """Start `app` on `listen` and return once it accepts connections."""
+    """Start `app` on `listen` and return once it accepts connections (uvicorn: a request head
+    must arrive within `header_timeout` seconds and `max_header_bytes`)."""
     host, port = parse_listen(listen)
     sock = bind(host, port)
     if engine == "granian":
@@ -104,7 +172,7 @@ async def start_server(
         access_log=False,
         lifespan="on",
         loop="none",
-        http="httptools",
+        http=guarded_protocol(header_timeout, max_header_bytes),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=3,
         # Apps set their own Date and Server: an edge passes the origin's through.
