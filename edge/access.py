@@ -44,6 +44,7 @@ from web_dist.signing import (
 
 class AccessRequest(Protocol):
     path: str  # percent-encoded, as received
+    scheme: str  # "http" or "https"
     query: str
     headers: dict[str, str]  # lower-cased names
     client: str  # the peer's address
@@ -69,14 +70,35 @@ def check_access(
 
 def check_doors(
     dist: Distribution, behavior: CacheBehavior, req: AccessRequest, method: str, decoded_path: str, now: float,
-    *, trusted_proxies: Sequence[Network] = (),
+    *, trusted_proxies: Sequence[Network] = (), https_port: int | None = None,
 ) -> None:
     """Raise EdgeError(403) for a write without credentials or a viewer asking for an origin's
-    internal feed. Cheap for a GET: two comparisons."""
+    internal feed, and apply the behavior's viewer protocol policy (301 or 403 for plain HTTP).
+    Cheap for a GET: three comparisons."""
+    if behavior.viewer_protocol != "allow-all" and req.scheme != "https":
+        check_viewer_protocol(behavior, req, method, https_port)
     if dist.kind == "streaming" and decoded_path.endswith("/stream.ts"):
         raise _forbidden("the MPEG-TS feed is the origin's feed for edges, not served to viewers")
     if method in WRITE_METHODS:
         check_write(dist, behavior, req, now, viewer_address(req.client, req.headers.get("x-forwarded-for"), trusted_proxies))
+
+
+def check_viewer_protocol(behavior: CacheBehavior, req: AccessRequest, method: str, https_port: int | None) -> None:
+    """Plain HTTP where the behavior wants HTTPS: 301 to the same URL on HTTPS (a GET or HEAD
+    of redirect-to-https), else 403."""
+    if (behavior.viewer_protocol == "redirect-to-https" and method in ("GET", "HEAD") and https_port is not None
+            and req.headers.get("host")):
+        host = _host_without_port(req.headers["host"])
+        port = "" if https_port == 443 else f":{https_port}"
+        location = f"https://{host}{port}{req.path}" + (f"?{req.query}" if req.query else "")
+        raise EdgeError(301, f"Moved Permanently: this URL is served over HTTPS: {location}", [("location", location)])
+    raise _forbidden("this URL is served over HTTPS only")
+
+
+def _host_without_port(host: str) -> str:
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def check_write(dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float, client: str) -> None:

@@ -113,6 +113,7 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
         headers=headers,
         client=str(client[0]),
         receive=receive,
+        scheme=scope.get("scheme", "http"),
     )
 
 

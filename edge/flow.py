@@ -72,6 +72,7 @@ class EdgeRequest:
     client: str
     receive: Receive
     started: float = field(default_factory=time.perf_counter)
+    scheme: str = "http"  # "https" on the edge's TLS listener
 
 
 @dataclass
@@ -195,7 +196,8 @@ class EdgeFlow:
             raise EdgeError(405, f"Method Not Allowed: {req.method} is not allowed for {decoded}", [("allow", allow)])
         if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
             check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies)
-        check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies)
+        check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies,
+                    https_port=self.edge.https_port)
         forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
         if forward or behavior.header_keys:
             primary = cache_key(dist.id, behavior, req.path, query, forward)

@@ -30,7 +30,7 @@ from typing import Any
 from web_dist.config import CdnConfig, ConfigError, Distribution, Origin, load_config
 from web_dist.control_cli import add_commands as add_control_commands
 from web_dist.invalidation import resolve_token
-from web_dist.server import Engine, parse_listen, start_server
+from web_dist.server import Engine, SharedApp, parse_listen, start_server
 from web_dist.signing_cli import add_commands as add_signing_commands
 
 log = logging.getLogger("cdn")
@@ -113,26 +113,31 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     edge = config.edges[args.name]
     what = f"edge {edge.name}"
     token = resolve_token(config.control.token, config.control.token_env, os.environ) if config.control else None
-    if edge.admin_listen is None:
-        return _serve_until_signal(lambda: build_edge_app(config, edge.name, control_token=token), edge.listen, what,
-                                   engine=edge.server)
-    admin_listen = edge.admin_listen
 
     async def serve() -> None:
         app = build_edge_app(config, edge.name, control_token=token)
-        # The admin port first: once "ready" is printed, both answer.
-        admin = await start_server(build_admin_app(app.flow), admin_listen, name=f"{what} admin")
+        started = []
         try:
+            # The admin port first: once "ready" is printed, every listener answers.
+            if edge.admin_listen is not None:
+                started.append(await start_server(build_admin_app(app.flow), edge.admin_listen, name=f"{what} admin"))
             public = await start_server(app, edge.listen, name=what, engine=edge.server)
+            started.append(public)
+            if edge.https_listen is not None:
+                started.append(await start_server(SharedApp(app), edge.https_listen, name=f"{what} https", engine=edge.server,
+                                                  tls_cert=edge.tls_cert, tls_key=edge.tls_key))
         except BaseException:
-            await admin.stop()
+            for server in reversed(started):
+                await server.stop()
             raise
-        log.info("%s listening on %s, admin (metrics, dashboard) on %s", what, public.url, admin.url)
-        print(f"ready {what} {public.url} admin {admin.url}", flush=True)
+        others = [s for s in started if s is not public]
+        extra = "".join(f" {'admin' if 'admin' in s.name else 'https'} {s.url}" for s in others)
+        log.info("%s listening on %s%s", what, public.url, extra)
+        print(f"ready {what} {public.url}{extra}", flush=True)
         await _wait_for_signal()
         log.info("%s stopping", what)
-        await public.stop()
-        await admin.stop()
+        for server in reversed(started):
+            await server.stop()
 
     _run(serve())
     return 0
@@ -317,7 +322,8 @@ def _print_summary(config: CdnConfig) -> None:
     for edge in config.edges.values():
         region = f" region {edge.region}" if edge.region else ""
         admin = f", dashboard http://{edge.admin_listen}/?token={edge.admin_token}" if edge.admin_listen else ""
-        lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{region}{admin}")
+        https = f", https://{edge.https_listen}/" if edge.https_listen else ""
+        lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{https}{region}{admin}")
     if config.router is not None:
         dns = f", DNS on udp {config.router.dns_listen}" if config.router.dns_listen else ""
         lines.append(f"  router {'':<12} http://{config.router.listen}/ (302 to the nearest healthy edge{dns})")
@@ -339,10 +345,10 @@ def _print_summary(config: CdnConfig) -> None:
         curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
         lines.append(f"      {curl}; {curl}")
         lines += _upload_lines(dist, url, hdr)
-    admin = next((e for e in config.edges.values() if e.admin_listen), None)
-    if admin is not None:
+    watched = next((e for e in config.edges.values() if e.admin_listen), None)
+    if watched is not None:
         lines += ["", "  metrics (Prometheus: bearer_token, or this header):",
-                  f"    curl -H 'Authorization: Bearer {admin.admin_token}' http://{admin.admin_listen}/metrics"]
+                  f"    curl -H 'Authorization: Bearer {watched.admin_token}' http://{watched.admin_listen}/metrics"]
     print("\n".join(lines), flush=True)
 
 

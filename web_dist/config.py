@@ -52,6 +52,7 @@ _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
 ORIGIN_SECRET_HEADER = "x-cdn-origin-secret"
 MIN_SECRET_LENGTH = 16  # tokens and secrets shorter than this are refused
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
+VIEWER_PROTOCOLS = ("allow-all", "redirect-to-https", "https-only")
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,6 +76,7 @@ class Origin:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     # Sent by edges in ORIGIN_SECRET_HEADER; the origin refuses (403) requests without it.
     access_secret: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None  # an https:// origin's certificate is checked against this CA, else the system's
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ class EdgeLocation:
     parent: str | None = None  # another edge asked on a miss (tiered caching, like Origin Shield)
     admin_listen: str | None = None  # metrics and dashboard, never on the public port
     admin_token: str | None = field(default=None, repr=False)  # required with admin_listen
+    # HTTPS beside HTTP: one certificate chain and key (PEM) for every domain of the edge (its
+    # subject alternative names), TLS 1.2+, ALPN h2 and http/1.1.
+    https_listen: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
@@ -103,6 +110,10 @@ class EdgeLocation:
     @property
     def url(self) -> str:
         return f"http://{self.listen}"
+
+    @property
+    def https_port(self) -> int | None:
+        return int(self.https_listen.rpartition(":")[2]) if self.https_listen else None
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,8 @@ class CacheBehavior:
     origin: str | None = None
     max_upload_bytes: int | None = None  # a larger PUT/POST body gets 413
     signed: bool = False  # viewers need a signed URL or signed cookies (CloudFront's trusted key groups)
+    # CloudFront's viewer protocol policy: both, HTTP answered 301 to HTTPS, or HTTP refused (403)
+    viewer_protocol: Literal["allow-all", "redirect-to-https", "https-only"] = "allow-all"
 
 
 @dataclass(frozen=True)
@@ -370,7 +383,7 @@ class _Reader:
 def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     where = f"origins.{name}"
     r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options",
-                         "access_secret", "access_secret_env"})
+                         "access_secret", "access_secret_env", "ca_file"})
     kind = r.get(body, where, "kind", str, "web", _one_of(ORIGIN_KINDS))
     listen = r.get(body, where, "listen", str, None, _listen_problem)
     url = r.get(body, where, "url", str, None, _url_problem)
@@ -400,6 +413,7 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         read_timeout=read_timeout,
         options=MappingProxyType(options),
         access_secret=r.secret(body, where, "access_secret"),
+        ca_file=_pem_file(r, body, where, "ca_file", base, b"-----BEGIN CERTIFICATE-----"),
     )
 
 
@@ -421,7 +435,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     where = f"edges.{name}"
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
-                         "server", "admin_token", "admin_token_env",
+                         "server", "admin_token", "admin_token_env", "https_listen", "tls_cert", "tls_key",
                          "webrtc_grace", "webrtc_max_viewers"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
@@ -432,8 +446,16 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     if admin_listen is not None and admin_token is None:
         raise r.fail(f"{where}.admin_token", "missing: the admin listener needs a token (admin_token, admin_token_env "
                      "or the environment variable CDN_ADMIN_TOKEN)")
+    https_listen = r.get(body, where, "https_listen", str, None, _listen_problem)
+    tls_cert = _pem_file(r, body, where, "tls_cert", base, b"-----BEGIN CERTIFICATE-----")
+    tls_key = _pem_file(r, body, where, "tls_key", base, b"PRIVATE KEY-----")
+    if https_listen is not None and (tls_cert is None or tls_key is None):
+        raise r.fail(f"{where}.{'tls_key' if tls_cert else 'tls_cert'}", "missing: https_listen needs tls_cert and tls_key (PEM files)")
     return EdgeLocation(
         name=name,
+        https_listen=https_listen,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         listen=r.get(body, where, "listen", str, ..., _listen_problem),
         region=r.get(body, where, "region", str, None),
         cache_bytes=cache_bytes,
@@ -450,6 +472,21 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         webrtc_grace=r.get(body, where, "webrtc_grace", float, 5.0, _not_negative),
         webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, 1000, _positive),
     )
+
+
+def _pem_file(r: _Reader, body: dict[str, Any], where: str, key: str, base: Path, marker: bytes) -> Path | None:
+    """A PEM file named by `key` (relative to the config's folder), checked readable and PEM."""
+    raw = r.get(body, where, key, str, None)
+    if raw is None:
+        return None
+    path = (base / raw).resolve()
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise r.fail(f"{where}.{key}", f"cannot read {path}: {exc.strerror or exc}") from None
+    if marker not in text:
+        raise r.fail(f"{where}.{key}", f"{path} is not a PEM file of the expected kind ({marker.decode().strip('-')})")
+    return path
 
 
 def _networks(r: _Reader, where: str, cidrs: Sequence[str]) -> tuple[Network, ...]:
@@ -509,6 +546,11 @@ def _distribution(
     if not isinstance(default, dict):
         raise r.fail(f"{where}.default_behavior", "must be a table")
     behaviors.append(_behavior(r, f"{where}.default_behavior", default, origins, default_pattern=True))
+    for i, b in enumerate(behaviors):
+        plain = [e for e in dist_edges if edges[e].https_listen is None]
+        if b.viewer_protocol != "allow-all" and plain:
+            key = f"{where}.default_behavior" if b is behaviors[-1] else f"{where}.behaviors[{i}]"
+            raise r.fail(f"{key}.viewer_protocol", f"{b.viewer_protocol!r} needs HTTPS, but edge {plain[0]!r} has no https_listen")
     trusted_keys = _trusted_keys(r, f"{where}.trusted_keys", body.get("trusted_keys", {}), r.source.parent)
     if any(b.signed for b in behaviors) and not trusted_keys:
         raise r.fail(f"{where}.trusted_keys", "missing: a behavior has signed = true, so the distribution needs a public key")
@@ -559,7 +601,7 @@ def _behavior(
     if not isinstance(body, dict):
         raise r.fail(where, "must be a table")
     allowed = {"min_ttl", "default_ttl", "max_ttl", "methods", "query_keys", "header_keys", "compress", "origin",
-               "max_upload_bytes", "signed"}
+               "max_upload_bytes", "signed", "viewer_protocol"}
     r.keys(body, where, allowed if default_pattern else allowed | {"path"})
     pattern = "*" if default_pattern else r.get(body, where, "path", str, ..., _pattern_problem)
     min_ttl = r.get(body, where, "min_ttl", float, 0.0, _not_negative)
@@ -595,6 +637,7 @@ def _behavior(
         origin=r.get(body, where, "origin", str, None, _one_of(tuple(origins))),
         max_upload_bytes=r.get(body, where, "max_upload_bytes", int, None, _positive),
         signed=r.get(body, where, "signed", bool, False),
+        viewer_protocol=r.get(body, where, "viewer_protocol", str, "allow-all", _one_of(VIEWER_PROTOCOLS)),
     )
 
 
@@ -696,6 +739,7 @@ def _check_unique_listen(r: _Reader, origins: Mapping[str, Origin], edges: Mappi
     seen: dict[str, str] = {}
     listeners = [(f"origins.{o.id}.listen", o.listen) for o in origins.values()]
     listeners += [(f"edges.{e.name}.listen", e.listen) for e in edges.values()]
+    listeners += [(f"edges.{e.name}.https_listen", e.https_listen) for e in edges.values()]
     for key, listen in listeners:
         if listen is None or listen.endswith(":0"):
             continue
