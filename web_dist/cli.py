@@ -243,8 +243,41 @@ def generate_secrets(environ: dict[str, str] | os._Environ[str]) -> list[str]:
     return made
 
 
+def make_missing_certs(path: Path) -> list[Path]:
+    """For each edge whose tls_cert and tls_key files are both missing, a certificate (and the
+    local CA beside it, `ca.pem`) for localhost, *.localhost, 127.0.0.1 and every distribution
+    domain; the CA files made. A config that cannot be read is left to load_config to report."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    edges: dict[str, Any] = raw["edges"] if isinstance(raw.get("edges"), dict) else {}
+    dists: dict[str, Any] = raw["distributions"] if isinstance(raw.get("distributions"), dict) else {}
+    domains = [d for body in dists.values() if isinstance(body, dict) for d in body.get("domains", []) if isinstance(d, str)]
+    names = ["localhost", "*.localhost", "127.0.0.1", *domains, *(f"*.{d}" for d in domains if not d[0].isdigit() and not d.startswith("*"))]
+    made: list[Path] = []
+    for body in edges.values():
+        cert, key = (body.get(k) if isinstance(body, dict) else None for k in ("tls_cert", "tls_key"))
+        if not (isinstance(cert, str) and isinstance(key, str)):
+            continue
+        cert_path, key_path = (path.parent / cert).resolve(), (path.parent / key).resolve()
+        if cert_path.exists() or key_path.exists() or cert_path.parent != key_path.parent:
+            continue
+        from web_dist.tls import make_server_cert
+
+        files = make_server_cert(cert_path.parent, names, stem=cert_path.stem)
+        if files.cert != cert_path or files.key != key_path:
+            files.cert.rename(cert_path)
+            files.key.rename(key_path)
+        made.append(files.ca)
+    return made
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     generate_secrets(os.environ)
+    make_missing_certs(args.config)
     config = load_config(args.config)
     children: list[tuple[str, str, subprocess.Popen[bytes]]] = []
     stopping = False
@@ -345,6 +378,13 @@ def _print_summary(config: CdnConfig) -> None:
         curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
         lines.append(f"      {curl}; {curl}")
         lines += _upload_lines(dist, url, hdr)
+    for edge in config.edges.values():
+        if edge.https_listen and edge.tls_cert is not None and (edge.tls_cert.parent / "ca.pem").exists():
+            ca = edge.tls_cert.parent / "ca.pem"
+            host, port = parse_listen(edge.https_listen)
+            lines += ["", f"  HTTPS (h2): https://localhost:{port}/ on {edge.name}; trust the local CA {ca}",
+                      f"    curl --cacert {ca} -sI https://localhost:{port}/"]
+            break
     watched = next((e for e in config.edges.values() if e.admin_listen), None)
     if watched is not None:
         lines += ["", "  metrics (Prometheus: bearer_token, or this header):",
@@ -379,6 +419,7 @@ def _watch_lines(config: CdnConfig, dist: Distribution, url: str) -> list[str]:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     made = generate_secrets(os.environ)  # as `cdn up` would: a secret it makes is not missing
+    make_missing_certs(args.config)  # ... and a demo certificate neither
     config = load_config(args.config)
     print(f"{config.source}: ok")
     if made:

@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,15 @@ def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config)
         assert metrics, printed
         assert httpx.get(metrics.group(2)).status_code == 401
         assert "cdn_edge_requests_total" in httpx.get(metrics.group(2), headers={"authorization": f"Bearer {metrics.group(1)}"}).text
+        https = re.search(r"HTTPS \(h2\): (https://localhost:(\d+)/) on edge-lon; trust the local CA (\S+)", printed)
+        assert https, printed
+        ca = ssl.create_default_context(cafile=https.group(3))
+        page = httpx.get(https.group(1), verify=ca)
+        assert page.status_code == 200 and "cache-status" in page.headers
+        ca.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", int(https.group(2))), timeout=5) as raw:
+            with ca.wrap_socket(raw, server_hostname="live.localhost") as tls:
+                assert tls.selected_alpn_protocol() == "h2"
         dashboard = re.search(r"dashboard (http://\S+/\?token=\S+)", printed)
         assert dashboard and httpx.get(dashboard.group(1), follow_redirects=True).text.startswith("<!doctype html>")
         assert (config.parent / "site" / "uploads" / "note.txt").read_bytes() == b"through the edge"
