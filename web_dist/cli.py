@@ -369,12 +369,20 @@ def _print_summary(config: CdnConfig) -> None:
         host, port = parse_listen(edge.listen)
         domain = next((d for d in dist.domains if _opens_as_is(d)), dist.domains[0])
         url = f"http://{domain}:{port}/" if _opens_as_is(domain) else f"http://{edge.listen}/"
-        lines.append(f"  distribution {dist.id} ({dist.kind}): open {url}")
+        ca = edge.tls_cert.parent / "ca.pem" if edge.https_listen and edge.tls_cert is not None else None
+        cacert = ""
+        if ca is not None and ca.exists():
+            _, https_port = parse_listen(edge.https_listen or "")
+            plain, cacert = url, f" --cacert {ca}"
+            url = f"https://{domain}:{https_port}/" if _opens_as_is(domain) else f"https://{edge.https_listen}/"
+            lines.append(f"  distribution {dist.id} ({dist.kind}): open {url} (or {plain})")
+        else:
+            lines.append(f"  distribution {dist.id} ({dist.kind}): open {url}")
         lines += _watch_lines(config, dist, url)
         if not _opens_as_is(domain):
             lines.append(f"    (send Host: {domain})")
         lines.append("    a miss, then a hit:")
-        hdr = "" if _opens_as_is(domain) else f" -H 'Host: {domain}'"
+        hdr = ("" if _opens_as_is(domain) else f" -H 'Host: {domain}'") + cacert
         curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
         lines.append(f"      {curl}; {curl}")
         lines += _upload_lines(dist, url, hdr)

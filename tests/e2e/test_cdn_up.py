@@ -64,7 +64,7 @@ def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config)
         assert css.headers["content-type"].startswith("text/css")
         note = f"http://localhost:{ports['lon']}/uploads/note.txt"
         assert httpx.put(note, content=b"anonymous").status_code == 403
-        upload = re.search(r"curl -T README\.md -H 'Authorization: Bearer (\S+)' http://localhost:\d+/uploads/README\.md", printed)
+        upload = re.search(r"curl -T README\.md -H 'Authorization: Bearer (\S+)'( --cacert \S+)? https?://localhost:\d+/uploads/README\.md", printed)
         assert upload, printed
         up = httpx.put(note, content=b"through the edge", headers={"authorization": f"Bearer {upload.group(1)}"})
         assert up.status_code in (200, 201)
