@@ -152,3 +152,17 @@ def test_https_needs_a_certificate_and_policies_need_https(files: CertFiles) -> 
         parse_config({"origins": base["origins"], "edges": {"e": {"listen": "127.0.0.1:0"}},
                       "distributions": {"d": {"domains": ["localhost"], "origin": "o",
                                               "default_behavior": {"viewer_protocol": "https-only"}}}})
+
+
+async def test_the_load_tester_trusts_the_local_ca_with_cacert(rig: TlsRig) -> None:
+    from streaming.loadtest import LoadPlan, run_load
+    from streaming.report import summarize
+
+    target = (f"https://localhost:{rig.https_port}",)
+    plan = LoadPlan(target, viewers=4, duration=1.5, ramp=100, mode="web", objects=("/page",), think=0.05,
+                    cacert=str(rig.files.ca))
+    figures = summarize(await run_load(plan, progress=None))
+    assert figures["errors"] == {} and figures["requests"] > 10
+    untrusted = summarize(await run_load(LoadPlan(target, viewers=2, duration=1, ramp=100, mode="web",
+                                                  objects=("/page",), think=0.05), progress=None))
+    assert untrusted["errors"], "without --cacert the local CA is not trusted"
