@@ -176,6 +176,7 @@ class Distribution:
     geo_restriction: GeoRestriction | None = None
     # `Authorization: Bearer <upload_token>` (or a signed URL) lets a viewer PUT/POST/PATCH/DELETE.
     upload_token: str | None = field(default=None, repr=False)
+    hsts_max_age: int | None = None  # HTTPS answers carry Strict-Transport-Security: max-age=N
 
     @property
     def default_behavior(self) -> CacheBehavior:
@@ -522,7 +523,8 @@ def _distribution(
 ) -> Distribution:
     where = f"distributions.{name}"
     r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl", "error_pages",
-                         "trusted_keys", "geo_restriction", "upload_token", "upload_token_env"})
+                         "trusted_keys", "geo_restriction", "upload_token", "upload_token_env",
+                         "hsts_max_age"})
     kind = r.get(body, where, "kind", str, "web", _one_of(DISTRIBUTION_KINDS))
     origin = r.get(body, where, "origin", str, ..., _one_of(tuple(origins)))
     domains = r.strings(body, where, "domains")
@@ -567,6 +569,7 @@ def _distribution(
         trusted_keys=trusted_keys,
         geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
         upload_token=r.secret(body, where, "upload_token"),
+        hsts_max_age=r.get(body, where, "hsts_max_age", int, None, _not_negative),
     )
 
 

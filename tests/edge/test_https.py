@@ -55,7 +55,7 @@ def tls_config(origin_url: str, files: CertFiles, https_port: int, *, ca: bool =
         "edges": {"edge-test": {"listen": "127.0.0.1:0", "https_listen": f"127.0.0.1:{https_port}",
                                 "tls_cert": str(files.cert), "tls_key": str(files.key)}},
         "distributions": {"site": {
-            "domains": NAMES, "origin": "o",
+            "domains": NAMES, "origin": "o", "hsts_max_age": 31536000,
             "behaviors": [{"path": "/secure/*", "viewer_protocol": "https-only"},
                           {"path": "/moved/*", "viewer_protocol": "redirect-to-https", "query_keys": "all",
                            "methods": ["GET", "HEAD", "PUT"]}],
@@ -98,8 +98,10 @@ async def test_the_edge_serves_https_with_h2_by_alpn_from_an_https_origin(rig: T
     async with httpx.AsyncClient(verify=ctx, timeout=20) as client:
         first = await client.get(f"https://localhost:{rig.https_port}/page")
         assert first.status_code == 200 and first.content == b"body of /page"
+        assert first.headers["strict-transport-security"] == "max-age=31536000"
         plain = await client.get(rig.http + "/page")  # the same cache behind both listeners
         assert plain.status_code == 200 and "hit" in plain.headers["cache-status"]
+        assert "strict-transport-security" not in plain.headers  # RFC 6797: over HTTPS only
     async with aiohttp.ClientSession() as session:
         async with session.get(f"https://127.0.0.1:{rig.https_port}/page", ssl=ctx,
                                server_hostname="site.test", headers={"host": "site.test"}) as resp:
