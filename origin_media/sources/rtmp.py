@@ -91,6 +91,7 @@ class RtmpIngest:
         self._threads: set[threading.Thread] = set()
         self.refused = 0
         self.pending = PendingLimits(max_pending, max_pending_per_address)
+        self.over_limit = 0  # connections refused by the pending limits
         self.auth_seconds = auth_seconds
 
     async def start(self) -> None:
@@ -119,7 +120,9 @@ class RtmpIngest:
         refusal = self.pending.enter(host)
         if refusal is not None:
             self.refused += 1
-            log.warning("RTMP client %s refused: %s", peer, refusal)
+            self.over_limit += 1
+            if self.over_limit & (self.over_limit - 1) == 0:  # 1st, 2nd, 4th, 8th...: a flood logs little
+                log.warning("RTMP client %s refused: %s (%d refused so far)", peer, refusal, self.over_limit)
             writer.close()
             self._tasks.discard(task)
             return
