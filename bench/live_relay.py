@@ -66,6 +66,8 @@ class CountingOrigin:
         await self.app(scope, receive, send)
 
 
+ADMIN_TOKEN = "bench-admin-token-0123456789"  # the edge's admin listener needs one
+
 def serve_origin(config_path: str) -> int:
     """The child process: the config's media origin, counted."""
     import signal
@@ -259,6 +261,7 @@ bitrate = 300000
 [edges.bench-edge]
 listen = "127.0.0.1:{edge_port}"
 admin_listen = "127.0.0.1:{admin_port}"
+admin_token = "{ADMIN_TOKEN}"
 
 [distributions.live]
 kind = "streaming"
@@ -269,7 +272,7 @@ origin = "media"
 
 
 def live_counters(admin: str) -> dict[str, Any]:
-    with urllib.request.urlopen(admin + "/metrics.json", timeout=10) as response:
+    with urllib.request.urlopen(admin + f"/metrics.json?token={ADMIN_TOKEN}", timeout=10) as response:
         body: dict[str, Any] = json.loads(response.read())
     live: dict[str, Any] = body["live"].get(STREAM, {})
     return live

@@ -39,6 +39,8 @@ STALL_LIMIT = 0.01
 LADDER = '[{name = "lo", width = 256, height = 144, bitrate = 150000}, {name = "hi", width = 320, height = 180, bitrate = 300000}]'
 
 
+ADMIN_TOKEN = "bench-admin-token-0123456789"  # the edge's admin listener needs one
+
 def write_config(folder: Path, ports: tuple[int, int, int], renditions: int, segment: float, part: float) -> Path:
     ladder = f"renditions = {LADDER}\n" if renditions > 1 else ""
     config = folder / "capacity.toml"
@@ -62,6 +64,7 @@ bitrate = 300000
 [edges.bench-edge]
 listen = "127.0.0.1:{ports[1]}"
 admin_listen = "127.0.0.1:{ports[2]}"
+admin_token = "{ADMIN_TOKEN}"
 
 [distributions.live]
 kind = "streaming"
@@ -116,7 +119,7 @@ def wait_live(origin: str, limit: float = 30.0) -> bool:
 
 def step(edge: str, admin: str, pids: dict[str, int], viewers: int, ramp: float, steady: float) -> dict[str, Any]:
     plan = LoadPlan((edge,), MASTER, viewers=viewers, duration=viewers / ramp + steady, ramp=ramp,
-                    metrics=(admin + "/metrics.json",), timeout=15, label=f"{viewers} viewers")
+                    metrics=(admin + f"/metrics.json?token={ADMIN_TOKEN}",), timeout=15, label=f"{viewers} viewers")
     cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     mine, started = cpu_seconds(), time.monotonic()
     figures = summarize(run_loop(run_load(plan, progress=None)))

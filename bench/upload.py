@@ -37,6 +37,8 @@ from bench.stack import BIN, MIB, start_origin
 
 BLOCK = bytes(range(256)) * 4096  # 1 MiB
 
+UPLOAD_TOKEN = "bench-upload-token-0123456789"  # writes through an edge need one
+
 
 def write_config(folder: Path, origin_port: int, edge_port: int, limit: int) -> Path:
     config = folder / "upload.toml"
@@ -52,6 +54,7 @@ max_upload_bytes = {limit}
 [distributions.site]
 domains = ["127.0.0.1"]
 origin = "bucket"
+upload_token = "{UPLOAD_TOKEN}"
 
 [[distributions.site.behaviors]]
 path = "/uploads/*"
@@ -67,7 +70,7 @@ def blocks(count: int) -> Iterator[bytes]:
 
 def put(port: int, path: str, mib: int, *, chunked: bool) -> tuple[int, float]:
     """Stream `mib` MiB as one PUT; (status, seconds)."""
-    headers = {"content-type": "application/octet-stream"}
+    headers = {"content-type": "application/octet-stream", "authorization": f"Bearer {UPLOAD_TOKEN}"}
     if not chunked:
         digest = hashlib.sha256()
         for block in blocks(mib):

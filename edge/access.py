@@ -1,11 +1,16 @@
-"""Who may see a distribution's objects: geo restriction and signed URLs or cookies. Pure.
+"""Who may see a distribution's objects: geo restriction and signed URLs or cookies, and who
+may write (uploads) or reach an origin's internal feeds. Pure.
 
 `check_access` runs at the end of recv, before any cache lookup, so a refused request learns
-nothing about what the cache holds. Every refusal is a 403 whose message says why.
+nothing about what the cache holds. `check_doors` runs there too: a PUT/POST/PATCH/DELETE needs
+the distribution's upload token (`Authorization: Bearer ...`) or a signed URL, and a streaming
+distribution never proxies the media origin's MPEG-TS feed (for edges' WebRTC relay only).
+Every refusal is a 403 whose message says why.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -15,7 +20,14 @@ from urllib.parse import parse_qsl, unquote
 from edge.errors import EdgeError
 from edge.freshness import format_http_date
 from web_dist.behaviors import region_of
-from web_dist.config import CacheBehavior, CdnConfig, Distribution, GeoRestriction, Network
+from web_dist.config import (
+    WRITE_METHODS,
+    CacheBehavior,
+    CdnConfig,
+    Distribution,
+    GeoRestriction,
+    Network,
+)
 from web_dist.signing import (
     COOKIE_PREFIX,
     SIGNING_PARAMS,
@@ -32,6 +44,7 @@ from web_dist.signing import (
 
 class AccessRequest(Protocol):
     path: str  # percent-encoded, as received
+    scheme: str  # "http" or "https"
     query: str
     headers: dict[str, str]  # lower-cased names
     client: str  # the peer's address
@@ -53,6 +66,56 @@ def check_access(
         check_geo(dist.geo_restriction, networks, client)
     if behavior.signed:
         check_signed(dist.trusted_keys, req, now, client)
+
+
+def check_doors(
+    dist: Distribution, behavior: CacheBehavior, req: AccessRequest, method: str, decoded_path: str, now: float,
+    *, trusted_proxies: Sequence[Network] = (), https_port: int | None = None,
+) -> None:
+    """Raise EdgeError(403) for a write without credentials or a viewer asking for an origin's
+    internal feed, and apply the behavior's viewer protocol policy (301 or 403 for plain HTTP).
+    Cheap for a GET: three comparisons."""
+    if behavior.viewer_protocol != "allow-all" and req.scheme != "https":
+        check_viewer_protocol(behavior, req, method, https_port)
+    if dist.kind == "streaming" and decoded_path.endswith("/stream.ts"):
+        raise _forbidden("the MPEG-TS feed is the origin's feed for edges, not served to viewers")
+    if method in WRITE_METHODS:
+        check_write(dist, behavior, req, now, viewer_address(req.client, req.headers.get("x-forwarded-for"), trusted_proxies))
+
+
+def check_viewer_protocol(behavior: CacheBehavior, req: AccessRequest, method: str, https_port: int | None) -> None:
+    """Plain HTTP where the behavior wants HTTPS: 301 to the same URL on HTTPS (a GET or HEAD
+    of redirect-to-https), else 403."""
+    if (behavior.viewer_protocol == "redirect-to-https" and method in ("GET", "HEAD") and https_port is not None
+            and req.headers.get("host")):
+        host = _host_without_port(req.headers["host"])
+        port = "" if https_port == 443 else f":{https_port}"
+        location = f"https://{host}{port}{req.path}" + (f"?{req.query}" if req.query else "")
+        raise EdgeError(301, f"Moved Permanently: this URL is served over HTTPS: {location}", [("location", location)])
+    raise _forbidden("this URL is served over HTTPS only")
+
+
+def _host_without_port(host: str) -> str:
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def check_write(dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float, client: str) -> None:
+    """A write needs the upload token (compared in constant time) or a valid signed URL."""
+    if behavior.signed:
+        return  # check_access verified the signed URL or cookies already
+    scheme, _, given = req.headers.get("authorization", "").partition(" ")
+    if dist.upload_token is not None and scheme.lower() == "bearer" and given.strip():
+        if hmac.compare_digest(given.strip().encode(), dist.upload_token.encode()):
+            return
+        raise _forbidden("wrong upload token")
+    if dist.trusted_keys and "Signature" in credentials(req.query, req.headers.get("cookie", "")):
+        check_signed(dist.trusted_keys, req, now, client)
+        return
+    if dist.upload_token is None and not dist.trusted_keys:
+        raise _forbidden("this distribution takes no uploads: it has neither upload_token nor trusted_keys")
+    raise _forbidden("writes need Authorization: Bearer <upload token> or a signed URL")
 
 
 def viewer_address(peer: str, forwarded_for: str | None, trusted_proxies: Sequence[Network]) -> str:

@@ -3,19 +3,34 @@
     /              the dashboard: hit ratio, requests/s, bandwidth and top objects, self-refreshing
     /metrics       Prometheus text format, from the edge's own registry
     /metrics.json  the same counters as JSON (what the dashboard polls)
-    /health        liveness
+    /health        liveness (the only page without the token)
+
+Every other page needs the edge's `admin_token`: `Authorization: Bearer TOKEN` (Prometheus'
+`bearer_token`), `?token=TOKEN`, or, for a browser, the cookie that `/?token=TOKEN` sets
+(HttpOnly, SameSite Strict) before redirecting to `/`. Compared in constant time.
 """
 
 from __future__ import annotations
 
+import hmac
 from html import escape
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from web_dist.config import MIN_SECRET_LENGTH
 
 if TYPE_CHECKING:
     from edge.flow import EdgeFlow
@@ -29,8 +44,49 @@ DASHBOARD_HEADERS = {
 }
 
 
-def build_admin_app(flow: EdgeFlow) -> Starlette:
-    """The admin ASGI app of the edge whose requests `flow` answers."""
+COOKIE = "cdn_admin"
+
+
+class AdminGuard:
+    """ASGI middleware: the admin token as a bearer token or cookie, else 401 (403 if wrong)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = _given_token(request)
+        if given is None:
+            response: Response = PlainTextResponse("Unauthorized: send Authorization: Bearer TOKEN (or open /?token=TOKEN)\n",
+                                                   401, {"www-authenticate": "Bearer", **NO_STORE})
+        elif not hmac.compare_digest(given.encode(), self.token):
+            response = PlainTextResponse("Forbidden: wrong admin token\n", 403, NO_STORE)
+        elif scope["path"] == "/" and "token" in request.query_params:  # a browser's first visit: keep it in a cookie
+            response = RedirectResponse(scope["path"], 303, NO_STORE)
+            response.set_cookie(COOKIE, given, httponly=True, samesite="strict", path="/")
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+def _given_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("token") or request.cookies.get(COOKIE) or None
+
+
+def build_admin_app(flow: EdgeFlow, *, token: str | None = None) -> Starlette:
+    """The admin ASGI app of the edge whose requests `flow` answers, guarded by `token` (by
+    default the edge's `admin_token`; ValueError without one, or with one too short)."""
+    token = token if token is not None else flow.edge.admin_token
+    if token is None or len(token) < MIN_SECRET_LENGTH:
+        raise ValueError(f"edge {flow.name}: the admin listener needs an admin_token of at least {MIN_SECRET_LENGTH} characters")
 
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(DASHBOARD_HTML.replace("{{EDGE}}", escape(flow.name)), headers=DASHBOARD_HEADERS)
@@ -51,7 +107,7 @@ def build_admin_app(flow: EdgeFlow) -> Starlette:
         Route("/metrics", metrics),
         Route("/metrics.json", metrics_json),
         Route("/health", health),
-    ])
+    ], middleware=[Middleware(AdminGuard, token=token)])
 
 
 # One static page: it polls /metrics.json every 2 s, keeps the last 5 minutes in memory and

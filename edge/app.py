@@ -23,6 +23,7 @@ from edge.flow import EdgeFlow, EdgeRequest
 from edge.store import MemoryStore
 from edge.upstream import OriginClient
 from edge.webrtc import WhepService, WhepSettings
+from web_dist.behaviors import DistributionIndex
 from web_dist.config import CdnConfig
 
 Scope = dict[str, Any]
@@ -39,6 +40,7 @@ class EdgeApp:
         self.sync = sync  # follows the control plane's invalidations when [control] is configured
         self.admin = _public_admin_app(flow)
         self.whep = WhepService(flow.config, flow.edge, flow.upstream, whep)
+        self._hsts_index: tuple[object, DistributionIndex] = (None, DistributionIndex(()))
         flow.metrics.live.webrtc_viewers = self.whep.viewers_by_stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,12 +49,32 @@ class EdgeApp:
             if scope["path"].startswith(ADMIN_PREFIX):
                 await self.admin(scope, receive, send)  # type: ignore[arg-type]
                 return
+            if scope.get("scheme") == "https":
+                send = self._with_hsts(scope, send)
             if self.whep.serves(scope):
                 await self.whep(scope, receive, send)
                 return
             await self.flow.handle(_edge_request(scope, receive), send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _with_hsts(self, scope: Scope, send: Send) -> Send:
+        """`send`, adding Strict-Transport-Security when the distribution asks for it (HTTPS only:
+        RFC 6797 8.1, a browser ignores it over HTTP)."""
+        if self._hsts_index[0] is not self.flow.config:
+            self._hsts_index = (self.flow.config, DistributionIndex(self.flow.config.distributions_of(self.flow.name), self.flow.name))
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+        dist = self._hsts_index[1].lookup(host)
+        if dist is None or dist.hsts_max_age is None:
+            return send
+        value = f"max-age={dist.hsts_max_age}".encode()
+
+        async def stamped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"strict-transport-security", value)]}
+            await send(message)
+
+        return stamped
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -123,6 +145,7 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
         client=str(client[0]),
         receive=receive,
         problem=problem or _host_problem(headers.get("host", "")),
+        scheme=scope.get("scheme", "http"),
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from edge import compression
-from edge.access import check_access, in_any, needs_check, without_signing_params
+from edge.access import check_access, check_doors, in_any, needs_check, without_signing_params
 from edge.access_log import AccessLog
 from edge.cache_key import (
     cache_key,
@@ -83,6 +83,7 @@ class EdgeRequest:
     receive: Receive
     started: float = field(default_factory=time.perf_counter)
     problem: str | None = None  # malformed at the protocol level (a 400 before anything else)
+    scheme: str = "http"  # "https" on the edge's TLS listener
 
 
 @dataclass
@@ -222,6 +223,8 @@ class EdgeFlow:
             raise EdgeError(405, f"Method Not Allowed: {req.method} is not allowed for {decoded}", [("allow", allow)])
         if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
             check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies)
+        check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies,
+                    https_port=self.edge.https_port)
         forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
         if forward or behavior.header_keys:
             primary = cache_key(dist.id, behavior, req.path, query, forward)

@@ -7,6 +7,7 @@ so the request flow deals with one exception and `errors.py` maps it to 502 or 5
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from edge.store import Headers
-from web_dist.config import Origin
+from web_dist.config import ORIGIN_SECRET_HEADER, Origin
 
 log = logging.getLogger("cdn.edge")
 CHUNK = 64 * 1024
@@ -87,6 +88,7 @@ class OriginClient:
     def __init__(self, *, user_agent: str = "cdn-edge") -> None:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._tls: dict[str, ssl.SSLContext] = {}  # CA file -> context verifying against it
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=60)
@@ -133,6 +135,16 @@ class OriginClient:
             return response
         raise AssertionError("unreachable: the last origin returns or raises")
 
+    def _tls_for(self, origin: Origin) -> ssl.SSLContext | bool:
+        """How an https:// origin's certificate is checked: against its `ca_file`, else the
+        system's trust store (aiohttp's default). Always checked, host name included."""
+        if origin.ca_file is None:
+            return True
+        key = str(origin.ca_file)
+        if key not in self._tls:
+            self._tls[key] = ssl.create_default_context(cafile=key)
+        return self._tls[key]
+
     async def _send(
         self, origin: Origin, method: str, target: str, headers: Mapping[str, str], body: AsyncIterator[bytes] | None
     ) -> UpstreamResponse:
@@ -140,10 +152,13 @@ class OriginClient:
             raise RuntimeError("OriginClient.start() was not awaited")
         timeout = aiohttp.ClientTimeout(total=None, connect=origin.connect_timeout, sock_read=origin.read_timeout)
         out = {"user-agent": self._user_agent, **headers}
+        if origin.access_secret is not None:  # the origin answers its edges only
+            out[ORIGIN_SECRET_HEADER] = origin.access_secret
         with _mapped(origin.id):
             response = await self._session.request(
                 method,
                 URL(origin.url + target, encoded=True),
+                ssl=self._tls_for(origin),
                 headers=out,
                 data=body,
                 timeout=timeout,

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
+
+from web_dist.origin_access import OriginSecretGuard
 
 from .routes import MediaRoutes
 from .settings import MediaOriginSettings, StreamSettings
@@ -51,7 +54,10 @@ class _Running:
         self.threads.append(thread)
 
 
-def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
+def build_media_origin_app(settings: MediaOriginSettings, *, access_secret: str | None = None) -> Starlette:
+    """The media origin; with `access_secret`, every request but a publisher's WHIP ingest
+    (which has its stream key) needs it (edges send it): viewers cannot reach the origin, nor
+    its MPEG-TS feed, around the CDN."""
     streams: dict[str, LiveStream] = {}
     routes = MediaRoutes(streams)
     whip = WhipIngest(streams, settings)
@@ -83,6 +89,7 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
             Route("/whip/{stream}/{session}", whip.delete, methods=["DELETE", "OPTIONS"]),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(OriginSecretGuard, secret=access_secret, open_prefixes=("/whip/",))],
     )
 
 

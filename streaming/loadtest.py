@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 import sys
 import time
 from collections import Counter
@@ -58,6 +59,7 @@ class LoadPlan:
     zipf: float = 1.0
     think: float = 0.5  # web mode: seconds between one client's requests
     label: str = "run"
+    cacert: str | None = None  # https:// targets: trust this CA's PEM (else the system's)
 
 
 @dataclass
@@ -135,8 +137,9 @@ async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
         raise ValueError("no target URL to send viewers to")
     raise_fd_limit()
     run = Run(plan, Tally())
+    tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=plan.cacert) if plan.cacert else True
     connector = aiohttp.TCPConnector(limit=plan.connections or plan.viewers + 16, limit_per_host=0,
-                                     ttl_dns_cache=300, resolver=LocalhostResolver())
+                                     ttl_dns_cache=300, resolver=LocalhostResolver(), ssl=tls)
     timeout = aiohttp.ClientTimeout(total=plan.timeout)
     headers = {"Host": plan.host} if plan.host else {}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,

@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--ramp", type=_positive_float, default=50.0, help="viewers started per second")
     load.add_argument("--connections", type=_positive_int, default=0, help="pooled connections (default: viewers + 16)")
     load.add_argument("--timeout", type=_positive_float, default=10.0, help="per request, seconds")
+    load.add_argument("--cacert", help="https:// targets: trust this CA certificate (PEM), as curl --cacert")
     load.add_argument("--compare", action="store_true", help="run the same load at --origin, then at the edges")
     web = parser.add_argument_group("web mode")
     web.add_argument("--mode", choices=["hls", "web"], default="hls")
@@ -96,7 +97,8 @@ def targets_of(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ..
         for edge in config.edges.values():
             edges.append(edge.url)
             if edge.admin_listen:
-                metrics.append(f"http://{edge.admin_listen}/metrics.json")
+                token = f"?token={edge.admin_token}" if edge.admin_token else ""
+                metrics.append(f"http://{edge.admin_listen}/metrics.json{token}")
     if args.router:
         edges = [args.router]
     return tuple(edges), tuple(metrics)
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     common: dict[str, Any] = dict(
         path=args.path, viewers=args.viewers, duration=args.duration, ramp=args.ramp,
         connections=args.connections, host=args.host, timeout=args.timeout, mode=args.mode,
-        objects=tuple(objects), zipf=args.zipf, think=args.think)
+        objects=tuple(objects), zipf=args.zipf, think=args.think, cacert=args.cacert)
     plans = []
     if args.origin and (args.compare or not edges):
         plans.append(LoadPlan((args.origin,), label="origin", **common))

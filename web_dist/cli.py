@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from typing import Any
 from web_dist.config import CdnConfig, ConfigError, Distribution, Origin, load_config
 from web_dist.control_cli import add_commands as add_control_commands
 from web_dist.invalidation import resolve_token
-from web_dist.server import Engine, parse_listen, start_server
+from web_dist.server import Engine, SharedApp, parse_listen, start_server
 from web_dist.signing_cli import add_commands as add_signing_commands
 
 log = logging.getLogger("cdn")
@@ -112,26 +113,31 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     edge = config.edges[args.name]
     what = f"edge {edge.name}"
     token = resolve_token(config.control.token, config.control.token_env, os.environ) if config.control else None
-    if edge.admin_listen is None:
-        return _serve_until_signal(lambda: build_edge_app(config, edge.name, control_token=token), edge.listen, what,
-                                   engine=edge.server)
-    admin_listen = edge.admin_listen
 
     async def serve() -> None:
         app = build_edge_app(config, edge.name, control_token=token)
-        # The admin port first: once "ready" is printed, both answer.
-        admin = await start_server(build_admin_app(app.flow), admin_listen, name=f"{what} admin")
+        started = []
         try:
+            # The admin port first: once "ready" is printed, every listener answers.
+            if edge.admin_listen is not None:
+                started.append(await start_server(build_admin_app(app.flow), edge.admin_listen, name=f"{what} admin"))
             public = await start_server(app, edge.listen, name=what, engine=edge.server)
+            started.append(public)
+            if edge.https_listen is not None:
+                started.append(await start_server(SharedApp(app), edge.https_listen, name=f"{what} https", engine=edge.server,
+                                                  tls_cert=edge.tls_cert, tls_key=edge.tls_key))
         except BaseException:
-            await admin.stop()
+            for server in reversed(started):
+                await server.stop()
             raise
-        log.info("%s listening on %s, admin (metrics, dashboard) on %s", what, public.url, admin.url)
-        print(f"ready {what} {public.url} admin {admin.url}", flush=True)
+        others = [s for s in started if s is not public]
+        extra = "".join(f" {'admin' if 'admin' in s.name else 'https'} {s.url}" for s in others)
+        log.info("%s listening on %s%s", what, public.url, extra)
+        print(f"ready {what} {public.url}{extra}", flush=True)
         await _wait_for_signal()
         log.info("%s stopping", what)
-        await public.stop()
-        await admin.stop()
+        for server in reversed(started):
+            await server.stop()
 
     _run(serve())
     return 0
@@ -171,7 +177,7 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
         from web_dist.origin import build_origin_app
 
         assert origin.root is not None  # checked by the config loader
-        return build_origin_app(origin.root, name=origin.id)
+        return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret)
     if origin.kind == "player":
         from streaming.player_app import PlayerSettings, build_player_app
 
@@ -180,14 +186,16 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
                                                  where=f"origins.{origin.id}.options")
         except ValueError as exc:
             raise ConfigError(f"{config.source}: {exc}") from None
-        return build_player_app(player)
+        from web_dist.origin_access import OriginSecretGuard
+
+        return OriginSecretGuard(build_player_app(player), origin.access_secret)
     from origin_media.app import MediaOriginSettings, build_media_origin_app
 
     try:
         settings = MediaOriginSettings.from_options(origin.options, where=f"origins.{origin.id}.options")
     except ValueError as exc:
         raise ConfigError(f"{config.source}: {exc}") from None
-    return build_media_origin_app(settings)
+    return build_media_origin_app(settings, access_secret=origin.access_secret)
 
 
 def _serve_until_signal(build: Callable[[], Any], listen: str, what: str, *, engine: Engine = "uvicorn") -> int:
@@ -222,7 +230,54 @@ def _run(main: Awaitable[None]) -> None:
 
 
 # -- the whole CDN -------------------------------------------------------------------------------
+# Secrets `cdn up` makes for its children when the environment has none: every process it starts
+# inherits them, so its edges hold what its origins, admin listeners and uploads ask for.
+GENERATED_SECRETS = ("CDN_ORIGIN_SECRET", "CDN_ADMIN_TOKEN", "CDN_UPLOAD_TOKEN")
+
+
+def generate_secrets(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """Set each of GENERATED_SECRETS not already in `environ` to a fresh random token; their names."""
+    made = [name for name in GENERATED_SECRETS if not environ.get(name)]
+    for name in made:
+        environ[name] = secrets.token_urlsafe(24)
+    return made
+
+
+def make_missing_certs(path: Path) -> list[Path]:
+    """For each edge whose tls_cert and tls_key files are both missing, a certificate (and the
+    local CA beside it, `ca.pem`) for localhost, *.localhost, 127.0.0.1 and every distribution
+    domain; the CA files made. A config that cannot be read is left to load_config to report."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    edges: dict[str, Any] = raw["edges"] if isinstance(raw.get("edges"), dict) else {}
+    dists: dict[str, Any] = raw["distributions"] if isinstance(raw.get("distributions"), dict) else {}
+    domains = [d for body in dists.values() if isinstance(body, dict) for d in body.get("domains", []) if isinstance(d, str)]
+    names = ["localhost", "*.localhost", "127.0.0.1", *domains, *(f"*.{d}" for d in domains if not d[0].isdigit() and not d.startswith("*"))]
+    made: list[Path] = []
+    for body in edges.values():
+        cert, key = (body.get(k) if isinstance(body, dict) else None for k in ("tls_cert", "tls_key"))
+        if not (isinstance(cert, str) and isinstance(key, str)):
+            continue
+        cert_path, key_path = (path.parent / cert).resolve(), (path.parent / key).resolve()
+        if cert_path.exists() or key_path.exists() or cert_path.parent != key_path.parent:
+            continue
+        from web_dist.tls import make_server_cert
+
+        files = make_server_cert(cert_path.parent, names, stem=cert_path.stem)
+        if files.cert != cert_path or files.key != key_path:
+            files.cert.rename(cert_path)
+            files.key.rename(key_path)
+        made.append(files.ca)
+    return made
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
+    generate_secrets(os.environ)
+    make_missing_certs(args.config)
     config = load_config(args.config)
     children: list[tuple[str, str, subprocess.Popen[bytes]]] = []
     stopping = False
@@ -299,8 +354,9 @@ def _print_summary(config: CdnConfig) -> None:
         lines.append(f"  origin {origin.id:<12} {origin.kind:<6} {where}")
     for edge in config.edges.values():
         region = f" region {edge.region}" if edge.region else ""
-        admin = f", dashboard http://{edge.admin_listen}/" if edge.admin_listen else ""
-        lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{region}{admin}")
+        admin = f", dashboard http://{edge.admin_listen}/?token={edge.admin_token}" if edge.admin_listen else ""
+        https = f", https://{edge.https_listen}/" if edge.https_listen else ""
+        lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{https}{region}{admin}")
     if config.router is not None:
         dns = f", DNS on udp {config.router.dns_listen}" if config.router.dns_listen else ""
         lines.append(f"  router {'':<12} http://{config.router.listen}/ (302 to the nearest healthy edge{dns})")
@@ -313,15 +369,45 @@ def _print_summary(config: CdnConfig) -> None:
         host, port = parse_listen(edge.listen)
         domain = next((d for d in dist.domains if _opens_as_is(d)), dist.domains[0])
         url = f"http://{domain}:{port}/" if _opens_as_is(domain) else f"http://{edge.listen}/"
-        lines.append(f"  distribution {dist.id} ({dist.kind}): open {url}")
+        ca = edge.tls_cert.parent / "ca.pem" if edge.https_listen and edge.tls_cert is not None else None
+        cacert = ""
+        if ca is not None and ca.exists():
+            _, https_port = parse_listen(edge.https_listen or "")
+            plain, cacert = url, f" --cacert {ca}"
+            url = f"https://{domain}:{https_port}/" if _opens_as_is(domain) else f"https://{edge.https_listen}/"
+            lines.append(f"  distribution {dist.id} ({dist.kind}): open {url} (or {plain})")
+        else:
+            lines.append(f"  distribution {dist.id} ({dist.kind}): open {url}")
         lines += _watch_lines(config, dist, url)
         if not _opens_as_is(domain):
             lines.append(f"    (send Host: {domain})")
         lines.append("    a miss, then a hit:")
-        hdr = "" if _opens_as_is(domain) else f" -H 'Host: {domain}'"
+        hdr = ("" if _opens_as_is(domain) else f" -H 'Host: {domain}'") + cacert
         curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
         lines.append(f"      {curl}; {curl}")
+        lines += _upload_lines(dist, url, hdr)
+    for edge in config.edges.values():
+        if edge.https_listen and edge.tls_cert is not None and (edge.tls_cert.parent / "ca.pem").exists():
+            ca = edge.tls_cert.parent / "ca.pem"
+            host, port = parse_listen(edge.https_listen)
+            lines += ["", f"  HTTPS (h2): https://localhost:{port}/ on {edge.name}; trust the local CA {ca}",
+                      f"    curl --cacert {ca} -sI https://localhost:{port}/"]
+            break
+    watched = next((e for e in config.edges.values() if e.admin_listen), None)
+    if watched is not None:
+        lines += ["", "  metrics (Prometheus: bearer_token, or this header):",
+                  f"    curl -H 'Authorization: Bearer {watched.admin_token}' http://{watched.admin_listen}/metrics"]
     print("\n".join(lines), flush=True)
+
+
+def _upload_lines(dist: Distribution, url: str, hdr: str) -> list[str]:
+    """A working upload command line, for a distribution with a behavior that takes PUT."""
+    put = next((b for b in dist.behaviors if "PUT" in b.allowed_methods), None)
+    if put is None or dist.upload_token is None:
+        return []
+    path = put.path_pattern.rstrip("*").lstrip("/") if put.path_pattern != "*" else ""
+    return ["    upload (anonymous writes get 403):",
+            f"      curl -T README.md -H 'Authorization: Bearer {dist.upload_token}'{hdr} {url}{path}README.md"]
 
 
 def _opens_as_is(domain: str) -> bool:
@@ -340,8 +426,12 @@ def _watch_lines(config: CdnConfig, dist: Distribution, url: str) -> list[str]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    made = generate_secrets(os.environ)  # as `cdn up` would: a secret it makes is not missing
+    make_missing_certs(args.config)  # ... and a demo certificate neither
     config = load_config(args.config)
     print(f"{config.source}: ok")
+    if made:
+        print(f"  (not in the environment, made by `cdn up` at start: {', '.join(made)})")
     for origin in config.origins.values():
         print(f"  origin {origin.id}: {origin.kind} {origin.url}")
     for edge in config.edges.values():

@@ -30,6 +30,7 @@ Shape of the file (see demo/cdn.toml for a whole one)::
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,11 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DEL
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[0-9a-fA-F:]+\]$")
 _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
+# An edge sends its origin's `access_secret` in this header; the origin refuses requests without it.
+ORIGIN_SECRET_HEADER = "x-cdn-origin-secret"
+MIN_SECRET_LENGTH = 16  # tokens and secrets shorter than this are refused
+WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
+VIEWER_PROTOCOLS = ("allow-all", "redirect-to-https", "https-only")
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -68,6 +74,9 @@ class Origin:
     connect_timeout: float = 3.0
     read_timeout: float = 30.0
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    # Sent by edges in ORIGIN_SECRET_HEADER; the origin refuses (403) requests without it.
+    access_secret: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None  # an https:// origin's certificate is checked against this CA, else the system's
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,12 @@ class EdgeLocation:
     disk_max_object_bytes: int = 128 * 1024 * 1024
     parent: str | None = None  # another edge asked on a miss (tiered caching, like Origin Shield)
     admin_listen: str | None = None  # metrics and dashboard, never on the public port
+    admin_token: str | None = field(default=None, repr=False)  # required with admin_listen
+    # HTTPS beside HTTP: one certificate chain and key (PEM) for every domain of the edge (its
+    # subject alternative names), TLS 1.2+, ALPN h2 and http/1.1.
+    https_listen: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
@@ -98,6 +113,10 @@ class EdgeLocation:
     @property
     def url(self) -> str:
         return f"http://{self.listen}"
+
+    @property
+    def https_port(self) -> int | None:
+        return int(self.https_listen.rpartition(":")[2]) if self.https_listen else None
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,8 @@ class CacheBehavior:
     # removed from responses), "all" or a tuple of names. A behavior that forwards cookies
     # passes every request to the origin: the answer is that viewer's own.
     cookie_keys: Literal["none", "all"] | tuple[str, ...] = "none"
+    # CloudFront's viewer protocol policy: both, HTTP answered 301 to HTTPS, or HTTP refused (403)
+    viewer_protocol: Literal["allow-all", "redirect-to-https", "https-only"] = "allow-all"
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,9 @@ class Distribution:
     # Key-Pair-Id -> public key (PEM) that signed URLs and cookies of this distribution may use.
     trusted_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     geo_restriction: GeoRestriction | None = None
+    # `Authorization: Bearer <upload_token>` (or a signed URL) lets a viewer PUT/POST/PATCH/DELETE.
+    upload_token: str | None = field(default=None, repr=False)
+    hsts_max_age: int | None = None  # HTTPS answers carry Strict-Transport-Security: max-age=N
 
     @property
     def default_behavior(self) -> CacheBehavior:
@@ -253,9 +277,12 @@ def load_config(path: str | Path) -> CdnConfig:
     return parse_config(raw, source)
 
 
-def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> CdnConfig:
-    """Check an already-parsed TOML document (paths resolve against `source`'s folder)."""
-    r = _Reader(source)
+def parse_config(
+    raw: Mapping[str, Any], source: Path = Path("<config>"), environ: Mapping[str, str] | None = None
+) -> CdnConfig:
+    """Check an already-parsed TOML document (paths resolve against `source`'s folder; secrets
+    named by `*_env` keys are read from `environ`, the process environment by default)."""
+    r = _Reader(source, os.environ if environ is None else environ)
     r.keys(raw, "", {"origins", "origin_groups", "edges", "distributions", "router", "control"})
     origins = {
         name: _origin(r, name, body, source.parent)
@@ -285,8 +312,9 @@ def parse_config(raw: Mapping[str, Any], source: Path = Path("<config>")) -> Cdn
 class _Reader:
     """Typed access to the raw document; every failure names file and dotted key."""
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, environ: Mapping[str, str]) -> None:
         self.source = source
+        self.environ = environ
 
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {message}")
@@ -338,6 +366,24 @@ class _Reader:
             raise self.fail(full, problem)
         return value
 
+    def secret(self, body: Mapping[str, Any], where: str, key: str, default_env: str | None = None) -> str | None:
+        """A secret: `key` in the file, else the environment variable `key_env` names (or
+        `default_env`, when the file names none). None when neither is set."""
+        env_key = f"{key}_env"
+        literal = self.get(body, where, key, str, None, _secret_problem)
+        env = self.get(body, where, env_key, str, default_env)
+        if literal is not None or env is None:
+            return literal
+        value = self.environ.get(env)
+        if value is None:
+            if env_key in body:
+                raise self.fail(_join(where, env_key), f"the environment variable {env} is not set")
+            return None
+        problem = _secret_problem(value)
+        if problem:
+            raise self.fail(_join(where, env_key), f"the environment variable {env} {problem}")
+        return value
+
     def strings(self, body: Mapping[str, Any], where: str, key: str, default: Any = ...) -> tuple[str, ...]:
         value = self.get(body, where, key, list, default)
         if not all(isinstance(v, str) for v in value):
@@ -347,7 +393,8 @@ class _Reader:
 
 def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     where = f"origins.{name}"
-    r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options"})
+    r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options",
+                         "access_secret", "access_secret_env", "ca_file"})
     kind = r.get(body, where, "kind", str, "web", _one_of(ORIGIN_KINDS))
     listen = r.get(body, where, "listen", str, None, _listen_problem)
     url = r.get(body, where, "url", str, None, _url_problem)
@@ -376,6 +423,8 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         connect_timeout=r.get(body, where, "connect_timeout", float, 3.0, _positive),
         read_timeout=read_timeout,
         options=MappingProxyType(options),
+        access_secret=r.secret(body, where, "access_secret"),
+        ca_file=_pem_file(r, body, where, "ca_file", base, b"-----BEGIN CERTIFICATE-----"),
     )
 
 
@@ -397,14 +446,27 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     where = f"edges.{name}"
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
-                         "server",
+                         "server", "admin_token", "admin_token_env", "https_listen", "tls_cert", "tls_key",
                          "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
         raise r.fail(f"{where}.max_object_bytes", f"{max_object} is larger than cache_bytes {cache_bytes}")
+    admin_listen = r.get(body, where, "admin_listen", str, None, _private_listen_problem)
+    admin_token = r.secret(body, where, "admin_token", "CDN_ADMIN_TOKEN")
+    if admin_listen is not None and admin_token is None:
+        raise r.fail(f"{where}.admin_token", "missing: the admin listener needs a token (admin_token, admin_token_env "
+                     "or the environment variable CDN_ADMIN_TOKEN)")
+    https_listen = r.get(body, where, "https_listen", str, None, _listen_problem)
+    tls_cert = _pem_file(r, body, where, "tls_cert", base, b"-----BEGIN CERTIFICATE-----")
+    tls_key = _pem_file(r, body, where, "tls_key", base, b"PRIVATE KEY-----")
+    if https_listen is not None and (tls_cert is None or tls_key is None):
+        raise r.fail(f"{where}.{'tls_key' if tls_cert else 'tls_cert'}", "missing: https_listen needs tls_cert and tls_key (PEM files)")
     return EdgeLocation(
         name=name,
+        https_listen=https_listen,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         listen=r.get(body, where, "listen", str, ..., _listen_problem),
         region=r.get(body, where, "region", str, None),
         cache_bytes=cache_bytes,
@@ -413,7 +475,8 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         disk_bytes=r.get(body, where, "disk_bytes", int, 1024 * 1024 * 1024, _positive),
         disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 128 * 1024 * 1024, _positive),
         parent=r.get(body, where, "parent", str, None),
-        admin_listen=r.get(body, where, "admin_listen", str, None, _listen_problem),
+        admin_listen=admin_listen,
+        admin_token=admin_token,
         server=r.get(body, where, "server", str, "granian", _one_of(("granian", "uvicorn"))),
         max_upload_bytes=r.get(body, where, "max_upload_bytes", int, 5 * 1024**3, _positive),
         trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
@@ -421,6 +484,21 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, 1000, _positive),
         abandoned_fill_bytes=r.get(body, where, "abandoned_fill_bytes", int, 4 * 1024 * 1024, _not_negative),
     )
+
+
+def _pem_file(r: _Reader, body: dict[str, Any], where: str, key: str, base: Path, marker: bytes) -> Path | None:
+    """A PEM file named by `key` (relative to the config's folder), checked readable and PEM."""
+    raw = r.get(body, where, key, str, None)
+    if raw is None:
+        return None
+    path = (base / raw).resolve()
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise r.fail(f"{where}.{key}", f"cannot read {path}: {exc.strerror or exc}") from None
+    if marker not in text:
+        raise r.fail(f"{where}.{key}", f"{path} is not a PEM file of the expected kind ({marker.decode().strip('-')})")
+    return path
 
 
 def _networks(r: _Reader, where: str, cidrs: Sequence[str]) -> tuple[Network, ...]:
@@ -456,7 +534,8 @@ def _distribution(
 ) -> Distribution:
     where = f"distributions.{name}"
     r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl", "error_pages",
-                         "trusted_keys", "geo_restriction"})
+                         "trusted_keys", "geo_restriction", "upload_token", "upload_token_env",
+                         "hsts_max_age"})
     kind = r.get(body, where, "kind", str, "web", _one_of(DISTRIBUTION_KINDS))
     origin = r.get(body, where, "origin", str, ..., _one_of(tuple(origins)))
     domains = r.strings(body, where, "domains")
@@ -480,6 +559,11 @@ def _distribution(
     if not isinstance(default, dict):
         raise r.fail(f"{where}.default_behavior", "must be a table")
     behaviors.append(_behavior(r, f"{where}.default_behavior", default, origins, default_pattern=True))
+    for i, b in enumerate(behaviors):
+        plain = [e for e in dist_edges if edges[e].https_listen is None]
+        if b.viewer_protocol != "allow-all" and plain:
+            key = f"{where}.default_behavior" if b is behaviors[-1] else f"{where}.behaviors[{i}]"
+            raise r.fail(f"{key}.viewer_protocol", f"{b.viewer_protocol!r} needs HTTPS, but edge {plain[0]!r} has no https_listen")
     trusted_keys = _trusted_keys(r, f"{where}.trusted_keys", body.get("trusted_keys", {}), r.source.parent)
     if any(b.signed for b in behaviors) and not trusted_keys:
         raise r.fail(f"{where}.trusted_keys", "missing: a behavior has signed = true, so the distribution needs a public key")
@@ -495,6 +579,8 @@ def _distribution(
         error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
         trusted_keys=trusted_keys,
         geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
+        upload_token=r.secret(body, where, "upload_token"),
+        hsts_max_age=r.get(body, where, "hsts_max_age", int, None, _not_negative),
     )
 
 
@@ -529,7 +615,7 @@ def _behavior(
     if not isinstance(body, dict):
         raise r.fail(where, "must be a table")
     allowed = {"min_ttl", "default_ttl", "max_ttl", "methods", "query_keys", "header_keys", "compress", "origin",
-               "max_upload_bytes", "signed", "origin_headers", "cookie_keys"}
+               "max_upload_bytes", "signed", "origin_headers", "cookie_keys", "viewer_protocol"}
     r.keys(body, where, allowed if default_pattern else allowed | {"path"})
     pattern = "*" if default_pattern else r.get(body, where, "path", str, ..., _pattern_problem)
     min_ttl = r.get(body, where, "min_ttl", float, 0.0, _not_negative)
@@ -567,6 +653,7 @@ def _behavior(
         signed=r.get(body, where, "signed", bool, False),
         origin_headers=_header_names(r, where, body, "origin_headers"),
         cookie_keys=cookies,
+        viewer_protocol=r.get(body, where, "viewer_protocol", str, "allow-all", _one_of(VIEWER_PROTOCOLS)),
     )
 
 
@@ -633,9 +720,9 @@ def _control(r: _Reader, body: Any) -> ControlConfig:
     if redis_url is not None and not re.match(r"^(redis|rediss|unix)://\S+$", redis_url):
         raise r.fail("control.redis_url", f"{redis_url!r} is not a redis://, rediss:// or unix:// URL")
     return ControlConfig(
-        listen=r.get(body, "control", "listen", str, "127.0.0.1:8070", _listen_problem),
+        listen=r.get(body, "control", "listen", str, "127.0.0.1:8070", _private_listen_problem),
         url=r.get(body, "control", "url", str, None, _url_problem),
-        token=r.get(body, "control", "token", str, None, lambda v: None if len(v) >= 16 else "must be at least 16 characters"),
+        token=r.get(body, "control", "token", str, None, _secret_problem),
         token_env=r.get(body, "control", "token_env", str, "CDN_CONTROL_TOKEN"),
         redis_url=redis_url,
         redis_prefix=r.get(body, "control", "redis_prefix", str, "cdn", lambda v: None if _NAME.match(v) else f"{v!r} is not a name"),
@@ -676,6 +763,7 @@ def _check_unique_listen(r: _Reader, origins: Mapping[str, Origin], edges: Mappi
     seen: dict[str, str] = {}
     listeners = [(f"origins.{o.id}.listen", o.listen) for o in origins.values()]
     listeners += [(f"edges.{e.name}.listen", e.listen) for e in edges.values()]
+    listeners += [(f"edges.{e.name}.https_listen", e.https_listen) for e in edges.values()]
     for key, listen in listeners:
         if listen is None or listen.endswith(":0"):
             continue
@@ -723,6 +811,27 @@ def _listen_problem(v: str) -> str | None:
     host, sep, port = v.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         return f"{v!r} is not HOST:PORT"
+    return None
+
+
+def _private_listen_problem(v: str) -> str | None:
+    """A listener that serves secrets over plain HTTP: loopback only (no TLS there yet)."""
+    problem = _listen_problem(v)
+    if problem:
+        return problem
+    host = v.rpartition(":")[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return None if loopback else f"{v!r} is beyond loopback: this listener has no TLS, so its token would cross the network in clear"
+
+
+def _secret_problem(v: str) -> str | None:
+    if len(v) < MIN_SECRET_LENGTH:
+        return f"must be at least {MIN_SECRET_LENGTH} characters"
+    if not re.match(r"^[\x21-\x7e]+$", v):
+        return "must be printable ASCII without spaces"
     return None
 
 

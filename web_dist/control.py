@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from web_dist.config import CdnConfig, ConfigError, parse_config
+from web_dist.config import MIN_SECRET_LENGTH, CdnConfig, ConfigError, parse_config
 from web_dist.control_log import ControlStoreDown, EventLog, MemoryEventLog, RedisEventLog
 from web_dist.invalidation import (
     Event,
@@ -102,6 +102,8 @@ def build_control_app(
     control = config.control
     if control is None:
         raise ValueError(f"{config.source}: control: missing table")
+    if len(token) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{config.source}: control: the API token must be at least {MIN_SECRET_LENGTH} characters")
     if log is None:
         log = RedisEventLog(control.redis_url, control.redis_prefix) if control.redis_url else MemoryEventLog(control.journal)
     plane = ControlPlane(config, log, clock=clock)

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from web_dist.config import ConfigError, ControlConfig, load_config
+from web_dist.config import MIN_SECRET_LENGTH, ConfigError, ControlConfig, load_config
 from web_dist.invalidation import resolve_token
 
 DEFAULT_CONFIG = Path("cdn.toml")
@@ -74,6 +74,8 @@ def _cmd_control(args: argparse.Namespace) -> int:
     if found is None:
         raise ConfigError(f"{config.source}: control: no API token: set control.token or ${control.token_env}")
     secret: str = found
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{config.source}: control: the API token must be at least {MIN_SECRET_LENGTH} characters")
     mode = f"redis {control.redis_url}" if control.redis_url else "embedded"
     return _serve_until_signal(lambda: build_control_app(config, token=secret), control.listen, f"control ({mode})")
 

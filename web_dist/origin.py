@@ -44,6 +44,7 @@ from web_dist.http_ranges import (
     precondition_status,
     select_range,
 )
+from web_dist.origin_access import OriginSecretGuard
 
 log = logging.getLogger("cdn.origin")
 
@@ -570,16 +571,19 @@ class _AccessLog:
             log.info("%s %s %s %d %d bytes", self.name, scope["method"], path, status, sent)
 
 
-def build_origin_app(root: Path, *, name: str = "origin", max_upload_bytes: int = 5 * 1024**3) -> Starlette:
+def build_origin_app(
+    root: Path, *, name: str = "origin", max_upload_bytes: int = 5 * 1024**3, access_secret: str | None = None
+) -> Starlette:
     """A web origin serving the folder `root` like a storage bucket.
 
     GET/HEAD with strong ETags, Last-Modified, RFC 9110 preconditions and single byte ranges;
     atomic PUT (optionally checked by Content-MD5 / x-amz-checksum-sha256) and DELETE. Paths
     that would leave `root`, by `..`, encoding tricks or symlinks, are refused. `name` tags
-    the log lines. Raises ValueError when `root` is not a folder.
+    the log lines. With `access_secret`, requests without it (in the header edges send) get 403.
+    Raises ValueError when `root` is not a folder.
     """
     origin = _Origin(root, max_upload_bytes)
     return Starlette(
         routes=[Route("/{path:path}", origin)],
-        middleware=[Middleware(_AccessLog, name=name)],
+        middleware=[Middleware(_AccessLog, name=name), Middleware(OriginSecretGuard, secret=access_secret)],
     )

@@ -17,12 +17,17 @@ import os
 import socket
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
 
 Engine = Literal["uvicorn", "granian"]
 MAX_CONCURRENT_REQUESTS = 65536  # granian: requests served at once (held live requests count)
+# uvicorn (origins, routers, admin and control): a request's head must arrive whole within this
+# long and this size, or the connection gets 408 / 431 and is closed (slowloris, huge headers).
+HEADER_TIMEOUT = 10.0
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -51,6 +56,68 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, with a deadline and a size cap on each request's head
+    (uvicorn has neither for httptools: a client dripping header bytes kept its connection)."""
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    class GuardedProtocol(HttpToolsProtocol):
+        _in_head = True
+        _head_bytes = 0
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._in_head, self._head_bytes = True, 0
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(header_timeout, self._head_late)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if self._in_head and self._head_bytes > max_header_bytes and not self.transport.is_closing():
+                self._refuse(431, f"request head over {max_header_bytes} bytes")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_timer is None:  # a keep-alive connection's next request starts
+                self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if self._in_head and self._head_bytes and not self.transport.is_closing():
+                self._refuse(408, f"request head not complete within {header_timeout:g} s")
+            elif self._in_head and not self.transport.is_closing() and self.cycle is None:
+                self.transport.close()  # connected and said nothing
+
+        def _refuse(self, status: int, message: str) -> None:
+            body = message.encode("ascii") + b"\n"
+            self.transport.write(b"".join([STATUS_LINE[status], b"content-type: text/plain; charset=utf-8\r\n",
+                                           b"content-length: ", str(len(body)).encode(), b"\r\n",
+                                           b"connection: close\r\n\r\n", body]))
+            self.transport.close()
+
+    return GuardedProtocol
+
+
 class _QuietServer(uvicorn.Server):
     """Leaves signals to the caller: one process may run several servers."""
 
@@ -69,11 +136,12 @@ class RunningServer:
     server: Any  # uvicorn.Server or an embedded granian server
     task: asyncio.Task[None]
     sock: socket.socket = field(repr=False)
+    tls: bool = False
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
         uvicorn_server = isinstance(self.server, uvicorn.Server)
@@ -91,20 +159,24 @@ class RunningServer:
 
 
 async def start_server(
-    app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn"
+    app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn",
+    header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES,
+    tls_cert: Path | None = None, tls_key: Path | None = None,
 ) -> RunningServer:
-    """Start `app` on `listen` and return once it accepts connections."""
+    """Start `app` on `listen` and return once it accepts connections (uvicorn: a request head
+    must arrive within `header_timeout` seconds and `max_header_bytes`). With `tls_cert` and
+    `tls_key` (PEM) it serves HTTPS: TLS 1.2 and 1.3; granian offers h2 and http/1.1 by ALPN."""
     host, port = parse_listen(listen)
     sock = bind(host, port)
     if engine == "granian":
-        return await _start_granian(app, sock, host, name)
+        return await _start_granian(app, sock, host, name, tls_cert, tls_key)
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         lifespan="on",
         loop="none",
-        http="httptools",
+        http=guarded_protocol(header_timeout, max_header_bytes),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=3,
         # Apps set their own Date and Server: an edge passes the origin's through.
@@ -113,6 +185,8 @@ async def start_server(
         # The client is the peer: whose X-Forwarded-For to believe is each app's decision
         # (the edge's `trusted_proxies`), not uvicorn's default of trusting loopback.
         proxy_headers=False,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{name}")
@@ -121,13 +195,13 @@ async def start_server(
             task.result()  # raises the start-up error
             raise RuntimeError(f"{name} stopped during start-up")
         await asyncio.sleep(0.005)
-    return RunningServer(name, host, sock.getsockname()[1], server, task, sock)
+    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None)
 
 
-def _granian_server(app: Any, sock: socket.socket) -> Any:
+def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
     """granian's embedded server for `app`, serving the socket `bind` made (so port 0 works)."""
     from granian import _granian
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
     from granian.server.embed import Server
 
     holder: Any = _granian.SocketHolder  # (fd, uds, backlog); granian's stub says otherwise
@@ -142,13 +216,16 @@ def _granian_server(app: Any, sock: socket.socket) -> Any:
     # granian serves at most `backpressure` requests at once (default backlog / workers, 1024):
     # an edge holds a blocking playlist reload or a preload-hinted part per live viewer, so
     # thousands of viewers need thousands at once (measured: past ~1,040 viewers the rest timed out).
+    # HTTPModes.auto: over TLS, ALPN offers h2 and http/1.1; in clear, HTTP/1.1 (and h2 prior knowledge)
     return BoundServer(app, address=host, port=port, interface=Interfaces.ASGI, websockets=False,
-                       backlog=1024, backpressure=MAX_CONCURRENT_REQUESTS, log_enabled=False)
+                       backlog=1024, backpressure=MAX_CONCURRENT_REQUESTS, log_enabled=False,
+                       http=HTTPModes.auto, ssl_cert=tls_cert, ssl_key=tls_key, ssl_protocol_min=SSLProtocols.tls12)
 
 
-async def _start_granian(app: Any, sock: socket.socket, host: str, name: str) -> RunningServer:
+async def _start_granian(app: Any, sock: socket.socket, host: str, name: str,
+                         tls_cert: Path | None = None, tls_key: Path | None = None) -> RunningServer:
     started = asyncio.Event()
-    server = _granian_server(_SignalsStartup(app, started), sock)
+    server = _granian_server(_SignalsStartup(app, started), sock, tls_cert, tls_key)
     task = asyncio.create_task(server.serve(), name=f"serve-{name}")
     waiter = asyncio.create_task(started.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -157,7 +234,27 @@ async def _start_granian(app: Any, sock: socket.socket, host: str, name: str) ->
         sock.close()
         task.result()  # raises the start-up error
         raise RuntimeError(f"{name} stopped during start-up")
-    return RunningServer(name, host, sock.getsockname()[1], server, task, sock)
+    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None)
+
+
+class SharedApp:
+    """`app` served by a second listener (an edge's HTTPS beside its HTTP): its lifespan is
+    the first listener's, so here start-up and shut-down are answered without running it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 class _SignalsStartup:

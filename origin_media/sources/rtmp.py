@@ -8,6 +8,13 @@ relayed between the two while `CommandSniffer` reads the client's commands. The 
 before the command naming it is forwarded: a wrong key (or a stream already being published)
 closes the connection, is logged, and creates nothing. Garbage on the port only ever reaches
 that connection's own listener, so other streams never notice.
+
+A connection that has not yet named a valid key is "pending": at most `max_pending_per_address`
+of them per client address and `max_pending` in all (more are closed at once, before any thread
+or FFmpeg listener exists), and each has `auth_seconds` to name its key. So idle or slow
+connections cost a bounded number of threads however many are opened. (The key arrives in the
+`publish` command, after the RTMP handshake and `connect`, which FFmpeg answers: checking it
+before FFmpeg starts would mean speaking that part of RTMP here.)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,17 +44,45 @@ APP = "live"
 SNIFF_LIMIT = 256 * 1024  # bytes a client may send before naming its key
 IDLE_SECONDS = 10.0  # a publisher silent this long is gone (no FIN on a cut network)
 LISTENER_WAIT = 5.0
+MAX_PENDING = 64  # connections that have not named a valid key yet, in all
+MAX_PENDING_PER_ADDRESS = 4  # ... and from one client address
+AUTH_SECONDS = 10.0  # a connection has this long to name its key
+
+
+class PendingLimits:
+    """Counts unauthenticated connections, per address and in all. Pure."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total, self.per_address = total, per_address
+        self.by_address: Counter[str] = Counter()
+
+    def enter(self, address: str) -> str | None:
+        """Count one more from `address`; or why not (the connection is then refused)."""
+        if sum(self.by_address.values()) >= self.total:
+            return f"{self.total} connections are already waiting to name a key"
+        if self.by_address[address] >= self.per_address:
+            return f"{address} already has {self.per_address} connections waiting to name a key"
+        self.by_address[address] += 1
+        return None
+
+    def leave(self, address: str) -> None:
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
 
 
 @dataclass
 class _Connection:
     peer: str
+    host: str = ""
     stream: Publishable | None = None
     started: bool = False
+    pending: bool = True  # counted in RtmpIngest.pending until it names a valid key
 
 
 class RtmpIngest:
-    def __init__(self, listen: str, keys: Mapping[str, Publishable]) -> None:
+    def __init__(self, listen: str, keys: Mapping[str, Publishable], *, max_pending: int = MAX_PENDING,
+                 max_pending_per_address: int = MAX_PENDING_PER_ADDRESS, auth_seconds: float = AUTH_SECONDS) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]") or "127.0.0.1", int(port)
         self._keys = dict(keys)
@@ -54,6 +90,9 @@ class RtmpIngest:
         self._tasks: set[asyncio.Task[None]] = set()
         self._threads: set[threading.Thread] = set()
         self.refused = 0
+        self.pending = PendingLimits(max_pending, max_pending_per_address)
+        self.over_limit = 0  # connections refused by the pending limits
+        self.auth_seconds = auth_seconds
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_client, self.host, self.port)
@@ -77,7 +116,16 @@ class RtmpIngest:
         self._tasks.add(task)
         host, port = writer.get_extra_info("peername")[:2]
         peer = f"{host}:{port}"
-        conn = _Connection(peer)
+        conn = _Connection(peer, host)
+        refusal = self.pending.enter(host)
+        if refusal is not None:
+            self.refused += 1
+            self.over_limit += 1
+            if self.over_limit & (self.over_limit - 1) == 0:  # 1st, 2nd, 4th, 8th...: a flood logs little
+                log.warning("RTMP client %s refused: %s (%d refused so far)", peer, refusal, self.over_limit)
+            writer.close()
+            self._tasks.discard(task)
+            return
         try:
             port = _free_port()
             self._spawn_listener(port, conn)
@@ -94,6 +142,7 @@ class RtmpIngest:
         finally:
             writer.close()
             self._tasks.discard(task)
+            self._authenticated(conn)
             if conn.stream is not None and not conn.started:
                 conn.stream.release()  # claimed, but FFmpeg never got as far as a session
 
@@ -101,7 +150,8 @@ class RtmpIngest:
                                 conn: _Connection) -> None:
         sniffer: CommandSniffer | None = CommandSniffer()
         seen = 0
-        while data := await asyncio.wait_for(reader.read(65536), IDLE_SECONDS):
+        deadline = time.monotonic() + self.auth_seconds
+        while data := await self._read_some(reader, deadline if sniffer is not None else None):
             if sniffer is not None:
                 seen += len(data)
                 publish = self._sniff(sniffer, data, seen, conn)
@@ -111,6 +161,22 @@ class RtmpIngest:
                     sniffer = None  # decided: from here on, bytes are just relayed
             upstream.write(data)
             await upstream.drain()
+
+    async def _read_some(self, reader: asyncio.StreamReader, deadline: float | None) -> bytes:
+        """The next bytes; before the key is known, no later than `deadline`."""
+        if deadline is None:
+            return await asyncio.wait_for(reader.read(65536), IDLE_SECONDS)
+        try:
+            return await asyncio.wait_for(reader.read(65536), min(IDLE_SECONDS, max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            self.refused += 1
+            raise TimeoutError(f"refused: no valid stream key within {self.auth_seconds:g} s") from None
+
+    def _authenticated(self, conn: _Connection) -> None:
+        """The connection named a valid key, or ended: it no longer counts as pending."""
+        if conn.pending:
+            conn.pending = False
+            self.pending.leave(conn.host)
 
     def _sniff(self, sniffer: CommandSniffer, data: bytes, seen: int,
                conn: _Connection) -> Publish | None:
@@ -138,6 +204,7 @@ class RtmpIngest:
                         conn.peer, stream.name)
             return False
         conn.stream = stream
+        self._authenticated(conn)
         log.info("RTMP client %s publishing to stream %s", conn.peer, stream.name)
         return True
 

@@ -59,6 +59,20 @@ class WhipSession:
     dropped: int = 0
 
 
+async def _limited_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it passes `limit` bytes (declared or received):
+    a huge offer is refused while it is read, never held whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _text(body: str, status: int, **headers: str) -> Response:
     return PlainTextResponse(body + "\n", status, headers={**CORS, **headers})
 
@@ -94,9 +108,9 @@ class WhipIngest:
             return stream
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/sdp":
             return _text("the offer must be sent as application/sdp", 415)
-        body = await request.body()
-        if len(body) > MAX_OFFER_BYTES:
-            return _text("SDP offer too large", 413)
+        body = await _limited_body(request, MAX_OFFER_BYTES)
+        if body is None:
+            return _text(f"SDP offer too large (at most {MAX_OFFER_BYTES} bytes)", 413, Connection="close")
         if not stream.claim():
             return _text(f"stream {stream.name} already has a publisher", 409)
         try:

@@ -6,6 +6,7 @@ through edge-lon; the pages come from the player origin through the same edge.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,10 @@ def test_a_bad_stream_name_is_a_clear_404(demo_cdn: DemoCdn) -> None:
 
 def test_cdn_up_prints_the_watch_url(demo_cdn: DemoCdn) -> None:
     port = demo_cdn.ports["edge-lon"]
-    assert f"watch test: http://live.localhost:{port}/watch/test  (LL-HLS; ?mode=hls, ?mode=webrtc)" in demo_cdn.printed
-    assert f"distribution live (streaming): open http://live.localhost:{port}/" in demo_cdn.printed
+    opened = re.search(rf"distribution live \(streaming\): open (https://live\.localhost:\d+/) \(or http://live\.localhost:{port}/\)",
+                       demo_cdn.printed)
+    assert opened, demo_cdn.printed  # HTTPS first (the demo's local CA), plain HTTP beside it
+    assert f"watch test: {opened.group(1)}watch/test  (LL-HLS; ?mode=hls, ?mode=webrtc)" in demo_cdn.printed
 
 
 @pytest.mark.parametrize("mode", ["llhls", "webrtc"])

@@ -23,6 +23,8 @@ from web_dist.control import build_control_app
 from web_dist.server import RunningServer
 
 TOKEN = "test-token-0123456789abcdef"
+UPLOAD_TOKEN = "upload-token-for-tests-0123"
+UPLOAD_AUTH = {"authorization": f"Bearer {UPLOAD_TOKEN}"}
 EDGES = ("e1", "e2", "e3")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 WAIT = 30.0  # generous: the machine is shared
@@ -39,7 +41,7 @@ def make_config(origin_url: str, control: dict[str, Any], tmp: Path, **dist: Any
         "origins": {"o": {"url": origin_url, "read_timeout": 5.0}},
         "edges": {e: {"listen": "127.0.0.1:0", "disk_path": str(tmp / e)} for e in EDGES},
         "distributions": {
-            "site": {"domains": ["site.test", "127.0.0.1", "localhost"], "origin": "o",
+            "site": {"domains": ["site.test", "127.0.0.1", "localhost"], "origin": "o", "upload_token": UPLOAD_TOKEN,
                      "default_behavior": {"default_ttl": 3600, "methods": ["GET", "HEAD", "PUT", "DELETE"]}, **dist},
             "other": {"domains": ["other.test"], "origin": "o"},  # a purge of "site" leaves it alone
         },

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from tests.control.conftest import EDGES, Cdn, eventually
+import pytest
+
+from tests.control.conftest import EDGES, UPLOAD_AUTH, Cdn, eventually
 
 LONG = {"cache-control": "max-age=3600"}
 
@@ -134,7 +137,7 @@ async def test_a_put_through_one_edge_invalidates_the_path_on_the_others(cdn_fac
     await warm(cdn, "/doc.txt")
     cdn.origin.set("/doc.txt", b"final", headers=LONG)
 
-    put = await cdn.client.put(cdn.edges["e1"][1].url + "/doc.txt", content=b"final")
+    put = await cdn.client.put(cdn.edges["e1"][1].url + "/doc.txt", content=b"final", headers=UPLOAD_AUTH)
     assert put.status_code == 200
 
     async def everywhere_new() -> bool:
@@ -234,3 +237,12 @@ async def test_a_journal_keeps_invalidations_and_edge_positions_across_a_control
     await cdn.completed(fresh)
     # e3 picks up only what it missed: the old invalidation is not applied a second time
     assert restarted.sync is not None and restarted.sync.applied == [fresh["id"]]
+
+
+def test_a_short_api_token_is_refused(tmp_path: Path) -> None:
+    from tests.control.conftest import make_config
+    from web_dist.control import build_control_app
+
+    config = make_config("http://127.0.0.1:9", {}, tmp_path)
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        build_control_app(config, token="short-token")  # as from $CDN_CONTROL_TOKEN, which the file cannot check

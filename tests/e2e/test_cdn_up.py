@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config)
     config, ports = demo_config
     proc = start_up(config)
     try:
-        printed = read_until(proc, "a miss, then a hit")
+        printed = read_until(proc, "/metrics")  # the summary's last line
         assert f"http://127.0.0.1:{ports['lon']}/" in printed and f"http://127.0.0.1:{ports['syd']}/" in printed
         for edge, port in (("edge-lon", ports["lon"]), ("edge-syd", ports["syd"])):
             url = f"http://localhost:{port}/"
@@ -61,8 +62,29 @@ def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config)
             assert second.headers["cache-status"].startswith(f"{edge}; hit")
         css = httpx.get(f"http://localhost:{ports['lon']}/style.css")
         assert css.headers["content-type"].startswith("text/css")
-        up = httpx.put(f"http://localhost:{ports['lon']}/uploads/note.txt", content=b"through the edge")
+        note = f"http://localhost:{ports['lon']}/uploads/note.txt"
+        assert httpx.put(note, content=b"anonymous").status_code == 403
+        upload = re.search(r"curl -T README\.md -H 'Authorization: Bearer (\S+)'( --cacert \S+)? https?://localhost:\d+/uploads/README\.md", printed)
+        assert upload, printed
+        up = httpx.put(note, content=b"through the edge", headers={"authorization": f"Bearer {upload.group(1)}"})
         assert up.status_code in (200, 201)
+        # the origin answers its edges only; the dashboard and metrics want the printed token
+        assert httpx.get(f"http://127.0.0.1:{ports['origin']}/").status_code == 403
+        metrics = re.search(r"curl -H 'Authorization: Bearer (\S+)' (http://127\.0\.0\.1:\d+/metrics)", printed)
+        assert metrics, printed
+        assert httpx.get(metrics.group(2)).status_code == 401
+        assert "cdn_edge_requests_total" in httpx.get(metrics.group(2), headers={"authorization": f"Bearer {metrics.group(1)}"}).text
+        https = re.search(r"HTTPS \(h2\): (https://localhost:(\d+)/) on edge-lon; trust the local CA (\S+)", printed)
+        assert https, printed
+        ca = ssl.create_default_context(cafile=https.group(3))
+        page = httpx.get(https.group(1), verify=ca)
+        assert page.status_code == 200 and "cache-status" in page.headers
+        ca.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", int(https.group(2))), timeout=5) as raw:
+            with ca.wrap_socket(raw, server_hostname="live.localhost") as tls:
+                assert tls.selected_alpn_protocol() == "h2"
+        dashboard = re.search(r"dashboard (http://\S+/\?token=\S+)", printed)
+        assert dashboard and httpx.get(dashboard.group(1), follow_redirects=True).text.startswith("<!doctype html>")
         assert (config.parent / "site" / "uploads" / "note.txt").read_bytes() == b"through the edge"
         assert httpx.get(f"http://127.0.0.1:{ports['lon']}/", headers={"host": "nope.test"}).status_code == 421
     finally:

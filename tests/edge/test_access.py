@@ -288,6 +288,18 @@ async def test_an_upload_to_a_signed_path_needs_a_signature_too(make_rig: Any) -
     assert rig.origin.requests[0][:2] == ("PUT", "/private/up.txt")  # the signature stayed at the edge
 
 
+async def test_a_signed_url_is_an_upload_credential_on_an_unsigned_path(make_rig: Any) -> None:
+    rig: PrivateRig = await make_rig([{"path": "/up/*", "methods": ["GET", "HEAD", "PUT"]}])
+    rig.origin.set("/up/f.txt", b"stored", status=201)
+    refused = await rig.client.put(rig.url + "/up/f.txt", content=b"data", headers={"host": HOST})
+    assert refused.status_code == 403 and "Bearer <upload token> or a signed URL" in refused.text
+    assert not rig.origin.requests
+    accepted = await rig.client.put(rig.signed("/up/f.txt"), content=b"data", headers={"host": HOST})
+    assert accepted.status_code == 201 and rig.origin.requests[0][:2] == ("PUT", "/up/f.txt")
+    other = rig.signed("/up/f.txt").replace("/up/f.txt", "/up/g.txt")  # a signature for another path
+    assert (await rig.client.put(other, content=b"data", headers={"host": HOST})).status_code == 403
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -23,12 +23,14 @@ from tests.edge.conftest import EdgeRig
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
+ADMIN_TOKEN = "admin-token-for-tests-0123"
+AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 async def admin_url(rig: EdgeRig, serve: Callable[..., Any]) -> str:
     flow = rig.app.flow
     flow.metrics.bind_store("memory", flow.store)  # idempotent, whether or not the flow binds it
-    server = await serve(build_admin_app(flow), name="admin")
+    server = await serve(build_admin_app(flow, token=ADMIN_TOKEN), name="admin")
     url: str = server.url
     return url
 
@@ -63,7 +65,7 @@ async def test_public_port_never_serves_metrics_or_dashboard(rig: EdgeRig, serve
 async def test_prometheus_page_counts_a_miss_and_two_hits(rig: EdgeRig, serve: Callable[..., Any]) -> None:
     admin = await admin_url(rig, serve)
     await a_miss_and_two_hits(rig)
-    resp = await rig.client.get(admin + "/metrics")
+    resp = await rig.client.get(admin + "/metrics", headers=AUTH)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     got = samples(resp.text)
     site = (("distribution", "site"),)
@@ -89,16 +91,16 @@ async def test_collapsed_misses_count_as_offload_not_as_hits(rig: EdgeRig, serve
     gate.set()
     assert [r.status_code for r in await asyncio.gather(*viewers)] == [200] * 5
     assert rig.origin.hits["/cold"] == 1
-    got = samples((await rig.client.get(admin + "/metrics")).text)
+    got = samples((await rig.client.get(admin + "/metrics", headers=AUTH)).text)
     assert got["cdn_edge_hit_ratio", ()] == 0  # five misses, as Cache-Status says
     assert got["cdn_edge_offload_ratio", ()] == pytest.approx(4 / 5)  # but one origin request
-    assert (await rig.client.get(admin + "/metrics.json")).json()["offload_ratio"] == pytest.approx(0.8)
+    assert (await rig.client.get(admin + "/metrics.json", headers=AUTH)).json()["offload_ratio"] == pytest.approx(0.8)
 
 
 async def test_json_counts_on_the_admin_port(rig: EdgeRig, serve: Callable[..., Any]) -> None:
     admin = await admin_url(rig, serve)
     await a_miss_and_two_hits(rig)
-    body = (await rig.client.get(admin + "/metrics.json")).json()
+    body = (await rig.client.get(admin + "/metrics.json", headers=AUTH)).json()
     assert body["edge"] == "edge-test" and body["requests"]["site"] == {"miss": 1, "hit": 2}
     assert body["requests_total"] == 3 and body["bytes_out_total"] == 15
     assert body["origin_requests"] == 1 and rig.origin.hits["/a"] == 1
@@ -111,7 +113,7 @@ async def test_top_objects_are_ordered_by_requests(rig: EdgeRig, serve: Callable
     for key, n in (("site:/b", 1), ("site:/a", 3), ("site:/c", 2)):
         for _ in range(n):
             metrics.count_object(key, 100)
-    top = (await rig.client.get(admin + "/metrics.json")).json()["top_objects"]
+    top = (await rig.client.get(admin + "/metrics.json", headers=AUTH)).json()["top_objects"]
     assert [(o["key"], o["requests"], o["bytes"]) for o in top] == [
         ("site:/a", 3, 300), ("site:/c", 2, 200), ("site:/b", 1, 100)
     ]
@@ -160,7 +162,7 @@ def test_each_edge_has_its_own_registry() -> None:
 
 async def test_dashboard_is_one_page_with_no_external_requests(rig: EdgeRig, serve: Callable[..., Any]) -> None:
     admin = await admin_url(rig, serve)
-    resp = await rig.client.get(admin + "/")
+    resp = await rig.client.get(admin + "/", headers=AUTH)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
     assert "connect-src 'self'" in resp.headers["content-security-policy"]
     html = resp.text
@@ -181,7 +183,7 @@ async def test_dashboard_renders_in_headless_chromium(rig: EdgeRig, serve: Calla
         live.served("/live/show/360p/ep/seg7.m4s", client, 1000)
     proc = await asyncio.create_subprocess_exec(
         str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-        "--virtual-time-budget=5000", "--dump-dom", admin + "/",
+        "--virtual-time-budget=5000", "--dump-dom", admin + f"/?token={ADMIN_TOKEN}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     dom, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -198,7 +200,7 @@ def test_cdn_edge_serves_admin_on_its_own_listener(tmp_path: Path) -> None:
     config = tmp_path / "cdn.toml"
     config.write_text(
         '[origins.o]\nurl = "http://127.0.0.1:9"\n'
-        '[edges.e]\nlisten = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\n'
+        f'[edges.e]\nlisten = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\nadmin_token = "{ADMIN_TOKEN}"\n'
         '[distributions.site]\ndomains = ["localhost"]\norigin = "o"\n'
     )
     proc = subprocess.Popen(
@@ -212,7 +214,8 @@ def test_cdn_edge_serves_admin_on_its_own_listener(tmp_path: Path) -> None:
         assert match, line
         public, admin = match.groups()
         assert public != admin
-        assert "cdn_edge_hit_ratio" in httpx.get(admin + "/metrics").text
+        assert "cdn_edge_hit_ratio" in httpx.get(admin + "/metrics", headers=AUTH).text
+        assert httpx.get(admin + "/metrics").status_code == 401
         assert httpx.get(public + "/_cdn/metrics").status_code == 404
         assert httpx.get(public + "/_cdn/health").json()["status"] == "ok"
         proc.send_signal(signal.SIGTERM)
@@ -221,3 +224,29 @@ def test_cdn_edge_serves_admin_on_its_own_listener(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_the_admin_pages_need_the_token(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    for path in ("/", "/metrics", "/metrics.json"):
+        anonymous = await rig.client.get(admin + path)
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer", path
+        assert "cdn_edge_" not in anonymous.text and "<svg" not in anonymous.text
+        wrong = await rig.client.get(admin + path, headers={"authorization": "Bearer " + "x" * len(ADMIN_TOKEN)})
+        assert wrong.status_code == 403, path
+    assert (await rig.client.get(admin + "/health")).status_code == 200  # liveness tells nothing
+    # Prometheus' bearer_token, a ?token= scrape URL, and a browser's cookie from /?token=
+    assert (await rig.client.get(admin + "/metrics", headers=AUTH)).status_code == 200
+    assert (await rig.client.get(admin + f"/metrics.json?token={ADMIN_TOKEN}")).status_code == 200
+    first = await rig.client.get(admin + f"/?token={ADMIN_TOKEN}")
+    assert first.status_code == 303 and first.headers["location"] == "/"
+    assert "httponly" in first.headers["set-cookie"].lower() and "samesite=strict" in first.headers["set-cookie"].lower()
+    cookie = {"cookie": first.headers["set-cookie"].split(";")[0]}
+    assert (await rig.client.get(admin + "/metrics.json", headers=cookie)).status_code == 200
+
+
+def test_an_admin_app_without_a_long_enough_token_is_refused(rig: EdgeRig) -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        build_admin_app(rig.app.flow)
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        build_admin_app(rig.app.flow, token="short")

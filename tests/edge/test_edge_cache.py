@@ -179,11 +179,12 @@ async def test_method_not_allowed_by_behavior(rig: EdgeRig) -> None:
 
 
 async def test_successful_put_through_the_edge_invalidates_the_cached_object(rig_factory) -> None:
-    rig: EdgeRig = await rig_factory([{"path": "/up/*", "methods": ["GET", "HEAD", "PUT"]}])
+    token = "upload-token-for-tests-0123"
+    rig: EdgeRig = await rig_factory([{"path": "/up/*", "methods": ["GET", "HEAD", "PUT"]}], upload_token=token)
     rig.origin.set("/up/f", b"v1")
     await rig.get("/up/f")
     rig.origin.set("/up/f", b"ok", status=201)
-    put = await rig.client.put(rig.url + "/up/f", content=b"v2", headers={"content-md5": "abc"})
+    put = await rig.client.put(rig.url + "/up/f", content=b"v2", headers={"content-md5": "abc", "authorization": f"Bearer {token}"})
     assert put.status_code == 201 and "fwd=method" in put.headers["cache-status"]
     method, _, sent = rig.origin.requests[-1]
     assert method == "PUT" and sent["content-md5"] == "abc"

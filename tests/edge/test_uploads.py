@@ -26,6 +26,9 @@ from tests.edge.conftest import ScriptedOrigin, edge_config
 from web_dist.origin import UPLOAD_PREFIX, build_origin_app
 
 MiB = 1024 * 1024
+UPLOAD_TOKEN = "upload-token-for-tests-0123"
+AUTH = {"authorization": f"Bearer {UPLOAD_TOKEN}"}
+AUTH_LINE = f"authorization: Bearer {UPLOAD_TOKEN}\r\n".encode()
 UPLOADS = {"path": "/uploads/*", "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"], "max_upload_bytes": 128 * MiB}
 SMALL = {"path": "/small/*", "methods": ["GET", "HEAD", "PUT", "POST"], "max_upload_bytes": MiB}
 
@@ -57,9 +60,9 @@ async def rig(serve: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Upload
     (root / "uploads").mkdir(parents=True)
     (root / "small").mkdir()
     origin = await serve(build_origin_app(root), name="origin")
-    config = edge_config(origin.url, [UPLOADS, SMALL], read_timeout=30.0)
+    config = edge_config(origin.url, [UPLOADS, SMALL], read_timeout=30.0, upload_token=UPLOAD_TOKEN)
     edge = await serve(build_edge_app(config, "edge-test"), name="edge")
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=AUTH) as client:
         yield UploadRig(root, edge.url, edge.port, client)
 
 
@@ -137,8 +140,8 @@ async def test_a_put_replaces_what_the_edge_cached(rig: UploadRig) -> None:
 
 async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(rig: UploadRig) -> None:
     heads = [
-        b"PUT /uploads/cut.bin HTTP/1.1\r\nhost: site.test\r\ncontent-length: 10000000\r\n\r\n",
-        b"PUT /uploads/cut2.bin HTTP/1.1\r\nhost: site.test\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"PUT /uploads/cut.bin HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + b"content-length: 10000000\r\n\r\n",
+        b"PUT /uploads/cut2.bin HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + b"transfer-encoding: chunked\r\n\r\n",
     ]
     bodies = [os.urandom(3 * MiB), b"100000\r\n" + os.urandom(0x100000) + b"\r\n"]
     for head, body in zip(heads, bodies, strict=True):
@@ -159,10 +162,10 @@ async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(rig: UploadRig) 
 async def test_a_client_that_stalls_mid_upload_gets_408_and_leaves_nothing(serve: Callable[..., Any], tmp_path: Path) -> None:
     (tmp_path / "uploads").mkdir()
     origin = await serve(build_origin_app(tmp_path), name="origin")
-    app = build_edge_app(edge_config(origin.url, [UPLOADS]), "edge-test")
+    app = build_edge_app(edge_config(origin.url, [UPLOADS], upload_token=UPLOAD_TOKEN), "edge-test")
     app.flow.upload_idle_timeout = 0.5
     edge = await serve(app, name="edge")
-    head = b"PUT /uploads/slow.bin HTTP/1.1\r\nhost: site.test\r\ncontent-length: 1000000\r\n\r\n"
+    head = b"PUT /uploads/slow.bin HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + b"content-length: 1000000\r\n\r\n"
     answer = await raw_exchange(edge.port, head, b"x" * 1000)  # then silence, the socket left open
     assert answer.startswith(b"HTTP/1.1 408 ") and b"the upload was abandoned" in answer
     await until(lambda: list((tmp_path / "uploads").iterdir()) == [])  # the origin dropped its temporary file
@@ -171,24 +174,48 @@ async def test_a_client_that_stalls_mid_upload_gets_408_and_leaves_nothing(serve
 async def test_a_declared_body_over_the_limit_gets_413_before_the_origin_is_asked(serve: Callable[..., Any]) -> None:
     origin = ScriptedOrigin()
     origin_srv = await serve(origin, name="origin")
-    config = edge_config(origin_srv.url, [SMALL], edge={"max_upload_bytes": 4 * MiB})
+    config = edge_config(origin_srv.url, [SMALL], edge={"max_upload_bytes": 4 * MiB}, upload_token=UPLOAD_TOKEN)
     edge = await serve(build_edge_app(config, "edge-test"), name="edge")
     # Only the head is sent: the answer does not wait for a body nobody should send.
-    head = f"PUT /small/x HTTP/1.1\r\nhost: site.test\r\ncontent-length: {2 * MiB}\r\n\r\n".encode()
+    head = b"PUT /small/x HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + f"content-length: {2 * MiB}\r\n\r\n".encode()
     answer = await raw_exchange(edge.port, head, b"")
     assert answer.startswith(b"HTTP/1.1 413 ") and b"exceeds this path's 1048576-byte upload limit" in answer
-    head = f"POST /elsewhere HTTP/1.1\r\nhost: site.test\r\ncontent-length: {5 * MiB}\r\n\r\n".encode()
+    head = b"POST /elsewhere HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + f"content-length: {5 * MiB}\r\n\r\n".encode()
     assert (await raw_exchange(edge.port, head, b"")).startswith(b"HTTP/1.1 405 ")
     assert not origin.requests
 
 
 async def test_a_chunked_body_over_the_limit_is_cut_off(rig: UploadRig) -> None:
-    head = b"PUT /small/big HTTP/1.1\r\nhost: site.test\r\ntransfer-encoding: chunked\r\n\r\n"
+    head = b"PUT /small/big HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + b"transfer-encoding: chunked\r\n\r\n"
     chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"  # 64 KiB
     answer = await raw_exchange(rig.port, head, chunk * 20)  # 1.25 MiB, limit 1 MiB
     assert answer.startswith(b"HTTP/1.1 413 ")
     await rig.until(lambda: rig.temp_files() == [])
     assert not (rig.root / "small" / "big").exists()
+
+
+async def test_anonymous_writes_get_403_and_store_nothing(rig: UploadRig) -> None:
+    anonymous = {"authorization": ""}
+    put = await rig.client.put(f"{rig.url}/uploads/anon.txt", content=b"x", headers={"authorization": ""})
+    assert put.status_code == 403 and "Bearer <upload token> or a signed URL" in put.text
+    wrong = await rig.client.put(f"{rig.url}/uploads/anon.txt", content=b"x",
+                                 headers={"authorization": "Bearer not-the-upload-token"})
+    assert wrong.status_code == 403 and "wrong upload token" in wrong.text
+    (rig.root / "uploads" / "kept.txt").write_bytes(b"kept")
+    delete = await rig.client.delete(f"{rig.url}/uploads/kept.txt", headers=anonymous)
+    assert delete.status_code == 403
+    assert not (rig.root / "uploads" / "anon.txt").exists() and (rig.root / "uploads" / "kept.txt").exists()
+    assert (await rig.client.put(f"{rig.url}/uploads/anon.txt", content=b"x")).status_code in (200, 201)
+
+
+async def test_a_distribution_without_upload_token_or_keys_takes_no_writes(serve: Callable[..., Any], tmp_path: Path) -> None:
+    (tmp_path / "uploads").mkdir()
+    origin = await serve(build_origin_app(tmp_path), name="origin")
+    edge = await serve(build_edge_app(edge_config(origin.url, [UPLOADS]), "edge-test"), name="edge")
+    async with httpx.AsyncClient(timeout=30, headers=AUTH) as client:
+        resp = await client.put(f"{edge.url}/uploads/x.txt", content=b"x")
+    assert resp.status_code == 403 and "neither upload_token nor trusted_keys" in resp.text
+    assert not (tmp_path / "uploads" / "x.txt").exists()
 
 
 async def test_methods_the_behavior_does_not_allow_get_405_with_allow(rig: UploadRig) -> None:
@@ -203,8 +230,8 @@ async def test_a_post_body_reaches_the_origin_and_its_answer_returns(serve: Call
     origin = ScriptedOrigin()
     origin.set("/small/form", b"accepted", status=202, headers={"location": "/small/form/1", "x-origin": "yes"})
     origin_srv = await serve(origin, name="origin")
-    edge = await serve(build_edge_app(edge_config(origin_srv.url, [SMALL]), "edge-test"), name="edge")
-    async with httpx.AsyncClient(timeout=30) as client:
+    edge = await serve(build_edge_app(edge_config(origin_srv.url, [SMALL], upload_token=UPLOAD_TOKEN), "edge-test"), name="edge")
+    async with httpx.AsyncClient(timeout=30, headers=AUTH) as client:
         resp = await client.post(f"{edge.url}/small/form", content=b"a=1&b=2",
                                  headers={"content-type": "application/x-www-form-urlencoded"})
     assert resp.status_code == 202 and resp.content == b"accepted"

@@ -55,6 +55,8 @@ class CountingOrigin:
         return {p: n for p, n in self.hits.items() if ".m3u8" in p}
 
 
+ADMIN_TOKEN = "admin-token-for-tests-0123"
+
 @dataclass
 class LiveRig:
     origin: CountingOrigin
@@ -88,7 +90,7 @@ class LiveRig:
         await self.edges.pop(name).stop()
 
     async def admin(self, edge: str) -> RunningServer:
-        server = await start_server(build_admin_app(self.apps[edge].flow), "127.0.0.1:0", name=f"{edge}-admin")
+        server = await start_server(build_admin_app(self.apps[edge].flow, token=ADMIN_TOKEN), "127.0.0.1:0", name=f"{edge}-admin")
         self.edges[f"{edge}-admin"] = server
         return server
 

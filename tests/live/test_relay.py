@@ -10,7 +10,7 @@ import httpx
 
 from tests.origin_media import hls
 
-from .conftest import PLAYLIST, LiveRig, wait_for
+from .conftest import ADMIN_TOKEN, PLAYLIST, LiveRig, wait_for
 from .viewer import Viewer, contiguous
 
 FOLDER = PLAYLIST.rsplit("/", 1)[0] + "/"
@@ -48,7 +48,7 @@ async def test_many_viewers_cost_the_origin_one_request_per_object(make_live) ->
     assert shared and all(len({v.bodies[uri] for v in viewers}) == 1 for uri in shared)
 
     admin = await rig.admin("edge-a")
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
         live = (await http.get(admin.url + "/metrics.json")).json()["live"]["/live/demo"]
         prometheus = (await http.get(admin.url + "/metrics")).text
     assert live["viewers"] == 13  # the twelve, and the client that waited for the stream
@@ -118,7 +118,7 @@ async def test_edges_behind_a_parent_cost_the_origin_one_request_per_object(make
     assert media and set(media.values()) == {1}, {p: n for p, n in media.items() if n > 1}
     reloads = {p: n for p, n in rig.origin.peak.items() if "_HLS_msn" in p}
     assert reloads and set(reloads.values()) == {1}, reloads
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
         parent = (await http.get((await rig.admin("edge-p")).url + "/metrics.json")).json()["live"]["/live/demo"]
         child = (await http.get((await rig.admin("edge-a")).url + "/metrics.json")).json()["live"]["/live/demo"]
     assert parent["viewers"] == 0 and parent["egress_bytes"] > 0, "child edges are not viewers"

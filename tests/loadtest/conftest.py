@@ -40,6 +40,8 @@ def streaming_config(origin_url: str, edges: int = 1, router: dict[str, Any] | N
     })
 
 
+ADMIN_TOKEN = "admin-token-for-tests-0123"
+
 @dataclass
 class Edge:
     public: RunningServer
@@ -51,7 +53,7 @@ class Edge:
 
     @property
     def metrics(self) -> str:
-        return self.admin.url + "/metrics.json"
+        return self.admin.url + f"/metrics.json?token={ADMIN_TOKEN}"
 
 
 @dataclass
@@ -88,7 +90,7 @@ async def make_stack() -> AsyncIterator[Callable[..., Any]]:
         started = []
         for name in config.edges:
             app = build_edge_app(config, name)
-            admin = await start_server(build_admin_app(app.flow), name=f"{name}-admin")
+            admin = await start_server(build_admin_app(app.flow, token=ADMIN_TOKEN), name=f"{name}-admin")
             public = await start_server(app, name=name)
             servers.extend([admin, public])
             started.append(Edge(public, admin))

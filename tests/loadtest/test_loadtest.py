@@ -157,17 +157,17 @@ async def test_web_mode_spreads_requests_by_zipf_popularity(serve: Callable[...,
                                    "default_behavior": {"default_ttl": 3600}}},
     })
     app = build_edge_app(config, "edge-w")
-    admin = await serve(build_admin_app(app.flow), name="admin")
+    admin = await serve(build_admin_app(app.flow, token="admin-token-for-tests-0123"), name="admin")
     edge = await serve(app, name="edge")
     plan = LoadPlan((edge.url,), viewers=20, duration=3, ramp=100, mode="web", objects=tuple(objects),
-                    think=0.02, metrics=(admin.url + "/metrics.json",))
+                    think=0.02, metrics=(admin.url + "/metrics.json?token=admin-token-for-tests-0123",))
     figures = summarize(await run_load(plan, progress=None))
     assert figures["errors"] == {} and figures["requests"] > 200
     # every object is fetched from the origin once; everything after is a hit
     assert figures["origin_requests"] <= len(objects)
     assert figures["client_hit_ratio"] > 0.8
     async with httpx.AsyncClient() as http:
-        top = (await http.get(admin.url + "/metrics.json")).json()["top_objects"]
+        top = (await http.get(admin.url + "/metrics.json?token=admin-token-for-tests-0123")).json()["top_objects"]
     assert top[0]["key"].endswith("/o0.txt") and top[0]["requests"] > top[5]["requests"]
 
 

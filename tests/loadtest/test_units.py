@@ -203,12 +203,12 @@ def test_a_config_names_the_edges_and_their_metrics(tmp_path: Path) -> None:
     config = tmp_path / "cdn.toml"
     config.write_text(
         '[origins.media]\nkind = "media"\nurl = "http://127.0.0.1:8080"\n'
-        '[edges.a]\nlisten = "127.0.0.1:8091"\nadmin_listen = "127.0.0.1:9091"\n'
+        '[edges.a]\nlisten = "127.0.0.1:8091"\nadmin_listen = "127.0.0.1:9091"\nadmin_token = "admin-token-for-tests-0123"\n'
         '[edges.b]\nlisten = "127.0.0.1:8092"\n'
         '[distributions.live]\nkind = "streaming"\ndomains = ["localhost"]\norigin = "media"\n')
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert targets_of(parser.parse_args(["--config", str(config)])) == (
-        ("http://127.0.0.1:8091", "http://127.0.0.1:8092"), ("http://127.0.0.1:9091/metrics.json",))
+        ("http://127.0.0.1:8091", "http://127.0.0.1:8092"), ("http://127.0.0.1:9091/metrics.json?token=admin-token-for-tests-0123",))
     routed = parser.parse_args(["--config", str(config), "--router", "http://127.0.0.1:8000"])
     assert targets_of(routed)[0] == ("http://127.0.0.1:8000",)

@@ -130,3 +130,43 @@ async def test_garbage_on_the_rtmp_port_leaves_other_streams_alone(origin: Origi
 async def _advanced(origin: Origin, before: tuple[int, int], parts: int) -> bool:
     msn, index = (await origin.playlist("cam")).last_part()
     return (msn - before[0]) * 4 + (index - before[1]) >= parts
+
+
+async def _connect_from(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+
+
+async def _closed_soon(reader: asyncio.StreamReader, within: float = 3.0) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), within) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+async def test_connections_without_a_key_are_capped_per_address_and_in_all() -> None:
+    from origin_media.sources.rtmp import RtmpIngest
+
+    ingest = RtmpIngest("127.0.0.1:0", {}, max_pending=3, max_pending_per_address=2, auth_seconds=2.0)
+    await ingest.start()
+    try:
+        held = [await _connect_from("127.0.0.1", ingest.port) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        threads = len(ingest._threads)
+        assert threads == 2, "one FFmpeg listener per admitted connection"
+        third, _ = await _connect_from("127.0.0.1", ingest.port)
+        assert await _closed_soon(third), "a third idle connection from one address is closed at once"
+        other, other_w = await _connect_from("127.0.0.2", ingest.port)
+        fourth, _ = await _connect_from("127.0.0.3", ingest.port)
+        assert await _closed_soon(fourth), "past the total, every address is refused"
+        assert not await _closed_soon(other, 0.3), "another address still had room"
+        assert len(ingest._threads) == 3 and ingest.refused == 2
+        # none of them names a key: each is closed at its deadline, and the room comes back
+        assert all([await _closed_soon(r, 4.0) for r, _ in held]) and await _closed_soon(other, 4.0)
+        again, again_w = await _connect_from("127.0.0.1", ingest.port)
+        assert not await _closed_soon(again, 0.3)
+        again_w.close()
+        other_w.close()
+    finally:
+        await ingest.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
@@ -90,6 +91,24 @@ async def test_refusals_create_no_stream(make_origin, publishers) -> None:  # ty
     info = await origin.stream_info("cam")
     assert info["state"] == "idle" and info["sessions"] == 0
     assert (await origin.http.get("/live/cam/source/index.m3u8")).status_code == 404
+
+
+async def test_an_oversized_offer_is_refused_while_it_is_read(make_origin) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", origin.server.port)
+    writer.write(f"POST /whip/cam HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n"
+                 "content-type: application/sdp\r\ntransfer-encoding: chunked\r\n\r\n".encode())
+    chunk = b"a=" + b"x" * (32 * 1024)
+    for _ in range(4):  # 128 KiB of an offer that never ends: the answer must not wait for its end
+        writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 413 ")
+    writer.close()
+    declared = await origin.http.post("/whip/cam", content=b"v=0\r\n" * 20000,
+                                      headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {KEY}"})
+    assert declared.status_code == 413
+    assert (await origin.stream_info("cam"))["sessions"] == 0
 
 
 async def test_whip_publish_delete_and_return(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]

@@ -107,3 +107,36 @@ def test_one_domain_served_twice_on_an_edge_is_refused(tmp_path: Path) -> None:
     twice = GOOD + '\n[distributions.other]\ndomains = ["localhost"]\norigin = "site"\n'
     with pytest.raises(ConfigError, match="'localhost' is already served by distribution 'site'"):
         load_config(write(tmp_path, twice))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('region = "eu-west"', 'admin_listen = "127.0.0.1:9091"'),
+         "edges.edge-lon.admin_token: missing: the admin listener needs a token"),
+        (('region = "eu-west"', 'admin_listen = "0.0.0.0:9091"\nadmin_token = "admin-token-0123456789"'),
+         "edges.edge-lon.admin_listen: '0.0.0.0:9091' is beyond loopback: this listener has no TLS"),
+        (('region = "eu-west"', 'admin_listen = "127.0.0.1:9091"\nadmin_token = "short"'),
+         "edges.edge-lon.admin_token: must be at least 16 characters"),
+        (('[distributions.site]', '[control]\nlisten = "192.0.2.7:8070"\n[distributions.site]'),
+         "control.listen: '192.0.2.7:8070' is beyond loopback"),
+        (('origin = "site"', 'origin = "site"\nupload_token = "has spaces in it, sixteen+"'),
+         "distributions.site.upload_token: must be printable ASCII without spaces"),
+    ],
+)
+def test_admin_and_control_doors_are_locked_and_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: tuple[str, str], message: str
+) -> None:
+    monkeypatch.delenv("CDN_ADMIN_TOKEN", raising=False)
+    old, new = change
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError, match="^" + str(path).replace(".", r"\.")) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_the_admin_token_may_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDN_ADMIN_TOKEN", "admin-token-0123456789")
+    path = write(tmp_path, GOOD.replace('region = "eu-west"', 'admin_listen = "[::1]:9091"', 1))
+    edge = load_config(path).edges["edge-lon"]
+    assert edge.admin_token == "admin-token-0123456789" and "admin-token" not in repr(edge)
