@@ -165,8 +165,10 @@ async def test_several_cookie_lines_are_joined_with_semicolons(rig_factory: Any)
 
 
 async def test_malformed_chunked_upload_gets_400(rig_factory: Any) -> None:
-    rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "methods": ["GET", "HEAD", "PUT"]})
-    answer = await _raw(rig.url, b"PUT /up HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    token = "t" * 32
+    rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "methods": ["GET", "HEAD", "PUT"]}, upload_token=token)
+    answer = await _raw(rig.url, b"PUT /up HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n"
+                                 b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
                                  b"zz\r\nhello\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
 
