@@ -8,21 +8,14 @@ and the default behavior (`*`) is always last.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 
 from web_dist.config import CacheBehavior, Distribution, Network
-
-
-@lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern[str]:
-    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return re.compile("".join(parts), re.DOTALL)
+from web_dist.glob import glob_match
 
 
 def path_matches(pattern: str, path: str) -> bool:
-    return _compile(pattern).fullmatch(path) is not None
+    return glob_match(pattern, path)
 
 
 def behavior_for(dist: Distribution, path: str) -> CacheBehavior:

@@ -8,11 +8,12 @@ dict with lowercase keys both work).
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from enum import Enum
 
 # An entity-tag: optional weak prefix, then an opaque quoted string (RFC 9110 8.8.3).
@@ -24,17 +25,55 @@ def format_http_date(timestamp: float) -> str:
     return email.utils.formatdate(timestamp, usegmt=True)
 
 
-def parse_http_date(value: str | None) -> int | None:
-    """Seconds since the epoch, or None for a missing or invalid date (which callers ignore)."""
+_MONTHS = {name: n for n, name in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_TIME = r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
+_MONTH = r"(?P<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_IMF_FIXDATE = re.compile(
+    rf"(?P<wday>Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?P<day>[0-9]{{2}}) {_MONTH} (?P<year>[0-9]{{4}}) {_TIME} GMT"
+)
+_RFC850_DATE = re.compile(
+    r"(?P<wday>Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), "
+    rf"(?P<day>[0-9]{{2}})-{_MONTH}-(?P<year>[0-9]{{2}}) {_TIME} GMT"
+)
+_ASCTIME_DATE = re.compile(
+    rf"(?P<wday>Mon|Tue|Wed|Thu|Fri|Sat|Sun) {_MONTH} (?P<day>[0-9]{{2}}| [0-9]) {_TIME} (?P<year>[0-9]{{4}})"
+)
+_FIFTY_YEARS = 50 * 365 * 86400 + 12 * 86400  # 50 Julian-ish years, leap days included
+
+
+def _timestamp(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int | None:
+    if not 1 <= day <= calendar.monthrange(year, month)[1] or hour > 23 or minute > 59 or second > 60:
+        return None
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+
+
+def parse_http_date(value: str | None, now: float | None = None) -> int | None:
+    """Seconds since the epoch of an RFC 9110 5.6.7 HTTP-date, or None for a missing or invalid one.
+
+    Only IMF-fixdate, the obsolete RFC 850 form and asctime are accepted, exactly (callers ignore
+    an invalid date). An RFC 850 two-digit year is the latest year with those digits that is not
+    more than 50 years after `now` (default: the clock). The day name is checked for form, not against the date.
+    """
     if not value:
         return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    for form in (_IMF_FIXDATE, _RFC850_DATE, _ASCTIME_DATE):
+        match = form.fullmatch(value)
+        if match is not None:
+            break
+    else:
         return None
-    if parsed.tzinfo is None:  # RFC 850 and asctime dates carry no zone but mean GMT
-        return int(parsed.replace(tzinfo=UTC).timestamp())
-    return int(parsed.timestamp())
+    fields = [int(match[name]) for name in ("day", "hour", "minute", "second")]
+    day, hour, minute, second = fields
+    month, year = _MONTHS[match["month"]], int(match["year"])
+    if form is _RFC850_DATE:  # the latest such year that is not more than 50 years ahead
+        clock = time.time() if now is None else now
+        century = time.gmtime(clock).tm_year // 100 * 100
+        for full_year in (century + 100 + year, century + year, century - 100 + year):
+            stamp = _timestamp(full_year, month, day, hour, minute, second)
+            if stamp is None or stamp <= clock + _FIFTY_YEARS:
+                return stamp
+        return None
+    return _timestamp(year, month, day, hour, minute, second)
 
 
 def _entity_tags(value: str) -> list[tuple[bool, str]]:

@@ -18,7 +18,6 @@ import base64
 import binascii
 import ipaddress
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from web_dist.config import Network
+from web_dist.glob import glob_match
 
 # Query parameters that carry a signature; they never reach the origin or the cache key.
 SIGNING_PARAMS = frozenset({"Expires", "Signature", "Key-Pair-Id", "Policy", "Hash-Algorithm"})
@@ -106,24 +106,17 @@ def _epoch(value: object) -> int:
     return value
 
 
-@lru_cache(maxsize=256)
-def _resource_pattern(pattern: str) -> re.Pattern[str]:
-    parts = (".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return re.compile("".join(parts), re.DOTALL)
-
-
 def resource_matches(pattern: str, url: str) -> bool:
     """CloudFront's Resource match: `*` any run of characters, `?` one, the rest literal.
 
     The scheme is not what protects content, so `http://` and `https://` forms of the URL
     both match a pattern naming either.
     """
-    regex = _resource_pattern(pattern)
-    if regex.fullmatch(url):
+    if glob_match(pattern, url):
         return True
     scheme, sep, rest = url.partition("://")
     other = {"http": "https", "https": "http"}.get(scheme)
-    return bool(sep and other and regex.fullmatch(f"{other}://{rest}"))
+    return bool(sep and other and glob_match(pattern, f"{other}://{rest}"))
 
 
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
