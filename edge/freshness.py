@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from edge.structured_fields import cdn_cache_control
 from web_dist.config import CacheBehavior
 from web_dist.http_ranges import format_http_date, parse_http_date
 
@@ -87,9 +88,20 @@ class Lifetime:
 
 
 def response_cache_control(headers: Mapping[str, str]) -> CacheControl:
-    """CDN-Cache-Control (RFC 9213) wins over Cache-Control when present."""
+    """CDN-Cache-Control (RFC 9213) wins over Cache-Control when present and valid: a value
+    that is not a Structured Field dictionary, or has a directive of the wrong type, is
+    ignored as a whole."""
     targeted = headers.get("cdn-cache-control")
-    return parse_cache_control([targeted if targeted is not None else headers.get("cache-control", "")])
+    parsed = cdn_cache_control(targeted) if targeted is not None else None
+    if parsed is None:
+        return parse_cache_control([headers.get("cache-control", "")])
+    directives: dict[str, str | None] = {}
+    for name, value in parsed.items():
+        if value is True:
+            directives[name] = None
+        elif value is not False:
+            directives[name] = str(value)
+    return CacheControl(directives)
 
 
 def decide_lifetime(

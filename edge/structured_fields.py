@@ -260,7 +260,9 @@ def cdn_cache_control(value: str) -> dict[str, int | bool] | None:
                 return None
             directives[name] = bare
         elif name in _FLAGS:
-            if bare is True or name in _MAY_LIST_FIELDS and _field_names(item):
+            if isinstance(bare, bool):  # ?0 is a valid "off"
+                directives[name] = bare
+            elif name in _MAY_LIST_FIELDS and _field_names(item):
                 directives[name] = True
             else:
                 return None

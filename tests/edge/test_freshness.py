@@ -148,3 +148,21 @@ def test_a_hold_is_not_age() -> None:
     assert corrected_initial_age({"date": made}, NOW, NOW + 2.5) == 0.5
     # A Date before the request says nothing about a hold: the whole round trip counts.
     assert corrected_initial_age({"date": DATE}, NOW + 0.25, NOW + 2.5) == 2.25
+
+
+@pytest.mark.parametrize(
+    ("cdn_cc", "ttl"),
+    [
+        ("max-age=30", 30),
+        ("max-age=30, no-store=?0", 30),
+        ("max-age=\"30\"", 600),  # a String where an Integer belongs: the whole field is ignored
+        ("max-age=30,", 600),  # not a dictionary (trailing comma)
+        ("MAX-AGE=30", 600),  # keys are lower case
+        ("max-age=-5", 600),
+        ("no-store", None),
+    ],
+)
+def test_an_invalid_cdn_cache_control_is_ignored_as_a_whole(cdn_cc: str, ttl: float | None) -> None:
+    """RFC 9213: CDN-Cache-Control is a Structured Field dictionary; Cache-Control says 600."""
+    life = decide_lifetime(200, {"cdn-cache-control": cdn_cc, "cache-control": "max-age=600"}, B, now=NOW)
+    assert (life.ttl if life.store else None) == ttl
