@@ -2,8 +2,10 @@
 
 `CmafPackager` is synchronous and does no I/O: every call returns the events it produced, and
 the caller (the ingest thread) hands them to the event loop. Rules:
-- a segment starts only on a keyframe of the lead track (video, else the first track), once the
-  open one has reached its target duration;
+- a segment starts on a keyframe of the lead track (video, else the first track), once the
+  open one has reached its configured length; a GOP longer than the target duration (fixed:
+  the configured length rounded up) is split, so a segment never outgrows EXT-X-TARGETDURATION
+  (such a segment starts with a part that is not independent, and a warning is logged);
 - a part is closed before a sample that would carry it past the part target, so every part
   but a segment's last is within (PART-TARGET - one frame, PART-TARGET];
 - each lead sample becomes its own moof+mdat chunk (with the other tracks' queued samples), so a
@@ -14,10 +16,14 @@ Timestamps are shifted so that every session continues the previous one's timeli
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 
 from . import fmp4
 from .media import MediaPacket, SessionStart, Track
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class SegmentOpened:
     init_id: int
     discontinuity: bool
     program_date_time: float
+    independent: bool = True  # starts on a keyframe (False: a long GOP split)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class PartClosed:
 @dataclass(frozen=True)
 class SegmentClosed:
     duration: float
+    frames: int = 0  # lead samples in it
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,21 @@ class _Pending:
     data: bytes
 
 
+def target_seconds(segment_seconds: float) -> int:
+    """EXT-X-TARGETDURATION, fixed for the life of a playlist: the configured length rounded
+    up (a keyframe-aligned cut may end a segment up to half a frame early, never later)."""
+    return max(1, math.ceil(segment_seconds - 1e-9))
+
+
 class CmafPackager:
     """Cuts one rendition; one instance lives as long as the live stream (across sessions)."""
 
-    def __init__(self, segment_seconds: float, part_seconds: float) -> None:
+    def __init__(self, segment_seconds: float, part_seconds: float, name: str = "") -> None:
         self.segment_seconds = segment_seconds
         self.part_seconds = part_seconds
+        self.target_seconds = target_seconds(segment_seconds)
+        self.name = name  # for the log
+        self.warning: str | None = None  # why this source does not fit the targets, if it does not
         self._sessions = 0
         self._msn = -1
         self._sequence = 0
@@ -101,6 +118,8 @@ class CmafPackager:
         self._last_duration = 0
         self._origin = 0
         self._wall_clock = 0.0
+        self._frames = 0
+        self._warned: set[str] = set()
 
     # ---- session lifecycle -----------------------------------------------------------------
 
@@ -194,6 +213,9 @@ class CmafPackager:
 
     def _place(self, sample: _Pending, duration: int, events: list[PackagerEvent]) -> None:
         scale = fmp4.timescale(self._tracks[self._lead])
+        if duration > self.part_seconds * scale + 1:
+            self._warn("frame", f"frames of {duration / scale:.3f} s are longer than the part "
+                                f"target ({self.part_seconds} s)")
         if self._segment_start is None:
             self._open_segment(sample.time, events)
         elif sample.sync and sample.time - self._segment_start >= (
@@ -202,24 +224,38 @@ class CmafPackager:
             self._flush_queued(events)
             self._close_segment(events)
             self._open_segment(sample.time, events)
+        elif sample.time + duration - self._segment_start > self.target_seconds * scale + 1:
+            self._warn("gop", f"keyframe interval longer than the target duration "
+                              f"({self.target_seconds} s): segments split between keyframes")
+            self._flush_queued(events)
+            self._close_segment(events)
+            self._open_segment(sample.time, events, independent=sample.sync)
         elif sample.time + duration - self._part_start > self.part_seconds * scale + 1:
             self._flush_queued(events)
             self._close_part(sample.time, events)
             self._open_part(sample.time, sample.sync, events)
         self._last_duration = duration
+        self._frames += 1
         self._next_time[self._lead] = sample.time + duration
         lead = fmp4.Sample(sample.time, duration, sample.offset, sample.sync, sample.data)
         self._emit_chunk([fmp4.TrackRun(self._lead + 1, (lead,)), *self._drain_queued()], events)
 
-    def _open_segment(self, time: int, events: list[PackagerEvent]) -> None:
+    def _warn(self, kind: str, text: str) -> None:
+        if kind not in self._warned:  # once per session and kind
+            self._warned.add(kind)
+            self.warning = text
+            log.warning("stream %s: %s", self.name or "?", text)
+
+    def _open_segment(self, time: int, events: list[PackagerEvent], independent: bool = True) -> None:
         scale = fmp4.timescale(self._tracks[self._lead])
         self._msn += 1
         self._segment_start = time
+        self._frames = 0
         pdt = self._wall_clock + (time - self._origin) / scale
         discontinuity = self._sessions > 1 and time == self._origin
-        events.append(SegmentOpened(self._msn, self._sessions, discontinuity, pdt))
+        events.append(SegmentOpened(self._msn, self._sessions, discontinuity, pdt, independent))
         self._part_index = -1
-        self._open_part(time, True, events)
+        self._open_part(time, independent, events)
 
     def _open_part(self, time: int, independent: bool, events: list[PackagerEvent]) -> None:
         self._part_index += 1
@@ -235,7 +271,7 @@ class CmafPackager:
         end = self._next_time[self._lead]
         self._close_part(end, events)
         scale = fmp4.timescale(self._tracks[self._lead])
-        events.append(SegmentClosed((end - self._segment_start) / scale))
+        events.append(SegmentClosed((end - self._segment_start) / scale, self._frames))
 
     def _drain_queued(self) -> list[fmp4.TrackRun]:
         runs = [fmp4.TrackRun(i + 1, tuple(samples)) for i, samples in self._queued.items() if samples]

@@ -37,6 +37,9 @@ class WindowSettings:
     segment_seconds: float
     part_seconds: float
     window_seconds: float
+    # a publisher back within this many seconds continues the playlist (EXT-X-DISCONTINUITY);
+    # later, the ended playlist (EXT-X-ENDLIST) is replaced by a new one
+    grace_seconds: float = 10.0
 
 
 def _base36(value: int) -> str:
@@ -55,7 +58,7 @@ class Rendition:
     name: str
     window: LiveWindow
     packager: CmafPackager
-    nominal_bitrate: int  # BANDWIDTH until a segment has been measured
+    nominal_bitrate: int | None  # BANDWIDTH floor (configured); None: a passthrough source
     tracks: tuple[int, ...] = ()  # the current session's track indexes it carries, video first
 
 
@@ -71,19 +74,21 @@ class LiveStream:
         self.source = config.source
         # in every media URI, so objects cached by a CDN never outlive this origin process
         self.epoch = _base36(int(clock() * 1000))
+        self._playlists = 1
         self._loop = loop
         self._clock = clock
         self._settings = window
         # only passthrough sources are transcoded here; the others encode their own ladder
         self._ladder = config.renditions if config.source in PASSTHROUGH_SOURCES else ()
         nominal = {r.name: r.bitrate + AUDIO_BITRATE for r in config.renditions}
+        own = None if config.source in PASSTHROUGH_SOURCES else config.bitrate + AUDIO_BITRATE
         self.renditions = {
             name: Rendition(
                 name,
                 LiveWindow(window.segment_seconds, window.part_seconds, window.window_seconds,
                            f"{self.epoch}/"),
-                CmafPackager(window.segment_seconds, window.part_seconds),
-                nominal.get(name, config.bitrate + AUDIO_BITRATE),
+                self._packager(name),
+                nominal.get(name, own),
             )
             for name in config.rendition_names
         }
@@ -94,12 +99,19 @@ class LiveStream:
         self._ts_end = 0
         self._lock = threading.Lock()  # one publisher at a time
         self.publishing = False
+        self._in_session = False  # under _lock: between start() and end()
+        self._playlist_over = False  # under _lock: ENDLIST is out; the next session starts anew
+        self._grace: asyncio.TimerHandle | None = None  # loop side
         # read on the loop
         self.state = "idle"  # idle -> live -> ended -> live ...
         self.protocol: str | None = None
         self.started_at: float | None = None
         self.sessions = 0
         self._arrivals: deque[tuple[float, int]] = deque()
+
+    def _packager(self, rendition: str) -> CmafPackager:
+        return CmafPackager(self._settings.segment_seconds, self._settings.part_seconds,
+                            f"{self.name}/{rendition}")
 
     @property
     def window(self) -> LiveWindow:
@@ -122,7 +134,11 @@ class LiveStream:
             self.publishing = False
 
     def start(self, start: SessionStart) -> None:
-        self.publishing = True
+        with self._lock:
+            self.publishing = self._in_session = True
+            anew, self._playlist_over = self._playlist_over, False
+        if anew:
+            self._new_playlist()
         start = self._with_ladder(start)
         mapping = start.renditions or {SOURCE_RENDITION: tuple(range(len(start.tracks)))}
         self._ts_rendition = None
@@ -136,6 +152,20 @@ class LiveStream:
                     self._ts_rendition = rendition
                     self._start_ts(own)
         self._loop.call_soon_threadsafe(self._on_start, start.protocol)
+
+    def _new_playlist(self) -> None:
+        """After ENDLIST: new packagers (media sequence from 0) and new URIs, and the windows
+        emptied on the loop before any of this session's events reach them."""
+        self._playlists += 1
+        epoch = f"{self.epoch.split('-')[0]}-{self._playlists}"
+        for rendition in self.renditions.values():
+            rendition.packager = self._packager(rendition.name)
+        self._loop.call_soon_threadsafe(self._restart_windows, epoch)
+
+    def _restart_windows(self, epoch: str) -> None:
+        self.epoch = epoch
+        for rendition in self.renditions.values():
+            rendition.window.restart(f"{epoch}/")
 
     def _with_ladder(self, start: SessionStart) -> SessionStart:
         self._transcoder = None
@@ -205,7 +235,7 @@ class LiveStream:
         finally:
             self._ts_encoder = self._transcoder = None
             with self._lock:
-                self.publishing = False
+                self.publishing = self._in_session = False
 
     def _post_events(self, rendition: Rendition, events: list[PackagerEvent]) -> None:
         if events:
@@ -214,6 +244,9 @@ class LiveStream:
     # ---- loop side -------------------------------------------------------------------------
 
     def _on_start(self, protocol: str) -> None:
+        if self._grace is not None:  # back within the grace period: the playlist goes on
+            self._grace.cancel()
+            self._grace = None
         self.state, self.protocol = "live", protocol
         self.sessions += 1
         if self.started_at is None:
@@ -228,6 +261,21 @@ class LiveStream:
         self.ts.close_all()
         self.state = "ended"
         log.info("stream %s: publisher ended", self.name)
+        if self._grace is not None:
+            self._grace.cancel()
+        self._grace = self._loop.call_later(self._settings.grace_seconds, self._end_playlist)
+
+    def _end_playlist(self) -> None:
+        """The grace period passed without a publisher: EXT-X-ENDLIST."""
+        self._grace = None
+        with self._lock:
+            if self._in_session:
+                return  # a publisher came back just now; its _on_start is on its way
+            self._playlist_over = True
+        for rendition in self.renditions.values():
+            rendition.window.end()
+        log.info("stream %s: playlist ended (no publisher for %.0f s)", self.name,
+                 self._settings.grace_seconds)
 
     def _count(self, size: int) -> None:
         now = self._clock()
@@ -254,4 +302,6 @@ class LiveStream:
             "media_sequence": self.window.segments[-1].msn if self.window.segments else None,
             "renditions": list(self.renditions),
             "ts_readers": self.ts.reader_count,
+            "warnings": sorted({r.packager.warning for r in self.renditions.values()
+                                if r.packager.warning}),
         }

@@ -21,10 +21,9 @@ from . import hls
 # ---- playlist ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("configured", "longest", "expected"),
-                         [(2.0, 0.0, 2), (2.0, 2.4, 2), (2.0, 2.6, 3), (0.5, 0.0, 1), (1.0, 1.0, 1)])
-def test_target_duration_rounds_as_the_rfc_says(configured: float, longest: float, expected: int) -> None:
-    assert pl.target_duration(configured, longest) == expected
+@pytest.mark.parametrize(("configured", "expected"), [(2.0, 2), (1.5, 2), (0.5, 1), (1.0, 1), (6.0, 6)])
+def test_target_duration_is_the_configured_length_rounded_up(configured: float, expected: int) -> None:
+    assert pk.target_seconds(configured) == expected
 
 
 def test_media_playlist_rendering() -> None:
@@ -38,7 +37,7 @@ def test_media_playlist_rendering() -> None:
         preload_hint_uri="a/part5.1.m4s", ended=False,
     ))
     assert rendered.splitlines() == [
-        "#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:4",
+        "#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:4",
         "#EXT-X-DISCONTINUITY-SEQUENCE:1", "#EXT-X-INDEPENDENT-SEGMENTS",
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5",
         "#EXT-X-PART-INF:PART-TARGET=0.5",
