@@ -118,6 +118,7 @@ class CmafPackager:
         self._last_duration = 0
         self._origin = 0
         self._wall_clock = 0.0
+        self._clock_source: float | None = None
         self._frames = 0
         self._warned: set[str] = set()
 
@@ -130,6 +131,7 @@ class CmafPackager:
         self._lead = next((i for i, t in enumerate(start.tracks) if t.kind == "video"), 0)
         self._queued = {i: [] for i in range(len(start.tracks)) if i != self._lead}
         self._wall_clock = start.wall_clock
+        self._clock_source = start.clock_source
         return [InitReady(self._sessions, fmp4.init_segment(start.tracks), start.tracks)]
 
     def end_session(self) -> list[PackagerEvent]:
@@ -196,6 +198,8 @@ class CmafPackager:
         )
         self._shift = resume_seconds - source_seconds
         self._origin = self._scaled(first.dts, lead)
+        if self._clock_source is not None:  # the wall clock at this first packet
+            self._wall_clock += source_seconds - self._clock_source
 
     def _scaled(self, ticks: int, track: Track) -> int:
         assert self._shift is not None

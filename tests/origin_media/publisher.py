@@ -22,7 +22,8 @@ WIDTH, HEIGHT, FPS, RATE = 320, 180, 25, 48_000
 def publish(url: str, seconds: float, *, stop: threading.Event | None = None,
             bframes: int = 0, gop: int = FPS, tracks: str = "av") -> int:
     """Publish for `seconds` (or until `stop`); returns the number of video frames sent."""
-    out = av.open(url, "w", format="flv")
+    # flush_packets: each packet goes out as it is muxed, as from a live encoder (not 32 KiB later)
+    out = av.open(url, "w", format="flv", options={"flush_packets": "1"})
     options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
                "bf": str(bframes), "threads": "1"}
     video = audio = None
@@ -35,13 +36,17 @@ def publish(url: str, seconds: float, *, stop: threading.Event | None = None,
     frames = round(seconds * FPS)
     start, samples, sent = time.monotonic(), 0, False
 
+    waiting = {s.index for s in (video, audio) if s is not None}
+
     def mux(packets: list[av.Packet]) -> None:
         nonlocal sent
         for packet in packets:
-            if not sent:
+            out.mux(packet)
+            waiting.discard(packet.stream.index)
+            if not sent and not waiting:
+                # the muxer interleaves: nothing leaves before every stream has a packet
                 print(f"first-packet {time.time():.6f}", flush=True)
                 sent = True
-            out.mux(packet)
 
     try:
         for index in range(frames):

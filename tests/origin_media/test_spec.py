@@ -9,6 +9,9 @@ import contextlib
 import os
 import signal
 import time
+from datetime import datetime
+
+import pytest
 
 from . import hls
 from .conftest import SMALL, Origin, finish, start_publisher
@@ -107,7 +110,8 @@ async def test_after_the_grace_period_endlist_stays_and_a_new_playlist_starts(ma
     try:
         deadline = time.monotonic() + 15
         playlist = old
-        while playlist.ended:  # a player of the old playlist sees it ended, never reopened
+        # a player of the old playlist sees it ended, never reopened; then a new one starts
+        while playlist.ended or not playlist.segments:
             assert time.monotonic() < deadline, "no new playlist"
             await asyncio.sleep(0.05)
             playlist = await _reload(origin) or playlist
@@ -183,3 +187,37 @@ async def test_multivariant_gives_frame_rate_and_a_bandwidth_that_fits(make_orig
 async def _has_full(origin: Origin, stream: str) -> bool:
     playlist = await _reload(origin, stream)
     return playlist is not None and len(playlist.full_segments) >= 2
+
+
+async def _first_packet_time(process: asyncio.subprocess.Process) -> float:
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 15)).decode()
+    assert line.startswith("first-packet "), line
+    return float(line.split()[1])
+
+
+def _pdt(segment: hls.Segment) -> float:
+    return datetime.fromisoformat(segment.program_date_time or "").timestamp()
+
+
+@pytest.mark.parametrize("tracks", ["av", "v", "a"])
+async def test_program_date_time_is_the_arrival_of_the_first_frame(make_origin, tracks: str) -> None:  # type: ignore[no-untyped-def]
+    origin = await _rtmp_origin(make_origin)
+    publisher = await start_publisher(origin.rtmp_url(KEY), 4, tracks=tracks,
+                                      stdout=asyncio.subprocess.PIPE)
+    try:
+        sent = await _first_packet_time(publisher)
+        await origin.wait_for(lambda: _has_segments(origin, 2), limit=15)
+        playlist = await _reload(origin)
+        assert playlist is not None
+        first = playlist.segments[0]
+        assert playlist.media_sequence == 0 and first.program_date_time
+        # the first frame went out at `sent` and arrived over loopback at once
+        assert abs(_pdt(first) - sent) < 0.1, f"PDT {_pdt(first) - sent:+.3f} s off"
+        start = _pdt(first)
+        for segment in playlist.full_segments[1:]:
+            previous = next(s for s in playlist.segments if s.msn == segment.msn - 1)
+            assert _pdt(segment) - start == pytest.approx(
+                _pdt(previous) - start + (previous.duration or 0), abs=0.002)
+    finally:
+        await _stop(publisher)
