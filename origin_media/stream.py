@@ -96,6 +96,8 @@ class LiveStream:
         self._transcoder: LadderTranscoder | None = None
         self._ts_encoder: TsEncoder | None = None
         self._ts_rendition: Rendition | None = None
+        self._ts_session: SessionStart | None = None  # what a TS encoder is made from, on demand
+        self._ts_failed = False  # this session's TS encoder could not be made: not retried
         self._ts_end = 0
         self._lock = threading.Lock()  # one publisher at a time
         self.publishing = False
@@ -149,8 +151,7 @@ class LiveStream:
                               renditions=None)
                 self._post_events(rendition, rendition.packager.start_session(own))
                 if self._ts_rendition is None:
-                    self._ts_rendition = rendition
-                    self._start_ts(own)
+                    self._ts_rendition, self._ts_session, self._ts_failed = rendition, own, False
         self._loop.call_soon_threadsafe(self._on_start, start.protocol)
 
     def _new_playlist(self) -> None:
@@ -181,9 +182,17 @@ class LiveStream:
     def _start_ts(self, start: SessionStart) -> None:
         try:
             self._ts_encoder = TsEncoder(start, self._ts_end)
+            log.info("stream %s: TS feed encoding (an edge reads it)", self.name)
         except (OSError, ValueError) as exc:  # no TS feed is better than no stream
             log.warning("stream %s: no TS feed: %s", self.name, exc)
-            self._ts_encoder = None
+            self._ts_encoder, self._ts_failed = None, True
+
+    def _stop_ts(self) -> list[TsChunk]:
+        assert self._ts_encoder is not None
+        chunks = self._ts_encoder.close()
+        self._ts_end = self._ts_encoder.end_time + 90_000  # the TS clock runs on
+        self._ts_encoder = None
+        return chunks
 
     def packet(self, packet: MediaPacket) -> None:
         self._route(packet)
@@ -211,13 +220,22 @@ class LiveStream:
                 self._push_ts(own)
 
     def _push_ts(self, packet: MediaPacket) -> None:
+        """The TS feed costs an AAC -> Opus (and, with B-frames, an H.264) encode: done only
+        while an edge reads it (`TsHub.wanted`, set on the loop), from the next keyframe."""
+        if self._ts_encoder is None:
+            if not self.ts.wanted or self._ts_failed or self._ts_session is None:
+                return
+            self._start_ts(self._ts_session)
+        elif not self.ts.wanted:
+            self._stop_ts()
+            log.info("stream %s: TS feed stopped (no reader)", self.name)
         if self._ts_encoder is None:
             return
         try:
             chunks = self._ts_encoder.push(packet)
         except (av.FFmpegError, ValueError) as exc:  # the HLS output must not die with it
             log.warning("stream %s: TS feed stopped for this session: %s", self.name, exc)
-            self._ts_encoder, chunks = None, []
+            self._ts_encoder, self._ts_failed, chunks = None, True, []
         if chunks:
             self._loop.call_soon_threadsafe(self.ts.publish, chunks)
 
@@ -228,12 +246,11 @@ class LiveStream:
             events = [(r.window, r.packager.end_session()) for r in self.renditions.values()]
             chunks: list[TsChunk] = []
             if self._ts_encoder is not None:
-                chunks = self._ts_encoder.close()
-                self._ts_end = self._ts_encoder.end_time + 90_000
+                chunks = self._stop_ts()
             # one callback: readers never see the playlist ended but the stream still live
             self._loop.call_soon_threadsafe(self._on_end, events, chunks)
         finally:
-            self._ts_encoder = self._transcoder = None
+            self._ts_encoder = self._transcoder = self._ts_session = None
             with self._lock:
                 self.publishing = self._in_session = False
 
@@ -302,6 +319,7 @@ class LiveStream:
             "media_sequence": self.window.segments[-1].msn if self.window.segments else None,
             "renditions": list(self.renditions),
             "ts_readers": self.ts.reader_count,
+            "ts_encoding": self._ts_encoder is not None,
             "warnings": sorted({r.packager.warning for r in self.renditions.values()
                                 if r.packager.warning}),
         }

@@ -221,3 +221,23 @@ async def test_program_date_time_is_the_arrival_of_the_first_frame(make_origin, 
                 _pdt(previous) - start + (previous.duration or 0), abs=0.002)
     finally:
         await _stop(publisher)
+
+
+async def test_ts_feed_is_encoded_only_while_it_is_read(make_origin) -> None:  # type: ignore[no-untyped-def]
+    from .test_live import _check_ts, _read_ts
+
+    origin = await _rtmp_origin(make_origin)
+    publisher = await start_publisher(origin.rtmp_url(KEY), 30, bframes=2)
+    try:
+        await origin.wait_for(lambda: _has_segments(origin, 2), limit=15)
+        info = await origin.stream_info("cam")
+        assert info["ts_readers"] == 0 and not info["ts_encoding"], "no reader, no TS encode"
+        for _ in range(2):  # a first reader starts the encoder, the last one leaving stops it
+            _check_ts(await _read_ts(origin, "cam", 40_000))
+            await origin.wait_for(lambda: _ts_encoding(origin, False), limit=5)
+    finally:
+        await _stop(publisher)
+
+
+async def _ts_encoding(origin: Origin, encoding: bool) -> bool:
+    return bool((await origin.stream_info("cam"))["ts_encoding"] is encoding)
