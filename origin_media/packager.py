@@ -85,6 +85,19 @@ class _Pending:
     data: bytes
 
 
+def _frame_ticks(track: Track) -> int:
+    """One audio frame (1024 AAC samples) in the track's fMP4 timescale."""
+    scale = fmp4.timescale(track)
+    return track.frame_samples * scale // (track.sample_rate or scale)
+
+
+def _follow_count(actual: int, expected: int, track: Track) -> int:
+    """Audio durations are exact sample counts; source timestamps (FLV: milliseconds) are
+    not, so follow our own count unless the source really jumped."""
+    close = abs(actual - expected) <= _AUDIO_RESYNC_SECONDS * fmp4.timescale(track)
+    return expected if close else actual
+
+
 def target_seconds(segment_seconds: float) -> int:
     """EXT-X-TARGETDURATION, fixed for the life of a playlist: the configured length rounded
     up (a keyframe-aligned cut may end a segment up to half a frame early, never later)."""
@@ -121,6 +134,7 @@ class CmafPackager:
         self._clock_source: float | None = None
         self._frames = 0
         self._warned: set[str] = set()
+        self._session_next: dict[int, int] = {}  # per non-lead track: end of its last sample
 
     # ---- session lifecycle -----------------------------------------------------------------
 
@@ -163,6 +177,9 @@ class CmafPackager:
             self._anchor(packet)
         time, offset = self._map(packet)
         pending = self._pending
+        lead = self._tracks[self._lead]
+        if pending is not None and lead.kind == "audio":  # audio only: on the sample count
+            time = _follow_count(time, pending.time + _frame_ticks(lead), lead)
         if pending is not None:
             duration = time - pending.time
             if duration <= 0:  # broken timestamps: keep the timeline moving anyway
@@ -173,17 +190,16 @@ class CmafPackager:
 
     def _push_other(self, packet: MediaPacket) -> None:
         track = self._tracks[packet.track]
-        scale = fmp4.timescale(track)
         actual = self._scaled(packet.dts, track)
-        expected = self._next_time.get(packet.track, actual)
-        # Audio durations are exact sample counts; source timestamps (FLV: milliseconds) are
-        # not, so follow our own count unless the source really jumped.
-        time = expected if abs(actual - expected) <= _AUDIO_RESYNC_SECONDS * scale else actual
+        # this session's own count: a new session's audio starts where its timestamps say,
+        # not snapped to the end of the previous session's audio
+        expected = self._session_next.get(packet.track)
+        time = actual if expected is None else _follow_count(actual, expected, track)
         if time < self._next_time.get(packet.track, 0):
             return  # overlaps what is already out (e.g. audio from before the first keyframe)
-        duration = track.frame_samples * scale // (track.sample_rate or scale)
+        duration = _frame_ticks(track)
         self._queued[packet.track].append(fmp4.Sample(time, duration, 0, True, packet.data))
-        self._next_time[packet.track] = time + duration
+        self._next_time[packet.track] = self._session_next[packet.track] = time + duration
 
     # ---- timeline --------------------------------------------------------------------------
 
@@ -211,7 +227,8 @@ class CmafPackager:
         return time, self._scaled(packet.pts, lead) - time
 
     def _default_duration(self) -> int:
-        return fmp4.timescale(self._tracks[self._lead]) // 25
+        lead = self._tracks[self._lead]
+        return _frame_ticks(lead) if lead.kind == "audio" else fmp4.timescale(lead) // 25
 
     # ---- cutting ---------------------------------------------------------------------------
 

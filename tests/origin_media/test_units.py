@@ -250,3 +250,47 @@ def test_blocking_reload_far_ahead_rule(msn: int, part: int | None, refused: boo
             return (11, 1)
 
     assert Window(2.0, 0.25, 12.0).too_far_ahead(msn, part) is refused
+
+
+def _tfdts(events: list[pk.PackagerEvent]) -> list[int]:
+    return [_tfdt(e.data) for e in events if isinstance(e, pk.ChunkReady)]
+
+
+def test_audio_only_is_timed_by_sample_count_not_flv_milliseconds() -> None:
+    packager = pk.CmafPackager(1.0, 0.25)
+    events = packager.start_session(SessionStart((AUDIO,), "rtmp", 0.0))
+    for n in range(200):  # FLV timestamps: 1024 samples at 48 kHz rounded to whole ms
+        ms = round(n * 1024 / 48)
+        events += packager.push(MediaPacket(0, ms, ms, True, b"\x21"))
+    events += packager.end_session()
+    times = _tfdts(events)
+    assert {b - a for a, b in zip(times, times[1:], strict=False)} == {1024}
+    parts = [e.duration for e in events if isinstance(e, pk.PartClosed)]
+    assert all(p <= 0.25 + 1e-9 for p in parts)
+
+
+def test_a_new_sessions_audio_keeps_its_own_offset_to_video() -> None:
+    packager = pk.CmafPackager(1.0, 0.25)
+    packager.start_session(SessionStart((VIDEO, AUDIO), "rtmp", 0.0))
+    feed(packager, 2.0)
+    packager.end_session()
+    packager.start_session(SessionStart((VIDEO, AUDIO), "rtmp", 50.0))
+    events: list[pk.PackagerEvent] = []
+    for i in range(50):  # the new publisher's audio starts 30 ms after its first keyframe
+        ms = 90_000 + i * 40
+        events += packager.push(MediaPacket(0, ms, ms, i % 25 == 0, b"\x00\x00\x00\x01\x65"))
+        events += packager.push(MediaPacket(1, ms + 30, ms + 30, True, b"\x21"))
+    fragments = [e.data for e in events if isinstance(e, pk.ChunkReady)]
+    video_start = _tfdt(fragments[0]) / fmp4.VIDEO_TIMESCALE
+    audio_start = min(_track_tfdt(f, 2) for f in fragments if _track_tfdt(f, 2) is not None) / 48_000
+    assert audio_start - video_start == pytest.approx(0.030, abs=1 / 48_000 * 2)
+
+
+def _track_tfdt(fragment: bytes, track_id: int) -> int | None:
+    """tfdt of `track_id`'s traf in a moof (None when the fragment has none)."""
+    at = 0
+    while (at := fragment.find(b"tfhd", at + 1)) >= 0:
+        if struct.unpack(">I", fragment[at + 8 : at + 12])[0] == track_id:
+            tfdt = fragment.index(b"tfdt", at)
+            return int(struct.unpack(">Q", fragment[tfdt + 8 : tfdt + 16])[0])
+    return None
