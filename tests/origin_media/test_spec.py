@@ -43,7 +43,8 @@ async def _next(origin: Origin, playlist: hls.Playlist, stream: str = "cam") -> 
 
 async def test_long_gops_keep_the_target_duration_and_parts_within_target(make_origin) -> None:  # type: ignore[no-untyped-def]
     origin = await _rtmp_origin(make_origin)
-    publisher = await start_publisher(origin.rtmp_url(KEY), 9, gop=100)  # 4 s GOPs, 1 s target
+    # 4 s GOPs with B-frames (as OBS sends them), a 1 s target
+    publisher = await start_publisher(origin.rtmp_url(KEY), 9, bframes=2, gop=100)
     try:
         await origin.wait_for(lambda: _has_segments(origin, 1), limit=15)
         playlist = await _reload(origin)

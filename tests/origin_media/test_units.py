@@ -294,3 +294,17 @@ def _track_tfdt(fragment: bytes, track_id: int) -> int | None:
             tfdt = fragment.index(b"tfdt", at)
             return int(struct.unpack(">Q", fragment[tfdt + 8 : tfdt + 16])[0])
     return None
+
+
+def test_sniffer_notes_the_timestamp_of_the_first_media_frame() -> None:
+    sniffer = CommandSniffer()
+    assert sniffer.feed(client_bytes("key")) == Publish("live", "key")
+    config = b"\x17\x00" + bytes(8)  # AVC sequence header: not a frame
+    header0 = bytes([4]) + (1000).to_bytes(3, "big") + len(config).to_bytes(3, "big") + b"\x09" + bytes(4)
+    frame = b"\x17\x01" + bytes(20)
+    header1 = bytes([0x40 | 4]) + (40).to_bytes(3, "big") + len(frame).to_bytes(3, "big") + b"\x09"
+    while sniffer.feed(header0 + config) is not None:  # the other commands naming the key
+        pass
+    assert sniffer.first_media is None
+    sniffer.feed(header1 + frame)
+    assert sniffer.first_media == (9, 1040), "type 0 is absolute, type 1 a delta (rtmppkt.c)"
