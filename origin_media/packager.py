@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import fmp4
 from .media import MediaPacket, SessionStart, Track
@@ -171,6 +171,8 @@ class CmafPackager:
         return events
 
     def _push_lead(self, packet: MediaPacket, events: list[PackagerEvent]) -> None:
+        if self._tracks[self._lead].kind == "audio" and not packet.keyframe:
+            packet = replace(packet, keyframe=True)  # every audio frame stands on its own
         if self._shift is None:
             if not packet.keyframe:
                 return  # a stream can only start at a keyframe
@@ -237,15 +239,16 @@ class CmafPackager:
         if duration > self.part_seconds * scale + 1:
             self._warn("frame", f"frames of {duration / scale:.3f} s are longer than the part "
                                 f"target ({self.part_seconds} s)")
-        if self._segment_start is None:
+        start = self._segment_start
+        too_long = start is not None and sample.time + duration - start > self.target_seconds * scale + 1
+        if start is None:
             self._open_segment(sample.time, events)
-        elif sample.sync and sample.time - self._segment_start >= (
-            self.segment_seconds * scale - duration / 2
-        ):
+        elif sample.sync and (sample.time - start >= self.segment_seconds * scale - duration / 2
+                              or too_long):
             self._flush_queued(events)
             self._close_segment(events)
             self._open_segment(sample.time, events)
-        elif sample.time + duration - self._segment_start > self.target_seconds * scale + 1:
+        elif too_long:
             self._warn("gop", f"keyframe interval longer than the target duration "
                               f"({self.target_seconds} s): segments split between keyframes")
             self._flush_queued(events)

@@ -267,6 +267,10 @@ def test_audio_only_is_timed_by_sample_count_not_flv_milliseconds() -> None:
     assert {b - a for a, b in zip(times, times[1:], strict=False)} == {1024}
     parts = [e.duration for e in events if isinstance(e, pk.PartClosed)]
     assert all(p <= 0.25 + 1e-9 for p in parts)
+    # every audio frame is a sync sample: segments end on target, never split as a long GOP
+    segments = [e.duration for e in events if isinstance(e, pk.SegmentClosed)]
+    assert all(round(d) <= 1 for d in segments) and packager.warning is None
+    assert all(e.independent for e in events if isinstance(e, pk.SegmentOpened | pk.PartOpened))
 
 
 def test_a_new_sessions_audio_keeps_its_own_offset_to_video() -> None:
