@@ -141,6 +141,7 @@ class CmafPackager:
     def start_session(self, start: SessionStart) -> list[PackagerEvent]:
         self._reset_session()
         self._sessions += 1
+        self.warning = None  # about this session's source
         self._tracks = start.tracks
         self._lead = next((i for i, t in enumerate(start.tracks) if t.kind == "video"), 0)
         self._queued = {i: [] for i in range(len(start.tracks)) if i != self._lead}
