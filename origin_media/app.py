@@ -66,7 +66,7 @@ def build_media_origin_app(settings: MediaOriginSettings, *, access_secret: str 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         window = WindowSettings(settings.segment_seconds, settings.part_seconds,
-                                settings.listed_seconds)
+                                settings.listed_seconds, settings.reconnect_grace_seconds)
         for config in settings.streams:
             streams[config.name] = LiveStream(config, window, loop)
         running = _Running()

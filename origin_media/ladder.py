@@ -110,7 +110,7 @@ class LadderTranscoder:
         for index, rung in enumerate(rungs):
             renditions[rung.name] = (len(tracks) + index, *audio)
         self.session = SessionStart((*tracks, *self._ladder.tracks()), start.protocol,
-                                    start.wall_clock, renditions)
+                                    start.wall_clock, renditions, start.clock_source)
 
     def push(self, packet: MediaPacket) -> list[MediaPacket]:
         if packet.track != self.video:

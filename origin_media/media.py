@@ -54,3 +54,6 @@ class SessionStart:
     wall_clock: float  # time.time() at the first packet: anchors EXT-X-PROGRAM-DATE-TIME
     # rendition name -> indexes into `tracks` (its video first); None: all tracks are "source"
     renditions: Mapping[str, tuple[int, ...]] | None = None
+    # source time (seconds) of the packet that arrived at `wall_clock`; None: the first
+    # packet packaged did (see CmafPackager._anchor)
+    clock_source: float | None = None

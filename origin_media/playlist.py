@@ -5,12 +5,11 @@ The window hands us plain values; we never look at media here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-VERSION = 6
+VERSION = 9  # EXT-X-SKIP (delta updates) needs 9
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,7 @@ class PlaylistSegment:
     discontinuity: bool
     map_uri: str
     parts: tuple[PlaylistPart, ...] = ()
+    independent: bool = True  # starts with a keyframe
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class MediaPlaylist:
     segments: tuple[PlaylistSegment, ...]
     preload_hint_uri: str | None
     ended: bool
+    independent_segments: bool = True
+    skip_until: float = 0.0  # CAN-SKIP-UNTIL; 0: no delta updates
+    skipped: int = 0  # a delta update: this many segments before `segments` are left out
+    first_msn: int | None = None  # EXT-X-MEDIA-SEQUENCE (default: the first listed segment)
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,6 @@ class VariantStream:
     width: int = 0
     height: int = 0
     frame_rate: float = 0.0
-
-
-def target_duration(configured: float, longest: float) -> int:
-    """EXT-X-TARGETDURATION: every EXTINF, rounded to the nearest integer, fits under it."""
-    return max(math.ceil(configured - 1e-9), round(longest), 1)
 
 
 def part_hold_back(part_target: float) -> float:
@@ -80,21 +79,27 @@ def render_media(playlist: MediaPlaylist) -> str:
 
 
 def _media_header(playlist: MediaPlaylist) -> list[str]:
-    first = playlist.segments[0].msn if playlist.segments else 0
+    first = playlist.first_msn
+    if first is None:
+        first = playlist.segments[0].msn if playlist.segments else 0
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{VERSION}",
         f"#EXT-X-TARGETDURATION:{playlist.target_duration}",
         f"#EXT-X-MEDIA-SEQUENCE:{first}",
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{playlist.discontinuity_sequence}",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
+    if playlist.independent_segments:
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     if playlist.part_target > 0:
+        skip = f",CAN-SKIP-UNTIL={_num(playlist.skip_until)}" if playlist.skip_until else ""
         lines += [
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+            f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES{skip},"
             f"PART-HOLD-BACK={_num(part_hold_back(playlist.part_target))}",
             f"#EXT-X-PART-INF:PART-TARGET={_num(playlist.part_target)}",
         ]
+    if playlist.skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={playlist.skipped}")
     return lines
 
 

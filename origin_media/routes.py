@@ -23,6 +23,7 @@ M3U8 = "application/vnd.apple.mpegurl"
 _PART = re.compile(r"^part(\d+)\.(\d+)\.m4s$")
 _SEGMENT = re.compile(r"^seg(\d+)\.m4s$")
 _INIT = re.compile(r"^init(\d+)\.mp4$")
+VIDEO_GUESS, AUDIO_GUESS = 800_000, 128_000  # BANDWIDTH of a source before it is measured
 
 StreamLookup = Callable[[str], LiveStream | None]
 
@@ -66,6 +67,7 @@ class MediaRoutes:
         if found is None or not found[1].segments:
             return not_found("playlist")
         stream, window = found
+        skip = request.query_params.get("_HLS_skip") in ("YES", "v2")  # v2: no date ranges here
         try:
             msn, part = _directives(request)
         except ValueError as exc:
@@ -76,7 +78,7 @@ class MediaRoutes:
             # RFC 8216bis 6.2.5.2: hold until the playlist has it, for at most 3 target durations
             if not await window.wait_until(lambda: window.has(msn, part), 3 * window.target_duration):
                 return PlainTextResponse("not produced in time\n", 503, headers={"Retry-After": "1"})
-        return Response(pl.render_media(window.playlist()), headers=self._playlist_headers(stream))
+        return Response(pl.render_media(window.playlist(skip)), headers=self._playlist_headers(stream))
 
     def _playlist_headers(self, stream: LiveStream) -> dict[str, str]:
         return {"Content-Type": M3U8, "Cache-Control": playlist_cache_control(stream.window.part_seconds)}
@@ -154,8 +156,15 @@ def _variant(rendition: Rendition) -> pl.VariantStream:
     window = rendition.window
     return pl.VariantStream(
         f"{rendition.name}/index.m3u8", _bandwidth(window, rendition.nominal_bitrate),
-        _codecs(window), *_resolution(window),
+        _codecs(window), *_resolution(window), _frame_rate(window),
     )
+
+
+def _frame_rate(window: LiveWindow) -> float:
+    """FRAME-RATE of a video rendition, measured; 0 (left out) for audio only."""
+    if not any(t.kind == "video" for t in window.tracks):
+        return 0.0
+    return window.frame_rate()
 
 
 def _codecs(window: LiveWindow) -> str:
@@ -174,12 +183,21 @@ def _resolution(window: LiveWindow) -> tuple[int, int]:
     return (video.width, video.height) if video else (0, 0)
 
 
-def _bandwidth(window: LiveWindow, nominal: int) -> int:
-    """BANDWIDTH is a peak: the configured bitrate, or the peak segment bitrate in the window
-    when that is higher. Never below the configured one, so a ladder keeps its order for a
-    player choosing by bandwidth even when a small picture happens to compress less well."""
+def _bandwidth(window: LiveWindow, nominal: int | None) -> int:
+    """BANDWIDTH is a peak: the peak segment bitrate in the window, and never below the
+    configured bitrate of a ladder rung (`nominal`), so a ladder keeps its order for a player
+    choosing by bandwidth even when a small picture happens to compress less well. A source
+    rendition has no configured bitrate: before its first segment, a guess from its tracks."""
     rates = [
         sum(p.size for p in s.parts) * 8 / s.duration
         for s in window.segments if s.duration
     ]
-    return int(max([nominal, *rates]))
+    if nominal is None and not rates:
+        nominal = _guess(window)
+    return int(max([nominal or 0, *rates]))
+
+
+def _guess(window: LiveWindow) -> int:
+    video = any(t.kind == "video" for t in window.tracks)
+    audio = any(t.kind == "audio" for t in window.tracks)
+    return (VIDEO_GUESS if video else 0) + (AUDIO_GUESS if audio else 0)

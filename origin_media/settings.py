@@ -63,6 +63,8 @@ class MediaOriginSettings:
     part_seconds: float = 0.5
     window_seconds: float = 12.0
     dvr_seconds: float = 0.0  # >0: list (and keep) this much instead of window_seconds
+    # a publisher back within this long continues its playlist; after it, EXT-X-ENDLIST
+    reconnect_grace_seconds: float = 10.0
 
     @property
     def listed_seconds(self) -> float:
@@ -74,7 +76,7 @@ class MediaOriginSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, where: str) -> MediaOriginSettings:
         known = {"streams", "rtmp_listen", "segment_seconds", "part_seconds", "window_seconds",
-                 "dvr_seconds"}
+                 "dvr_seconds", "reconnect_grace_seconds"}
         for key in options:
             if key not in known:
                 raise ValueError(f"{where}.{key}: unknown option (known: {', '.join(sorted(known))})")
@@ -82,11 +84,12 @@ class MediaOriginSettings:
         part = _number(options, "part_seconds", 0.5, where, 0.1, segment)
         window = _number(options, "window_seconds", max(12.0, 3 * segment), where, 2 * segment, 3600)
         dvr = _number(options, "dvr_seconds", 0.0, where, 0, 6 * 3600)
+        grace = _number(options, "reconnect_grace_seconds", 10.0, where, 0, 3600)
         listen = options.get("rtmp_listen", "127.0.0.1:1935")
         if not isinstance(listen, str) or not re.match(r"^\[?[0-9A-Za-z.:-]*\]?:\d+$", listen):
             raise ValueError(f"{where}.rtmp_listen: expected HOST:PORT, got {listen!r}")
         streams = _streams(options.get("streams", {}), f"{where}.streams")
-        return cls(streams, listen, segment, part, window, dvr)
+        return cls(streams, listen, segment, part, window, dvr, grace)
 
 
 def _number(options: Mapping[str, Any], key: str, default: float, where: str,

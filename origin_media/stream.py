@@ -37,6 +37,9 @@ class WindowSettings:
     segment_seconds: float
     part_seconds: float
     window_seconds: float
+    # a publisher back within this many seconds continues the playlist (EXT-X-DISCONTINUITY);
+    # later, the ended playlist (EXT-X-ENDLIST) is replaced by a new one
+    grace_seconds: float = 10.0
 
 
 def _base36(value: int) -> str:
@@ -55,7 +58,7 @@ class Rendition:
     name: str
     window: LiveWindow
     packager: CmafPackager
-    nominal_bitrate: int  # BANDWIDTH until a segment has been measured
+    nominal_bitrate: int | None  # BANDWIDTH floor (configured); None: a passthrough source
     tracks: tuple[int, ...] = ()  # the current session's track indexes it carries, video first
 
 
@@ -71,19 +74,21 @@ class LiveStream:
         self.source = config.source
         # in every media URI, so objects cached by a CDN never outlive this origin process
         self.epoch = _base36(int(clock() * 1000))
+        self._playlists = 1
         self._loop = loop
         self._clock = clock
         self._settings = window
         # only passthrough sources are transcoded here; the others encode their own ladder
         self._ladder = config.renditions if config.source in PASSTHROUGH_SOURCES else ()
         nominal = {r.name: r.bitrate + AUDIO_BITRATE for r in config.renditions}
+        own = None if config.source in PASSTHROUGH_SOURCES else config.bitrate + AUDIO_BITRATE
         self.renditions = {
             name: Rendition(
                 name,
                 LiveWindow(window.segment_seconds, window.part_seconds, window.window_seconds,
                            f"{self.epoch}/"),
-                CmafPackager(window.segment_seconds, window.part_seconds),
-                nominal.get(name, config.bitrate + AUDIO_BITRATE),
+                self._packager(name),
+                nominal.get(name, own),
             )
             for name in config.rendition_names
         }
@@ -91,15 +96,24 @@ class LiveStream:
         self._transcoder: LadderTranscoder | None = None
         self._ts_encoder: TsEncoder | None = None
         self._ts_rendition: Rendition | None = None
+        self._ts_session: SessionStart | None = None  # what a TS encoder is made from, on demand
+        self._ts_failed = False  # this session's TS encoder could not be made: not retried
         self._ts_end = 0
         self._lock = threading.Lock()  # one publisher at a time
         self.publishing = False
+        self._in_session = False  # under _lock: between start() and end()
+        self._playlist_over = False  # under _lock: ENDLIST is out; the next session starts anew
+        self._grace: asyncio.TimerHandle | None = None  # loop side
         # read on the loop
         self.state = "idle"  # idle -> live -> ended -> live ...
         self.protocol: str | None = None
         self.started_at: float | None = None
         self.sessions = 0
         self._arrivals: deque[tuple[float, int]] = deque()
+
+    def _packager(self, rendition: str) -> CmafPackager:
+        return CmafPackager(self._settings.segment_seconds, self._settings.part_seconds,
+                            f"{self.name}/{rendition}")
 
     @property
     def window(self) -> LiveWindow:
@@ -122,7 +136,11 @@ class LiveStream:
             self.publishing = False
 
     def start(self, start: SessionStart) -> None:
-        self.publishing = True
+        with self._lock:
+            self.publishing = self._in_session = True
+            anew, self._playlist_over = self._playlist_over, False
+        if anew:
+            self._new_playlist()
         start = self._with_ladder(start)
         mapping = start.renditions or {SOURCE_RENDITION: tuple(range(len(start.tracks)))}
         self._ts_rendition = None
@@ -133,9 +151,22 @@ class LiveStream:
                               renditions=None)
                 self._post_events(rendition, rendition.packager.start_session(own))
                 if self._ts_rendition is None:
-                    self._ts_rendition = rendition
-                    self._start_ts(own)
+                    self._ts_rendition, self._ts_session, self._ts_failed = rendition, own, False
         self._loop.call_soon_threadsafe(self._on_start, start.protocol)
+
+    def _new_playlist(self) -> None:
+        """After ENDLIST: new packagers (media sequence from 0) and new URIs, and the windows
+        emptied on the loop before any of this session's events reach them."""
+        self._playlists += 1
+        epoch = f"{self.epoch.split('-')[0]}-{self._playlists}"
+        for rendition in self.renditions.values():
+            rendition.packager = self._packager(rendition.name)
+        self._loop.call_soon_threadsafe(self._restart_windows, epoch)
+
+    def _restart_windows(self, epoch: str) -> None:
+        self.epoch = epoch
+        for rendition in self.renditions.values():
+            rendition.window.restart(f"{epoch}/")
 
     def _with_ladder(self, start: SessionStart) -> SessionStart:
         self._transcoder = None
@@ -151,9 +182,17 @@ class LiveStream:
     def _start_ts(self, start: SessionStart) -> None:
         try:
             self._ts_encoder = TsEncoder(start, self._ts_end)
+            log.info("stream %s: TS feed encoding (an edge reads it)", self.name)
         except (OSError, ValueError) as exc:  # no TS feed is better than no stream
             log.warning("stream %s: no TS feed: %s", self.name, exc)
-            self._ts_encoder = None
+            self._ts_encoder, self._ts_failed = None, True
+
+    def _stop_ts(self) -> list[TsChunk]:
+        assert self._ts_encoder is not None
+        chunks = self._ts_encoder.close()
+        self._ts_end = self._ts_encoder.end_time + 90_000  # the TS clock runs on
+        self._ts_encoder = None
+        return chunks
 
     def packet(self, packet: MediaPacket) -> None:
         self._route(packet)
@@ -181,13 +220,22 @@ class LiveStream:
                 self._push_ts(own)
 
     def _push_ts(self, packet: MediaPacket) -> None:
+        """The TS feed costs an AAC -> Opus (and, with B-frames, an H.264) encode: done only
+        while an edge reads it (`TsHub.wanted`, set on the loop), from the next keyframe."""
+        if self._ts_encoder is None:
+            if not self.ts.wanted or self._ts_failed or self._ts_session is None:
+                return
+            self._start_ts(self._ts_session)
+        elif not self.ts.wanted:
+            self._stop_ts()
+            log.info("stream %s: TS feed stopped (no reader)", self.name)
         if self._ts_encoder is None:
             return
         try:
             chunks = self._ts_encoder.push(packet)
         except (av.FFmpegError, ValueError) as exc:  # the HLS output must not die with it
             log.warning("stream %s: TS feed stopped for this session: %s", self.name, exc)
-            self._ts_encoder, chunks = None, []
+            self._ts_encoder, self._ts_failed, chunks = None, True, []
         if chunks:
             self._loop.call_soon_threadsafe(self.ts.publish, chunks)
 
@@ -198,14 +246,13 @@ class LiveStream:
             events = [(r.window, r.packager.end_session()) for r in self.renditions.values()]
             chunks: list[TsChunk] = []
             if self._ts_encoder is not None:
-                chunks = self._ts_encoder.close()
-                self._ts_end = self._ts_encoder.end_time + 90_000
+                chunks = self._stop_ts()
             # one callback: readers never see the playlist ended but the stream still live
             self._loop.call_soon_threadsafe(self._on_end, events, chunks)
         finally:
-            self._ts_encoder = self._transcoder = None
+            self._ts_encoder = self._transcoder = self._ts_session = None
             with self._lock:
-                self.publishing = False
+                self.publishing = self._in_session = False
 
     def _post_events(self, rendition: Rendition, events: list[PackagerEvent]) -> None:
         if events:
@@ -214,6 +261,9 @@ class LiveStream:
     # ---- loop side -------------------------------------------------------------------------
 
     def _on_start(self, protocol: str) -> None:
+        if self._grace is not None:  # back within the grace period: the playlist goes on
+            self._grace.cancel()
+            self._grace = None
         self.state, self.protocol = "live", protocol
         self.sessions += 1
         if self.started_at is None:
@@ -228,6 +278,21 @@ class LiveStream:
         self.ts.close_all()
         self.state = "ended"
         log.info("stream %s: publisher ended", self.name)
+        if self._grace is not None:
+            self._grace.cancel()
+        self._grace = self._loop.call_later(self._settings.grace_seconds, self._end_playlist)
+
+    def _end_playlist(self) -> None:
+        """The grace period passed without a publisher: EXT-X-ENDLIST."""
+        self._grace = None
+        with self._lock:
+            if self._in_session:
+                return  # a publisher came back just now; its _on_start is on its way
+            self._playlist_over = True
+        for rendition in self.renditions.values():
+            rendition.window.end()
+        log.info("stream %s: playlist ended (no publisher for %.0f s)", self.name,
+                 self._settings.grace_seconds)
 
     def _count(self, size: int) -> None:
         now = self._clock()
@@ -254,4 +319,7 @@ class LiveStream:
             "media_sequence": self.window.segments[-1].msn if self.window.segments else None,
             "renditions": list(self.renditions),
             "ts_readers": self.ts.reader_count,
+            "ts_encoding": self._ts_encoder is not None,
+            "warnings": sorted({r.packager.warning for r in self.renditions.values()
+                                if r.packager.warning}),
         }

@@ -243,6 +243,11 @@ class TsHub:
     def __init__(self) -> None:
         self._readers: set[asyncio.Queue[TsChunk | None]] = set()
         self._waiting_keyframe: set[asyncio.Queue[TsChunk | None]] = set()
+        # read by the ingest thread: encode the feed only while someone reads it
+        self.wanted = False
+
+    def _update(self) -> None:
+        self.wanted = bool(self._readers)
 
     @property
     def reader_count(self) -> int:
@@ -267,6 +272,7 @@ class TsHub:
     def _drop(self, queue: asyncio.Queue[TsChunk | None]) -> None:
         """Too slow: empty its queue and leave only the end marker."""
         self._readers.discard(queue)
+        self._update()
         while not queue.empty():
             queue.get_nowait()
         queue.put_nowait(None)
@@ -279,9 +285,11 @@ class TsHub:
         queue: asyncio.Queue[TsChunk | None] = asyncio.Queue(READER_QUEUE_CHUNKS)
         self._readers.add(queue)
         self._waiting_keyframe.add(queue)
+        self._update()
         try:
             while (chunk := await queue.get()) is not None:
                 yield chunk.data
         finally:
             self._readers.discard(queue)
             self._waiting_keyframe.discard(queue)
+            self._update()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import packager as pk
 from .media import Track
-from .playlist import MediaPlaylist, PlaylistPart, PlaylistSegment, target_duration
+from .playlist import MediaPlaylist, PlaylistPart, PlaylistSegment
 
 ADVANCE_SECONDS = 3.0  # RFC 8216bis 6.2.5.2: the Advance Part Limit is 3 / PART-TARGET parts
 PARTS_LISTED_TARGETS = 3  # parts are listed for the last three target durations
@@ -43,8 +43,10 @@ class Segment:
     init_id: int
     discontinuity: bool
     program_date_time: float
+    independent: bool = True
     parts: list[Part] = field(default_factory=list)
     duration: float | None = None
+    frames: int = 0
 
     def data(self) -> bytes:
         return b"".join(c for part in self.parts for c in part.chunks)
@@ -67,9 +69,29 @@ class LiveWindow:
         self.segments: deque[Segment] = deque()
         self.inits: dict[int, bytes] = {}
         self.tracks: tuple[Track, ...] = ()
-        self.ended = False
+        self.ended = False  # EXT-X-ENDLIST: once set, never cleared (`restart` makes a new playlist)
+        self.between_sessions = False  # the publisher left; it may come back (grace period)
         self.discontinuity_sequence = 0
-        self.longest_segment = 0.0
+        self.all_independent = True  # no long GOP split yet in this playlist's life
+        self._changed = asyncio.Event()
+
+    def end(self) -> None:
+        """The publisher did not come back in time: EXT-X-ENDLIST, for good."""
+        self.ended = True
+        self._notify()
+
+    def restart(self, prefix: str) -> None:
+        """A new playlist at the same URL (after ENDLIST): new media sequence space, new URIs."""
+        self.prefix = prefix
+        self.segments.clear()
+        self.inits.clear()
+        self.ended = self.between_sessions = False
+        self.discontinuity_sequence = 0
+        self.all_independent = True
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
         self._changed = asyncio.Event()
 
     # ---- writing (from the packager) -------------------------------------------------------
@@ -78,32 +100,34 @@ class LiveWindow:
         for event in events:
             self._apply_one(event)
         self._trim()
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._notify()
 
     def _apply_one(self, event: pk.PackagerEvent) -> None:
         match event:
             case pk.InitReady(init_id, data, tracks):
                 self.inits[init_id] = data
                 self.tracks = tracks
-            case pk.SegmentOpened(msn, init_id, discontinuity, pdt):
-                self.ended = False
-                self.segments.append(Segment(msn, init_id, discontinuity, pdt))
+            case pk.SegmentOpened(msn, init_id, discontinuity, pdt, independent):
+                assert not self.ended, "an ended playlist never reopens"
+                self.between_sessions = False
+                self.all_independent = self.all_independent and independent
+                self.segments.append(Segment(msn, init_id, discontinuity, pdt, independent))
             case pk.PartOpened(msn, index, independent):
                 self.segments[-1].parts.append(Part(msn, index, independent))
             case pk.ChunkReady(data):
                 self.segments[-1].parts[-1].chunks.append(data)
             case pk.PartClosed(duration):
                 self.segments[-1].parts[-1].duration = duration
-            case pk.SegmentClosed(duration):
+            case pk.SegmentClosed(duration, frames):
                 self.segments[-1].duration = duration
-                self.longest_segment = max(self.longest_segment, duration)
+                self.segments[-1].frames = frames
             case pk.SessionEnded():
-                self.ended = True
+                self.between_sessions = True
 
     def _trim(self) -> None:
-        keep = max(1, round(self.window_seconds / self.segment_seconds)) + RETAIN_EXTRA_SEGMENTS
-        while len(self.segments) > keep:
+        listed = self._listed_segments()
+        first = listed[0].msn - RETAIN_EXTRA_SEGMENTS if listed else 0
+        while self.segments and self.segments[0].msn < first:
             gone = self.segments.popleft()
             if gone.discontinuity:
                 self.discontinuity_sequence += 1
@@ -114,7 +138,24 @@ class LiveWindow:
 
     @property
     def target_duration(self) -> int:
-        return target_duration(self.segment_seconds, self.longest_segment)
+        """Fixed for the life of the playlist: the packager never makes a longer segment."""
+        return pk.target_seconds(self.segment_seconds)
+
+    @property
+    def listed_seconds(self) -> float:
+        """At least three target durations, whatever the window (RFC 8216bis 6.2.2)."""
+        return max(self.window_seconds, 3 * self.target_duration)
+
+    @property
+    def skip_until(self) -> float:
+        """CAN-SKIP-UNTIL: six target durations, the least RFC 8216bis 4.4.3.8 allows."""
+        return 6.0 * self.target_duration
+
+    def frame_rate(self) -> float:
+        """Lead samples per second over the finished segments in the window (0: unknown)."""
+        done = [s for s in self.segments if s.duration and s.frames]
+        seconds = sum(s.duration or 0.0 for s in done)
+        return sum(s.frames for s in done) / seconds if seconds else 0.0
 
     def last_part(self) -> tuple[int, int]:
         """(msn, index) of the newest finished part, (-1, -1) when none."""
@@ -216,7 +257,9 @@ class LiveWindow:
 
     # ---- playlist --------------------------------------------------------------------------
 
-    def playlist(self) -> MediaPlaylist:
+    def playlist(self, skip: bool = False) -> MediaPlaylist:
+        """The media playlist; `skip`: the delta update (`_HLS_skip=YES`), whose oldest
+        segments, those wholly before the Skip Boundary, are left out (RFC 8216bis 6.2.5.1)."""
         target = self.target_duration
         listed = self._listed_segments()
         parts_from = self._parts_from_msn(listed, target)
@@ -225,13 +268,37 @@ class LiveWindow:
         segments = tuple(s for s in segments if s.duration is not None or s.parts)
         open_part = self.open_part()
         hint = f"{self.prefix}part{open_part.msn}.{open_part.index}.m4s" if open_part else None
+        skipped = self._skippable(segments) if skip else 0
         return MediaPlaylist(target, self.part_seconds, self._listed_discontinuities(listed),
-                             segments, hint, self.ended)
+                             segments[skipped:], hint, self.ended,
+                             independent_segments=self.all_independent,
+                             skip_until=self.skip_until, skipped=skipped,
+                             first_msn=segments[0].msn if segments else 0)
+
+    def _skippable(self, segments: tuple[PlaylistSegment, ...]) -> int:
+        """How many leading segments end more than CAN-SKIP-UNTIL before the playlist's end."""
+        remaining = sum(s.duration if s.duration is not None else sum(p.duration for p in s.parts)
+                        for s in segments)
+        count = 0
+        for segment in segments:
+            if segment.duration is None or remaining - segment.duration < self.skip_until:
+                break
+            remaining -= segment.duration
+            count += 1
+        return count
 
     def _listed_segments(self) -> list[Segment]:
-        count = max(1, round(self.window_seconds / self.segment_seconds))
-        full = [s for s in self.segments if s.duration is not None]
-        first = full[-count].msn if len(full) >= count else (full[0].msn if full else 0)
+        """The finished segments covering `listed_seconds` back from the newest, and the open one."""
+        covered, first = 0.0, None
+        for segment in reversed(self.segments):
+            if segment.duration is None:
+                continue
+            first = segment.msn
+            covered += segment.duration
+            if covered >= self.listed_seconds - 1e-6:
+                break
+        if first is None:
+            return list(self.segments)
         return [s for s in self.segments if s.msn >= first]
 
     def _listed_discontinuities(self, listed: list[Segment]) -> int:
@@ -257,4 +324,5 @@ class LiveWindow:
         return PlaylistSegment(
             segment.msn, f"{self.prefix}seg{segment.msn}.m4s", segment.duration, segment.program_date_time,
             segment.discontinuity, f"{self.prefix}init{segment.init_id}.mp4", parts,
+            segment.independent,
         )

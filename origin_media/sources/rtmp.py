@@ -71,6 +71,11 @@ class PendingLimits:
             del self.by_address[address]
 
 
+# FFmpeg reads this much before it reports the streams (and the session can start): the FLV
+# header, the codec configurations and a frame or two, instead of up to 5 s of media.
+PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "200000", "fpsprobesize": "0"}
+
+
 @dataclass
 class _Connection:
     peer: str
@@ -78,6 +83,8 @@ class _Connection:
     stream: Publishable | None = None
     started: bool = False
     pending: bool = True  # counted in RtmpIngest.pending until it names a valid key
+    # (time.time(), RTMP timestamp in seconds) when the first audio/video frame was all in
+    first_media: tuple[float, float] | None = None
 
 
 class RtmpIngest:
@@ -151,14 +158,16 @@ class RtmpIngest:
         sniffer: CommandSniffer | None = CommandSniffer()
         seen = 0
         deadline = time.monotonic() + self.auth_seconds
-        while data := await self._read_some(reader, deadline if sniffer is not None else None):
-            if sniffer is not None:
+        while data := await self._read_some(reader, deadline if conn.stream is None else None):
+            if sniffer is not None and conn.stream is None:
                 seen += len(data)
                 publish = self._sniff(sniffer, data, seen, conn)
-                if publish is not None:
-                    if not self._admit(publish, conn):
-                        return
-                    sniffer = None  # decided: from here on, bytes are just relayed
+                if publish is not None and not self._admit(publish, conn):
+                    return
+                if conn.stream is not None:  # admitted: the rest of this read is in the sniffer
+                    sniffer = _stamp_first_media(sniffer, b"", conn)
+            elif sniffer is not None:  # admitted: from the first frame on, bytes are just relayed
+                sniffer = _stamp_first_media(sniffer, data, conn)
             upstream.write(data)
             await upstream.drain()
 
@@ -226,14 +235,16 @@ class RtmpIngest:
 
     def _read(self, port: int, conn: _Connection) -> None:
         url = f"rtmp://127.0.0.1:{port}/{APP}/relay"
-        options = {"listen": "1", "timeout": str(int(LISTENER_WAIT) + 5)}
+        options = {"listen": "1", "timeout": str(int(LISTENER_WAIT) + 5), **PROBE_OPTIONS}
         with av.open(url, "r", options=options) as container:
             stream = conn.stream
             if stream is None:
                 return  # only reachable if the relay admitted nobody
             mapping = map_tracks(container)
             conn.started = True
-            stream.start(SessionStart(mapping.tracks, "rtmp", time.time()))
+            # EXT-X-PROGRAM-DATE-TIME from the first frame's arrival, not from now (after probing)
+            wall, source = conn.first_media or (time.time(), None)
+            stream.start(SessionStart(mapping.tracks, "rtmp", wall, clock_source=source))
             try:
                 for packet in container.demux():
                     media = to_media_packet(packet, mapping)
@@ -244,6 +255,21 @@ class RtmpIngest:
                 log.info("RTMP publisher %s left stream %s (%s)", conn.peer, stream.name, exc)
             finally:
                 stream.end()
+
+
+def _stamp_first_media(sniffer: CommandSniffer, data: bytes,
+                       conn: _Connection) -> CommandSniffer | None:
+    """Read on until the first audio/video frame is whole and note when it was; then (or on
+    anything the sniffer cannot follow) stop reading: the sniffer is no longer needed."""
+    try:
+        while sniffer.feed(data) is not None:  # the other commands naming the key
+            data = b""
+    except (RtmpProtocolError, IndexError, struct.error):
+        return None
+    if sniffer.first_media is None:
+        return sniffer
+    conn.first_media = (time.time(), sniffer.first_media[1] / 1000)
+    return None
 
 
 def _free_port() -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 HANDSHAKE_BYTES = 1 + 1536 + 1536  # C0 + C1 + C2
 MSG_SET_CHUNK_SIZE = 1
+MSG_AUDIO, MSG_VIDEO = 8, 9
 MSG_AMF3_COMMAND = 17
 MSG_AMF0_COMMAND = 20
 KEY_COMMANDS = ("releaseStream", "FCPublish", "publish")
@@ -32,7 +33,8 @@ class Command:
 
 @dataclass
 class _ChunkStream:
-    timestamp: int = 0
+    timestamp: int = 0  # of the message under way, as FFmpeg's reader computes it
+    ts_field: int = 0  # the last timestamp field: absolute (type 0) or a delta
     length: int = 0
     type_id: int = 0
     extended: bool = False
@@ -54,6 +56,9 @@ class CommandSniffer:
         self._chunk_size = 128
         self._streams: dict[int, _ChunkStream] = {}
         self.app: str | None = None
+        # (message type, RTMP timestamp in ms) of the first audio/video frame, once it is whole
+        self.first_media: tuple[int, int] | None = None
+        self._message_timestamp = 0
 
     def feed(self, data: bytes) -> Publish | None:
         self._buffer += data
@@ -105,21 +110,30 @@ class CommandSniffer:
         pos += header
         extended = ts_field == 0xFFFFFF if ts_field is not None else stream.extended
         if extended:
+            if len(buf) < pos + 4:
+                return None
+            if ts_field is not None:
+                ts_field = int.from_bytes(buf[pos : pos + 4], "big")
             pos += 4
         if fmt <= 1:
             if length > 1 << 20:
                 raise RtmpProtocolError("RTMP message larger than 1 MiB before publishing")
             stream.length, stream.type_id = length, type_id
-        stream.extended = extended
         take = min(self._chunk_size, stream.length - len(stream.body))
         if len(buf) < pos + take:
             return None
+        stream.extended = extended
+        if not stream.body:  # a new message: its timestamp (rtmppkt.c's arithmetic)
+            delta = stream.ts_field if ts_field is None else ts_field
+            stream.timestamp = delta if fmt == 0 else stream.timestamp + delta
+            stream.ts_field = delta
         stream.body += buf[pos : pos + take]
         del buf[: pos + take]
         if len(stream.body) < stream.length:
             return True
         body = bytes(stream.body)
         stream.body.clear()
+        self._message_timestamp = stream.timestamp
         return stream.type_id, body
 
     # ---- messages --------------------------------------------------------------------------
@@ -129,6 +143,10 @@ class CommandSniffer:
             self._chunk_size = struct.unpack(">I", body[:4])[0] & 0x7FFFFFFF
             if not 1 <= self._chunk_size <= 1 << 24:
                 raise RtmpProtocolError("bad chunk size")
+            return None
+        if type_id in (MSG_AUDIO, MSG_VIDEO):
+            if self.first_media is None and _is_frame(type_id, body):
+                self.first_media = (type_id, self._message_timestamp)
             return None
         if type_id == MSG_AMF3_COMMAND and body[:1] == b"\x00":
             body, type_id = body[1:], MSG_AMF0_COMMAND
@@ -143,6 +161,17 @@ class CommandSniffer:
             if key is not None:
                 return Publish(self.app, key)
         return None
+
+
+def _is_frame(type_id: int, body: bytes) -> bool:
+    """An FLV audio/video tag body carrying media, not a codec configuration."""
+    if len(body) < 2:
+        return False
+    if type_id == MSG_VIDEO:
+        if body[0] & 0x80:  # enhanced RTMP: the packet type is in the low bits (0: config)
+            return body[0] & 0x0F not in (0, 4)
+        return body[0] & 0x0F != 7 or body[1] != 0  # AVC: packet type 0 is the avcC
+    return body[0] >> 4 != 10 or body[1] != 0  # AAC: packet type 0 is the AudioSpecificConfig
 
 
 def parse_command(body: bytes) -> Command:

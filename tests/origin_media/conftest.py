@@ -22,7 +22,7 @@ from . import hls
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"segment_seconds": 1.0, "part_seconds": 0.25, "window_seconds": 6.0,
-         "rtmp_listen": "127.0.0.1:0"}
+         "rtmp_listen": "127.0.0.1:0", "reconnect_grace_seconds": 2.0}
 
 
 class Origin:
@@ -78,10 +78,13 @@ async def make_origin() -> AsyncIterator[Callable[..., Awaitable[Origin]]]:
         await origin.server.stop()
 
 
-async def start_publisher(url: str, seconds: float, bframes: int = 0) -> asyncio.subprocess.Process:
+async def start_publisher(url: str, seconds: float, bframes: int = 0, gop: int = 25,
+                          tracks: str = "av", stdout: int = asyncio.subprocess.DEVNULL,
+                          ) -> asyncio.subprocess.Process:
+    """A publisher process; with `stdout=PIPE`, its first line is "first-packet UNIX_TIME"."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.origin_media.publisher", url, str(seconds), str(bframes),
-        cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        str(gop), tracks, cwd=ROOT, stdout=stdout, stderr=asyncio.subprocess.PIPE,
     )
 
 

@@ -61,6 +61,8 @@ def parse(text: str) -> Playlist:
         name, _, value = line[1:].partition(":") if line.startswith("#") else ("", "", line)
         if name == "EXT-X-MEDIA-SEQUENCE":
             msn = int(value)
+        if name == "EXT-X-SKIP":  # a delta update: the first segments are left out
+            msn = (msn or 0) + int(attributes(value)["SKIPPED-SEGMENTS"])
         if pending is None and name in ("EXT-X-DISCONTINUITY", "EXT-X-MAP", "EXT-X-PART",
                                          "EXT-X-PROGRAM-DATE-TIME", "EXTINF"):
             assert msn is not None, "segment before EXT-X-MEDIA-SEQUENCE"
@@ -91,3 +93,17 @@ def parse(text: str) -> Playlist:
     if pending is not None:
         segments.append(pending)
     return Playlist(tags, segments, hint, ended)
+
+
+def check_rules(playlist: Playlist, target: int, part_target: float) -> None:
+    """What every reload must satisfy (RFC 8216bis 4.4.3.1, 4.4.4.9, 6.2.2): a full (not delta)
+    playlist with at least three target durations once segments are being removed."""
+    assert int(playlist.tags["EXT-X-TARGETDURATION"]) == target, "EXT-X-TARGETDURATION changed"
+    for segment in playlist.segments:
+        if segment.duration is not None:
+            assert round(segment.duration) <= target, f"EXTINF {segment.duration} > {target}"
+        for part in segment.parts:
+            assert part.duration <= part_target + 1e-6, f"part {part.uri}: {part.duration}"
+    listed = sum(s.duration or 0.0 for s in playlist.full_segments)
+    if playlist.media_sequence > 0:
+        assert listed >= 3 * target - 1e-6, f"only {listed:.2f} s listed"

@@ -1,6 +1,8 @@
 """An RTMP publisher made with PyAV, for the tests: a moving picture and a tone, in real time.
 
-Always run as a process (`python -m tests.origin_media.publisher URL SECONDS [BFRAMES]`):
+Always run as a process (`python -m tests.origin_media.publisher URL SECONDS [BFRAMES [GOP
+[TRACKS]]]`, TRACKS one of "av", "a", "v"; it prints the wall-clock time its first packet
+was sent, for the tests of EXT-X-PROGRAM-DATE-TIME):
 PyAV holds the GIL while its RTMP client handshakes, which would freeze an event loop in the
 same process; a process can also be killed to make a publisher vanish without a goodbye.
 """
@@ -18,17 +20,34 @@ WIDTH, HEIGHT, FPS, RATE = 320, 180, 25, 48_000
 
 
 def publish(url: str, seconds: float, *, stop: threading.Event | None = None,
-            bframes: int = 0, gop: int = FPS) -> int:
+            bframes: int = 0, gop: int = FPS, tracks: str = "av") -> int:
     """Publish for `seconds` (or until `stop`); returns the number of video frames sent."""
-    out = av.open(url, "w", format="flv")
+    # flush_packets: each packet goes out as it is muxed, as from a live encoder (not 32 KiB later)
+    out = av.open(url, "w", format="flv", options={"flush_packets": "1"})
     options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
                "bf": str(bframes), "threads": "1"}
-    video = out.add_stream("libx264", rate=FPS, options=options)
-    video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    audio = out.add_stream("aac", rate=RATE)
-    audio.layout = "mono"
+    video = audio = None
+    if "v" in tracks:
+        video = out.add_stream("libx264", rate=FPS, options=options)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    if "a" in tracks:
+        audio = out.add_stream("aac", rate=RATE)
+        audio.layout = "mono"
     frames = round(seconds * FPS)
-    start, samples = time.monotonic(), 0
+    start, samples, sent = time.monotonic(), 0, False
+
+    waiting = {s.index for s in (video, audio) if s is not None}
+
+    def mux(packets: list[av.Packet]) -> None:
+        nonlocal sent
+        for packet in packets:
+            out.mux(packet)
+            waiting.discard(packet.stream.index)
+            if not sent and not waiting:
+                # the muxer interleaves: nothing leaves before every stream has a packet
+                print(f"first-packet {time.time():.6f}", flush=True)
+                sent = True
+
     try:
         for index in range(frames):
             if stop is not None and stop.is_set():
@@ -36,15 +55,14 @@ def publish(url: str, seconds: float, *, stop: threading.Event | None = None,
             delay = start + index / FPS - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            for packet in video.encode(_picture(index)):
-                out.mux(packet)
-            while samples < (index + 1) * RATE / FPS:
-                for packet in audio.encode(_tone(samples)):
-                    out.mux(packet)
+            if video is not None:
+                mux(video.encode(_picture(index)))
+            while audio is not None and samples < (index + 1) * RATE / FPS:
+                mux(audio.encode(_tone(samples)))
                 samples += 1024
         for stream in (video, audio):
-            for packet in stream.encode(None):  # flush: frames still in the encoders
-                out.mux(packet)
+            if stream is not None:
+                mux(stream.encode(None))  # flush: frames still in the encoders
     finally:
         out.close()
     return frames
@@ -70,4 +88,5 @@ def _tone(start: int) -> av.AudioFrame:
 
 
 if __name__ == "__main__":
-    publish(sys.argv[1], float(sys.argv[2]), bframes=int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    args = sys.argv[1:] + ["0", str(FPS), "av"][len(sys.argv) - 3:]
+    publish(args[0], float(args[1]), bframes=int(args[2]), gop=int(args[3]), tracks=args[4])

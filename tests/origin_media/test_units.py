@@ -21,10 +21,9 @@ from . import hls
 # ---- playlist ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("configured", "longest", "expected"),
-                         [(2.0, 0.0, 2), (2.0, 2.4, 2), (2.0, 2.6, 3), (0.5, 0.0, 1), (1.0, 1.0, 1)])
-def test_target_duration_rounds_as_the_rfc_says(configured: float, longest: float, expected: int) -> None:
-    assert pl.target_duration(configured, longest) == expected
+@pytest.mark.parametrize(("configured", "expected"), [(2.0, 2), (1.5, 2), (0.5, 1), (1.0, 1), (6.0, 6)])
+def test_target_duration_is_the_configured_length_rounded_up(configured: float, expected: int) -> None:
+    assert pk.target_seconds(configured) == expected
 
 
 def test_media_playlist_rendering() -> None:
@@ -38,7 +37,7 @@ def test_media_playlist_rendering() -> None:
         preload_hint_uri="a/part5.1.m4s", ended=False,
     ))
     assert rendered.splitlines() == [
-        "#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:4",
+        "#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:4",
         "#EXT-X-DISCONTINUITY-SEQUENCE:1", "#EXT-X-INDEPENDENT-SEGMENTS",
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5",
         "#EXT-X-PART-INF:PART-TARGET=0.5",
@@ -251,3 +250,65 @@ def test_blocking_reload_far_ahead_rule(msn: int, part: int | None, refused: boo
             return (11, 1)
 
     assert Window(2.0, 0.25, 12.0).too_far_ahead(msn, part) is refused
+
+
+def _tfdts(events: list[pk.PackagerEvent]) -> list[int]:
+    return [_tfdt(e.data) for e in events if isinstance(e, pk.ChunkReady)]
+
+
+def test_audio_only_is_timed_by_sample_count_not_flv_milliseconds() -> None:
+    packager = pk.CmafPackager(1.0, 0.25)
+    events = packager.start_session(SessionStart((AUDIO,), "rtmp", 0.0))
+    for n in range(200):  # FLV timestamps: 1024 samples at 48 kHz rounded to whole ms
+        ms = round(n * 1024 / 48)
+        events += packager.push(MediaPacket(0, ms, ms, True, b"\x21"))
+    events += packager.end_session()
+    times = _tfdts(events)
+    assert {b - a for a, b in zip(times, times[1:], strict=False)} == {1024}
+    parts = [e.duration for e in events if isinstance(e, pk.PartClosed)]
+    assert all(p <= 0.25 + 1e-9 for p in parts)
+    # every audio frame is a sync sample: segments end on target, never split as a long GOP
+    segments = [e.duration for e in events if isinstance(e, pk.SegmentClosed)]
+    assert all(round(d) <= 1 for d in segments) and packager.warning is None
+    assert all(e.independent for e in events if isinstance(e, pk.SegmentOpened | pk.PartOpened))
+
+
+def test_a_new_sessions_audio_keeps_its_own_offset_to_video() -> None:
+    packager = pk.CmafPackager(1.0, 0.25)
+    packager.start_session(SessionStart((VIDEO, AUDIO), "rtmp", 0.0))
+    feed(packager, 2.0)
+    packager.end_session()
+    packager.start_session(SessionStart((VIDEO, AUDIO), "rtmp", 50.0))
+    events: list[pk.PackagerEvent] = []
+    for i in range(50):  # the new publisher's audio starts 30 ms after its first keyframe
+        ms = 90_000 + i * 40
+        events += packager.push(MediaPacket(0, ms, ms, i % 25 == 0, b"\x00\x00\x00\x01\x65"))
+        events += packager.push(MediaPacket(1, ms + 30, ms + 30, True, b"\x21"))
+    fragments = [e.data for e in events if isinstance(e, pk.ChunkReady)]
+    video_start = _tfdt(fragments[0]) / fmp4.VIDEO_TIMESCALE
+    audio_start = min(_track_tfdt(f, 2) for f in fragments if _track_tfdt(f, 2) is not None) / 48_000
+    assert audio_start - video_start == pytest.approx(0.030, abs=1 / 48_000 * 2)
+
+
+def _track_tfdt(fragment: bytes, track_id: int) -> int | None:
+    """tfdt of `track_id`'s traf in a moof (None when the fragment has none)."""
+    at = 0
+    while (at := fragment.find(b"tfhd", at + 1)) >= 0:
+        if struct.unpack(">I", fragment[at + 8 : at + 12])[0] == track_id:
+            tfdt = fragment.index(b"tfdt", at)
+            return int(struct.unpack(">Q", fragment[tfdt + 8 : tfdt + 16])[0])
+    return None
+
+
+def test_sniffer_notes_the_timestamp_of_the_first_media_frame() -> None:
+    sniffer = CommandSniffer()
+    assert sniffer.feed(client_bytes("key")) == Publish("live", "key")
+    config = b"\x17\x00" + bytes(8)  # AVC sequence header: not a frame
+    header0 = bytes([4]) + (1000).to_bytes(3, "big") + len(config).to_bytes(3, "big") + b"\x09" + bytes(4)
+    frame = b"\x17\x01" + bytes(20)
+    header1 = bytes([0x40 | 4]) + (40).to_bytes(3, "big") + len(frame).to_bytes(3, "big") + b"\x09"
+    while sniffer.feed(header0 + config) is not None:  # the other commands naming the key
+        pass
+    assert sniffer.first_media is None
+    sniffer.feed(header1 + frame)
+    assert sniffer.first_media == (9, 1040), "type 0 is absolute, type 1 a delta (rtmppkt.c)"

@@ -112,7 +112,8 @@ async def test_an_oversized_offer_is_refused_while_it_is_read(make_origin) -> No
 
 
 async def test_whip_publish_delete_and_return(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]
-    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}},
+                                       reconnect_grace_seconds=30.0)
     first = await publish(origin, publishers())
     assert first.status_code == 201, first.text
     assert first.headers["content-type"].startswith("application/sdp")
@@ -140,11 +141,12 @@ async def test_whip_publish_delete_and_return(make_origin, publishers) -> None: 
     assert (await origin.http.delete(location, headers=auth)).status_code == 200
     assert (await origin.http.delete(location, headers=auth)).status_code == 404
 
-    async def ended() -> bool:
-        playlist = await _playlist(origin)
-        return playlist is not None and playlist.ended
+    async def ended() -> bool:  # the session; the playlist waits out the grace period
+        return bool((await origin.stream_info("cam"))["state"] == "ended")
 
     await origin.wait_for(ended, limit=10)
+    playlist = await _playlist(origin)
+    assert playlist is not None and not playlist.ended
 
     assert (await publish(origin, publishers())).status_code == 201
 
