@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import results_dir
+from bench import write_results
 from bench.procs import Children, machine_load, progress
 from bench.stack import MIB
 from bench.viewers import CountingOrigin, open_viewer, start_edge
@@ -70,10 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         closed = "never" if r["origin_stream_closed_s"] is None else f"{r['origin_stream_closed_s']} s"
         print(f"{r['object']:<14} {r['size_mib']:>8} {r['origin_sent_mib']:>15} {r['after_hang_up_mib']:>12}M {closed:>13}")
-    out = results_dir() / "hang_up.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"\nfigures written to {out}")
+    write_results("hang_up", rows)
     return 0
 
 

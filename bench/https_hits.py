@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import ssl
 import tempfile
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import results_dir
+from bench import write_results
 from bench.procs import Children, free_port, machine_load, progress, wait_http
 from bench.stack import BIN, OBJECTS, make_site, start_origin
 from web_dist.tls import make_server_cert
@@ -108,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures = report[name]
         ratio = figures["requests_per_s"] / plain if plain else 0.0
         print(f"{name:<34} {figures['requests_per_s']:>9.1f} req/s  ({ratio:.2f}x plain; errors {figures['errors']})")
-    (results_dir() / "https_hits.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_results("https_hits", report)
     return 0
 
 

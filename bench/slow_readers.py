@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import json
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import results_dir
+from bench import write_results
 from bench.procs import Children, RssSampler, machine_load, progress, status_kib
 from bench.stack import MIB
 from bench.viewers import CountingOrigin, open_viewer, read_at, start_edge
@@ -79,10 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nedge RSS {row['edge_rss_before_mib']} MiB -> peak {row['edge_rss_peak_mib']} MiB: "
           f"+{row['edge_rss_growth_mib']} MiB for {row['connections']} slow viewers of a {row['size_mib']} MiB hit "
           f"({row['growth_per_viewer_kib']} KiB each; read {row['read_mib']} MiB; origin requests {row['origin_requests']})")
-    out = results_dir() / "slow_readers.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(row, indent=2) + "\n")
-    print(f"figures written to {out}")
+    write_results("slow_readers", row)
     return 0
 
 

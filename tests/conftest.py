@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -45,3 +46,12 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) ->
         if marker in line:
             return "".join(seen)
     raise AssertionError(f"{marker!r} was never printed; got {''.join(seen)!r}")
+
+
+async def until(predicate: Callable[[], object], limit: float = 10.0) -> None:
+    """Poll `predicate` until it holds; AssertionError after `limit` seconds."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)

@@ -12,15 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import until as _until
 from tests.edge.conftest import EdgeRig
-
-
-async def _until(predicate: Any, limit: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def _raw(url: str, request: bytes) -> bytes:
