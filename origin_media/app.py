@@ -3,6 +3,8 @@ stream (test pattern, file, RTMP, WHIP) and whose routes serve them as LL-HLS.
 
     /streams                                   JSON: state, protocol, bitrate, age
     /live/STREAM/master.m3u8                   multivariant playlist (every rendition)
+    /live/STREAM/manifest.mpd                  dynamic MPEG-DASH MPD over the same segments
+    /time                                      wall clock (ISO 8601) for DASH UTCTiming
     /live/STREAM/RENDITION/index.m3u8          media playlist (_HLS_msn/_HLS_part blocking);
                                                RENDITION: "source" and/or ladder names ("360p")
     /live/STREAM/RENDITION/EPOCH/init1.mp4     init segment (one per publisher session)
@@ -24,6 +26,7 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from .dash_live import DashRoutes
 from .routes import MediaRoutes
 from .settings import MediaOriginSettings, StreamSettings
 from .sources.file import FileSource
@@ -54,6 +57,7 @@ class _Running:
 def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
     streams: dict[str, LiveStream] = {}
     routes = MediaRoutes(streams)
+    dash = DashRoutes(streams)
     whip = WhipIngest(streams, settings)
 
     @contextlib.asynccontextmanager
@@ -74,7 +78,9 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
     return Starlette(
         routes=[
             Route("/streams", routes.list_streams),
+            Route("/time", dash.time),
             Route("/live/{stream}/master.m3u8", routes.multivariant),
+            Route("/live/{stream}/manifest.mpd", dash.manifest),
             Route("/live/{stream}/stream.ts", routes.ts_feed),
             Route("/live/{stream}/{rendition}/index.m3u8", routes.media_playlist),
             Route("/live/{stream}/{rendition}/{epoch}/{name}", routes.media_object),
