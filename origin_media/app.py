@@ -10,6 +10,8 @@ stream (test pattern, file, RTMP, WHIP) and whose routes serve them as LL-HLS.
     /live/STREAM/RENDITION/EPOCH/init1.mp4     init segment (one per publisher session)
     /live/STREAM/RENDITION/EPOCH/seg7.m4s      segment;  part7.2.m4s: part
     /live/STREAM/stream.ts                     MPEG-TS feed (H.264 without B-frames + Opus)
+    /recordings/STREAM                         JSON: the stream's recordings (record = true)
+    /recordings/STREAM/ID/index.m3u8           a recording: EVENT while live, VOD once closed
     POST /whip/STREAM, DELETE /whip/STREAM/ID  WebRTC ingest (RFC 9725)
 """
 
@@ -22,11 +24,14 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from .dash_live import DashRoutes
+from .recording import Recorder
+from .recording_routes import RecordingRoutes
 from .routes import MediaRoutes
 from .settings import MediaOriginSettings, StreamSettings
 from .sources.file import FileSource
@@ -58,6 +63,8 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
     streams: dict[str, LiveStream] = {}
     routes = MediaRoutes(streams)
     dash = DashRoutes(streams)
+    recorders: dict[str, Recorder] = {}
+    recordings = RecordingRoutes(recorders)
     whip = WhipIngest(streams, settings)
 
     @contextlib.asynccontextmanager
@@ -66,7 +73,11 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
         window = WindowSettings(settings.segment_seconds, settings.part_seconds,
                                 settings.listed_seconds)
         for config in settings.streams:
-            streams[config.name] = LiveStream(config, window, loop)
+            if config.record:
+                recorders[config.name] = Recorder(
+                    Path(settings.recordings_dir) / config.name, config.record_max_seconds,
+                    config.record_reconnect_seconds)
+            streams[config.name] = LiveStream(config, window, loop, recorder=recorders.get(config.name))
         running = _Running()
         await _start_sources(settings, streams, running)
         app.state.rtmp = running.rtmp
@@ -84,6 +95,9 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
             Route("/live/{stream}/stream.ts", routes.ts_feed),
             Route("/live/{stream}/{rendition}/index.m3u8", routes.media_playlist),
             Route("/live/{stream}/{rendition}/{epoch}/{name}", routes.media_object),
+            Route("/recordings/{stream}", recordings.list),
+            Route("/recordings/{stream}/{recording}/index.m3u8", recordings.playlist),
+            Route("/recordings/{stream}/{recording}/{name}", recordings.file),
             Route("/whip/{stream}", whip.offer, methods=["POST", "OPTIONS"]),
             # no trickle ICE or ICE restart: PATCH gets a 405, as RFC 9725 asks
             Route("/whip/{stream}/{session}", whip.delete, methods=["DELETE", "OPTIONS"]),

@@ -44,6 +44,9 @@ class StreamSettings:
     fps: int = 25
     bitrate: int = 800_000
     renditions: tuple[RenditionSettings, ...] = ()  # an ABR ladder, transcoded
+    record: bool = False  # write the first rendition's segments to disk (see recording.py)
+    record_max_seconds: float = 3600.0  # the oldest recorded segments are deleted past this
+    record_reconnect_seconds: float = 10.0  # a publisher back within this continues a recording
 
     @property
     def rendition_names(self) -> tuple[str, ...]:
@@ -63,6 +66,7 @@ class MediaOriginSettings:
     part_seconds: float = 0.5
     window_seconds: float = 12.0
     dvr_seconds: float = 0.0  # >0: list (and keep) this much instead of window_seconds
+    recordings_dir: str = "var/recordings"  # one folder per stream, one below it per recording
 
     @property
     def listed_seconds(self) -> float:
@@ -74,7 +78,7 @@ class MediaOriginSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, where: str) -> MediaOriginSettings:
         known = {"streams", "rtmp_listen", "segment_seconds", "part_seconds", "window_seconds",
-                 "dvr_seconds"}
+                 "dvr_seconds", "recordings_dir"}
         for key in options:
             if key not in known:
                 raise ValueError(f"{where}.{key}: unknown option (known: {', '.join(sorted(known))})")
@@ -86,7 +90,10 @@ class MediaOriginSettings:
         if not isinstance(listen, str) or not re.match(r"^\[?[0-9A-Za-z.:-]*\]?:\d+$", listen):
             raise ValueError(f"{where}.rtmp_listen: expected HOST:PORT, got {listen!r}")
         streams = _streams(options.get("streams", {}), f"{where}.streams")
-        return cls(streams, listen, segment, part, window, dvr)
+        recordings = options.get("recordings_dir", "var/recordings")
+        if not isinstance(recordings, str) or not recordings:
+            raise ValueError(f"{where}.recordings_dir: expected the path of a folder")
+        return cls(streams, listen, segment, part, window, dvr, recordings)
 
 
 def _number(options: Mapping[str, Any], key: str, default: float, where: str,
@@ -135,7 +142,13 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
     if sizes["width"] % 2 or sizes["height"] % 2:
         raise ValueError(f"{where}.width: width and height must be even (4:2:0 video)")
     renditions = _renditions(body.get("renditions", []), f"{where}.renditions")
-    return StreamSettings(name, source, key, path, **sizes, renditions=renditions)
+    record = body.get("record", False)
+    if not isinstance(record, bool):
+        raise ValueError(f"{where}.record: expected true or false, got {record!r}")
+    max_seconds = _number(body, "record_max_seconds", 3600.0, where, 1, 7 * 24 * 3600)
+    reconnect = _number(body, "record_reconnect_seconds", 10.0, where, 0.1, 3600)
+    return StreamSettings(name, source, key, path, **sizes, renditions=renditions, record=record,
+                          record_max_seconds=max_seconds, record_reconnect_seconds=reconnect)
 
 
 def _renditions(raw: Any, where: str) -> tuple[RenditionSettings, ...]:
