@@ -29,6 +29,8 @@ def test_a_streaming_distribution_without_behaviors_gets_live_defaults() -> None
     assert dist.error_ttl == 1.0
     manifest = behavior_for(dist, "/live/cam/manifest.mpd")  # DASH: as short-lived as a playlist
     assert (manifest.default_ttl, manifest.max_ttl) == (0.333, 0.333)
+    recording = behavior_for(dist, "/recordings/cam/20261202T120000000Z/index.m3u8")
+    assert recording.max_ttl >= 86400 and recording.default_ttl == 1.0  # the origin's max-age rules
 
 
 def test_behaviors_given_in_the_config_replace_the_defaults() -> None:
