@@ -1,5 +1,5 @@
 """The media origin: a Starlette app whose lifespan runs the ingest of every configured
-stream (test pattern, file, RTMP, WHIP) and whose routes serve them as LL-HLS.
+stream (test pattern, file, RTMP, SRT, WHIP) and whose routes serve them as LL-HLS.
 
     /streams                                   JSON: state, protocol, bitrate, age
     /live/STREAM/master.m3u8                   multivariant playlist (every rendition)
@@ -36,6 +36,7 @@ from .routes import MediaRoutes
 from .settings import MediaOriginSettings, StreamSettings
 from .sources.file import FileSource
 from .sources.rtmp import RtmpIngest
+from .sources.srt import SrtIngest
 from .sources.testpattern import TestPattern, TestPatternSettings
 from .sources.whip import WhipIngest
 from .stream import LiveStream, WindowSettings
@@ -52,6 +53,7 @@ class _Running:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     rtmp: RtmpIngest | None = None
+    srt: SrtIngest | None = None
 
     def spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -81,6 +83,7 @@ def build_media_origin_app(settings: MediaOriginSettings) -> Starlette:
         running = _Running()
         await _start_sources(settings, streams, running)
         app.state.rtmp = running.rtmp
+        app.state.srt = running.srt
         try:
             yield
         finally:
@@ -121,6 +124,10 @@ async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveS
     if keys:
         running.rtmp = RtmpIngest(settings.rtmp_listen, keys)
         await running.rtmp.start()
+    srt = {c.name: (streams[c.name], c.key) for c in settings.streams if c.source == "srt" and c.key}
+    if srt:
+        running.srt = SrtIngest(settings.srt_listen, srt)
+        running.srt.start()
 
 
 def _pattern_settings(config: StreamSettings, settings: MediaOriginSettings) -> TestPatternSettings:
@@ -134,6 +141,8 @@ async def _stop_sources(running: _Running, whip: WhipIngest) -> None:
     await whip.close()
     if running.rtmp is not None:
         await running.rtmp.stop()
+    if running.srt is not None:
+        await asyncio.to_thread(running.srt.stop)
     for thread in running.threads:
         await asyncio.to_thread(thread.join, 5)
         if thread.is_alive():

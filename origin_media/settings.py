@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SOURCE_KINDS = ("rtmp", "test", "file", "whip")
-PASSTHROUGH_SOURCES = ("rtmp", "file")  # their own encoding is served as the "source" rendition
+SOURCE_KINDS = ("rtmp", "test", "file", "whip", "srt")
+PASSTHROUGH_SOURCES = ("rtmp", "file", "srt")  # their own encoding is served as the "source" rendition
 SOURCE_RENDITION = "source"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -37,7 +37,7 @@ PRESETS = {
 class StreamSettings:
     name: str
     source: str  # one of SOURCE_KINDS
-    key: str | None = field(default=None, repr=False)  # RTMP stream key / WHIP bearer token
+    key: str | None = field(default=None, repr=False)  # RTMP/SRT stream key, WHIP bearer token
     path: str | None = None  # file source
     width: int = 640  # test source
     height: int = 360
@@ -62,6 +62,7 @@ class StreamSettings:
 class MediaOriginSettings:
     streams: tuple[StreamSettings, ...] = ()
     rtmp_listen: str = "127.0.0.1:1935"
+    srt_listen: str = "127.0.0.1:8890"  # srt://HOST:PORT?streamid=publish:STREAM:KEY
     segment_seconds: float = 2.0
     part_seconds: float = 0.5
     window_seconds: float = 12.0
@@ -77,7 +78,7 @@ class MediaOriginSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, where: str) -> MediaOriginSettings:
-        known = {"streams", "rtmp_listen", "segment_seconds", "part_seconds", "window_seconds",
+        known = {"streams", "rtmp_listen", "srt_listen", "segment_seconds", "part_seconds", "window_seconds",
                  "dvr_seconds", "recordings_dir"}
         for key in options:
             if key not in known:
@@ -86,14 +87,20 @@ class MediaOriginSettings:
         part = _number(options, "part_seconds", 0.5, where, 0.1, segment)
         window = _number(options, "window_seconds", max(12.0, 3 * segment), where, 2 * segment, 3600)
         dvr = _number(options, "dvr_seconds", 0.0, where, 0, 6 * 3600)
-        listen = options.get("rtmp_listen", "127.0.0.1:1935")
-        if not isinstance(listen, str) or not re.match(r"^\[?[0-9A-Za-z.:-]*\]?:\d+$", listen):
-            raise ValueError(f"{where}.rtmp_listen: expected HOST:PORT, got {listen!r}")
+        listen = _listen(options, "rtmp_listen", "127.0.0.1:1935", where)
+        srt_listen = _listen(options, "srt_listen", "127.0.0.1:8890", where)
         streams = _streams(options.get("streams", {}), f"{where}.streams")
         recordings = options.get("recordings_dir", "var/recordings")
         if not isinstance(recordings, str) or not recordings:
             raise ValueError(f"{where}.recordings_dir: expected the path of a folder")
-        return cls(streams, listen, segment, part, window, dvr, recordings)
+        return cls(streams, listen, srt_listen, segment, part, window, dvr, recordings)
+
+
+def _listen(options: Mapping[str, Any], key: str, default: str, where: str) -> str:
+    listen = options.get(key, default)
+    if not isinstance(listen, str) or not re.match(r"^\[?[0-9A-Za-z.:-]*\]?:\d+$", listen):
+        raise ValueError(f"{where}.{key}: expected HOST:PORT, got {listen!r}")
+    return listen
 
 
 def _number(options: Mapping[str, Any], key: str, default: float, where: str,
@@ -125,9 +132,10 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
     if source not in SOURCE_KINDS:
         raise ValueError(f"{where}.source: expected one of {', '.join(SOURCE_KINDS)}, got {source!r}")
     key = body.get("key")
-    if source in ("rtmp", "whip") and (not isinstance(key, str) or not key):
-        what = ("an RTMP stream needs a stream key" if source == "rtmp"
-                else "a WHIP stream needs a key (its bearer token)")
+    if source in ("rtmp", "whip", "srt") and (not isinstance(key, str) or not key):
+        what = {"rtmp": "an RTMP stream needs a stream key",
+                "srt": "an SRT stream needs a key (streamid=publish:STREAM:KEY)"}.get(
+                    source, "a WHIP stream needs a key (its bearer token)")
         raise ValueError(f"{where}.key: {what}")
     if key is not None and (not isinstance(key, str) or not re.match(r"^[\x21-\x7e]{1,128}$", key)):
         raise ValueError(f"{where}.key: printable ASCII without spaces, at most 128 characters")

@@ -1,0 +1,58 @@
+"""SRT push ingest end to end: Debian's ffmpeg CLI pushing MPEG-TS over SRT -> origin -> LL-HLS."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from . import hls
+from .conftest import Origin, decode, finish
+
+KEY = "srt-key"
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg (make deps)")
+
+
+async def push(origin: Origin, stream_id: str, seconds: float) -> asyncio.subprocess.Process:
+    port = origin.app.state.srt.port
+    return await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-bf", "0",
+        "-c:a", "aac", "-f", "mpegts", f"srt://127.0.0.1:{port}?streamid={stream_id}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+async def origin(make_origin) -> Origin:  # type: ignore[no-untyped-def]
+    return await make_origin({"cam": {"source": "srt", "key": KEY}}, srt_listen="127.0.0.1:0")
+
+
+async def test_an_srt_push_becomes_decodable_segments(origin: Origin) -> None:
+    publisher = await push(origin, f"publish:cam:{KEY}", 3.5)
+    assert await finish(publisher) == 0
+
+    async def ended() -> bool:
+        response = await origin.http.get("/live/cam/source/index.m3u8")
+        return response.status_code == 200 and hls.parse(response.text).ended
+
+    await origin.wait_for(ended)
+    playlist = await origin.playlist("cam")
+    assert len(playlist.full_segments) >= 2
+    segment = playlist.full_segments[0]
+    init = await origin.fetch("cam", segment.map_uri or "")
+    frames, packets, audio = decode(init, await origin.fetch("cam", segment.uri or ""))
+    assert packets[0].is_keyframe and len(frames) == 25 and audio
+    assert (await origin.stream_info("cam"))["protocol"] == "srt"
+
+
+async def test_a_wrong_key_or_stream_is_refused_and_logged(origin: Origin, caplog: pytest.LogCaptureFixture) -> None:
+    for stream_id in ("publish:cam:wrong", f"publish:nope:{KEY}", "cam"):
+        publisher = await push(origin, stream_id, 1.0)
+        assert await finish(publisher, 15) != 0, stream_id
+    assert origin.app.state.srt.refused == 3
+    assert "SRT caller refused" in caplog.text and "wrong" not in caplog.text
+    assert (await origin.stream_info("cam"))["state"] == "idle"
