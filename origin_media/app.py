@@ -36,7 +36,7 @@ from .routes import MediaRoutes
 from .settings import MediaOriginSettings, StreamSettings
 from .sources.file import FileSource
 from .sources.rtmp import RtmpIngest
-from .sources.srt import SrtIngest
+from .sources.srt import SrtIngest, SrtStream
 from .sources.testpattern import TestPattern, TestPatternSettings
 from .sources.whip import WhipIngest
 from .stream import LiveStream, WindowSettings
@@ -124,9 +124,10 @@ async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveS
     if keys:
         running.rtmp = RtmpIngest(settings.rtmp_listen, keys)
         await running.rtmp.start()
-    srt = {c.name: (streams[c.name], c.key) for c in settings.streams if c.source == "srt" and c.key}
+    srt = {c.name: SrtStream(streams[c.name], c.key, c.passphrase, c.pbkeylen)
+           for c in settings.streams if c.source == "srt" and c.key}
     if srt:
-        running.srt = SrtIngest(settings.srt_listen, srt)
+        running.srt = SrtIngest(settings.srt_listen, srt, settings.srt_latency_ms)
         running.srt.start()
 
 

@@ -44,6 +44,8 @@ class StreamSettings:
     fps: int = 25
     bitrate: int = 800_000
     renditions: tuple[RenditionSettings, ...] = ()  # an ABR ladder, transcoded
+    passphrase: str | None = field(default=None, repr=False)  # SRT encryption
+    pbkeylen: int = 16  # SRT AES key length: 16, 24 or 32
     record: bool = False  # write the first rendition's segments to disk (see recording.py)
     record_max_seconds: float = 3600.0  # the oldest recorded segments are deleted past this
     record_reconnect_seconds: float = 10.0  # a publisher back within this continues a recording
@@ -63,6 +65,7 @@ class MediaOriginSettings:
     streams: tuple[StreamSettings, ...] = ()
     rtmp_listen: str = "127.0.0.1:1935"
     srt_listen: str = "127.0.0.1:8890"  # srt://HOST:PORT?streamid=publish:STREAM:KEY
+    srt_latency_ms: int = 120  # SRT's receive latency (its default): the loss-recovery budget
     segment_seconds: float = 2.0
     part_seconds: float = 0.5
     window_seconds: float = 12.0
@@ -78,7 +81,7 @@ class MediaOriginSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, where: str) -> MediaOriginSettings:
-        known = {"streams", "rtmp_listen", "srt_listen", "segment_seconds", "part_seconds", "window_seconds",
+        known = {"streams", "rtmp_listen", "srt_listen", "srt_latency_ms", "segment_seconds", "part_seconds", "window_seconds",
                  "dvr_seconds", "recordings_dir"}
         for key in options:
             if key not in known:
@@ -93,7 +96,8 @@ class MediaOriginSettings:
         recordings = options.get("recordings_dir", "var/recordings")
         if not isinstance(recordings, str) or not recordings:
             raise ValueError(f"{where}.recordings_dir: expected the path of a folder")
-        return cls(streams, listen, srt_listen, segment, part, window, dvr, recordings)
+        latency = _number(options, "srt_latency_ms", 120, where, 20, 10_000)
+        return cls(streams, listen, srt_listen, int(latency), segment, part, window, dvr, recordings)
 
 
 def _listen(options: Mapping[str, Any], key: str, default: str, where: str) -> str:
@@ -155,7 +159,13 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
         raise ValueError(f"{where}.record: expected true or false, got {record!r}")
     max_seconds = _number(body, "record_max_seconds", 3600.0, where, 1, 7 * 24 * 3600)
     reconnect = _number(body, "record_reconnect_seconds", 10.0, where, 0.1, 3600)
-    return StreamSettings(name, source, key, path, **sizes, renditions=renditions, record=record,
+    passphrase, pbkeylen = body.get("passphrase"), body.get("pbkeylen", 16)
+    if passphrase is not None and (not isinstance(passphrase, str) or not 10 <= len(passphrase) <= 79):
+        raise ValueError(f"{where}.passphrase: SRT passphrases are 10 to 79 characters")
+    if pbkeylen not in (16, 24, 32) or isinstance(pbkeylen, bool):
+        raise ValueError(f"{where}.pbkeylen: expected 16, 24 or 32, got {pbkeylen!r}")
+    return StreamSettings(name, source, key, path, **sizes, renditions=renditions,
+                          passphrase=passphrase, pbkeylen=pbkeylen, record=record,
                           record_max_seconds=max_seconds, record_reconnect_seconds=reconnect)
 
 

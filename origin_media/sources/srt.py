@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import av
 
@@ -28,6 +29,8 @@ from .demux import map_tracks, to_media_packet
 log = logging.getLogger(__name__)
 
 LIBRARIES = ("libsrt-gnutls.so.1.5", "libsrt-openssl.so.1.5", "libsrt.so.1.5")
+SRTO_LATENCY, SRTO_PASSPHRASE, SRTO_PBKEYLEN = 23, 26, 27  # srt.h's SRT_SOCKOPT
+MAX_HANDSHAKES = 64  # callers admitted by the callback and not accepted yet (some never are)
 MESSAGE = 1500  # a live-mode SRT message is at most 1456 bytes (7 TS packets: 1316)
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                              ctypes.c_void_p, ctypes.c_char_p)
@@ -64,9 +67,20 @@ class _SrtReader:
         return self._buffer.raw[:got] if got > 0 else b""
 
 
+@dataclass(frozen=True)
+class SrtStream:
+    """What a caller publishing to one stream must present."""
+
+    stream: Publishable
+    key: str = field(repr=False)
+    passphrase: str | None = field(default=None, repr=False)  # AES encryption, 10..79 chars
+    pbkeylen: int = 16  # AES-128, 24 or 32
+
+
 class SrtIngest:
-    def __init__(self, listen: str, streams: Mapping[str, tuple[Publishable, str]]) -> None:
-        """`streams`: stream name -> (stream, key)."""
+    def __init__(self, listen: str, streams: Mapping[str, SrtStream], latency_ms: int = 120) -> None:
+        """`streams`: stream name -> what its publisher must present."""
+        self.latency_ms = latency_ms
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]") or "127.0.0.1", int(port)
         self._streams = dict(streams)
@@ -88,6 +102,8 @@ class SrtIngest:
         address = struct.pack("!HH4s8x", socket.AF_INET, self.port, socket.inet_aton(self.host))
         # sockaddr_in: family is in host byte order
         address = struct.pack("=H", socket.AF_INET) + address[2:]
+        latency = ctypes.c_int(self.latency_ms)  # accepted sockets inherit it
+        lib.srt_setsockflag(self._listener, SRTO_LATENCY, ctypes.byref(latency), ctypes.sizeof(latency))
         if lib.srt_bind(self._listener, address, len(address)) < 0 or \
                 lib.srt_listen_callback(self._listener, self._hook, None) < 0 or \
                 lib.srt_listen(self._listener, 8) < 0:
@@ -116,19 +132,40 @@ class SrtIngest:
         text = (stream_id or b"").decode(errors="replace")
         parsed = parse_stream_id(text)
         entry = self._streams.get(parsed[0]) if parsed else None
-        if parsed is None or entry is None or entry[1] != parsed[1]:
+        if parsed is None or entry is None or entry.key != parsed[1]:
             self.refused += 1
             shown = f"publish:{parsed[0]}:***" if parsed else text  # never log a key
             log.warning("SRT caller refused: stream id %r names no stream with that key", shown)
             return -1
-        stream = entry[0]
-        if not stream.claim():
-            self.refused += 1
-            log.warning("SRT caller refused: stream %s is already being published", stream.name)
+        stream = entry.stream
+        if self._busy(stream):
+            return -1
+        if entry.passphrase and not self._encrypt(sock, entry):
             return -1
         with self._lock:
+            # claimed at accept: the handshake may still fail (a wrong passphrase) after this
             self._admitted[sock] = stream
+            while len(self._admitted) > MAX_HANDSHAKES:
+                del self._admitted[next(iter(self._admitted))]
         return 0
+
+    def _busy(self, stream: Publishable) -> bool:
+        if not getattr(stream, "publishing", False):
+            return False
+        self.refused += 1
+        log.warning("SRT caller refused: stream %s is already being published", stream.name)
+        return True
+
+    def _encrypt(self, sock: int, entry: SrtStream) -> bool:
+        """Set the stream's passphrase on the new socket: a caller without it fails the handshake."""
+        assert entry.passphrase is not None
+        secret = entry.passphrase.encode()
+        keylen = ctypes.c_int(entry.pbkeylen)
+        ok = (self._lib.srt_setsockflag(sock, SRTO_PASSPHRASE, secret, len(secret)) >= 0
+              and self._lib.srt_setsockflag(sock, SRTO_PBKEYLEN, ctypes.byref(keylen), ctypes.sizeof(keylen)) >= 0)
+        if not ok:
+            log.error("SRT: cannot set the passphrase of stream %s: %s", entry.stream.name, self._error())
+        return ok
 
     # ---- accept and ingest threads ---------------------------------------------------------
 
@@ -140,7 +177,11 @@ class SrtIngest:
             with self._lock:
                 stream = self._admitted.pop(sock, None)
                 self._sockets.add(sock)
-            if stream is None:
+            if stream is None or not stream.claim():
+                if stream is not None:
+                    self._busy(stream)  # two callers raced for it: the later one goes
+                with self._lock:
+                    self._sockets.discard(sock)
                 self._lib.srt_close(sock)
                 continue
             threading.Thread(target=self._ingest, args=(sock, stream), daemon=True,

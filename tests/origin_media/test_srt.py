@@ -11,24 +11,27 @@ from . import hls
 from .conftest import Origin, decode, finish
 
 KEY = "srt-key"
+SECRET = "a-long-passphrase"
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg (make deps)")
 
 
-async def push(origin: Origin, stream_id: str, seconds: float) -> asyncio.subprocess.Process:
+async def push(origin: Origin, stream_id: str, seconds: float, extra: str = "") -> asyncio.subprocess.Process:
     port = origin.app.state.srt.port
     return await asyncio.create_subprocess_exec(
         "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
         "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
         "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-bf", "0",
-        "-c:a", "aac", "-f", "mpegts", f"srt://127.0.0.1:{port}?streamid={stream_id}",
+        "-c:a", "aac", "-f", "mpegts", f"srt://127.0.0.1:{port}?streamid={stream_id}{extra}",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
 
 
 @pytest.fixture
 async def origin(make_origin) -> Origin:  # type: ignore[no-untyped-def]
-    return await make_origin({"cam": {"source": "srt", "key": KEY}}, srt_listen="127.0.0.1:0")
+    return await make_origin({"cam": {"source": "srt", "key": KEY},
+                              "vault": {"source": "srt", "key": KEY, "passphrase": SECRET, "pbkeylen": 32}},
+                             srt_listen="127.0.0.1:0", srt_latency_ms=200)
 
 
 async def test_an_srt_push_becomes_decodable_segments(origin: Origin) -> None:
@@ -56,3 +59,16 @@ async def test_a_wrong_key_or_stream_is_refused_and_logged(origin: Origin, caplo
     assert origin.app.state.srt.refused == 3
     assert "SRT caller refused" in caplog.text and "wrong" not in caplog.text
     assert (await origin.stream_info("cam"))["state"] == "idle"
+
+
+async def test_an_encrypted_stream_takes_only_callers_with_its_passphrase(origin: Origin) -> None:
+    wrong = await push(origin, f"publish:vault:{KEY}", 1.0, "&passphrase=not-the-secret&pbkeylen=32")
+    assert await finish(wrong, 15) != 0
+    right = await push(origin, f"publish:vault:{KEY}", 2.5, f"&passphrase={SECRET}&pbkeylen=32&latency=200000")
+    assert await finish(right) == 0
+
+    async def segments() -> bool:
+        response = await origin.http.get("/live/vault/source/index.m3u8")
+        return response.status_code == 200 and len(hls.parse(response.text).full_segments) >= 2
+
+    await origin.wait_for(segments)
