@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LIBRARIES = ("libsrt-gnutls.so.1.5", "libsrt-openssl.so.1.5", "libsrt.so.1.5")
 SRTO_LATENCY, SRTO_PASSPHRASE, SRTO_PBKEYLEN = 23, 26, 27  # srt.h's SRT_SOCKOPT
+LOG_CRIT = 2  # syslog's level numbers
 MAX_HANDSHAKES = 64  # callers admitted by the callback and not accepted yet (some never are)
 MESSAGE = 1500  # a live-mode SRT message is at most 1456 bytes (7 TS packets: 1316)
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
@@ -61,9 +62,12 @@ class _SrtReader:
     def __init__(self, lib: ctypes.CDLL, sock: int) -> None:
         self._lib, self._sock = lib, sock
         self._buffer = ctypes.create_string_buffer(MESSAGE)
+        self.first_byte_at: float | None = None  # wall clock: what the first frame's PDT is
 
     def read(self, size: int = -1) -> bytes:
         got = self._lib.srt_recvmsg(self._sock, self._buffer, MESSAGE)
+        if got > 0 and self.first_byte_at is None:
+            self.first_byte_at = time.time()
         return self._buffer.raw[:got] if got > 0 else b""
 
 
@@ -96,6 +100,7 @@ class SrtIngest:
     def start(self) -> None:
         lib = self._lib
         lib.srt_startup()
+        lib.srt_setloglevel(LOG_CRIT)  # refusals are logged here, not on libsrt's stderr
         self._listener = lib.srt_create_socket()
         if self.port == 0:
             self.port = _free_udp_port(self.host)
@@ -190,9 +195,11 @@ class SrtIngest:
     def _ingest(self, sock: int, stream: Publishable) -> None:
         started = False
         try:
-            with av.open(_SrtReader(self._lib, sock), "r", format="mpegts") as container:
+            reader = _SrtReader(self._lib, sock)
+            with av.open(reader, "r", format="mpegts") as container:
                 mapping = map_tracks(container)
-                stream.start(SessionStart(mapping.tracks, "srt", time.time()))
+                # probing read ahead: the session began when its first bytes came, not now
+                stream.start(SessionStart(mapping.tracks, "srt", reader.first_byte_at or time.time()))
                 started = True
                 log.info("SRT publisher started stream %s", stream.name)
                 for packet in container.demux():

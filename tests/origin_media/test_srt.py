@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
+from datetime import datetime
 
 import pytest
 
@@ -36,7 +38,17 @@ async def origin(make_origin) -> Origin:  # type: ignore[no-untyped-def]
 
 async def test_an_srt_push_becomes_decodable_segments(origin: Origin) -> None:
     publisher = await push(origin, f"publish:cam:{KEY}", 3.5)
+    first = await origin.http.get("/live/cam/source/index.m3u8?_HLS_msn=0", timeout=15)
+    while first.status_code != 200:  # no playlist before the publisher's first segment
+        await asyncio.sleep(0.05)
+        first = await origin.http.get("/live/cam/source/index.m3u8?_HLS_msn=0")
+    listed_at = time.time()
     assert await finish(publisher) == 0
+    # PROGRAM-DATE-TIME is when the media came in (not when the TS demuxer finished probing):
+    # a segment cannot end after the moment it was listed
+    segment = hls.parse(first.text).full_segments[0]
+    pdt = datetime.fromisoformat((segment.program_date_time or "").replace("Z", "+00:00")).timestamp()
+    assert pdt + (segment.duration or 0) <= listed_at + 0.05
 
     async def ended() -> bool:
         response = await origin.http.get("/live/cam/source/index.m3u8")
