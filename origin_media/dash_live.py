@@ -9,6 +9,7 @@ so that the Period stays put while the window slides.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -119,7 +120,8 @@ class DashRoutes:
         if key not in self._period_starts:
             pdts = [i.segment.program_date_time for items in listed.values() for i in items
                     if i.segment.init_id == init_id]
-            self._period_starts[key] = round(max(0.0, min(pdts) - availability_start), 3)
+            # whole milliseconds (as the MPD writes it), rounded down: no media before the start
+            self._period_starts[key] = math.floor(max(0.0, min(pdts) - availability_start) * 1000) / 1000
         return self._period_starts[key]
 
     def _representation(self, stream: LiveStream, rendition: Rendition, init_id: int,

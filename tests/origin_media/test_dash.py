@@ -11,7 +11,7 @@ from origin_media import dash
 from origin_media.dash_live import first_decode_time
 from origin_media.fmp4 import Sample, TrackRun, fragment
 
-from .conftest import Origin, decode
+from .conftest import Origin, decode, finish, start_publisher
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 T = dash.TimelineSegment
@@ -160,3 +160,26 @@ async def test_a_segment_asked_for_early_is_streamed_as_it_is_made(make_origin) 
     frames, _, _ = decode(init.content, early.content)
     assert len(frames) == 25  # the whole second of video, though it did not exist when asked
     assert early.content == (await origin.http.get(f"/live/demo/{early_uri}")).content
+
+
+async def test_a_reconnect_is_a_new_period_that_starts_after_the_first_ends(make_origin) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"cam": {"source": "rtmp", "key": "dash-key"}}, window_seconds=20)
+    for _ in range(2):
+        assert await finish(await start_publisher(origin.rtmp_url("dash-key"), 2.2)) == 0
+    root = ET.fromstring((await origin.http.get("/live/cam/manifest.mpd")).text)
+    periods = root.findall("d:Period", NS)
+    assert [p.get("id") for p in periods] == ["p1", "p2"]
+    ends = []
+    for period in periods:
+        start = float(period.get("start", "PT0S")[2:-1])
+        template = period.find(".//d:SegmentTemplate", NS)
+        assert template is not None
+        assert template.get("initialization", "").endswith(f"init{period.get('id', '')[1:]}.mp4")
+        [(_, init_uri, segments)] = _expand(ET.fromstring(f'<MPD xmlns="{NS["d"]}">{ET.tostring(period).decode()}</MPD>'))
+        offset, scale = int(template.get("presentationTimeOffset", "0")), int(template.get("timescale", "1"))
+        first, last = segments[0][0], segments[-1][0]
+        assert first >= offset  # the period's media starts at (or after) its start
+        ends.append((start, start + (last - offset) / scale))
+        for _, uri in segments:
+            assert (await origin.http.get(f"/live/cam/{uri}")).status_code == 200
+    assert ends[1][0] >= ends[0][1], ends  # periods in order, the second after the first's media
