@@ -84,3 +84,17 @@ async def test_an_encrypted_stream_takes_only_callers_with_its_passphrase(origin
         return response.status_code == 200 and len(hls.parse(response.text).full_segments) >= 2
 
     await origin.wait_for(segments)
+
+
+async def test_a_publisher_that_comes_back_continues_the_stream(origin: Origin) -> None:
+    for _ in range(2):
+        assert await finish(await push(origin, f"publish:cam:{KEY}", 2.0)) == 0
+        await origin.wait_for(lambda: _ended(origin))
+    playlist = await origin.playlist("cam")
+    assert [s.discontinuity for s in playlist.full_segments].count(True) == 1
+    assert (await origin.stream_info("cam"))["sessions"] == 2
+
+
+async def _ended(origin: Origin) -> bool:
+    response = await origin.http.get("/live/cam/source/index.m3u8")
+    return response.status_code == 200 and hls.parse(response.text).ended
