@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= demo/cdn.toml
 # Debian packages the demo and the tests need (installed only when missing): Redis for the
 # control plane's tests, Chromium for the browser tests, iproute2 for the geography's namespaces.
-DEBIAN_PKGS ?= redis-server chromium iproute2
+DEBIAN_PKGS ?= redis-server chromium iproute2 srt-tools ffmpeg
 # What only `make bench` needs: the caches the edge is measured against and the load generator.
 BENCH_PKGS ?= nginx varnish wrk
 NPM_STAMP := node_modules/.installed

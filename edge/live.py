@@ -2,9 +2,9 @@
 
 To an edge a live stream is a set of HTTP objects under one folder (a stream is named by the
 first two path segments, `/live/NAME/...`, the media origin's layout), and the kind of an
-object is read from its name: playlists end in `.m3u8`, init segments in `.mp4`, parts are
-the media objects whose file name starts with `part`, every other media object is a segment.
-Nothing here knows how the media is packaged; the request flow calls `served()` for every
+object is read from its name: playlists end in `.m3u8` (or `.mpd`: DASH), init segments in
+`.mp4`, parts are the media objects whose file name starts with `part`, every other media
+object is a segment. Nothing here knows how the media is packaged; the request flow calls `served()` for every
 answer of a streaming distribution and `fetched()` for every request it sends upstream.
 
 Memory is bounded: viewers seen longer ago than the window are dropped when counted, and the
@@ -40,7 +40,7 @@ def stream_of(path: str) -> str | None:
 def object_kind(path: str) -> str | None:
     """playlist, init, segment or part; None for anything else (a JSON status page, ...)."""
     name = path.split("?", 1)[0].rsplit("/", 1)[-1]
-    if name.endswith(".m3u8"):
+    if name.endswith((".m3u8", ".mpd")):
         return "playlist"
     if name.endswith(".mp4"):
         return "init"

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from . import playlist as pl
 from .stream import LiveStream, Rendition
-from .window import LiveWindow, Part
+from .window import LiveWindow, Part, Segment
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 M3U8 = "application/vnd.apple.mpegurl"
@@ -117,12 +118,17 @@ class MediaRoutes:
 
     async def _segment(self, window: LiveWindow, msn: int) -> Response:
         segment = window.segment(msn)
-        if segment is not None and segment.duration is None:
-            await window.wait_until(lambda: segment.duration is not None or window.ended,
-                                    2 * window.target_duration)
-        if segment is None or segment.duration is None:
+        if segment is None and window.may_appear(msn, 0):
+            # low-latency DASH asks for a segment as soon as its first part may exist
+            await window.wait_until(lambda: window.segment(msn) is not None, 2 * window.target_duration)
+            segment = window.segment(msn)
+        if segment is None:
             return not_found("segment")
-        return Response(segment.data(), media_type="video/mp4", headers={"Cache-Control": IMMUTABLE})
+        if segment.duration is not None:
+            return Response(segment.data(), media_type="video/mp4", headers={"Cache-Control": IMMUTABLE})
+        # in progress: its parts' bytes as they are made (chunked transfer)
+        return StreamingResponse(_segment_body(window, segment), media_type="video/mp4",
+                                 headers={"Cache-Control": IMMUTABLE})
 
     # ---- TS feed ---------------------------------------------------------------------------
 
@@ -137,6 +143,27 @@ class MediaRoutes:
 async def _part_body(window: LiveWindow, part: Part) -> AsyncIterator[bytes]:
     async for chunk in window.stream_part(part, 2 * window.target_duration):
         yield chunk
+
+
+async def _segment_body(window: LiveWindow, segment: Segment) -> AsyncIterator[bytes]:
+    sent = 0  # parts streamed out
+    limit = 2 * window.target_duration
+    while True:
+        while sent < len(segment.parts):
+            async for chunk in window.stream_part(segment.parts[sent], limit):
+                yield chunk
+            if segment.parts[sent].duration is None and not window.ended:
+                return  # the publisher stalled: a short body, the client retries
+            sent += 1
+        if segment.duration is not None or window.ended:
+            return
+        if not await window.wait_until(partial(_grown, window, segment, sent), limit):
+            return
+
+
+def _grown(window: LiveWindow, segment: Segment, parts: int) -> bool:
+    """Has the segment more than `parts` parts, or is it (or the session) over?"""
+    return len(segment.parts) > parts or segment.duration is not None or window.ended
 
 
 def _directives(request: Request) -> tuple[int | None, int | None]:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SOURCE_KINDS = ("rtmp", "test", "file", "whip")
-PASSTHROUGH_SOURCES = ("rtmp", "file")  # their own encoding is served as the "source" rendition
+SOURCE_KINDS = ("rtmp", "test", "file", "whip", "srt")
+PASSTHROUGH_SOURCES = ("rtmp", "file", "srt")  # their own encoding is served as the "source" rendition
 SOURCE_RENDITION = "source"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -37,13 +37,18 @@ PRESETS = {
 class StreamSettings:
     name: str
     source: str  # one of SOURCE_KINDS
-    key: str | None = field(default=None, repr=False)  # RTMP stream key / WHIP bearer token
+    key: str | None = field(default=None, repr=False)  # RTMP/SRT stream key, WHIP bearer token
     path: str | None = None  # file source
     width: int = 640  # test source
     height: int = 360
     fps: int = 25
     bitrate: int = 800_000
     renditions: tuple[RenditionSettings, ...] = ()  # an ABR ladder, transcoded
+    passphrase: str | None = field(default=None, repr=False)  # SRT encryption
+    pbkeylen: int = 16  # SRT AES key length: 16, 24 or 32
+    record: bool = False  # write the first rendition's segments to disk (see recording.py)
+    record_max_seconds: float = 3600.0  # the oldest recorded segments are deleted past this
+    record_reconnect_seconds: float = 10.0  # a publisher back within this continues a recording
 
     @property
     def rendition_names(self) -> tuple[str, ...]:
@@ -59,12 +64,15 @@ class StreamSettings:
 class MediaOriginSettings:
     streams: tuple[StreamSettings, ...] = ()
     rtmp_listen: str = "127.0.0.1:1935"
+    srt_listen: str = "127.0.0.1:8890"  # srt://HOST:PORT?streamid=publish:STREAM:KEY
+    srt_latency_ms: int = 120  # SRT's receive latency (its default): the loss-recovery budget
     segment_seconds: float = 2.0
     part_seconds: float = 0.5
     window_seconds: float = 12.0
     dvr_seconds: float = 0.0  # >0: list (and keep) this much instead of window_seconds
     # a publisher back within this long continues its playlist; after it, EXT-X-ENDLIST
     reconnect_grace_seconds: float = 10.0
+    recordings_dir: str = "var/recordings"  # one folder per stream, one below it per recording
 
     @property
     def listed_seconds(self) -> float:
@@ -75,8 +83,8 @@ class MediaOriginSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, where: str) -> MediaOriginSettings:
-        known = {"streams", "rtmp_listen", "segment_seconds", "part_seconds", "window_seconds",
-                 "dvr_seconds", "reconnect_grace_seconds"}
+        known = {"streams", "rtmp_listen", "srt_listen", "srt_latency_ms", "segment_seconds", "part_seconds",
+                 "window_seconds", "dvr_seconds", "recordings_dir", "reconnect_grace_seconds"}
         for key in options:
             if key not in known:
                 raise ValueError(f"{where}.{key}: unknown option (known: {', '.join(sorted(known))})")
@@ -85,11 +93,22 @@ class MediaOriginSettings:
         window = _number(options, "window_seconds", max(12.0, 3 * segment), where, 2 * segment, 3600)
         dvr = _number(options, "dvr_seconds", 0.0, where, 0, 6 * 3600)
         grace = _number(options, "reconnect_grace_seconds", 10.0, where, 0, 3600)
-        listen = options.get("rtmp_listen", "127.0.0.1:1935")
-        if not isinstance(listen, str) or not re.match(r"^\[?[0-9A-Za-z.:-]*\]?:\d+$", listen):
-            raise ValueError(f"{where}.rtmp_listen: expected HOST:PORT, got {listen!r}")
+        listen = _listen(options, "rtmp_listen", "127.0.0.1:1935", where)
+        srt_listen = _listen(options, "srt_listen", "127.0.0.1:8890", where)
         streams = _streams(options.get("streams", {}), f"{where}.streams")
-        return cls(streams, listen, segment, part, window, dvr, grace)
+        recordings = options.get("recordings_dir", "var/recordings")
+        if not isinstance(recordings, str) or not recordings:
+            raise ValueError(f"{where}.recordings_dir: expected the path of a folder")
+        latency = _number(options, "srt_latency_ms", 120, where, 20, 10_000)
+        return cls(streams, listen, srt_listen, int(latency), segment, part, window, dvr,
+                   reconnect_grace_seconds=grace, recordings_dir=recordings)
+
+
+def _listen(options: Mapping[str, Any], key: str, default: str, where: str) -> str:
+    listen = options.get(key, default)
+    if not isinstance(listen, str) or not re.match(r"^\[?[0-9A-Za-z.:-]*\]?:\d+$", listen):
+        raise ValueError(f"{where}.{key}: expected HOST:PORT, got {listen!r}")
+    return listen
 
 
 def _number(options: Mapping[str, Any], key: str, default: float, where: str,
@@ -121,9 +140,10 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
     if source not in SOURCE_KINDS:
         raise ValueError(f"{where}.source: expected one of {', '.join(SOURCE_KINDS)}, got {source!r}")
     key = body.get("key")
-    if source in ("rtmp", "whip") and (not isinstance(key, str) or not key):
-        what = ("an RTMP stream needs a stream key" if source == "rtmp"
-                else "a WHIP stream needs a key (its bearer token)")
+    if source in ("rtmp", "whip", "srt") and (not isinstance(key, str) or not key):
+        what = {"rtmp": "an RTMP stream needs a stream key",
+                "srt": "an SRT stream needs a key (streamid=publish:STREAM:KEY)"}.get(
+                    source, "a WHIP stream needs a key (its bearer token)")
         raise ValueError(f"{where}.key: {what}")
     if key is not None and (not isinstance(key, str) or not re.match(r"^[\x21-\x7e]{1,128}$", key)):
         raise ValueError(f"{where}.key: printable ASCII without spaces, at most 128 characters")
@@ -138,7 +158,19 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
     if sizes["width"] % 2 or sizes["height"] % 2:
         raise ValueError(f"{where}.width: width and height must be even (4:2:0 video)")
     renditions = _renditions(body.get("renditions", []), f"{where}.renditions")
-    return StreamSettings(name, source, key, path, **sizes, renditions=renditions)
+    record = body.get("record", False)
+    if not isinstance(record, bool):
+        raise ValueError(f"{where}.record: expected true or false, got {record!r}")
+    max_seconds = _number(body, "record_max_seconds", 3600.0, where, 1, 7 * 24 * 3600)
+    reconnect = _number(body, "record_reconnect_seconds", 10.0, where, 0.1, 3600)
+    passphrase, pbkeylen = body.get("passphrase"), body.get("pbkeylen", 16)
+    if passphrase is not None and (not isinstance(passphrase, str) or not 10 <= len(passphrase) <= 79):
+        raise ValueError(f"{where}.passphrase: SRT passphrases are 10 to 79 characters")
+    if pbkeylen not in (16, 24, 32) or isinstance(pbkeylen, bool):
+        raise ValueError(f"{where}.pbkeylen: expected 16, 24 or 32, got {pbkeylen!r}")
+    return StreamSettings(name, source, key, path, **sizes, renditions=renditions,
+                          passphrase=passphrase, pbkeylen=pbkeylen, record=record,
+                          record_max_seconds=max_seconds, record_reconnect_seconds=reconnect)
 
 
 def _renditions(raw: Any, where: str) -> tuple[RenditionSettings, ...]:

@@ -22,6 +22,7 @@ import av
 from .ladder import LadderTranscoder
 from .media import MediaPacket, SessionStart
 from .packager import CmafPackager, PackagerEvent
+from .recording import Recorder
 from .settings import PASSTHROUGH_SOURCES, SOURCE_RENDITION, StreamSettings
 from .tsout import TsChunk, TsEncoder, TsHub
 from .window import LiveWindow
@@ -69,8 +70,10 @@ class LiveStream:
         window: WindowSettings,
         loop: asyncio.AbstractEventLoop,
         clock: Callable[[], float] = time.time,
+        recorder: Recorder | None = None,
     ) -> None:
         self.name = config.name
+        self.recorder = recorder  # fed the first rendition's events, on the ingest thread
         self.source = config.source
         # in every media URI, so objects cached by a CDN never outlive this origin process
         self.epoch = _base36(int(clock() * 1000))
@@ -244,6 +247,8 @@ class LiveStream:
             for made in self._transcode(lambda t: t.close()):
                 self._route(made)
             events = [(r.window, r.packager.end_session()) for r in self.renditions.values()]
+            if self.recorder is not None and events:
+                self.recorder.apply(events[0][1])
             chunks: list[TsChunk] = []
             if self._ts_encoder is not None:
                 chunks = self._stop_ts()
@@ -255,6 +260,8 @@ class LiveStream:
                 self.publishing = self._in_session = False
 
     def _post_events(self, rendition: Rendition, events: list[PackagerEvent]) -> None:
+        if events and self.recorder is not None and rendition.window is self.window:
+            self.recorder.apply(events)
         if events:
             self._loop.call_soon_threadsafe(rendition.window.apply, events)
 

@@ -554,7 +554,7 @@ def _distribution(
         for i, b in enumerate(raw_behaviors)
     ]
     if kind == "streaming" and "behaviors" not in body:
-        behaviors.append(_live_playlist_behavior(origins[origin]))
+        behaviors += _live_playlist_behaviors(origins[origin])
     default = body.get("default_behavior", {})
     if not isinstance(default, dict):
         raise r.fail(f"{where}.default_behavior", "must be a table")
@@ -584,15 +584,21 @@ def _distribution(
     )
 
 
-def _live_playlist_behavior(origin: Origin | OriginGroup) -> CacheBehavior:
-    """A streaming distribution's default for `/*.m3u8`: live about one part duration, with the
-    LL-HLS delivery directives in the key (one held upstream reload per msn and part). Media
-    objects fall to the default behavior, whose long TTL honours the origin's `immutable`."""
+def _live_playlist_behaviors(origin: Origin | OriginGroup) -> list[CacheBehavior]:
+    """A streaming distribution's defaults: `/*.m3u8` and `/*.mpd` (DASH) live about one part
+    duration, with the LL-HLS delivery directives in the key (one held upstream reload per msn
+    and part); `/recordings/*` follows the origin's max-age. Media objects fall to the default
+    behavior, whose long TTL honours the origin's `immutable`."""
     options = origin.options if isinstance(origin, Origin) else {}
     part = options.get("part_seconds", LIVE_PART_SECONDS)
     part = float(part) if isinstance(part, int | float) and part > 0 else LIVE_PART_SECONDS
-    return CacheBehavior(path_pattern="/*.m3u8", min_ttl=0.0, default_ttl=part, max_ttl=part,
-                         query_keys=LIVE_QUERY_KEYS)
+    return [
+        # a recording's playlist: the origin's own max-age (1 s while it grows, a day once VOD)
+        CacheBehavior(path_pattern="/recordings/*", min_ttl=0.0, default_ttl=1.0),
+        CacheBehavior(path_pattern="/*.m3u8", min_ttl=0.0, default_ttl=part, max_ttl=part,
+                      query_keys=LIVE_QUERY_KEYS),
+        CacheBehavior(path_pattern="/*.mpd", min_ttl=0.0, default_ttl=part, max_ttl=part),
+    ]
 
 
 def _error_pages(r: _Reader, where: str, raw: Any) -> Mapping[int, str]:

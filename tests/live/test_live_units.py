@@ -27,6 +27,10 @@ def test_a_streaming_distribution_without_behaviors_gets_live_defaults() -> None
     segment = behavior_for(dist, "/live/cam/source/ab12/seg7.m4s")
     assert segment.max_ttl >= 31536000 and segment.query_keys == "none"
     assert dist.error_ttl == 1.0
+    manifest = behavior_for(dist, "/live/cam/manifest.mpd")  # DASH: as short-lived as a playlist
+    assert (manifest.default_ttl, manifest.max_ttl) == (0.333, 0.333)
+    recording = behavior_for(dist, "/recordings/cam/20261202T120000000Z/index.m3u8")
+    assert recording.max_ttl >= 86400 and recording.default_ttl == 1.0  # the origin's max-age rules
 
 
 def test_behaviors_given_in_the_config_replace_the_defaults() -> None:
@@ -43,6 +47,7 @@ def test_a_media_origin_read_timeout_must_outlast_a_held_reload() -> None:
 
 @pytest.mark.parametrize(("path", "stream", "kind"), [
     ("/live/cam/master.m3u8", "/live/cam", "playlist"),
+    ("/live/cam/manifest.mpd", "/live/cam", "playlist"),
     ("/live/cam/source/index.m3u8?_HLS_msn=3", "/live/cam", "playlist"),
     ("/live/cam/source/ab/init1.mp4", "/live/cam", "init"),
     ("/live/cam/source/ab/seg7.m4s", "/live/cam", "segment"),

@@ -1,0 +1,182 @@
+"""The DASH view of a live stream: `/live/STREAM/manifest.mpd` and `/time` (for UTCTiming).
+
+Reads the same live windows the HLS playlists are made from and hands plain values to
+`dash.render_mpd`. A segment's start on the timeline is read from its first fragment's `tfdt`
+(the packager's timeline runs on across sessions). Each session is a Period whose start is
+the wall clock (PROGRAM-DATE-TIME) of the first of its segments this origin listed, remembered
+so that the Period stays put while the window slides.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from . import dash
+from .fmp4 import timescale
+from .routes import _bandwidth, _codecs, _resolution, not_found, playlist_cache_control
+from .stream import LiveStream, Rendition
+from .window import LiveWindow, Segment
+
+MPD = "application/dash+xml"
+
+
+def first_decode_time(fragment: bytes) -> int | None:
+    """baseMediaDecodeTime of the first `traf` of a moof (the lead track's: it comes first)."""
+    moof = _child(fragment, b"moof")
+    traf = _child(moof, b"traf") if moof is not None else None
+    tfdt = _child(traf, b"tfdt") if traf is not None else None
+    if tfdt is None or len(tfdt) < 8:
+        return None
+    version = tfdt[0]
+    return int(struct.unpack_from(">Q" if version == 1 else ">I", tfdt, 4)[0])
+
+
+def _child(data: bytes, kind: bytes) -> bytes | None:
+    at = 0
+    while at + 8 <= len(data):
+        size, name = struct.unpack_from(">I4s", data, at)
+        if size < 8:
+            return None
+        if name == kind:
+            return data[at + 8:at + size]
+        at += size
+    return None
+
+
+@dataclass(frozen=True)
+class _Listed:
+    segment: Segment
+    start: int  # tfdt
+    duration: int
+
+
+class DashRoutes:
+    def __init__(self, streams: Mapping[str, LiveStream], clock: Callable[[], float] = time.time) -> None:
+        self.streams = streams
+        self._clock = clock
+        # (stream epoch, init id) -> Period start, seconds after availabilityStartTime
+        self._period_starts: dict[tuple[str, int], float] = {}
+        # (stream epoch, rendition, init id) -> presentationTimeOffset
+        self._offsets: dict[tuple[str, str, int], int] = {}
+
+    async def time(self, request: Request) -> Response:
+        """The wall clock, as `urn:mpeg:dash:utc:http-iso:2014` asks."""
+        return PlainTextResponse(dash.format_datetime(self._clock()),
+                                 headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+
+    async def manifest(self, request: Request) -> Response:
+        stream = self.streams.get(request.path_params["stream"])
+        if stream is None or not stream.window.tracks or not stream.window.segments:
+            return not_found("stream")
+        manifest = self.build(stream, str(request.base_url) + "time")
+        if not manifest.periods:
+            return not_found("stream")
+        return Response(dash.render_mpd(manifest), media_type=MPD, headers={
+            "Cache-Control": playlist_cache_control(stream.window.part_seconds),
+            "Access-Control-Allow-Origin": "*",
+        })
+
+    def build(self, stream: LiveStream, time_url: str) -> dash.Manifest:
+        window = stream.window
+        availability_start = int(stream.epoch, 36) / 1000  # the stream's birth: before any PDT
+        renditions = [r for r in stream.renditions.values() if r.window.tracks]
+        listed = {r.name: _listed(r.window) for r in renditions}
+        init_ids = sorted({item.segment.init_id for items in listed.values() for item in items})
+        periods = []
+        for init_id in init_ids:
+            start = self._period_start(stream, init_id, listed, availability_start)
+            representations = tuple(
+                rep for r in renditions
+                if (rep := self._representation(stream, r, init_id, listed[r.name], start + availability_start))
+            )
+            if representations:
+                periods.append(dash.DashPeriod(f"p{init_id}", start, representations))
+        self._forget(stream.epoch, set(init_ids))
+        now = self._clock()
+        part = window.part_seconds
+        return dash.Manifest(
+            availability_start=availability_start,
+            publish_time=now,
+            minimum_update_period=window.segment_seconds,
+            min_buffer_time=max(part, 1.0),
+            time_shift_buffer_depth=window.window_seconds,
+            suggested_presentation_delay=3 * window.segment_seconds,
+            periods=tuple(periods),
+            utc_timing=((dash.UTC_HTTP_ISO, time_url), (dash.UTC_DIRECT, dash.format_datetime(now))),
+            availability_time_offset=max(0.0, window.segment_seconds - part) if part > 0 else 0.0,
+            target_latency=3 * part if part > 0 else 0.0,
+        )
+
+    def _period_start(self, stream: LiveStream, init_id: int, listed: Mapping[str, list[_Listed]],
+                      availability_start: float) -> float:
+        key = (stream.epoch, init_id)
+        if key not in self._period_starts:
+            pdts = [i.segment.program_date_time for items in listed.values() for i in items
+                    if i.segment.init_id == init_id]
+            # whole milliseconds (as the MPD writes it), rounded down: no media before the start
+            self._period_starts[key] = math.floor(max(0.0, min(pdts) - availability_start) * 1000) / 1000
+        return self._period_starts[key]
+
+    def _representation(self, stream: LiveStream, rendition: Rendition, init_id: int,
+                        listed: list[_Listed], period_wall_clock: float) -> dash.DashRepresentation | None:
+        items = [i for i in listed if i.segment.init_id == init_id]
+        window = rendition.window
+        if not items:
+            return None
+        scale = _timescale(window)
+        key = (stream.epoch, rendition.name, init_id)
+        if key not in self._offsets:
+            # the media time shown at the Period's start: its first segment lands at its PDT
+            first = items[0]
+            ahead = first.segment.program_date_time - period_wall_clock
+            self._offsets[key] = max(0, first.start - round(ahead * scale))
+        width, height = _resolution(window)
+        audio = next((t for t in window.tracks if t.kind == "audio"), None)
+        prefix = f"{rendition.name}/{window.prefix}"
+        return dash.DashRepresentation(
+            id=rendition.name,
+            bandwidth=_bandwidth(window, rendition.nominal_bitrate),
+            codecs=_codecs(window),
+            mime_type="video/mp4" if width else "audio/mp4",
+            timescale=scale,
+            presentation_time_offset=self._offsets[key],
+            start_number=items[0].segment.msn,
+            initialization=f"{prefix}init{init_id}.mp4",
+            media=f"{prefix}seg$Number$.m4s",
+            segments=tuple(dash.TimelineSegment(i.start, i.duration) for i in items),
+            width=width, height=height,
+            audio_sampling_rate=audio.sample_rate if audio and not width else 0,
+        )
+
+    def _forget(self, epoch: str, init_ids: set[int]) -> None:
+        """Periods no longer listed (memory stays bounded by the window)."""
+        for key in [k for k in self._period_starts if k[0] == epoch and k[1] not in init_ids]:
+            del self._period_starts[key]
+        for okey in [k for k in self._offsets if k[0] == epoch and k[2] not in init_ids]:
+            del self._offsets[okey]
+
+
+def _timescale(window: LiveWindow) -> int:
+    lead = next((t for t in window.tracks if t.kind == "video"), window.tracks[0])
+    return timescale(lead)
+
+
+def _listed(window: LiveWindow) -> list[_Listed]:
+    """The finished segments of the HLS window, with their place on the timeline."""
+    scale = _timescale(window)
+    shown = {s.msn for s in window.playlist().segments if s.duration is not None}
+    items = []
+    for segment in window.segments:
+        if segment.msn not in shown or segment.duration is None or not segment.parts:
+            continue
+        start = first_decode_time(segment.parts[0].chunks[0]) if segment.parts[0].chunks else None
+        if start is not None:
+            items.append(_Listed(segment, start, round(segment.duration * scale)))
+    return items
