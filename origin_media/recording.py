@@ -12,6 +12,7 @@ VOD one, with EXT-X-ENDLIST) once its publisher has been gone that long.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import packager as pk
-from .playlist import format_date, target_duration
+from .playlist import format_date
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def render_recording(view: RecordingView) -> str:
     has been trimmed, as EVENT forbids removing segments), VOD with EXT-X-ENDLIST once closed."""
     longest = max((s.duration for s in view.segments), default=1.0)
     lines = ["#EXTM3U", "#EXT-X-VERSION:6",
-             f"#EXT-X-TARGETDURATION:{target_duration(longest, longest)}",
+             f"#EXT-X-TARGETDURATION:{max(math.ceil(longest - 1e-9), 1)}",  # every EXTINF fits
              f"#EXT-X-MEDIA-SEQUENCE:{view.segments[0].msn if view.segments else 0}"]
     if view.closed:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
