@@ -124,6 +124,9 @@ class SrtIngest:
             self._lib.srt_close(sock)
         if self._thread is not None:
             self._thread.join(5)
+        # libsrt's own threads must be gone before the interpreter frees the callback and exits
+        # (its static destructors otherwise ran over freed memory at exit: glibc aborted).
+        self._lib.srt_cleanup()
 
     def _error(self) -> str:
         self._lib.srt_getlasterror_str.restype = ctypes.c_char_p
