@@ -34,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--router", metavar="URL", help="a request router's base URL (viewers follow its 302)")
     where.add_argument("--origin", metavar="URL", help="the origin's base URL (load it directly, or for --compare)")
     where.add_argument("--config", type=Path, help="take edges (and their admin /metrics.json) from this config")
-    where.add_argument("--path", default="/live/demo/master.m3u8", help="the stream's multivariant playlist")
-    where.add_argument("--host", help="Host header to send (the distribution's domain)")
+    where.add_argument("--path", help="the stream's multivariant playlist (default: with --config, the first "
+                       "stream of its streaming distribution; else /live/demo/master.m3u8)")
+    where.add_argument("--host", help="Host header to send (default: with --config, the streaming "
+                       "distribution's first domain)")
     where.add_argument("--metrics", action="append", default=[], metavar="URL",
                        help="an edge's metrics JSON (admin listener /metrics.json); repeat per edge")
     load = parser.add_argument_group("load")
@@ -104,6 +106,23 @@ def targets_of(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ..
     return tuple(edges), tuple(metrics)
 
 
+def stream_of(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(playlist path, Host) to load: as given, else the config's streaming distribution (its
+    first domain) and the first stream of its media origin, else the demo stream's path."""
+    path, host = args.path, args.host
+    if args.config is not None and (path is None or host is None):
+        from web_dist.config import load_config
+
+        config = load_config(args.config)
+        dist = next((d for d in config.distributions if d.kind == "streaming"), None)
+        if dist is not None:
+            host = host or dist.domains[0]
+            streams = list(config.origins[dist.origin].options.get("streams", {})) if dist.origin in config.origins else []
+            if path is None and streams:
+                path = f"/live/{streams[0]}/master.m3u8"
+    return path or "/live/demo/master.m3u8", host
+
+
 def run(args: argparse.Namespace) -> int:
     from streaming.loadtest import LoadPlan, run_load
     from streaming.report import summarize, write_html, write_json
@@ -118,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
         objects += [line.strip() for line in args.objects_file.read_text().splitlines() if line.strip()]
     if args.mode == "web" and not objects:
         return _usage("web mode needs --object PATH or --objects-file FILE")
+    path, host = stream_of(args)
     common: dict[str, Any] = dict(
-        path=args.path, viewers=args.viewers, duration=args.duration, ramp=args.ramp,
-        connections=args.connections, host=args.host, timeout=args.timeout, mode=args.mode,
+        path=path, viewers=args.viewers, duration=args.duration, ramp=args.ramp,
+        connections=args.connections, host=host, timeout=args.timeout, mode=args.mode,
         objects=tuple(objects), zipf=args.zipf, think=args.think, cacert=args.cacert)
     plans = []
     if args.origin and (args.compare or not edges):

@@ -212,3 +212,34 @@ def test_a_config_names_the_edges_and_their_metrics(tmp_path: Path) -> None:
         ("http://127.0.0.1:8091", "http://127.0.0.1:8092"), ("http://127.0.0.1:9091/metrics.json?token=admin-token-for-tests-0123",))
     routed = parser.parse_args(["--config", str(config), "--router", "http://127.0.0.1:8000"])
     assert targets_of(routed)[0] == ("http://127.0.0.1:8000",)
+
+
+def test_loadtest_with_a_config_targets_its_streaming_distribution_and_first_stream(tmp_path) -> None:
+    import argparse
+
+    from streaming.loadtest_cli import add_arguments, stream_of
+
+    config = tmp_path / "cdn.toml"
+    config.write_text("""
+[origins.site]
+url = "http://127.0.0.1:9"
+[origins.live]
+kind = "media"
+url = "http://127.0.0.1:9"
+[origins.live.options.streams.test]
+source = "test"
+[edges.e]
+listen = "127.0.0.1:8091"
+[distributions.site]
+domains = ["localhost"]
+origin = "site"
+[distributions.live]
+kind = "streaming"
+domains = ["live.localhost"]
+origin = "live"
+""")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert stream_of(parser.parse_args(["--config", str(config)])) == ("/live/test/master.m3u8", "live.localhost")
+    assert stream_of(parser.parse_args(["--config", str(config), "--path", "/x", "--host", "h"])) == ("/x", "h")
+    assert stream_of(parser.parse_args([])) == ("/live/demo/master.m3u8", None)
