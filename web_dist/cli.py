@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if isinstance(getattr(args, "config", None), Path):
+        load_secrets(secrets_path(args.config), os.environ)  # what `cdn up` made for this config
     try:
         code: int = args.run(args)
         return code
@@ -235,6 +237,28 @@ def _run(main: Awaitable[None]) -> None:
 GENERATED_SECRETS = ("CDN_ORIGIN_SECRET", "CDN_ADMIN_TOKEN", "CDN_UPLOAD_TOKEN")
 
 
+def secrets_path(config: Path) -> Path:
+    """Where `cdn up` keeps the secrets it made (beside the config, owner-only, git-ignored), so
+    `cdn loadtest`, `cdn invalidate` and a restarted `cdn up` in another shell use the same."""
+    return config.parent / ".cdn-secrets.env"
+
+
+def load_secrets(path: Path, environ: dict[str, str] | os._Environ[str]) -> None:
+    """NAME=value lines of `path` into `environ`, for names not already set there."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in GENERATED_SECRETS and not environ.get(name):
+            environ[name] = value
+
+
+def save_secrets(path: Path, environ: dict[str, str] | os._Environ[str]) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text("".join(f"{name}={environ[name]}\n" for name in GENERATED_SECRETS if environ.get(name)))
+
+
 def generate_secrets(environ: dict[str, str] | os._Environ[str]) -> list[str]:
     """Set each of GENERATED_SECRETS not already in `environ` to a fresh random token; their names."""
     made = [name for name in GENERATED_SECRETS if not environ.get(name)]
@@ -276,7 +300,9 @@ def make_missing_certs(path: Path) -> list[Path]:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    generate_secrets(os.environ)
+    load_secrets(secrets_path(args.config), os.environ)
+    if generate_secrets(os.environ):
+        save_secrets(secrets_path(args.config), os.environ)
     make_missing_certs(args.config)
     config = load_config(args.config)
     children: list[tuple[str, str, subprocess.Popen[bytes]]] = []

@@ -117,3 +117,22 @@ def test_cdn_check_prints_the_distribution(demo_config) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "distribution site: localhost, 127.0.0.1, site.cdn.test -> site on edge-lon, edge-syd" in result.stdout
+
+
+def test_secrets_cdn_up_made_are_found_by_later_commands(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`cdn up` keeps what it generated beside the config (owner-only); a later `cdn` command
+    with that --config, in a shell without the variables, finds them."""
+    import os
+    import stat
+
+    from web_dist.cli import GENERATED_SECRETS, generate_secrets, load_secrets, save_secrets, secrets_path
+
+    made: dict[str, str] = {}
+    generate_secrets(made)
+    path = secrets_path(tmp_path / "cdn.toml")
+    save_secrets(path, made)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    later: dict[str, str] = {"CDN_ADMIN_TOKEN": "set-by-the-user-wins"}
+    load_secrets(path, later)
+    assert later["CDN_ADMIN_TOKEN"] == "set-by-the-user-wins"
+    assert all(later[name] == made[name] for name in GENERATED_SECRETS if name != "CDN_ADMIN_TOKEN")
