@@ -173,6 +173,56 @@ def _cmd_origin(args: argparse.Namespace) -> int:
     return _serve_until_signal(lambda: build_origin(origin, config), origin.listen, f"origin {origin.id}")
 
 
+def origin_settings(origin: Origin, config: CdnConfig) -> Any:
+    """A player or media origin's options, checked (ConfigError naming file, key and fault);
+    None for a web origin, whose keys the config loader checks itself."""
+    try:
+        if origin.kind == "player":
+            from streaming.player_app import PlayerSettings
+
+            return PlayerSettings.from_options(origin.options, base=config.source.parent,
+                                               where=f"origins.{origin.id}.options")
+        if origin.kind == "media":
+            from origin_media.app import MediaOriginSettings
+
+            return MediaOriginSettings.from_options(origin.options, where=f"origins.{origin.id}.options")
+    except ValueError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from None
+    return None
+
+
+def check_runnable(config: CdnConfig) -> None:
+    """Everything `cdn up` relies on beyond the file's own keys: each origin's options and no
+    two listeners of this config on one port (ConfigError before anything starts)."""
+    for origin in config.origins.values():
+        origin_settings(origin, config)
+    seen: dict[tuple[str, str], str] = {}
+    for where, listen in _listeners(config):
+        host, _, port = listen.rpartition(":")
+        if port in ("", "0"):
+            continue
+        host = host.strip("[]")
+        wildcard = host in ("", "0.0.0.0", "::")
+        clash = next((w for (h, p), w in seen.items() if p == port and (wildcard or h in ("", "0.0.0.0", "::", host))), None)
+        if clash is not None:
+            raise ConfigError(f"{config.source}: {where}: {listen} is already used by {clash}")
+        seen[(host, port)] = where
+
+
+def _listeners(config: CdnConfig) -> list[tuple[str, str]]:
+    found = [(f"origins.{o.id}.listen", o.listen) for o in config.origins.values() if o.listen]
+    for edge in config.edges.values():
+        for key in ("listen", "admin_listen", "https_listen"):
+            value = getattr(edge, key, None)
+            if value:
+                found.append((f"edges.{edge.name}.{key}", value))
+    for section in ("router", "control"):
+        value = getattr(getattr(config, section, None), "listen", None)
+        if isinstance(value, str) and value:
+            found.append((f"{section}.listen", value))
+    return found
+
+
 def build_origin(origin: Origin, config: CdnConfig) -> Any:
     """The ASGI app of an origin described by the config."""
     if origin.kind == "web":
@@ -180,23 +230,14 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
 
         assert origin.root is not None  # checked by the config loader
         return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret)
+    settings = origin_settings(origin, config)
     if origin.kind == "player":
-        from streaming.player_app import PlayerSettings, build_player_app
-
-        try:
-            player = PlayerSettings.from_options(origin.options, base=config.source.parent,
-                                                 where=f"origins.{origin.id}.options")
-        except ValueError as exc:
-            raise ConfigError(f"{config.source}: {exc}") from None
+        from streaming.player_app import build_player_app
         from web_dist.origin_access import OriginSecretGuard
 
-        return OriginSecretGuard(build_player_app(player), origin.access_secret)
-    from origin_media.app import MediaOriginSettings, build_media_origin_app
+        return OriginSecretGuard(build_player_app(settings), origin.access_secret)
+    from origin_media.app import build_media_origin_app
 
-    try:
-        settings = MediaOriginSettings.from_options(origin.options, where=f"origins.{origin.id}.options")
-    except ValueError as exc:
-        raise ConfigError(f"{config.source}: {exc}") from None
     return build_media_origin_app(settings, access_secret=origin.access_secret)
 
 
@@ -305,6 +346,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         save_secrets(secrets_path(args.config), os.environ)
     make_missing_certs(args.config)
     config = load_config(args.config)
+    check_runnable(config)  # refused before any process starts
     children: list[tuple[str, str, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -455,6 +497,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     made = generate_secrets(os.environ)  # as `cdn up` would: a secret it makes is not missing
     make_missing_certs(args.config)  # ... and a demo certificate neither
     config = load_config(args.config)
+    check_runnable(config)
     print(f"{config.source}: ok")
     if made:
         print(f"  (not in the environment, made by `cdn up` at start: {', '.join(made)})")

@@ -140,3 +140,42 @@ def test_the_admin_token_may_come_from_the_environment(tmp_path: Path, monkeypat
     path = write(tmp_path, GOOD.replace('region = "eu-west"', 'admin_listen = "[::1]:9091"', 1))
     edge = load_config(path).edges["edge-lon"]
     assert edge.admin_token == "admin-token-0123456789" and "admin-token" not in repr(edge)
+
+
+MEDIA = """
+[origins.live]
+kind = "media"
+listen = "127.0.0.1:8082"
+[origins.live.options]
+segment_seconds = 2.0
+{options}
+[origins.live.options.streams.test]
+source = "test"
+{stream}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (MEDIA.format(options="part_seconds = 99", stream=""), "origins.live.options.part_seconds: 99 is outside"),
+        (MEDIA.format(options="", stream='renditions = ["9000p"]'), "unknown preset '9000p'"),
+        (None, "edges.edge-syd.admin_listen: 127.0.0.1:9100 is already used by edges.edge-lon.admin_listen"),
+    ],
+    ids=["part-longer-than-segment", "unknown-preset", "two-edges-one-admin-port"],
+)
+def test_cdn_check_refuses_what_cdn_up_would_fail_on(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    extra: str | None, message: str) -> None:
+    from web_dist.cli import main
+
+    text = GOOD
+    if extra is not None:
+        text += extra
+    else:
+        token = 'admin_token = "' + "t" * 32 + '"'
+        text = text.replace('region = "eu-west"', f'region = "eu-west"\nadmin_listen = "127.0.0.1:9100"\n{token}')
+        text = text.replace('listen = "127.0.0.1:8092"', f'listen = "127.0.0.1:8092"\nadmin_listen = "127.0.0.1:9100"\n{token}')
+    path = write(tmp_path, text)
+    assert main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err
