@@ -213,8 +213,10 @@ async def test_program_date_time_is_the_arrival_of_the_first_frame(make_origin, 
         assert playlist is not None
         first = playlist.segments[0]
         assert playlist.media_sequence == 0 and first.program_date_time
-        # the first frame went out at `sent` and arrived over loopback at once
-        assert abs(_pdt(first) - sent) < 0.1, f"PDT {_pdt(first) - sent:+.3f} s off"
+        # the first frame went out at `sent` and arrived over loopback at once. The bound leaves
+        # room for a loaded 2-core CI box (seen: 0.13 s); unloaded it is 0.04-0.06 s
+        # (bench.rtmp_start), and stamping after FFmpeg's probing was 1.6-3.7 s off.
+        assert abs(_pdt(first) - sent) < 0.4, f"PDT {_pdt(first) - sent:+.3f} s off"
         start = _pdt(first)
         for segment in playlist.full_segments[1:]:
             previous = next(s for s in playlist.segments if s.msn == segment.msn - 1)
