@@ -24,7 +24,7 @@ import aiohttp
 
 from bench import write_results
 from bench.procs import Children, free_port, machine_load, progress, wait_http
-from bench.stack import BIN, OBJECTS, make_site, start_origin
+from bench.stack import BIN, EDGE_NAME, OBJECTS, make_site, start_origin, write_edge_config
 from web_dist.tls import make_server_cert
 
 PATH = OBJECTS["1KiB"][0]
@@ -32,26 +32,8 @@ PATH = OBJECTS["1KiB"][0]
 
 def write_config(folder: Path, origin_url: str, port: int, https_port: int) -> Path:
     files = make_server_cert(folder / "tls", ["localhost", "127.0.0.1"])
-    config = folder / "edge-https.toml"
-    config.write_text(f"""\
-[origins.bench]
-url = "{origin_url}"
-
-[edges.bench-edge]
-listen = "127.0.0.1:{port}"
-https_listen = "127.0.0.1:{https_port}"
-tls_cert = "{files.cert}"
-tls_key = "{files.key}"
-
-[distributions.bench]
-domains = ["127.0.0.1", "localhost"]
-origin = "bench"
-
-[distributions.bench.default_behavior]
-min_ttl = 86400
-default_ttl = 86400
-""")
-    return config
+    tls = f'https_listen = "127.0.0.1:{https_port}"\ntls_cert = "{files.cert}"\ntls_key = "{files.key}"'
+    return write_edge_config(folder, origin_url, port, edge_lines=tls, name="edge-https")
 
 
 async def drive(url: str, seconds: float, concurrency: int, tls: ssl.SSLContext | None, reuse: bool) -> dict[str, Any]:
@@ -89,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port, https_port = free_port(), free_port()
         config = write_config(folder, origin.url, port, https_port)
         edge = children.spawn("edge", [str(BIN / "cdn"), "--log-level", "warning", "edge", "--config", str(config),
-                                       "--name", "bench-edge"])
+                                       "--name", EDGE_NAME])
         wait_http(edge, port, "/_cdn/health")
         tls = ssl.create_default_context(cafile=str(folder / "tls" / "ca.pem"))
         runs = {

@@ -54,9 +54,11 @@ def start_origin(children: Children, site: Path) -> Server:
     return Server("origin", child, port)
 
 
-def write_edge_config(folder: Path, origin_url: str, port: int, server: str = "granian") -> Path:
-    """A config with one edge in front of `origin_url`, caching everything for a day."""
-    config = folder / f"edge-{server}.toml"
+def write_edge_config(folder: Path, origin_url: str, port: int, server: str = "granian", *,
+                      edge_lines: str = "", name: str | None = None) -> Path:
+    """A config with one edge in front of `origin_url`, caching everything for a day;
+    `edge_lines` are more keys of the edge's table (TLS, say)."""
+    config = folder / f"{name or 'edge-' + server}.toml"
     config.write_text(f"""\
 [origins.bench]
 kind = "web"
@@ -65,6 +67,7 @@ url = "{origin_url}"
 [edges.{EDGE_NAME}]
 listen = "127.0.0.1:{port}"
 server = "{server}"
+{edge_lines}
 
 [distributions.bench]
 domains = ["127.0.0.1", "localhost"]
