@@ -21,9 +21,8 @@ from edge.admin import build_admin_app as build_admin_app
 from edge.control_sync import ControlSync
 from edge.flow import EdgeFlow, EdgeRequest
 from edge.store import MemoryStore
-from edge.upstream import OriginClient
+from edge.upstream import OriginClient, connection_names
 from edge.webrtc import WhepService, WhepSettings
-from web_dist.behaviors import DistributionIndex
 from web_dist.config import CdnConfig
 
 Scope = dict[str, Any]
@@ -40,7 +39,6 @@ class EdgeApp:
         self.sync = sync  # follows the control plane's invalidations when [control] is configured
         self.admin = _public_admin_app(flow)
         self.whep = WhepService(flow.config, flow.edge, flow.upstream, whep)
-        self._hsts_index: tuple[object, DistributionIndex] = (None, DistributionIndex(()))
         flow.metrics.live.webrtc_viewers = self.whep.viewers_by_stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -61,10 +59,8 @@ class EdgeApp:
     def _with_hsts(self, scope: Scope, send: Send) -> Send:
         """`send`, adding Strict-Transport-Security when the distribution asks for it (HTTPS only:
         RFC 6797 8.1, a browser ignores it over HTTP)."""
-        if self._hsts_index[0] is not self.flow.config:
-            self._hsts_index = (self.flow.config, DistributionIndex(self.flow.config.distributions_of(self.flow.name), self.flow.name))
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-        dist = self._hsts_index[1].lookup(host)
+        dist = self.flow.distribution_for(host)
         if dist is None or dist.hsts_max_age is None:
             return send
         value = f"max-age={dist.hsts_max_age}".encode()
@@ -132,7 +128,7 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
             headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
         else:
             headers[name] = value
-    for named in _connection_names(headers.get("connection")):
+    for named in connection_names(headers.get("connection")):
         headers.pop(named, None)  # RFC 9110 7.6.1: these were for the hop, not for us to pass on
     raw_path = scope.get("raw_path") or scope["path"].encode()
     path = raw_path.decode("latin-1").split("?", 1)[0]
@@ -149,12 +145,6 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
     )
 
 
-def _connection_names(value: str | None) -> list[str]:
-    if not value:
-        return []
-    return [t.strip().lower() for t in value.split(",") if t.strip().lower() not in ("", "close", "keep-alive")]
-
-
 def _host_problem(host: str) -> str | None:
     """Why a Host value is malformed (RFC 9110 7.2: uri-host [":" port]), or None."""
     name, port = host, ""
@@ -167,8 +157,10 @@ def _host_problem(host: str) -> str | None:
             return "Bad Request: the Host header is malformed"
     elif ":" in host:
         name, _, port = host.rpartition(":")
-    if (port and not port.isdigit()) or len(port) > 5 or any(c in name for c in " \t/@?#,"):
+    if (port and not port.isdigit()) or len(port) > 5:
         return "Bad Request: the Host header's port must be a number"
+    if any(c in name for c in " \t/@?#,"):
+        return "Bad Request: the Host header is malformed"
     return None
 
 

@@ -230,10 +230,14 @@ class EdgeFlow:
             primary = cache_key(dist.id, behavior, req.path, query, forward)
         return Route(dist, behavior, primary, req.path + ("?" + query if query else ""), forward, primary)
 
+    def distribution_for(self, host: str) -> Distribution | None:
+        """The distribution of this edge that answers for a Host header (None: none does)."""
+        return self._index.lookup(host)
+
     def _route(self, host: str, path: str, raw_query: str) -> tuple[Distribution, CacheBehavior, str, str, str]:
         """Distribution, behavior, decoded path, forwarded query and key of a URL, remembered:
         a hit should not match patterns and parse queries again."""
-        dist = self._index.lookup(host)
+        dist = self.distribution_for(host)
         if dist is None:
             raise EdgeError(421, f"Misdirected Request: edge {self.name} serves no distribution for host {host!r}")
         decoded = _checked_path(path)
@@ -367,10 +371,11 @@ class EdgeFlow:
             status, sent = await deliver(send, {}, req.method, answer, extra)
         else:
             size = _content_length(head.headers)
-            body: bytes | AsyncIterator[bytes] = flight.body(cursor)
+            chunks = flight.body(cursor)
+            body: bytes | AsyncIterator[bytes] = chunks
             if size is None and head.stored and "range" in req.headers and req.method == "GET":
                 # a range needs the length: wait for the body being stored (at most max_object)
-                body = b"".join([chunk async for chunk in flight.body(cursor)])
+                body = b"".join([chunk async for chunk in chunks])
                 size = len(body)
             answer = Answer(head.status, head.headers, None if req.method == "HEAD" else body, size)
             negotiable = head.status == 200 and self._negotiable(route, head.headers, size)

@@ -31,9 +31,14 @@ def end_to_end(raw: Sequence[tuple[bytes, bytes]]) -> Headers:
     """The response's headers, names lower-cased, less hop-by-hop ones and those its
     Connection header names (RFC 9110 7.6.1): never stored, never forwarded."""
     headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
-    named = {t.strip().lower() for name, value in headers if name == "connection" for t in value.split(",")}
-    drop = HOP_BY_HOP | named
+    drop = HOP_BY_HOP.union(*(connection_names(value) for name, value in headers if name == "connection"))
     return [(k, v) for k, v in headers if k not in drop]
+
+
+def connection_names(value: str | None) -> set[str]:
+    """The header names a Connection field lists (its options close/keep-alive are not names)."""
+    tokens = {t.strip().lower() for t in (value or "").split(",")}
+    return tokens - {"", "close", "keep-alive"}
 
 
 class UpstreamError(Exception):

@@ -125,7 +125,13 @@ def test_secrets_cdn_up_made_are_found_by_later_commands(tmp_path) -> None:  # t
     import os
     import stat
 
-    from web_dist.cli import GENERATED_SECRETS, generate_secrets, load_secrets, save_secrets, secrets_path
+    from web_dist.cli import (
+        GENERATED_SECRETS,
+        generate_secrets,
+        load_secrets,
+        save_secrets,
+        secrets_path,
+    )
 
     made: dict[str, str] = {}
     generate_secrets(made)
