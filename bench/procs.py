@@ -160,6 +160,21 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds process `pid` has used so far (0.0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by the live processes of group `pgid` (a server and its workers)."""
+    return sum(cpu_seconds(pid) for pid in group_pids(pgid))
+
+
 class RssSampler:
     """Samples the summed VmRSS of a process group every `interval` s on a thread; `peak_kib`."""
 

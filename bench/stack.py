@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import shutil
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,14 +82,21 @@ max_ttl = 31536000
     return config
 
 
-def start_edge(children: Children, folder: Path, origin_url: str, server: str = "granian") -> Server:
-    """`cdn edge` as users run it (granian embedded, one process, access log on); `server =
-    "uvicorn"` for the edge on uvicorn (httptools, uvloop) instead."""
+def start_edge(children: Children, folder: Path, origin_url: str, server: str = "granian", *,
+               workers: int | None = None, name: str = "edge") -> Server:
+    """`cdn edge` as users run it (granian embedded, access log on, a worker process per core
+    unless `workers` says); `server = "uvicorn"` for the edge on uvicorn (httptools, uvloop)."""
     port = free_port()
-    config = write_edge_config(folder, origin_url, port, server)
-    child = children.spawn("edge", [str(BIN / "cdn"), "edge", "--config", str(config), "--name", EDGE_NAME])
-    wait_http(child, port, "/_cdn/health")
-    return Server("edge", child, port)
+    lines = f"workers = {workers}" if workers is not None else ""
+    config = write_edge_config(folder, origin_url, port, server, edge_lines=lines, name=name)
+    child = children.spawn(name, [str(BIN / "cdn"), "edge", "--config", str(config), "--name", EDGE_NAME])
+    wait_http(child, port, "/_cdn/health", timeout=90.0)
+    deadline = time.monotonic() + 90.0
+    while "ready edge" not in child.tail(50):  # every worker listening (the leader answers first)
+        if time.monotonic() > deadline or child.process.poll() is not None:
+            raise RuntimeError(f"{name} did not get ready:\n{child.tail()}")
+        time.sleep(0.1)
+    return Server(name, child, port)
 
 
 def start_nginx(children: Children, folder: Path, origin_port: int) -> Server:
@@ -172,7 +180,7 @@ def varnish_hit(headers: Mapping[str, str]) -> bool:
 
 
 HIT_CHECKS: dict[str, Callable[[Mapping[str, str]], bool]] = {
-    "edge": edge_hit, "nginx": nginx_hit, "varnish": varnish_hit,
+    "edge": edge_hit, "edge-w1": edge_hit, "nginx": nginx_hit, "varnish": varnish_hit,
 }
 
 

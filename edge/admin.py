@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -30,6 +30,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from edge.metrics import EdgeMetrics
 from web_dist.config import MIN_SECRET_LENGTH
 
 if TYPE_CHECKING:
@@ -91,12 +92,21 @@ def build_admin_app(flow: EdgeFlow, *, token: str | None = None) -> Starlette:
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(DASHBOARD_HTML.replace("{{EDGE}}", escape(flow.name)), headers=DASHBOARD_HEADERS)
 
+    async def edge_metrics() -> tuple[EdgeMetrics, dict[str, Any]]:
+        """This edge's counters: with workers, every worker's added up (edge/workers.py)."""
+        if flow.workers is None:
+            return flow.metrics, {"collapsed": flow.flights.collapsed}
+        merged, rows = await flow.workers.merged_metrics(flow.metrics, flow.flights.collapsed)
+        return merged, {"collapsed": sum(r["collapsed"] for r in rows), "workers": rows}
+
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(flow.metrics.registry), media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
+        counters, _ = await edge_metrics()
+        return Response(generate_latest(counters.registry), media_type=CONTENT_TYPE_LATEST, headers=NO_STORE)
 
     async def metrics_json(request: Request) -> Response:
-        body = flow.metrics.snapshot()
-        body.update(edge=flow.name, collapsed=flow.flights.collapsed)
+        counters, extra = await edge_metrics()
+        body = counters.snapshot()
+        body.update(edge=flow.name, **extra)
         return JSONResponse(body, headers=NO_STORE)
 
     async def health(request: Request) -> Response:

@@ -8,6 +8,7 @@ benchmarks can supply their own.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,7 +23,8 @@ from edge.control_sync import ControlSync
 from edge.flow import EdgeFlow, EdgeRequest
 from edge.store import MemoryStore
 from edge.upstream import OriginClient, connection_names
-from edge.webrtc import WhepService, WhepSettings
+from edge.webrtc import MAX_OFFER_BYTES, WhepService, WhepSettings
+from edge.workers import PeerApp, WorkerPlan, Workers
 from web_dist.config import CdnConfig
 
 Scope = dict[str, Any]
@@ -50,11 +52,27 @@ class EdgeApp:
             if scope.get("scheme") == "https":
                 send = self._with_hsts(scope, send)
             if self.whep.serves(scope):
-                await self.whep(scope, receive, send)
+                workers = self.flow.workers
+                if workers is not None and not workers.leader:  # WHEP sessions live in the leader
+                    await workers.relay(scope, receive, send, MAX_OFFER_BYTES)
+                else:
+                    await self.whep(scope, receive, send)
                 return
             await self.flow.handle(_edge_request(scope, receive), send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def peer_app(self) -> PeerApp:
+        """The app of this worker's loopback port, where its sibling workers reach it."""
+        flow = self.flow
+        workers = flow.workers
+        assert workers is not None, "a peer port belongs to an edge with workers"
+
+        def published(dist_id: str, path: str) -> None:
+            if flow.on_invalidate is not None:
+                flow.on_invalidate(dist_id, path)
+
+        return PeerApp(flow, workers, whep=self.whep, request=_edge_request, on_written=published)
 
     def _with_hsts(self, scope: Scope, send: Send) -> Send:
         """`send`, adding Strict-Transport-Security when the distribution asks for it (HTTPS only:
@@ -78,6 +96,8 @@ class EdgeApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.flow.start()
+                    if self.flow.workers is not None:
+                        await self.flow.workers.start()
                     await self.whep.start()
                     if self.sync is not None:
                         await self.sync.start()
@@ -90,6 +110,8 @@ class EdgeApp:
                 if self.sync is not None:
                     await self.sync.close()
                 await self.flow.close()
+                if self.flow.workers is not None:
+                    await self.flow.workers.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -103,15 +125,28 @@ def build_edge_app(
     upstream: OriginClient | None = None,
     whep: WhepSettings | None = None,
     control_token: str | None = None,
+    workers: WorkerPlan | None = None,
 ) -> EdgeApp:
     """The ASGI app of edge location `name` of `config` (KeyError names unknown edges).
-    With [control] it follows the control plane, using `control_token` (else control.token)."""
+    With [control] it follows the control plane, using `control_token` (else control.token).
+    `workers`: this process is one of the edge's worker processes (edge/workers.py): it gets
+    its share of the memory tier and a disk tier folder of its own; the leader follows the
+    control plane for all."""
     if name not in config.edges:
         raise KeyError(f"{config.source}: no edge named {name!r} (edges: {', '.join(config.edges)})")
     edge = config.edges[name]
+    if workers is not None:
+        edge = dataclasses.replace(
+            edge, cache_bytes=max(edge.max_object_bytes, edge.cache_bytes // workers.count),
+            disk_path=edge.disk_path / f"worker-{workers.index}" if edge.disk_path is not None else None,
+        )
     flow = EdgeFlow(config, edge, clock=clock, store=store, upstream=upstream)
+    if workers is not None:
+        held = max((o.read_timeout for o in config.origins.values()), default=0.0)
+        flow.workers = Workers(workers, hold=max(60.0, held + 5.0))
     control = config.control
-    sync = ControlSync(flow, control, token=control_token or control.token, clock=clock) if control else None
+    leader = workers is None or workers.index == 0
+    sync = ControlSync(flow, control, token=control_token or control.token, clock=clock) if control and leader else None
     return EdgeApp(flow, sync, whep)
 
 

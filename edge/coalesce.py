@@ -31,6 +31,8 @@ class ResponseHead:
     age: int = 0
     vary: tuple[str, ...] = ()  # request headers the response varies on
     upstream_status: str | None = None  # a parent cache's Cache-Status, listed before ours
+    from_worker: bool = False  # filled by the worker owning the key: its Cache-Status is ours
+    tags: tuple[str, ...] = ()  # the response's cache tags (Surrogate-Key, Cache-Tag)
 
 
 @dataclass(frozen=True)

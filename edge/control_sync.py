@@ -81,6 +81,8 @@ class ControlSync:
             count = await self.flow.invalidate(event.distribution, list(event.paths), soft=event.soft)
         else:
             count = await self.flow.purge_tags(list(event.tags), soft=event.soft, dist_id=event.distribution)
+        if self.flow.workers is not None:  # applied on every worker of the edge before it is reported
+            await self.flow.workers.event(event)
         self.applied.append(event.id)
         log.info("%s applied %s %s (%d objects)", self.flow.name, event.kind, event.id, count)
 
@@ -96,6 +98,11 @@ class ControlSync:
             self.flow.reconfigure(config)
         except (tomllib.TOMLDecodeError, ConfigError, ValueError) as exc:
             log.error("%s: published config not applied: %s", self.flow.name, exc)
+            return
+        if self.flow.workers is not None:
+            task = asyncio.create_task(self.flow.workers.event(Event(id=new_id("C"), kind="config", config=text)))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
 
     async def _run(self) -> None:
         delay = self.backoff[0]

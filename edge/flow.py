@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from edge import compression
@@ -47,6 +47,9 @@ from edge.upload import IDLE_TIMEOUT, ClientGone, UploadBody, declared_length, u
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
 from web_dist.behaviors import DistributionIndex, behavior_for
 from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation, Origin
+
+if TYPE_CHECKING:
+    from edge.workers import Workers
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Result = tuple[int, int, str]  # status, body bytes sent, cache status for the log
@@ -139,6 +142,7 @@ class EdgeFlow:
         self._parent = _parent_origin(config, edge)
         # (distribution, path) of a PUT/DELETE through this edge: the control plane tells the others
         self.on_invalidate: Callable[[str, str], None] | None = None
+        self.workers: Workers | None = None  # the edge's other worker processes (edge/workers.py)
 
     async def start(self) -> None:
         if self.disk is not None:
@@ -207,7 +211,9 @@ class EdgeFlow:
         finally:
             self._log(req, route, cache, status, sent)
 
-    def recv(self, req: EdgeRequest) -> Route:
+    def recv(self, req: EdgeRequest, *, trusted: bool = False) -> Route:
+        """The request's route, after the checks a viewer's request must pass (`trusted`: a
+        sibling worker's fill, whose viewer passed them there)."""
         if req.problem is not None:
             raise EdgeError(400, req.problem)
         host = req.headers.get("host", "")
@@ -221,10 +227,11 @@ class EdgeFlow:
         if req.method not in behavior.allowed_methods:
             allow = ", ".join(sorted(behavior.allowed_methods))
             raise EdgeError(405, f"Method Not Allowed: {req.method} is not allowed for {decoded}", [("allow", allow)])
-        if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
-            check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies)
-        check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies,
-                    https_port=self.edge.https_port)
+        if not trusted:
+            if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
+                check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies)
+            check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies,
+                        https_port=self.edge.https_port)
         forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
         if forward or behavior.header_keys:
             primary = cache_key(dist.id, behavior, req.path, query, forward)
@@ -361,7 +368,9 @@ class EdgeFlow:
         self, req: EdgeRequest, route: Route, flight: Flight, cursor: int, head: ResponseHead, send: Send, detail: str
     ) -> Result:
         cache_status = f"{self.name}; {detail}"
-        if head.upstream_status:
+        if head.from_worker and head.upstream_status:
+            cache_status, detail = _owners_status(head.upstream_status, detail)
+        elif head.upstream_status:
             cache_status = f"{head.upstream_status}, {cache_status}"
         extra = self._stamp(cache_status, head.age)
         page = await self._error_page(route.dist, head.status)
@@ -395,29 +404,35 @@ class EdgeFlow:
         self.flights.join(route.key, lambda f: self._fetch(f, route, stale, req))
 
     async def _fetch(self, flight: Flight, route: Route, stale: CachedResponse | None, req: EdgeRequest) -> None:
-        headers = self._fill_headers(route, req)
         flight.request_headers = req.headers
+        validators = {}
         if stale is not None:
             if stale.etag:
-                headers["if-none-match"] = stale.etag
+                validators["if-none-match"] = stale.etag
             if stale.last_modified:
-                headers["if-modified-since"] = stale.last_modified
+                validators["if-modified-since"] = stale.last_modified
         request_time = self.clock()
+        resp = None
+        if self.workers is not None and (owner := self.workers.owner(route.primary)) is not None:
+            # another worker of this edge owns the key: it fills it from the origin, once
+            resp = await self.workers.fill(self.upstream, owner, req, validators)
+        from_worker = resp is not None
+        if resp is None:
+            try:
+                resp = await self._request_upstream(route, "GET", {**self._fill_headers(route, req), **validators})
+            except UpstreamError:
+                if stale is not None and stale.usable_on_error(self.clock()):
+                    flight.set_head(ServeStale(None))
+                    return
+                raise
         try:
-            resp = await self._request_upstream(route, "GET", headers)
-        except UpstreamError:
-            if stale is not None and stale.usable_on_error(self.clock()):
-                flight.set_head(ServeStale(None))
-                return
-            raise
-        try:
-            await self._fill(flight, route, stale, req, resp, request_time)
+            await self._fill(flight, route, stale, req, resp, request_time, from_worker=from_worker)
         finally:
             resp.close()
 
     async def _fill(
         self, flight: Flight, route: Route, stale: CachedResponse | None, req: EdgeRequest,
-        resp: UpstreamResponse, request_time: float,
+        resp: UpstreamResponse, request_time: float, *, from_worker: bool = False,
     ) -> None:
         now = self.clock()
         if stale is not None and resp.status == 304:
@@ -450,7 +465,7 @@ class EdgeFlow:
         flight.set_head(ResponseHead(
             resp.status, [h for h in headers if h[0] not in CDN_ONLY_HEADERS],
             shared=life.store, stored=storing, confirmed=whole, age=int(initial_age), vary=vary,
-            upstream_status=joined.get("cache-status"),
+            upstream_status=joined.get("cache-status"), from_worker=from_worker, tags=_cache_tags(joined),
         ))
         if body:
             flight.feed(body)
@@ -523,6 +538,91 @@ class EdgeFlow:
         self._vary[route.primary] = vary
         return _variant_key(route.primary, vary, req.headers)
 
+    # -- a sibling worker's fill of a key this worker owns (edge/workers.py) ---------------------
+    async def serve_worker(self, req: EdgeRequest, send: Send) -> None:
+        """Answer another worker of this edge with the stored response as it is stored (the
+        origin's headers, Age, tags and this worker's Cache-Status), filled from the origin at
+        most once through the coalescer. Nothing is logged or counted here: the asking worker
+        does that for its viewer."""
+        try:
+            route = self.recv(req, trusted=True)
+            if req.method not in ("GET", "HEAD"):
+                raise EdgeError(405, f"Method Not Allowed: a worker fill is GET or HEAD, not {req.method}")
+            await self._answer_worker(req, route, send, retry=True)
+        except EdgeError as exc:
+            await self._try_error(send, exc)
+        except UpstreamError as exc:
+            await self._try_error(send, from_upstream(exc))
+        except ViewerLeft:
+            pass
+
+    async def _answer_worker(self, req: EdgeRequest, route: Route, send: Send, *, retry: bool) -> None:
+        names = self._vary.get(route.primary)
+        route.key = _variant_key(route.primary, names, req.headers) if names else route.primary
+        entry = await self._get(route.key)
+        now = self.clock()
+        if entry is not None and entry.fresh(now):
+            await self._send_stored(req, entry, send, "hit")
+            return
+        if entry is not None and entry.usable_while_revalidating(now):
+            self._refresh_in_background(req, route, entry)
+            await self._send_stored(req, entry, send, "hit; detail=stale-while-revalidate")
+            return
+        flight, leader = self.flights.join(route.key, lambda f: self._fetch(f, route, entry, req))
+        cursor = flight.subscribe()
+        fwd = "stale" if entry is not None else "miss"
+        try:
+            try:
+                head = await self._await_head(flight, route)
+            except (UpstreamError, EdgeError) as exc:
+                if entry is not None and entry.usable_on_error(self.clock()):
+                    status = exc.status if isinstance(exc, EdgeError) else from_upstream(exc).status
+                    await self._send_stored(req, entry, send, f"fwd=stale; fwd-status={status}; detail=stale-if-error")
+                    return
+                raise
+            if isinstance(head, ServeStale):
+                assert entry is not None
+                await self._send_stored(req, entry, send, f"fwd=stale; fwd-status={head.status or 502}; detail=stale-if-error")
+                return
+            if isinstance(head, CachedResponse):
+                await self._send_stored(req, head, send, f"fwd={fwd}; fwd-status=304")
+                return
+            if not leader and retry and head.vary and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers):
+                flight.release(cursor)
+                route.key = route.primary
+                await self._answer_worker(req, route, send, retry=False)
+                return
+            if not head.shared and not leader:
+                flight.release(cursor)
+                await self.pass_(req, route, send)
+                return
+            detail = f"fwd={fwd}; fwd-status={head.status}" + ("; stored" if head.confirmed else "")
+            detail += "" if leader else "; collapsed"
+            cache_status = f"{head.upstream_status + ', ' if head.upstream_status else ''}{self.name}; {detail}"
+            answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor),
+                            _content_length(head.headers))
+            try:
+                with _departure(req) as departure:
+                    await deliver(send, {}, req.method, answer, _worker_stamp(cache_status, head.age, head.tags),
+                                  departure=departure)
+            except ViewerLeft:
+                flight.depart(cursor)
+                raise
+        finally:
+            flight.release(cursor)
+
+    async def _send_stored(self, req: EdgeRequest, entry: CachedResponse, send: Send, detail: str) -> None:
+        age = int(entry.age(self.clock()))
+        extra = _worker_stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age, entry.tags)
+        etag, modified = req.headers.get("if-none-match"), req.headers.get("if-modified-since")
+        if entry.status == 200 and ((etag and etag == entry.etag) or (modified and modified == entry.last_modified)):
+            headers = [h for h in entry.headers if h[0] != "content-length"]
+            await deliver(send, {}, req.method, Answer(304, headers, None, None), extra)
+            return
+        answer = Answer(entry.status, entry.headers, None if req.method == "HEAD" else entry.body, len(entry.body))
+        with _departure(req) as departure:
+            await deliver(send, {}, req.method, answer, extra, departure=departure)
+
     # -- pass: straight to the origin ----------------------------------------------------------
     async def pass_(self, req: EdgeRequest, route: Route, send: Send) -> Result:
         headers = self._fill_headers(route, req)
@@ -542,8 +642,11 @@ class EdgeFlow:
             raise
         try:
             if req.method not in ("GET", "HEAD", "OPTIONS") and resp.status < 400:
-                # RFC 9111 4.4: a successful unsafe request invalidates the stored URL.
+                # RFC 9111 4.4: a successful unsafe request invalidates the stored URL, on
+                # every worker of the edge before the answer goes out.
                 self._invalidate(route)
+                if self.workers is not None and (path := _key_path(route.primary, route.dist.id)) is not None:
+                    await self.workers.written(route.dist.id, path)
             fwd = "method" if req.method not in ("GET", "HEAD") else "bypass"
             extra = self._stamp(f"{self.name}; fwd={fwd}; fwd-status={resp.status}", 0)
             headers_out = [h for h in resp.headers if h[0] not in ("cache-status", "x-cache")]
@@ -790,6 +893,22 @@ class EdgeFlow:
             f"{self.name} dist={dist} {req.method} {target} key={key} cache={cache} "
             f"status={status} bytes={sent} time={ms:.1f}ms client={req.client}"
         )
+
+
+def _owners_status(theirs: str, detail: str) -> tuple[str, str]:
+    """The Cache-Status of a fill from the worker owning the key, as this worker says it (the
+    owner's view is the edge's), and the detail it gives for the logs and metrics."""
+    mine = theirs.rsplit(", ", 1)[-1]
+    if "; collapsed" in detail and "collapsed" not in mine:
+        theirs += "; collapsed"
+    return theirs, (mine.split("; ", 1)[1] if "; " in mine else detail)
+
+
+def _worker_stamp(cache_status: str, age: int, tags: tuple[str, ...]) -> Headers:
+    """What an owner adds to a sibling worker's fill: its view of the cache, the age and the
+    tags (which viewers never see)."""
+    extra = [("cache-status", cache_status), ("age", str(age))]
+    return [*extra, ("surrogate-key", " ".join(tags))] if tags else extra
 
 
 def _blocking_reload(req: EdgeRequest) -> bool:

@@ -144,6 +144,24 @@ class LiveStats:
             for name, s in sorted(streams.items())
         }
 
+    def export(self) -> dict[str, Any]:
+        """The raw per-stream counters, for `absorb` in another process (edge/workers.py)."""
+        return {name: {"viewers": s.viewers, "egress_bytes": s.egress_bytes, "responses": s.responses,
+                       "origin_requests": s.origin_requests, "distinct": s.distinct}
+                for name, s in self.streams.items()}
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Another process's `export()` added in: counts summed, viewers united (last seen wins)."""
+        for name, raw in state.items():
+            stats = self.streams.setdefault(name, StreamStats())
+            for client, seen in raw["viewers"].items():
+                stats.viewers[client] = max(seen, stats.viewers.get(client, 0.0))
+            stats.egress_bytes += raw["egress_bytes"]
+            stats.responses += raw["responses"]
+            for kind in KINDS:
+                stats.origin_requests[kind] += raw["origin_requests"].get(kind, 0)
+                stats.distinct[kind] += raw["distinct"].get(kind, 0)
+
     def families(self) -> Iterator[Metric]:
         """The Prometheus families, built at scrape time."""
         now = self.clock()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -71,6 +72,20 @@ class TopObjects:
         """(key, requests, bytes, error) of the `n` most requested keys, most requested first."""
         ranked = sorted(self._cells.items(), key=lambda item: (-item[1][0], item[0]))[:n]
         return [(key, requests, sent, error) for key, (requests, sent, error) in ranked]
+
+    def export(self) -> dict[str, Any]:
+        return {"floor": self.floor, "cells": self._cells}
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Another table's counts added to these (each bound stays a bound of the sum)."""
+        self.floor = max(self.floor, state["floor"])
+        for key, (requests, sent, error) in state["cells"].items():
+            cell = self._cells.setdefault(key, [0, 0, 0])
+            cell[0] += requests
+            cell[1] += sent
+            cell[2] += error
+        while len(self._cells) > 2 * self.capacity:
+            self._prune()
 
     def _prune(self) -> None:
         ranked = sorted(self._cells.items(), key=lambda item: item[1][0], reverse=True)
@@ -178,6 +193,41 @@ class EdgeMetrics:
             "live": self.live.snapshot(),
         }
 
+    # -- several worker processes, one edge (edge/workers.py) -------------------------------------
+    def export(self) -> dict[str, Any]:
+        """The raw counters as JSON-ready values, for `absorb` in another process."""
+        return {
+            "started": self.started,
+            "responses": [[d, c, s, n, b] for (d, c, s), (n, b) in self.responses.items()],
+            "origin_requests": self.origin_requests,
+            "origin_outcomes": [[o, out, n] for (o, out), n in self.origin_outcomes.items()],
+            "origin_latency": self.origin_latency,
+            "origin_seconds": self.origin_seconds,
+            "objects": self.objects.export(),
+            "tiers": {name: _tier_state(store) for name, store in self.tiers.items()},
+            "live": self.live.export(),
+        }
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Add another process's `export()` to these counters (every counter is a sum)."""
+        self.started = min(self.started, state["started"])
+        for dist, cache, status, n, sent in state["responses"]:
+            cell = self.responses.setdefault((dist, cache, status), [0, 0])
+            cell[0] += n
+            cell[1] += sent
+        self.origin_requests += state["origin_requests"]
+        for origin, outcome, n in state["origin_outcomes"]:
+            self.origin_outcomes[origin, outcome] = self.origin_outcomes.get((origin, outcome), 0) + n
+        for origin, counts in state["origin_latency"].items():
+            mine = self.origin_latency.setdefault(origin, [0] * (len(ORIGIN_BUCKETS) + 1))
+            self.origin_latency[origin] = [a + b for a, b in zip(mine, counts, strict=True)]
+        for origin, seconds in state["origin_seconds"].items():
+            self.origin_seconds[origin] = self.origin_seconds.get(origin, 0.0) + seconds
+        self.objects.absorb(state["objects"])
+        for name, tier in state["tiers"].items():
+            self.tiers[name] = SummedTier.of(self.tiers.get(name), tier)
+        self.live.absorb(state["live"])
+
     def _origins_snapshot(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for (origin, outcome), n in sorted(self.origin_outcomes.items()):
@@ -185,6 +235,25 @@ class EdgeMetrics:
             entry["outcomes"][outcome] = n
             entry["seconds_sum"] = round(self.origin_seconds.get(origin, 0.0), 6)
         return out
+
+
+@dataclass
+class SummedTier:
+    """A cache tier as the sum of several processes' tiers (what `absorb` reports)."""
+
+    entries: int = 0
+    used_bytes: int = 0
+    capacity_bytes: int = 0
+    evictions: int = 0
+
+    def __len__(self) -> int:
+        return self.entries
+
+    @classmethod
+    def of(cls, tier: CacheTier | None, state: dict[str, int]) -> SummedTier:
+        base = cls() if tier is None else cls(len(tier), tier.used_bytes, tier.capacity_bytes, tier.evictions)
+        return cls(base.entries + state["entries"], base.used_bytes + state["bytes"],
+                   base.capacity_bytes + state["capacity_bytes"], base.evictions + state["evictions"])
 
 
 def _tier_state(store: CacheTier) -> dict[str, int]:

@@ -116,6 +116,19 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     what = f"edge {edge.name}"
     token = resolve_token(config.control.token, config.control.token_env, os.environ) if config.control else None
 
+    from edge.worker_procs import lead, work
+    from edge.workers import ENV, WorkerPlan, worker_count
+
+    plan = os.environ.pop(ENV, None)
+    if plan is not None:  # one of the edge's workers, started by its leader
+        _run(work(config, edge, WorkerPlan.from_env(plan), token, _wait_for_signal))
+        return 0
+    count = worker_count(edge)
+    if count > 1:
+        level = logging.getLevelName(log.getEffectiveLevel()).lower()
+        _run(lead(config, edge, count, token, _wait_for_signal, level))
+        return 0
+
     async def serve() -> None:
         app = build_edge_app(config, edge.name, control_token=token)
         started = []

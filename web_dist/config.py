@@ -51,6 +51,7 @@ _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
 # An edge sends its origin's `access_secret` in this header; the origin refuses requests without it.
 ORIGIN_SECRET_HEADER = "x-cdn-origin-secret"
 MIN_SECRET_LENGTH = 16  # tokens and secrets shorter than this are refused
+MAX_WORKERS = 64  # processes one edge location may run (edges.NAME.workers)
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
 VIEWER_PROTOCOLS = ("allow-all", "redirect-to-https", "https-only")
 
@@ -109,6 +110,8 @@ class EdgeLocation:
     # A cache fill whose every viewer hung up goes on this far, then stops (Varnish's
     # beresp.do_stream abandon, ATS's background fill threshold): a fill others wait on goes on.
     abandoned_fill_bytes: int = 4 * 1024 * 1024
+    # Processes serving this edge location (None: one per core of the host); see edge/workers.py.
+    workers: int | None = None
 
     @property
     def url(self) -> str:
@@ -447,7 +450,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
                          "server", "admin_token", "admin_token_env", "https_listen", "tls_cert", "tls_key",
-                         "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes"})
+                         "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes", "workers"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -483,7 +486,12 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         webrtc_grace=r.get(body, where, "webrtc_grace", float, 5.0, _not_negative),
         webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, 1000, _positive),
         abandoned_fill_bytes=r.get(body, where, "abandoned_fill_bytes", int, 4 * 1024 * 1024, _not_negative),
+        workers=r.get(body, where, "workers", int, None, _worker_count_problem),
     )
+
+
+def _worker_count_problem(value: int) -> str | None:
+    return None if 1 <= value <= MAX_WORKERS else f"must be between 1 and {MAX_WORKERS}, not {value}"
 
 
 def _pem_file(r: _Reader, body: dict[str, Any], where: str, key: str, base: Path, marker: bytes) -> Path | None:

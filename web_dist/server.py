@@ -39,19 +39,24 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; raises OSError with the address when it is taken."""
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A listening TCP socket (bound only, with `listen` False); raises OSError with the
+    address when it is taken. With `reuse_port` several sockets (one per worker process)
+    listen on one port and the kernel spreads the connections over them (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
     # and without it a body sent after its headers waits ~40 ms for delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.listen(1024)
+    if listen:
+        sock.listen(1024)
     sock.setblocking(False)
     return sock
 
@@ -161,13 +166,17 @@ class RunningServer:
 async def start_server(
     app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn",
     header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES,
-    tls_cert: Path | None = None, tls_key: Path | None = None,
+    tls_cert: Path | None = None, tls_key: Path | None = None, sock: socket.socket | None = None,
 ) -> RunningServer:
     """Start `app` on `listen` and return once it accepts connections (uvicorn: a request head
     must arrive within `header_timeout` seconds and `max_header_bytes`). With `tls_cert` and
-    `tls_key` (PEM) it serves HTTPS: TLS 1.2 and 1.3; granian offers h2 and http/1.1 by ALPN."""
+    `tls_key` (PEM) it serves HTTPS: TLS 1.2 and 1.3; granian offers h2 and http/1.1 by ALPN.
+    `sock`: a socket already listening on `listen` (bound by another process) to serve instead."""
     host, port = parse_listen(listen)
-    sock = bind(host, port)
+    if sock is None:
+        sock = bind(host, port)
+    else:
+        sock.setblocking(False)
     if engine == "granian":
         return await _start_granian(app, sock, host, name, tls_cert, tls_key)
     config = uvicorn.Config(
