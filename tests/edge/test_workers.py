@@ -20,10 +20,14 @@ import httpx
 import pytest
 
 from tests.conftest import read_until
+from tests.control.conftest import free_port
 from tests.edge.conftest import ScriptedOrigin
+from web_dist.config import load_config
+from web_dist.control import build_control_app
 
 ADMIN_TOKEN = "admin-token-for-worker-tests"
 UPLOAD_TOKEN = "upload-token-for-worker-tests"
+CONTROL_TOKEN = "control-token-for-worker-tests"
 WORKERS = 2
 CONNECTIONS = 24  # one request per connection: 2^-23 that they all land on one worker
 
@@ -33,6 +37,7 @@ class Edge:
     url: str
     admin: str
     origin: ScriptedOrigin
+    control: str
 
     async def fresh_get(self, path: str, **kw: Any) -> httpx.Response:
         """A GET on a connection of its own (the kernel picks the worker per connection)."""
@@ -59,7 +64,12 @@ async def edge(serve: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Edge]
     origin = ScriptedOrigin()
     served = await serve(origin, name="origin")
     config = tmp_path / "cdn.toml"
+    control = f"127.0.0.1:{free_port()}"
     config.write_text(f"""
+[control]
+listen = "{control}"
+token = "{CONTROL_TOKEN}"
+
 [origins.o]
 url = "{served.url}"
 
@@ -75,11 +85,12 @@ origin = "o"
 upload_token = "{UPLOAD_TOKEN}"
 default_behavior = {{ default_ttl = 300, methods = ["GET", "HEAD", "PUT"] }}
 """)
+    await serve(build_control_app(load_config(config), token=CONTROL_TOKEN), name="control", listen=control)
     proc = start_edge(config)
     try:
         line = await asyncio.to_thread(read_until, proc, "ready edge e", 90)
         url, admin = re.search(r"ready edge e (\S+) admin (\S+)", line).groups()  # type: ignore[union-attr]
-        yield Edge(url, admin, origin)
+        yield Edge(url, admin, origin, f"http://{control}")
     finally:
         proc.terminate()
         proc.wait(20)
@@ -135,3 +146,22 @@ async def test_prometheus_adds_up_every_worker(edge: Edge) -> None:
     origin = sum(float(v) for v in re.findall(r'^cdn_edge_origin_requests_total\{[^}]*\} (\S+)$', text, re.M))
     assert origin == 1
     assert json.loads(json.dumps((await edge.metrics())["cache_entries"])) >= 1
+
+
+async def test_an_invalidation_from_the_control_plane_applies_to_every_worker(edge: Edge) -> None:
+    edge.origin.set("/inv", b"v1")
+    await asyncio.gather(*(edge.fresh_get("/inv") for _ in range(CONNECTIONS)))  # cached by both workers
+    edge.origin.set("/inv", b"v2")
+    async with httpx.AsyncClient(timeout=30, headers={"authorization": f"Bearer {CONTROL_TOKEN}"}) as api:
+        made = await api.post(f"{edge.control}/distributions/site/invalidations", json={"paths": ["/inv"]})
+        assert made.status_code == 201, made.text
+        record = made.json()
+        for _ in range(600):
+            record = (await api.get(f"{edge.control}/distributions/site/invalidations/{record['id']}")).json()
+            if record["status"] == "Completed":
+                break
+            await asyncio.sleep(0.05)
+    assert record["status"] == "Completed"
+    after = await asyncio.gather(*(edge.fresh_get("/inv") for _ in range(CONNECTIONS)))
+    assert {r.content for r in after} == {b"v2"}  # Completed: no worker serves the old object
+    assert edge.origin.hits["/inv"] == 2
