@@ -31,7 +31,7 @@ from bench.procs import (
     Children,
     RssSampler,
     group_cpu_seconds,
-    group_pids,
+    group_rss_kib,
     machine_load,
     progress,
     status_kib,
@@ -82,7 +82,7 @@ def run(duration: int, repeat: int) -> dict[str, Any]:
         runs: dict[str, dict[str, list[WrkResult]]] = {label: {s.name: [] for s in servers} for label in OBJECTS}
         cpu: dict[str, dict[str, list[float]]] = {label: {s.name: [] for s in servers} for label in OBJECTS}
         peaks: dict[str, int] = {s.name: 0 for s in servers}
-        at_rest = {s.name: _group_rss(s.child.pid) for s in servers}
+        at_rest = {s.name: group_rss_kib(s.child.pid) for s in servers}
         for round_no in range(1, repeat + 1):
             for label, (path, size) in OBJECTS.items():
                 for server in servers:
@@ -104,9 +104,6 @@ def run(duration: int, repeat: int) -> dict[str, Any]:
         report["rss_at_rest_kib"] = at_rest
         return report
 
-
-def _group_rss(pgid: int) -> int:
-    return sum(status_kib(pid, "VmRSS") for pid in group_pids(pgid))
 
 
 def _drive(server: Server, path: str, duration: int) -> tuple[WrkResult, int]:

@@ -131,6 +131,20 @@ def wait_http(child: Child, port: int, path: str = "/", *, timeout: float = 30.0
 
 
 # -- memory ------------------------------------------------------------------------------------
+def wait_ready(child: Child, marker: str = "ready ", timeout: float = 90.0) -> None:
+    """Until `child` printed `marker` (an edge prints it once every worker listens)."""
+    deadline = time.monotonic() + timeout
+    while marker not in child.tail(50):
+        if time.monotonic() > deadline or child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} did not get ready:\n{child.tail()}")
+        time.sleep(0.1)
+
+
+def group_rss_kib(pgid: int) -> int:
+    """Summed VmRSS of the live processes of group `pgid`."""
+    return sum(status_kib(pid, "VmRSS") for pid in group_pids(pgid))
+
+
 def status_kib(pid: int, field: str) -> int:
     """A `VmRSS`/`VmHWM`-style field of /proc/PID/status, in KiB (0 once the process is gone)."""
     try:

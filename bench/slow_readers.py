@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import write_results
-from bench.procs import Children, RssSampler, machine_load, progress, status_kib
+from bench.procs import Children, RssSampler, group_rss_kib, machine_load, progress
 from bench.stack import MIB
 from bench.viewers import CountingOrigin, open_viewer, read_at, start_edge
 
 
 def warm(port: int, path: str) -> str:
-    for _ in range(2):
+    """Read `path` whole on new connections until every worker of the edge holds it."""
+    for _ in range(12):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -53,7 +54,7 @@ def run(connections: int, size_mib: int, rate_kib: int, seconds: float) -> dict[
             CountingOrigin(size, "max-age=3600") as origin:
         edge, port = start_edge(children, Path(tmp), origin.port, cache_bytes=4 * size, max_object_bytes=2 * size)
         evidence = warm(port, "/big.bin")
-        before = status_kib(edge.pid, "VmRSS")
+        before = group_rss_kib(edge.pid)
         progress(f"{connections} viewers reading a {size_mib} MiB hit at {rate_kib} KiB/s for {seconds:.0f} s ({evidence})")
         with RssSampler(edge.pid) as sampler:
             read = asyncio.run(readers(port, connections, rate_kib * 1024, seconds))

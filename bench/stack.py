@@ -11,12 +11,11 @@ from __future__ import annotations
 import http.client
 import shutil
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Child, Children, free_port, wait_http
+from bench.procs import Child, Children, free_port, wait_http, wait_ready
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -91,11 +90,7 @@ def start_edge(children: Children, folder: Path, origin_url: str, server: str = 
     config = write_edge_config(folder, origin_url, port, server, edge_lines=lines, name=name)
     child = children.spawn(name, [str(BIN / "cdn"), "edge", "--config", str(config), "--name", EDGE_NAME])
     wait_http(child, port, "/_cdn/health", timeout=90.0)
-    deadline = time.monotonic() + 90.0
-    while "ready edge" not in child.tail(50):  # every worker listening (the leader answers first)
-        if time.monotonic() > deadline or child.process.poll() is not None:
-            raise RuntimeError(f"{name} did not get ready:\n{child.tail()}")
-        time.sleep(0.1)
+    wait_ready(child, "ready edge")  # every worker listening (the leader answers first)
     return Server(name, child, port)
 
 

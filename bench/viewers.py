@@ -9,7 +9,7 @@ import socket
 import threading
 from pathlib import Path
 
-from bench.procs import Child, Children, free_port, wait_http
+from bench.procs import Child, Children, free_port, wait_http, wait_ready
 from bench.stack import BIN
 
 EDGE = "viewers-edge"
@@ -99,6 +99,7 @@ origin = "o"
     child = children.spawn("edge", [str(BIN / "cdn"), "--log-level", "warning", "edge", "--config", str(config),
                                     "--name", EDGE])
     wait_http(child, port, "/_cdn/health")
+    wait_ready(child, "ready edge")  # every worker listening (the leader answers first)
     return child, port
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import uvicorn
 
 Engine = Literal["uvicorn", "granian"]
+HTTP1_BUFFER = 72 * 1024  # granian: bytes a connection buffers each way (also the longest request head)
 MAX_CONCURRENT_REQUESTS = 65536  # granian: requests served at once (held live requests count)
 # uvicorn (origins, routers, admin and control): a request's head must arrive whole within this
 # long and this size, or the connection gets 408 / 431 and is closed (slowloris, huge headers).
@@ -211,6 +212,7 @@ def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None,
     """granian's embedded server for `app`, serving the socket `bind` made (so port 0 works)."""
     from granian import _granian
     from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.http import HTTP1Settings
     from granian.server.embed import Server
 
     holder: Any = _granian.SocketHolder  # (fd, uds, backlog); granian's stub says otherwise
@@ -226,9 +228,13 @@ def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None,
     # an edge holds a blocking playlist reload or a preload-hinted part per live viewer, so
     # thousands of viewers need thousands at once (measured: past ~1,040 viewers the rest timed out).
     # HTTPModes.auto: over TLS, ALPN offers h2 and http/1.1; in clear, HTTP/1.1 (and h2 prior knowledge)
+    # A connection's write buffer is what a slow viewer costs the edge: hyper's default (408 KiB,
+    # then granian's queue) came to about 1.1 MiB per stalled viewer (bench.slow_readers).
+    http1 = HTTP1Settings(max_buffer_size=HTTP1_BUFFER)
     return BoundServer(app, address=host, port=port, interface=Interfaces.ASGI, websockets=False,
                        backlog=1024, backpressure=MAX_CONCURRENT_REQUESTS, log_enabled=False,
-                       http=HTTPModes.auto, ssl_cert=tls_cert, ssl_key=tls_key, ssl_protocol_min=SSLProtocols.tls12)
+                       http=HTTPModes.auto, http1_settings=http1, ssl_cert=tls_cert, ssl_key=tls_key,
+                       ssl_protocol_min=SSLProtocols.tls12)
 
 
 async def _start_granian(app: Any, sock: socket.socket, host: str, name: str,
