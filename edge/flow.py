@@ -42,7 +42,9 @@ from edge.freshness import (
     vary_names,
 )
 from edge.metrics import EdgeMetrics
+from edge.outcome import ERROR, GONE, HIT, SWR_HIT, Outcome, stale_if_error
 from edge.store import CachedResponse, Headers, MemoryStore
+from edge.tiers import Tiers
 from edge.upload import IDLE_TIMEOUT, ClientGone, UploadBody, declared_length, upload_limit
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
 from web_dist.behaviors import DistributionIndex, behavior_for
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from edge.workers import Workers
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-Result = tuple[int, int, str]  # status, body bytes sent, cache status for the log
+Result = tuple[int, int, Outcome]  # status, body bytes sent, how the cache served it
 
 # Request headers an upload (or any forwarded method) carries to the origin.
 PASS_HEADERS = ("content-type", "content-length", "content-md5", "content-encoding", "if-match",
@@ -123,11 +125,11 @@ class EdgeFlow:
         self.clock = clock
         self.store = store or MemoryStore(edge.cache_bytes, edge.max_object_bytes)
         self.disk = DiskStore(edge.disk_path, edge.disk_bytes, edge.disk_max_object_bytes) if edge.disk_path else None
+        self.cache = Tiers(self.store, self.disk)
         self.metrics = EdgeMetrics()
         self.metrics.bind_store("memory", self.store)
         if self.disk is not None:
             self.metrics.bind_store("disk", self.disk)
-        self._max_object = max(self.store.max_object_bytes, self.disk.max_object_bytes if self.disk is not None else 0)
         self.upstream = upstream or OriginClient(user_agent=f"cdn-edge/{edge.name}")
         self.flights = Coalescer()
         self.access = AccessLog()
@@ -145,10 +147,8 @@ class EdgeFlow:
         self.workers: Workers | None = None  # the edge's other worker processes (edge/workers.py)
 
     async def start(self) -> None:
-        if self.disk is not None:
-            await self.disk.open()
-            for key, tags in self.disk.tags_at_open.items():
-                self._index_tags(key, tags)
+        for key, tags in (await self.cache.open()).items():
+            self._index_tags(key, tags)
         await self.upstream.start()
         self.access.start()
 
@@ -156,39 +156,23 @@ class EdgeFlow:
         await self.flights.close()
         await self.upstream.close()
         await self.access.close()
-        if self.disk is not None:
-            await self.disk.close()
+        await self.cache.close()
 
-    # -- the tiers: memory first, then disk ---------------------------------------------------
+    # -- the tiers (edge/tiers.py) --------------------------------------------------------------
     async def _get(self, key: str) -> CachedResponse | None:
-        entry = self.store.get(key)
-        if entry is None and self.disk is not None:
-            entry = await self.disk.get(key)
-            if entry is not None and len(entry.body) <= self.store.max_object_bytes:
-                # promoted as a copy in memory, not the file's mapping; a larger one is served
-                # from the mapping (the page cache), a slice at a time
-                entry = dataclasses.replace(entry, body=bytes(entry.body))
-                self.store.put(key, entry)
-        return entry
+        return await self.cache.get(key)
 
     def _put(self, key: str, entry: CachedResponse, *, live: bool = False) -> None:
-        """Store in both tiers; a live object (a streaming distribution's) leaves memory once
-        no rule lets it be served, and each put removes a few that have."""
-        self.store.expire(self.clock())
-        self.store.put(key, entry, drop_at=entry.useless_after() if live else None)
-        if self.disk is not None:
-            self.disk.put(key, entry)
+        self.cache.put(key, entry, now=self.clock(), live=live)
         self._index_tags(key, entry.tags)
 
     def _delete(self, key: str) -> None:
-        self.store.delete(key)
-        if self.disk is not None:
-            self.disk.delete(key)
+        self.cache.delete(key)
 
     # -- recv ------------------------------------------------------------------------------
     async def handle(self, req: EdgeRequest, send: Send) -> None:
         route: Route | None = None
-        status, sent, cache = 500, 0, "error"
+        status, sent, cache = 500, 0, ERROR
         try:
             route = self.recv(req)
             if req.method in ("GET", "HEAD") and route.behavior.cookie_keys == "none" and (
@@ -207,9 +191,9 @@ class EdgeFlow:
             bad_body = EdgeError(400, "Bad Request: the request body ended early or was malformed")
             status, sent, cache = await self._try_error(send, bad_body)
         except ViewerLeft as gone:  # mid-body: the log says what really went out
-            status, sent, cache = gone.status, gone.sent, "client-gone"
+            status, sent, cache = gone.status, gone.sent, GONE
         finally:
-            self._log(req, route, cache, status, sent)
+            self._log(req, route, cache.label, status, sent)
 
     def recv(self, req: EdgeRequest, *, trusted: bool = False) -> Route:
         """The request's route, after the checks a viewer's request must pass (`trusted`: a
@@ -261,20 +245,20 @@ class EdgeFlow:
     async def lookup(self, req: EdgeRequest, route: Route, send: Send, *, retry: bool = True) -> Result:
         names = self._vary.get(route.primary)
         route.key = _variant_key(route.primary, names, req.headers) if names else route.primary
-        entry = self.store.get(route.key)
+        entry = self.cache.peek(route.key)
         if entry is None and self.disk is not None:
             entry = await self._get(route.key)
         if entry is None:
             return await self.miss(req, route, send, stale=None, retry=retry)
         now = self.clock()
         if entry.fresh(now):
-            return await self.hit(req, route, entry, send, "hit")
+            return await self.hit(req, route, entry, send, HIT)
         if entry.usable_while_revalidating(now):
             self._refresh_in_background(req, route, entry)
-            return await self.hit(req, route, entry, send, "hit; detail=stale-while-revalidate")
+            return await self.hit(req, route, entry, send, SWR_HIT)
         return await self.miss(req, route, send, stale=entry, retry=retry)
 
-    async def hit(self, req: EdgeRequest, route: Route, entry: CachedResponse, send: Send, detail: str) -> Result:
+    async def hit(self, req: EdgeRequest, route: Route, entry: CachedResponse, send: Send, outcome: Outcome) -> Result:
         if route.dist.error_pages and entry.status in route.dist.error_pages:
             page = await self._error_page(route.dist, entry.status)
             if page is not None:
@@ -283,23 +267,23 @@ class EdgeFlow:
         negotiable = entry.status == 200 and self._negotiable(route, entry.headers, len(entry.body))
         coding = self._coding(req) if negotiable and "range" not in req.headers else None
         if not negotiable and entry.status == 200 and req.headers.keys().isdisjoint(SHAPING_HEADERS):
-            return await self._plain_hit(req, entry, send, detail, age)
-        extra = self._stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age)
+            return await self._plain_hit(req, entry, send, outcome, age)
+        outcome = outcome.with_ttl(int(entry.ttl) - age)
+        extra = self._stamp(outcome.cache_status(self.name), outcome, age)
         body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
         headers = entry.headers if coding is not None or not negotiable else compression.vary_on_coding(entry.headers)
         answer = Answer(entry.status, headers, body, len(body))
         with _departure(req) if len(body) > WHOLE else Departure(None) as departure:
             status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
-        return status, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
+        return status, sent, outcome
 
-    async def _plain_hit(self, req: EdgeRequest, entry: CachedResponse, send: Send, detail: str, age: int) -> Result:
+    async def _plain_hit(self, req: EdgeRequest, entry: CachedResponse, send: Send, outcome: Outcome, age: int) -> Result:
         """The common hit, with the stored headers encoded once per entry, not per request."""
         if entry.wire is None:
             entry.wire = _wire_headers(entry)
-        cache_status = f"{self.name}; {detail}; ttl={int(entry.ttl) - age}"
-        kind = "Hit" if detail.startswith("hit") else "RefreshHit"
-        headers = [*entry.wire, (b"cache-status", cache_status.encode()),
-                   (b"x-cache", f"{kind} from {self.name}".encode()), (b"age", str(age).encode())]
+        outcome = outcome.with_ttl(int(entry.ttl) - age)
+        headers = [*entry.wire, (b"cache-status", outcome.cache_status(self.name).encode()),
+                   (b"x-cache", f"{outcome.kind} from {self.name}".encode()), (b"age", str(age).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if req.method == "HEAD" else entry.body
         if len(body) > WHOLE or not isinstance(body, bytes):
@@ -308,7 +292,7 @@ class EdgeFlow:
         else:
             await send({"type": "http.response.body", "body": body})
             sent = len(body)
-        return 200, sent, "hit" if detail.startswith("hit") else detail.split(";")[0].removeprefix("fwd=")
+        return 200, sent, outcome
 
     async def _encoded(self, key: str, entry: CachedResponse, coding: str) -> bytes:
         """The body compressed once per entry and coding, kept beside the identity body."""
@@ -318,7 +302,7 @@ class EdgeFlow:
         raw = entry.body
         body = await asyncio.to_thread(compression.encode, coding, raw) if len(raw) > 256 * 1024 else compression.encode(coding, raw)
         entry.encoded[coding] = body
-        self.store.resize(key)
+        self.cache.resize(key)
         return body
 
     # -- miss and stale: one coalesced fetch ----------------------------------------------------
@@ -334,13 +318,13 @@ class EdgeFlow:
             except (UpstreamError, EdgeError) as exc:
                 if stale is not None and stale.usable_on_error(self.clock()):
                     status = exc.status if isinstance(exc, EdgeError) else from_upstream(exc).status
-                    return await self.hit(req, route, stale, send, f"fwd=stale; fwd-status={status}; detail=stale-if-error")
+                    return await self.hit(req, route, stale, send, stale_if_error(status))
                 raise
             if isinstance(head, ServeStale):
                 assert stale is not None
-                return await self.hit(req, route, stale, send, f"fwd=stale; fwd-status={head.status or 502}; detail=stale-if-error")
+                return await self.hit(req, route, stale, send, stale_if_error(head.status or 502))
             if isinstance(head, CachedResponse):  # revalidated: a 304 refreshed the entry
-                return await self.hit(req, route, head, send, f"fwd={fwd}; fwd-status=304")
+                return await self.hit(req, route, head, send, Outcome(fwd=fwd, fwd_status=304))
             if not leader and retry and head.vary and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers):
                 flight.release(cursor)  # this viewer wants another variant: look it up as one
                 route.key = route.primary
@@ -350,9 +334,8 @@ class EdgeFlow:
                 # (a range then costs the origin that range, not the whole object).
                 flight.release(cursor)
                 return await self.pass_(req, route, send)
-            detail = f"fwd={fwd}; fwd-status={head.status}"
-            detail += ("; stored" if head.confirmed else "") + ("" if leader else "; collapsed")
-            return await self._deliver_flight(req, route, flight, cursor, head, send, detail)
+            outcome = Outcome(fwd=fwd, fwd_status=head.status, stored=head.confirmed, collapsed=not leader)
+            return await self._deliver_flight(req, route, flight, cursor, head, send, outcome)
         finally:
             flight.release(cursor)
 
@@ -365,14 +348,15 @@ class EdgeFlow:
             raise EdgeError(504, f"the origin did not answer in time ({route.origin})") from None
 
     async def _deliver_flight(
-        self, req: EdgeRequest, route: Route, flight: Flight, cursor: int, head: ResponseHead, send: Send, detail: str
+        self, req: EdgeRequest, route: Route, flight: Flight, cursor: int, head: ResponseHead, send: Send,
+        outcome: Outcome,
     ) -> Result:
-        cache_status = f"{self.name}; {detail}"
+        cache_status = outcome.cache_status(self.name)
         if head.from_worker and head.upstream_status:
-            cache_status, detail = _owners_status(head.upstream_status, detail)
+            cache_status, outcome = _owners_status(head.upstream_status, outcome)
         elif head.upstream_status:
             cache_status = f"{head.upstream_status}, {cache_status}"
-        extra = self._stamp(cache_status, head.age)
+        extra = self._stamp(cache_status, outcome, head.age)
         page = await self._error_page(route.dist, head.status)
         if page is not None:
             flight.release(cursor)
@@ -397,7 +381,7 @@ class EdgeFlow:
             except ViewerLeft:
                 flight.depart(cursor)  # the fill goes on for other readers, or up to abandoned_fill_bytes
                 raise
-        return status, sent, detail.split(";")[0].removeprefix("fwd=")
+        return status, sent, outcome
 
     def _refresh_in_background(self, req: EdgeRequest, route: Route, stale: CachedResponse) -> None:
         """One background revalidation per key, however many viewers see the stale copy."""
@@ -449,7 +433,7 @@ class EdgeFlow:
         vary = vary_names(joined.get("vary"))
         key = self._remember_vary(route, vary, req) if life.store else route.key
         length = resp.content_length
-        storing = life.store and (length is None or length <= self._max_object)
+        storing = life.store and (length is None or length <= self.cache.max_object_bytes)
         headers = _with_date(_shareable(resp.headers, joined), now)
         if not life.store and not (route.dist.kind == "streaming" and resp.status >= 400):
             # (a live part asked for too early is a 404 now and there in a moment: keep coalescing)
@@ -471,7 +455,7 @@ class EdgeFlow:
             flight.feed(body)
         async for chunk in resp.chunks():
             flight.feed(chunk)
-            if storing and flight.received > self._max_object:
+            if storing and flight.received > self.cache.max_object_bytes:
                 storing = False
                 self.flights.forget(flight)
                 flight.stop_retaining()
@@ -562,11 +546,11 @@ class EdgeFlow:
         entry = await self._get(route.key)
         now = self.clock()
         if entry is not None and entry.fresh(now):
-            await self._send_stored(req, entry, send, "hit")
+            await self._send_stored(req, entry, send, HIT)
             return
         if entry is not None and entry.usable_while_revalidating(now):
             self._refresh_in_background(req, route, entry)
-            await self._send_stored(req, entry, send, "hit; detail=stale-while-revalidate")
+            await self._send_stored(req, entry, send, SWR_HIT)
             return
         flight, leader = self.flights.join(route.key, lambda f: self._fetch(f, route, entry, req))
         cursor = flight.subscribe()
@@ -577,15 +561,15 @@ class EdgeFlow:
             except (UpstreamError, EdgeError) as exc:
                 if entry is not None and entry.usable_on_error(self.clock()):
                     status = exc.status if isinstance(exc, EdgeError) else from_upstream(exc).status
-                    await self._send_stored(req, entry, send, f"fwd=stale; fwd-status={status}; detail=stale-if-error")
+                    await self._send_stored(req, entry, send, stale_if_error(status))
                     return
                 raise
             if isinstance(head, ServeStale):
                 assert entry is not None
-                await self._send_stored(req, entry, send, f"fwd=stale; fwd-status={head.status or 502}; detail=stale-if-error")
+                await self._send_stored(req, entry, send, stale_if_error(head.status or 502))
                 return
             if isinstance(head, CachedResponse):
-                await self._send_stored(req, head, send, f"fwd={fwd}; fwd-status=304")
+                await self._send_stored(req, head, send, Outcome(fwd=fwd, fwd_status=304))
                 return
             if not leader and retry and head.vary and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers):
                 flight.release(cursor)
@@ -596,9 +580,8 @@ class EdgeFlow:
                 flight.release(cursor)
                 await self.pass_(req, route, send)
                 return
-            detail = f"fwd={fwd}; fwd-status={head.status}" + ("; stored" if head.confirmed else "")
-            detail += "" if leader else "; collapsed"
-            cache_status = f"{head.upstream_status + ', ' if head.upstream_status else ''}{self.name}; {detail}"
+            outcome = Outcome(fwd=fwd, fwd_status=head.status, stored=head.confirmed, collapsed=not leader)
+            cache_status = f"{head.upstream_status + ', ' if head.upstream_status else ''}{outcome.cache_status(self.name)}"
             answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor),
                             _content_length(head.headers))
             try:
@@ -611,9 +594,9 @@ class EdgeFlow:
         finally:
             flight.release(cursor)
 
-    async def _send_stored(self, req: EdgeRequest, entry: CachedResponse, send: Send, detail: str) -> None:
+    async def _send_stored(self, req: EdgeRequest, entry: CachedResponse, send: Send, outcome: Outcome) -> None:
         age = int(entry.age(self.clock()))
-        extra = _worker_stamp(f"{self.name}; {detail}; ttl={int(entry.ttl) - age}", age, entry.tags)
+        extra = _worker_stamp(outcome.with_ttl(int(entry.ttl) - age).cache_status(self.name), age, entry.tags)
         etag, modified = req.headers.get("if-none-match"), req.headers.get("if-modified-since")
         if entry.status == 200 and ((etag and etag == entry.etag) or (modified and modified == entry.last_modified)):
             headers = [h for h in entry.headers if h[0] != "content-length"]
@@ -648,7 +631,8 @@ class EdgeFlow:
                 if self.workers is not None and (path := _key_path(route.primary, route.dist.id)) is not None:
                     await self.workers.written(route.dist.id, path)
             fwd = "method" if req.method not in ("GET", "HEAD") else "bypass"
-            extra = self._stamp(f"{self.name}; fwd={fwd}; fwd-status={resp.status}", 0)
+            outcome = Outcome(fwd=fwd, fwd_status=resp.status)
+            extra = self._stamp(outcome.cache_status(self.name), outcome, 0)
             headers_out = [h for h in resp.headers if h[0] not in ("cache-status", "x-cache")]
             if route.behavior.cookie_keys == "none":  # cookies are not the origin's to set here
                 headers_out = [h for h in headers_out if h[0] != "set-cookie"]
@@ -659,7 +643,7 @@ class EdgeFlow:
                 status, sent = await deliver(send, {}, req.method, answer, extra, departure=departure)
         finally:
             resp.close()
-        return status, sent, fwd
+        return status, sent, outcome
 
     def _invalidate(self, route: Route) -> None:
         self._delete(route.primary)
@@ -668,7 +652,7 @@ class EdgeFlow:
         names = self._vary.pop(route.primary, None)
         if names:
             prefix = route.primary + "|vary|"
-            keys = set(self.store.keys()) | (set(self.disk.keys()) if self.disk is not None else set())
+            keys = self.cache.keys()
             for key in [k for k in keys if k.startswith(prefix)]:
                 self._delete(key)
 
@@ -713,7 +697,7 @@ class EdgeFlow:
             if matches(flight.key) or matches(flight.key.split("|vary|")[0]):
                 flight.invalidated = True
                 self.flights.forget(flight)
-        keys = set(self.store.keys()) | (set(self.disk.keys()) if self.disk is not None else set())
+        keys = self.cache.keys()
         hits = [k for k in keys if matches(k)]
         now = self.clock()
         for key in hits:
@@ -734,13 +718,13 @@ class EdgeFlow:
             self._prune_tags()
 
     def _stored_count(self) -> int:
-        return len(self.store) + (len(self.disk) if self.disk is not None else 0)
+        return len(self.cache)
 
     def _prune_tags(self) -> None:
         """Drop index entries of objects the stores evicted (amortised: the index is rebuilt
         only when it has grown to twice what the stores hold)."""
         for tag in list(self._tags):
-            kept = {k for k in self._tags[tag] if k in self.store or (self.disk is not None and k in self.disk)}
+            kept = {k for k in self._tags[tag] if k in self.cache}
             if kept:
                 self._tags[tag] = kept
             else:
@@ -831,24 +815,23 @@ class EdgeFlow:
         headers = [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store"),
                    ("x-content-type-options", "nosniff"),
                    ("date", format_http_date(self.clock())), *exc.headers]
-        extra = self._stamp(f"{self.name}; fwd=miss; detail=error", 0)
+        extra = self._stamp(ERROR.cache_status(self.name), ERROR, 0)
         try:
             status, sent = await deliver(send, {}, "GET", Answer(exc.status, headers, body, len(body)), extra)
         except RuntimeError:  # the response had already started: nothing more can be said
-            return exc.status, 0, "error"
-        return status, sent, "error"
+            return exc.status, 0, ERROR
+        return status, sent, ERROR
 
     async def _try_error(self, send: Send, exc: EdgeError) -> Result:
         try:
             status, sent, _ = await self.deliver_error(send, exc)
         except Exception:  # the connection is gone: there is nobody to tell
-            return 499, 0, "client-gone"
-        return status, sent, "client-gone"
+            return 499, 0, GONE
+        return status, sent, GONE
 
-    def _stamp(self, cache_status: str, age: int) -> Headers:
-        mine = cache_status.rsplit(", ", 1)[-1]
-        kind = "Hit" if "; hit" in mine else "RefreshHit" if "fwd-status=304" in mine or "stale-if-error" in mine else "Miss"
-        return [("cache-status", cache_status), ("x-cache", f"{kind} from {self.name}"), ("age", str(age))]
+    def _stamp(self, cache_status: str, outcome: Outcome, age: int) -> Headers:
+        """Cache-Status (this edge's member last), X-Cache and Age of an answer."""
+        return [("cache-status", cache_status), ("x-cache", f"{outcome.kind} from {self.name}"), ("age", str(age))]
 
     def _negotiable(self, route: Route, headers: Headers, size: int | None) -> bool:
         """Whether the edge compresses this response for viewers who accept it (then every
@@ -895,13 +878,16 @@ class EdgeFlow:
         )
 
 
-def _owners_status(theirs: str, detail: str) -> tuple[str, str]:
+def _owners_status(theirs: str, mine: Outcome) -> tuple[str, Outcome]:
     """The Cache-Status of a fill from the worker owning the key, as this worker says it (the
-    owner's view is the edge's), and the detail it gives for the logs and metrics."""
-    mine = theirs.rsplit(", ", 1)[-1]
-    if "; collapsed" in detail and "collapsed" not in mine:
-        theirs += "; collapsed"
-    return theirs, (mine.split("; ", 1)[1] if "; " in mine else detail)
+    owner's view is the edge's; collapsed here too when this worker collapsed it), and its
+    outcome for the logs and metrics."""
+    before, _, member = theirs.rpartition(", ")
+    owner = Outcome.parse(member)
+    if mine.collapsed and not owner.collapsed:
+        owner = dataclasses.replace(owner, collapsed=True)
+    name = member.split(";", 1)[0].strip()
+    return f"{before + ', ' if before else ''}{owner.cache_status(name)}", owner
 
 
 def _worker_stamp(cache_status: str, age: int, tags: tuple[str, ...]) -> Headers:
