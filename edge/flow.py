@@ -140,6 +140,7 @@ class EdgeFlow:
         self._tags: dict[str, set[str]] = {}  # cache tag -> keys stored with it
         self._tagged = 0  # (tag, key) pairs in _tags, for pruning
         self._routes: dict[tuple[str, str, str], tuple[Distribution, CacheBehavior, str, str, str]] = {}
+        self._pages: dict[str, asyncio.Future[CachedResponse | None]] = {}  # error pages being fetched
         self._via_token = f" {edge.name} "
         self._parent = _parent_origin(config, edge)
         # (distribution, path) of a PUT/DELETE through this edge: the control plane tells the others
@@ -790,9 +791,19 @@ class EdgeFlow:
         behavior = behavior_for(dist, path)
         key = cache_key(dist.id, behavior, path, "", {})
         entry = await self._get(key)
-        now = self.clock()
-        if entry is not None and entry.fresh(now):
+        if entry is not None and entry.fresh(self.clock()):
             return entry
+        # one fetch of a page however many errors want it at once (the coalescer for pages)
+        pending = self._pages.get(key)
+        if pending is None:
+            pending = self._pages[key] = asyncio.ensure_future(self._fetch_page(dist, behavior, path, key, entry))
+            pending.add_done_callback(lambda _: self._pages.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch_page(
+        self, dist: Distribution, behavior: CacheBehavior, path: str, key: str, entry: CachedResponse | None
+    ) -> CachedResponse | None:
+        now = self.clock()
         try:
             resp = await self._timed(self.upstream.request(self.config.origins_of(behavior.origin or dist.origin), "GET", path, {}))
             try:

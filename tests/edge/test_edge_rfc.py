@@ -12,6 +12,7 @@ import brotli
 import httpx
 
 from edge.app import build_edge_app
+from tests.conftest import until
 from tests.edge.conftest import Clock, EdgeRig, ScriptedOrigin
 from web_dist.config import parse_config
 
@@ -120,6 +121,19 @@ async def test_custom_error_page_and_error_caching(rig_factory) -> None:
     rig.clock.advance(11)
     await rig.get("/nothing")
     assert rig.origin.hits["/nothing"] == 2
+
+
+async def test_an_error_page_is_fetched_once_however_many_errors_want_it(rig_factory) -> None:
+    rig: EdgeRig = await rig_factory(error_pages={"404": "/errors/404.html"}, error_ttl=10)
+    gate = asyncio.Event()
+    rig.origin.set("/errors/404.html", b"<h1>Not here</h1>", headers={"content-type": "text/html"}, gate=gate)
+    missing = [asyncio.create_task(rig.get(f"/gone-{n}")) for n in range(20)]  # 20 keys, 20 errors at once
+    await until(lambda: sum(rig.origin.hits[f"/gone-{n}"] for n in range(20)) == 20)
+    await asyncio.sleep(0.2)
+    gate.set()
+    answers = await asyncio.gather(*missing)
+    assert {(r.status_code, r.content) for r in answers} == {(404, b"<h1>Not here</h1>")}
+    assert rig.origin.hits["/errors/404.html"] == 1
 
 
 async def test_brotli_and_gzip_by_accept_encoding_and_origin_coding_passes(rig_factory) -> None:
