@@ -229,7 +229,8 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
         from web_dist.origin import build_origin_app
 
         assert origin.root is not None  # checked by the config loader
-        return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret)
+        return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret,
+                                cache_tags=origin.cache_tags)
     settings = origin_settings(origin, config)
     if origin.kind == "player":
         from streaming.player_app import build_player_app

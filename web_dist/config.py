@@ -51,6 +51,8 @@ _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
 # An edge sends its origin's `access_secret` in this header; the origin refuses requests without it.
 ORIGIN_SECRET_HEADER = "x-cdn-origin-secret"
 MIN_SECRET_LENGTH = 16  # tokens and secrets shorter than this are refused
+# A cache tag (Surrogate-Key / Cache-Tag entry, purged by `cdn purge --tag`): no space or comma.
+CACHE_TAG = re.compile(r"^[^\s,]{1,256}$")
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
 VIEWER_PROTOCOLS = ("allow-all", "redirect-to-https", "https-only")
 
@@ -77,6 +79,8 @@ class Origin:
     # Sent by edges in ORIGIN_SECRET_HEADER; the origin refuses (403) requests without it.
     access_secret: str | None = field(default=None, repr=False)
     ca_file: Path | None = None  # an https:// origin's certificate is checked against this CA, else the system's
+    # A web origin's cache tags: (path pattern, tags), every matching rule's tags sent in Surrogate-Key.
+    cache_tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -394,7 +398,7 @@ class _Reader:
 def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     where = f"origins.{name}"
     r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options",
-                         "access_secret", "access_secret_env", "ca_file"})
+                         "access_secret", "access_secret_env", "ca_file", "cache_tags"})
     kind = r.get(body, where, "kind", str, "web", _one_of(ORIGIN_KINDS))
     listen = r.get(body, where, "listen", str, None, _listen_problem)
     url = r.get(body, where, "url", str, None, _url_problem)
@@ -425,7 +429,24 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         options=MappingProxyType(options),
         access_secret=r.secret(body, where, "access_secret"),
         ca_file=_pem_file(r, body, where, "ca_file", base, b"-----BEGIN CERTIFICATE-----"),
+        cache_tags=_cache_tags(r, f"{where}.cache_tags", body.get("cache_tags", {}), kind),
     )
+
+
+def _cache_tags(r: _Reader, where: str, raw: Any, kind: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`cache_tags = { "/images/*" = ["images"], "/index.html" = ["home", "pages"] }`."""
+    if not isinstance(raw, dict):
+        raise r.fail(where, 'must be a table of path pattern = ["tag", ...]')
+    if raw and kind != "web":
+        raise r.fail(where, "only a web origin attaches cache tags (a media origin's objects are named once)")
+    rules = []
+    for pattern, tags in raw.items():
+        if not _PATTERN.match(pattern):
+            raise r.fail(f'{where}."{pattern}"', "a path pattern starts with / (or is *)")
+        if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and CACHE_TAG.match(t) for t in tags):
+            raise r.fail(f'{where}."{pattern}"', "must be a non-empty list of tags (1 to 256 characters, no spaces or commas)")
+        rules.append((pattern, tuple(tags)))
+    return tuple(rules)
 
 
 def _origin_group(r: _Reader, name: str, body: dict[str, Any], origins: Mapping[str, Origin]) -> OriginGroup:
