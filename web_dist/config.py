@@ -187,6 +187,7 @@ class Distribution:
     error_pages: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # status -> origin path
     # Key-Pair-Id -> public key (PEM) that signed URLs and cookies of this distribution may use.
     trusted_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    trusted_key_files: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     geo_restriction: GeoRestriction | None = None
     # `Authorization: Bearer <upload_token>` (or a signed URL) lets a viewer PUT/POST/PATCH/DELETE.
     upload_token: str | None = field(default=None, repr=False)
@@ -265,6 +266,23 @@ class CdnConfig:
         if group is None:
             return (self.origins[target],)
         return (self.origins[group.primary], self.origins[group.secondary])
+
+
+# Where `cdn` looks for a config when a command is given no --config: here, then the demo's.
+DEFAULT_CONFIGS = (Path("cdn.toml"), Path("demo") / "cdn.toml")
+
+
+def find_config(given: Path | None, cwd: Path | None = None) -> Path | None:
+    """`given`, else the first of DEFAULT_CONFIGS that exists under `cwd` (None: none does)."""
+    if given is not None:
+        return given
+    base = Path.cwd() if cwd is None else cwd
+    return next((base / p for p in DEFAULT_CONFIGS if (base / p).is_file()), None)
+
+
+def no_config_error(what: str) -> ConfigError:
+    looked = " nor ".join(f"./{p}" for p in DEFAULT_CONFIGS)
+    return ConfigError(f"{what}: no --config FILE given, and neither {looked} is here: pass --config with the file `cdn up` runs")
 
 
 def load_config(path: str | Path) -> CdnConfig:
@@ -599,6 +617,7 @@ def _distribution(
         error_ttl=r.get(body, where, "error_ttl", float, 1.0 if kind == "streaming" else 10.0, _not_negative),
         error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
         trusted_keys=trusted_keys,
+        trusted_key_files=MappingProxyType({k: (r.source.parent / v).resolve() for k, v in body.get("trusted_keys", {}).items()}),
         geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
         upload_token=r.secret(body, where, "upload_token"),
         hsts_max_age=r.get(body, where, "hsts_max_age", int, None, _not_negative),
