@@ -100,10 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_cmd_check)
     add_signing_commands(sub)
     add_control_commands(sub)
-    loadtest = sub.add_parser("loadtest", help="load test playback (or a web distribution) with virtual viewers")
-    from streaming.loadtest_cli import (
-        add_arguments,  # argparse only: the load tester loads when run
+    from streaming.loadtest_cli import (  # argparse only: the load tester loads when run
+        HelpFormatter,
+        add_arguments,
     )
+
+    loadtest = sub.add_parser("loadtest", help="load test playback (or a web distribution) with virtual viewers",
+                              formatter_class=HelpFormatter)
 
     add_arguments(loadtest)
     loadtest.set_defaults(run=_cmd_loadtest)

@@ -276,7 +276,7 @@ def find_config(given: Path | None, cwd: Path | None = None) -> Path | None:
     """`given`, else the first of DEFAULT_CONFIGS that exists under `cwd` (None: none does)."""
     if given is not None:
         return given
-    base = Path.cwd() if cwd is None else cwd
+    base = Path() if cwd is None else cwd  # relative: it is shown as the user would type it
     return next((base / p for p in DEFAULT_CONFIGS if (base / p).is_file()), None)
 
 
