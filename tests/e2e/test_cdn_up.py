@@ -191,6 +191,7 @@ def test_the_printed_tour_works_from_the_folder_above_demo(demo_config) -> None:
     proc = start_up(config, cwd=home)
     try:
         printed = read_until(proc, "/metrics")
+        assert f"`cdn` is {REPO}/.venv/bin/cdn; `make shell` puts it on PATH" in printed
         assert "--config" not in printed_command(printed, f"{REPO}/.venv/bin/cdn invalidate")
         syd = f"http://localhost:{ports['syd']}"
         assert httpx.get(f"{syd}/uploads/README.md").status_code == 404  # remembered for error_ttl (10 s)

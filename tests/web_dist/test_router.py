@@ -440,9 +440,3 @@ async def test_a_canned_signed_url_keeps_working_after_the_302_to_the_edge_host(
         # another edge's name in front of the domain is not this edge's alias
         theirs = await http.get(at_edge, headers={"Host": f"edge-syd.{LIVE}:{location.port}"})
         assert theirs.status_code == 421
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
