@@ -13,10 +13,11 @@ BENCH_PKGS ?= nginx varnish wrk
 NPM_STAMP := node_modules/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test bench lint deps debian bench-debian apt geo-demo clean help
+.PHONY: run test bench lint deps debian bench-debian apt geo-demo clean help shell
 
 help:
 	@echo "make run    - install what is missing, start the demo CDN on loopback"
+	@echo "make shell  - a shell with .venv/bin on PATH, so \`cdn ...\` runs (or type .venv/bin/cdn)"
 	@echo "make test   - install what is missing, run the whole test suite"
 	@echo "make bench  - benchmarks that print their figures"
 	@echo "make lint   - ruff, mypy and the import contracts"
@@ -50,7 +51,13 @@ apt:
 
 run: deps
 	$(BIN)/python demo/make_assets.py demo/site
+	@echo "in another shell, from here: $(BIN)/cdn COMMAND (or \`make shell\`, then cdn COMMAND)"
 	$(BIN)/cdn up --config $(CONFIG)
+
+# `cdn` itself is .venv/bin/cdn; this shell has it (and the venv's python) on PATH.
+shell: deps
+	@echo "cdn is on PATH in this shell (exit to leave); try: cdn invalidate site /index.html --wait"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $${SHELL:-/bin/bash} -i
 
 test: deps
 	$(BIN)/lint-imports --no-cache

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote
 
 from edge.errors import EdgeError
 from edge.freshness import format_http_date
-from web_dist.behaviors import region_of
+from web_dist.behaviors import host_name, region_of
 from web_dist.config import (
     WRITE_METHODS,
     CacheBehavior,
@@ -57,20 +57,21 @@ def needs_check(dist: Distribution, behavior: CacheBehavior) -> bool:
 
 def check_access(
     config: CdnConfig, dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float,
-    *, trusted_proxies: Sequence[Network] = (),
+    *, trusted_proxies: Sequence[Network] = (), aliases: tuple[str, ...] = (),
 ) -> None:
-    """Raise EdgeError(403) when the viewer may not have this URL."""
+    """Raise EdgeError(403) when the viewer may not have this URL. `aliases`: other hosts a
+    signed URL may name for this request (`signer_hosts`)."""
     client = viewer_address(req.client, req.headers.get("x-forwarded-for"), trusted_proxies)
     if dist.geo_restriction is not None:
         networks = dist.geo_restriction.networks or (config.router.regions if config.router else ())
         check_geo(dist.geo_restriction, networks, client)
     if behavior.signed:
-        check_signed(dist.trusted_keys, req, now, client)
+        check_signed(dist.trusted_keys, req, now, client, aliases)
 
 
 def check_doors(
     dist: Distribution, behavior: CacheBehavior, req: AccessRequest, method: str, decoded_path: str, now: float,
-    *, trusted_proxies: Sequence[Network] = (), https_port: int | None = None,
+    *, trusted_proxies: Sequence[Network] = (), https_port: int | None = None, aliases: tuple[str, ...] = (),
 ) -> None:
     """Raise EdgeError(403) for a write without credentials or a viewer asking for an origin's
     internal feed, and apply the behavior's viewer protocol policy (301 or 403 for plain HTTP).
@@ -80,7 +81,8 @@ def check_doors(
     if dist.kind == "streaming" and decoded_path.endswith("/stream.ts"):
         raise _forbidden("the MPEG-TS feed is the origin's feed for edges, not served to viewers")
     if method in WRITE_METHODS:
-        check_write(dist, behavior, req, now, viewer_address(req.client, req.headers.get("x-forwarded-for"), trusted_proxies))
+        client = viewer_address(req.client, req.headers.get("x-forwarded-for"), trusted_proxies)
+        check_write(dist, behavior, req, now, client, aliases)
 
 
 def check_viewer_protocol(behavior: CacheBehavior, req: AccessRequest, method: str, https_port: int | None) -> None:
@@ -101,7 +103,9 @@ def _host_without_port(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
-def check_write(dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float, client: str) -> None:
+def check_write(
+    dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float, client: str, aliases: tuple[str, ...] = ()
+) -> None:
     """A write needs the upload token (compared in constant time) or a valid signed URL."""
     if behavior.signed:
         return  # check_access verified the signed URL or cookies already
@@ -111,7 +115,7 @@ def check_write(dist: Distribution, behavior: CacheBehavior, req: AccessRequest,
             return
         raise _forbidden("wrong upload token")
     if dist.trusted_keys and "Signature" in credentials(req.query, req.headers.get("cookie", "")):
-        check_signed(dist.trusted_keys, req, now, client)
+        check_signed(dist.trusted_keys, req, now, client, aliases)
         return
     if dist.upload_token is None and not dist.trusted_keys:
         raise _forbidden("this distribution takes no uploads: it has neither upload_token nor trusted_keys")
@@ -173,17 +177,39 @@ def credentials(query: str, cookie: str) -> dict[str, str]:
     return values
 
 
-def check_signed(trusted_keys: Mapping[str, bytes], req: AccessRequest, now: float, client: str) -> None:
+def signer_hosts(host: str, dist: Distribution, edge_name: str, router_port: int | None) -> tuple[str, ...]:
+    """Other hosts a signed URL may name for a request sent to `host`. The request router's 302
+    (`edge_hostnames`) sends a viewer from DOMAIN to EDGE.DOMAIN:EDGE_PORT, and a canned policy
+    is rebuilt from the URL asked for: the signer named the distribution's domain, bare or with
+    the router's port (or this edge's). None when `host` is not this edge's name for a domain of
+    `dist` (the signature binds the path and expiry; which door of one distribution is not a secret)."""
+    name = host_name(host)
+    prefix = f"{edge_name.lower()}."
+    domain = name[len(prefix):] if name.startswith(prefix) else ""
+    if not domain or not any(d == domain or (d.startswith("*.") and domain.endswith(d[1:])) for d in dist.domains):
+        return ()
+    port = host.rpartition(":")[2] if host.rpartition(":")[2].isdigit() else None
+    ports = [router_port, int(port) if port else None]
+    return tuple(dict.fromkeys([domain, *(f"{domain}:{p}" for p in ports if p is not None)]))
+
+
+def check_signed(
+    trusted_keys: Mapping[str, bytes], req: AccessRequest, now: float, client: str, aliases: tuple[str, ...] = ()
+) -> None:
     host = req.headers.get("host", "").lower()
-    verdict = signature_verdict(tuple(trusted_keys.items()), host, req.path, req.query, req.headers.get("cookie", ""))
+    verdict = signature_verdict(tuple(trusted_keys.items()), (host, *aliases), req.path, req.query,
+                                req.headers.get("cookie", ""))
     if isinstance(verdict, str):
         raise _forbidden(verdict)
     _check_policy(verdict, client, now)
 
 
 @lru_cache(maxsize=2048)
-def signature_verdict(keys: tuple[tuple[str, bytes], ...], host: str, path: str, query: str, cookie: str) -> Policy | str:
-    """The verified policy covering this URL, or why there is none.
+def signature_verdict(
+    keys: tuple[tuple[str, bytes], ...], hosts: tuple[str, ...], path: str, query: str, cookie: str
+) -> Policy | str:
+    """The verified policy covering this URL, or why there is none. `hosts`: the Host sent,
+    then the others the signer may have named (a canned policy is tried with each).
 
     Remembered: one signed URL or cookie is presented again and again (every segment of a
     video) and an RSA check costs more than a whole cache hit. What changes with time, the
@@ -198,16 +224,18 @@ def signature_verdict(keys: tuple[tuple[str, bytes], ...], host: str, path: str,
         return f"Key-Pair-Id {key_id!r} is not a trusted key of this distribution"
     if values.get("Hash-Algorithm", "SHA256") != "SHA256":
         return "only Hash-Algorithm=SHA256 is accepted"
-    url = request_url(host, path, query)
+    urls = [request_url(host, path, query) for host in hosts]
     try:
-        policy, signed = _policy(values, url)
         signature = cf_b64decode(values["Signature"])
+        tried = [_policy(values, url) for url in (urls if "Policy" not in values else urls[:1])]
     except PolicyError as exc:
         return f"the signing values are malformed: {exc}"
-    if not verify(load_public_key(pem), signed, signature):
+    public = load_public_key(pem)
+    policy = next((p for p, signed in tried if verify(public, signed, signature)), None)
+    if policy is None:
         return "the signature does not match the policy (altered, or signed with another key)"
-    if not resource_matches(policy.resource, url):
-        return f"the policy's resource {policy.resource!r} does not cover {url}"
+    if not any(resource_matches(policy.resource, url) for url in urls):
+        return f"the policy's resource {policy.resource!r} does not cover {urls[0]}"
     return policy
 
 

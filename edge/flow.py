@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from edge import compression
-from edge.access import check_access, check_doors, in_any, needs_check, without_signing_params
+from edge.access import (
+    check_access,
+    check_doors,
+    in_any,
+    needs_check,
+    signer_hosts,
+    without_signing_params,
+)
 from edge.access_log import AccessLog
 from edge.cache_key import (
     cache_key,
@@ -213,14 +220,23 @@ class EdgeFlow:
             allow = ", ".join(sorted(behavior.allowed_methods))
             raise EdgeError(405, f"Method Not Allowed: {req.method} is not allowed for {decoded}", [("allow", allow)])
         if not trusted:
+            aliases = signer_hosts(host, dist, self.name, self._router_port) if dist.trusted_keys else ()
             if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
-                check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies)
+                check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies,
+                             aliases=aliases)
             check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies,
-                        https_port=self.edge.https_port)
+                        https_port=self.edge.https_port, aliases=aliases)
         forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
         if forward or behavior.header_keys:
             primary = cache_key(dist.id, behavior, req.path, query, forward)
         return Route(dist, behavior, primary, req.path + ("?" + query if query else ""), forward, primary)
+
+    @property
+    def _router_port(self) -> int | None:
+        """The request router's port: a URL signed for the router's address names it."""
+        router = self.config.router
+        port = router.listen.rpartition(":")[2] if router is not None else ""
+        return int(port) if port.isdigit() and port != "0" else None
 
     def distribution_for(self, host: str) -> Distribution | None:
         """The distribution of this edge that answers for a Host header (None: none does)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 THRESHOLD_EXCEEDED = 3
+SHOWN_ERROR_SOURCES = 10  # where requests failed, most often first, in the summary printed
 # option -> (figure, description); a run fails when the figure is above the limit
 THRESHOLDS: dict[str, tuple[str, str]] = {
     "max_stall_ratio": ("stall_ratio", "stall ratio"),
@@ -25,6 +26,15 @@ THRESHOLDS: dict[str, tuple[str, str]] = {
     "max_p95_latency": ("latency_p95", "p95 latency behind live (s)"),
     "max_never_started": ("startup.never_started", "viewers that never started"),
 }
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help says each option's default, except where there is none to say (None, [], off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, [], False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--metrics", action="append", default=[], metavar="URL",
                        help="an edge's metrics JSON (admin listener /metrics.json); repeat per edge")
     load = parser.add_argument_group("load")
-    load.add_argument("--viewers", type=_positive_int, default=100)
+    load.add_argument("--viewers", type=_positive_int, default=100, help="virtual viewers (or web clients)")
     load.add_argument("--duration", type=_positive_float, default=60.0, help="hard bound, seconds")
     load.add_argument("--ramp", type=_positive_float, default=50.0, help="viewers started per second")
     load.add_argument("--connections", type=_positive_int, default=0, help="pooled connections (default: viewers + 16)")
@@ -49,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--cacert", help="https:// targets: trust this CA certificate (PEM), as curl --cacert")
     load.add_argument("--compare", action="store_true", help="run the same load at --origin, then at the edges")
     web = parser.add_argument_group("web mode")
-    web.add_argument("--mode", choices=["hls", "web"], default="hls")
+    web.add_argument("--mode", choices=["hls", "web"], default="hls", help="play a stream, or fetch --object paths")
     web.add_argument("--object", action="append", default=[], metavar="PATH", help="an object path, most popular first")
     web.add_argument("--objects-file", type=Path, help="object paths, one a line, most popular first")
     web.add_argument("--zipf", type=_positive_float, default=1.0, help="Zipf exponent of popularity")
@@ -148,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
     if edges:
         plans.append(LoadPlan(edges, metrics=metrics, label="edges" if not args.router else "router", **common))
     progress = None if args.quiet else sys.stderr
-    runs = [summarize(run_coroutine(run_load(plan, progress=progress))) for plan in plans]
+    runs = []
+    for plan in plans:
+        done = run_coroutine(run_load(plan, progress=progress))
+        runs.append(summarize(done) | {"error_sources": done.tally.error_report()})
     if plans[0].label == "origin":  # every request of a run straight at the origin is an origin request
         direct = runs[0]
         direct.update(origin_requests=direct["requests"], offload=0.0)
@@ -213,6 +226,8 @@ def _print_summary(result: Mapping[str, Any], args: argparse.Namespace) -> None:
               f"errors {sum(r['errors'].values())}, stalls {r.get('stalls', '-')}, "
               f"stall ratio {r.get('stall_ratio', '-')}, startup p95 {startup.get('p95', '-')} s, "
               f"origin requests {r.get('origin_requests', '-')}")
+        for source in r.get("error_sources", [])[:SHOWN_ERROR_SOURCES]:
+            print(f"  {source['count']} x {source['kind']} from {source['edge']}: {source['url']}")
     if "comparison" in result:
         print(f"origin offload through the edges: {result['comparison']['offload']}")
     for sentence in result["failed"]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 KEEP_SAMPLES = 20_000
+KEEP_ERROR_SOURCES = 50  # distinct (kind, edge, URL) of failed requests; later ones are "other URLs"
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -61,6 +62,7 @@ class Tally:
         self.requests = 0
         self.bytes = 0
         self.errors: Counter[str] = Counter()
+        self.error_sources: Counter[tuple[str, str, str]] = Counter()  # (kind, edge, URL) -> count
         self.statuses: Counter[str] = Counter()  # cache status seen by viewers (web mode)
         self.fetches = Reservoir()  # (seconds, media duration) per media fetch
         self.latencies = Reservoir()  # (seconds behind live,)
@@ -74,8 +76,18 @@ class Tally:
         self.bytes += size
         self._tick.requests += 1
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: str, url: str = "", edge: str = "") -> None:
+        """A failed request (or viewer); `url` and `edge` say where, when it was a request."""
         self.errors[kind] += 1
+        if url:
+            source = (kind, edge, url)
+            if source not in self.error_sources and len(self.error_sources) >= KEEP_ERROR_SOURCES:
+                source = (kind, edge, "other URLs")
+            self.error_sources[source] += 1
+
+    def error_report(self) -> list[dict[str, object]]:
+        """Where requests failed, most often first: kind, edge, URL, count."""
+        return [{"kind": k, "edge": e, "url": u, "count": n} for (k, e, u), n in self.error_sources.most_common()]
 
     def media(self, seconds: float, duration: float) -> None:
         self.media_fetches += 1

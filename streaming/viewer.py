@@ -47,6 +47,12 @@ class FetchResult:
     cache_status: str = ""  # the Cache-Status header, if any
     transfer_seconds: float = 0.0  # from the response head to the last byte
 
+    @property
+    def edge(self) -> str:
+        """Who answered: the edge its Cache-Status names first, else the URL's host and port."""
+        name = self.cache_status.split(";", 1)[0].split(",", 1)[0].strip()
+        return name or urlsplit(self.url).netloc
+
 
 Fetch = Callable[[str], Awaitable[FetchResult]]
 
@@ -228,7 +234,7 @@ class Viewer:
         self.tally.request(len(result.body))
         if result.status == 200:
             return result
-        self._fault(result.error or f"http {result.status}")
+        self.tally.error(result.error or f"http {result.status}", result.url, result.edge)
         return None
 
     def _fault(self, kind: str) -> None:

@@ -63,7 +63,7 @@ class WebClient:
             result = await self.fetch(urljoin(self.base, self.picker.pick()))
             self.tally.request(len(result.body))
             if result.status == 0 or result.status >= 400:
-                self.tally.error(result.error or f"http {result.status}")
+                self.tally.error(result.error or f"http {result.status}", result.url, result.edge)
             else:
                 self.tally.web(result.seconds, cache_outcome(result.cache_status))
             if self.think > 0:

@@ -27,11 +27,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from web_dist.config import CdnConfig, ConfigError, Distribution, Origin, load_config
+from web_dist.config import (
+    CdnConfig,
+    ConfigError,
+    Distribution,
+    EdgeLocation,
+    Origin,
+    find_config,
+    load_config,
+)
 from web_dist.control_cli import add_commands as add_control_commands
 from web_dist.invalidation import resolve_token
 from web_dist.server import Engine, SharedApp, parse_listen, start_server
 from web_dist.signing_cli import add_commands as add_signing_commands
+from web_dist.signing_cli import make_missing_key_pairs, private_key_beside
 
 log = logging.getLogger("cdn")
 
@@ -43,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if getattr(args, "finds_config", False):  # ./cdn.toml, else ./demo/cdn.toml, when not given
+        args.config = find_config(args.config)
     if isinstance(getattr(args, "config", None), Path):
         load_secrets(secrets_path(args.config), os.environ)  # what `cdn up` made for this config
     try:
@@ -89,10 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_cmd_check)
     add_signing_commands(sub)
     add_control_commands(sub)
-    loadtest = sub.add_parser("loadtest", help="load test playback (or a web distribution) with virtual viewers")
-    from streaming.loadtest_cli import (
-        add_arguments,  # argparse only: the load tester loads when run
+    from streaming.loadtest_cli import (  # argparse only: the load tester loads when run
+        HelpFormatter,
+        add_arguments,
     )
+
+    loadtest = sub.add_parser("loadtest", help="load test playback (or a web distribution) with virtual viewers",
+                              formatter_class=HelpFormatter)
 
     add_arguments(loadtest)
     loadtest.set_defaults(run=_cmd_loadtest)
@@ -242,7 +256,8 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
         from web_dist.origin import build_origin_app
 
         assert origin.root is not None  # checked by the config loader
-        return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret)
+        return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret,
+                                cache_tags=origin.cache_tags)
     settings = origin_settings(origin, config)
     if origin.kind == "player":
         from streaming.player_app import build_player_app
@@ -288,7 +303,7 @@ def _run(main: Awaitable[None]) -> None:
 # -- the whole CDN -------------------------------------------------------------------------------
 # Secrets `cdn up` makes for its children when the environment has none: every process it starts
 # inherits them, so its edges hold what its origins, admin listeners and uploads ask for.
-GENERATED_SECRETS = ("CDN_ORIGIN_SECRET", "CDN_ADMIN_TOKEN", "CDN_UPLOAD_TOKEN")
+GENERATED_SECRETS = ("CDN_ORIGIN_SECRET", "CDN_ADMIN_TOKEN", "CDN_UPLOAD_TOKEN", "CDN_CONTROL_TOKEN")
 
 
 def secrets_path(config: Path) -> Path:
@@ -355,9 +370,10 @@ def make_missing_certs(path: Path) -> list[Path]:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     load_secrets(secrets_path(args.config), os.environ)
-    if generate_secrets(os.environ):
-        save_secrets(secrets_path(args.config), os.environ)
+    generate_secrets(os.environ)
+    save_secrets(secrets_path(args.config), os.environ)  # made here or exported: later commands find them
     make_missing_certs(args.config)
+    make_missing_key_pairs(args.config)
     config = load_config(args.config)
     check_runnable(config)  # refused before any process starts
     children: list[tuple[str, str, subprocess.Popen[bytes]]] = []
@@ -443,19 +459,13 @@ def _print_summary(config: CdnConfig) -> None:
         lines.append(f"  router {'':<12} http://{config.router.listen}/ (302 to the nearest healthy edge{dns})")
     if config.control is not None:
         store = f"events in Redis {config.control.redis_url}" if config.control.redis_url else "embedded"
-        lines.append(f"  control {'':<11} {config.control.api_url}/ ({store}; cdn invalidate DIST PATH... --wait)")
+        lines.append(f"  control {'':<11} {config.control.api_url}/ ({store})")
     lines.append("")
     for dist in config.distributions:
         edge = config.edges[dist.edges[0]]
-        host, port = parse_listen(edge.listen)
-        domain = next((d for d in dist.domains if _opens_as_is(d)), dist.domains[0])
-        url = f"http://{domain}:{port}/" if _opens_as_is(domain) else f"http://{edge.listen}/"
-        ca = edge.tls_cert.parent / "ca.pem" if edge.https_listen and edge.tls_cert is not None else None
-        cacert = ""
-        if ca is not None and ca.exists():
-            _, https_port = parse_listen(edge.https_listen or "")
-            plain, cacert = url, f" --cacert {ca}"
-            url = f"https://{domain}:{https_port}/" if _opens_as_is(domain) else f"https://{edge.https_listen}/"
+        url, plain, cacert = _dist_url(dist, edge)
+        domain = _domain(dist)
+        if plain != url:
             lines.append(f"  distribution {dist.id} ({dist.kind}): open {url} (or {plain})")
         else:
             lines.append(f"  distribution {dist.id} ({dist.kind}): open {url}")
@@ -466,7 +476,7 @@ def _print_summary(config: CdnConfig) -> None:
         hdr = ("" if _opens_as_is(domain) else f" -H 'Host: {domain}'") + cacert
         curl = f"curl -s -o /dev/null -D - {url}{hdr} | grep -iE '^(cache-status|age):'"
         lines.append(f"      {curl}; {curl}")
-        lines += _upload_lines(dist, url, hdr)
+    lines += _tour_lines(config)
     for edge in config.edges.values():
         if edge.https_listen and edge.tls_cert is not None and (edge.tls_cert.parent / "ca.pem").exists():
             ca = edge.tls_cert.parent / "ca.pem"
@@ -481,14 +491,109 @@ def _print_summary(config: CdnConfig) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _upload_lines(dist: Distribution, url: str, hdr: str) -> list[str]:
-    """A working upload command line, for a distribution with a behavior that takes PUT."""
+def _domain(dist: Distribution) -> str:
+    return next((d for d in dist.domains if _opens_as_is(d)), dist.domains[0])
+
+
+def _dist_url(dist: Distribution, edge: EdgeLocation) -> tuple[str, str, str]:
+    """(URL to open, its plain-HTTP form, curl's --cacert option or "") of `dist` on `edge`:
+    HTTPS when the edge has it and the local CA exists."""
+    domain = _domain(dist)
+    port = parse_listen(edge.listen)[1]
+    plain = f"http://{domain}:{port}/" if _opens_as_is(domain) else f"http://{edge.listen}/"
+    ca = edge.tls_cert.parent / "ca.pem" if edge.https_listen and edge.tls_cert is not None else None
+    if ca is None or not ca.exists():
+        return plain, plain, ""
+    https_port = parse_listen(edge.https_listen or "")[1]
+    url = f"https://{domain}:{https_port}/" if _opens_as_is(domain) else f"https://{edge.https_listen}/"
+    return url, plain, f" --cacert {ca}"
+
+
+def _tour_lines(config: CdnConfig) -> list[str]:
+    """Copy-paste commands for what the config offers: uploads, invalidation, purge by tag,
+    signed URLs, a load test and the router's watch page."""
+    cdn = _cdn_command()
+    flag = "" if _found_by_default(config.source) else f" --config {_shown(config.source)}"
+    lines = ["", f"  try it (`cdn` is {cdn}; `make shell` puts it on PATH):"]
+    for dist in config.distributions:
+        lines += _upload_lines(config, dist)
+    site = next((d for d in config.distributions if d.kind == "web"), None)
+    if config.control is not None and site is not None:
+        lines += ["    invalidate a path on every edge:", f"      {cdn} invalidate {site.id} /index.html{flag} --wait"]
+        origin = config.origins.get(site.origin)
+        tags = list(dict.fromkeys(t for _, ts in origin.cache_tags for t in ts)) if origin is not None else []
+        if tags:
+            lines += [f"    purge by cache tag ({', '.join(tags)}; the origin's cache_tags):",
+                      f"      {cdn} purge {site.id} --tag {tags[0]}{flag} --wait"]
+    for dist in config.distributions:
+        lines += _signed_lines(config, dist, cdn)
+    live = next((d for d in config.distributions if d.kind == "streaming"), None)
+    if live is not None:
+        lines += ["    load test the stream (a report in loadtest.html):",
+                  f"      {cdn} loadtest --config {_shown(config.source)} --viewers 20 --duration 20"]
+    if config.router is not None and live is not None:
+        port = parse_listen(config.router.listen)[1]
+        lines += [f"  watch through the router (302 to the nearest edge): http://{_domain(live)}:{port}/watch/{name}"
+                  for name in _streams(config, live)]
+    return lines
+
+
+def _upload_lines(config: CdnConfig, dist: Distribution) -> list[str]:
+    """Working upload commands, for a distribution with a behavior that takes PUT: through the
+    first edge, read back from the second (each edge drops its copy when another takes a write)."""
     put = next((b for b in dist.behaviors if "PUT" in b.allowed_methods), None)
     if put is None or dist.upload_token is None:
         return []
     path = put.path_pattern.rstrip("*").lstrip("/") if put.path_pattern != "*" else ""
-    return ["    upload (anonymous writes get 403):",
-            f"      curl -T README.md -H 'Authorization: Bearer {dist.upload_token}'{hdr} {url}{path}README.md"]
+    auth = f"-H 'Authorization: Bearer {dist.upload_token}'"
+    url, _, cacert = _dist_url(dist, config.edges[dist.edges[0]])
+    host = "" if _opens_as_is(_domain(dist)) else f" -H 'Host: {_domain(dist)}'"
+    lines = [f"    upload through {dist.edges[0]} (anonymous writes get 403):",
+             f"      curl -T README.md {auth}{host}{cacert} {url}{path}README.md"]
+    if len(dist.edges) > 1:
+        other, _, other_ca = _dist_url(dist, config.edges[dist.edges[1]])
+        lines += [f"    read it from {dist.edges[1]} at once, delete it, and it is gone there too:",
+                  f"      curl -s{host}{other_ca} {other}{path}README.md | head -3",
+                  f"      curl -X DELETE {auth}{host}{cacert} {url}{path}README.md",
+                  f"      curl -s -o /dev/null -w '%{{http_code}}\\n'{host}{other_ca} {other}{path}README.md"]
+    return lines
+
+
+def _signed_lines(config: CdnConfig, dist: Distribution, cdn: str) -> list[str]:
+    """Sign a URL of a signed-only behavior with the demo's key pair, and fetch it."""
+    signed = next((b for b in dist.behaviors if b.signed and b.path_pattern.endswith("/*")), None)
+    origin = config.origins.get(dist.origin)
+    if signed is None or not dist.trusted_key_files or origin is None or origin.root is None:
+        return []
+    key_id, public = next(iter(dist.trusted_key_files.items()))
+    private = private_key_beside(public)
+    folder = origin.root / signed.path_pattern.strip("/*")
+    sample = next((p.name for p in sorted(folder.iterdir()) if p.is_file()), None) if folder.is_dir() else None
+    if not private.exists() or sample is None:
+        return []
+    _, plain, _ = _dist_url(dist, config.edges[dist.edges[0]])
+    target = f"{plain}{signed.path_pattern.strip('/*')}/{sample}"
+    return [f"    {signed.path_pattern} is for signed URLs only (unsigned: 403); sign one for an hour and fetch it:",
+            f'      curl -i "$({cdn} sign --key {_shown(private)} --key-pair-id {key_id} --url {target} --expires 3600)"']
+
+
+def _cdn_command() -> str:
+    """How the shell `cdn up` runs in reaches `cdn`: this interpreter's script (.venv/bin/cdn)."""
+    script = Path(sys.executable).parent / "cdn"
+    return _shown(script) if script.exists() else "cdn"
+
+
+def _shown(path: Path) -> str:
+    """`path` as the user's shell names it: relative to the current folder when under it."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _found_by_default(source: Path) -> bool:
+    found = find_config(None)
+    return found is not None and found.resolve() == source.resolve()
 
 
 def _opens_as_is(domain: str) -> bool:
@@ -498,17 +603,22 @@ def _opens_as_is(domain: str) -> bool:
 
 def _watch_lines(config: CdnConfig, dist: Distribution, url: str) -> list[str]:
     """The player pages of a streaming distribution, when a behavior routes to a player origin."""
+    return [f"    watch {name}: {url}watch/{name}  (LL-HLS; ?mode=hls, ?mode=webrtc)" for name in _streams(config, dist)]
+
+
+def _streams(config: CdnConfig, dist: Distribution) -> list[str]:
+    """The streams of a distribution whose behaviors route to a player origin (their watch pages)."""
     routed = (config.origins.get(b.origin) for b in dist.behaviors if b.origin is not None)
     if not any(o is not None and o.kind == "player" for o in routed):
         return []
     media = config.origins.get(dist.origin)
-    streams = media.options.get("streams", {}) if media is not None and media.kind == "media" else {}
-    return [f"    watch {name}: {url}watch/{name}  (LL-HLS; ?mode=hls, ?mode=webrtc)" for name in streams]
+    return list(media.options.get("streams", {})) if media is not None and media.kind == "media" else []
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     made = generate_secrets(os.environ)  # as `cdn up` would: a secret it makes is not missing
     make_missing_certs(args.config)  # ... and a demo certificate neither
+    make_missing_key_pairs(args.config)  # ... nor the demo's key pair for signed URLs
     config = load_config(args.config)
     check_runnable(config)
     print(f"{config.source}: ok")

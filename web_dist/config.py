@@ -52,6 +52,8 @@ _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
 ORIGIN_SECRET_HEADER = "x-cdn-origin-secret"
 MIN_SECRET_LENGTH = 16  # tokens and secrets shorter than this are refused
 MAX_WORKERS = 64  # processes one edge location may run (edges.NAME.workers)
+# A cache tag (Surrogate-Key / Cache-Tag entry, purged by `cdn purge --tag`): no space or comma.
+CACHE_TAG = re.compile(r"^[^\s,]{1,256}$")
 WRITE_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
 VIEWER_PROTOCOLS = ("allow-all", "redirect-to-https", "https-only")
 
@@ -78,6 +80,8 @@ class Origin:
     # Sent by edges in ORIGIN_SECRET_HEADER; the origin refuses (403) requests without it.
     access_secret: str | None = field(default=None, repr=False)
     ca_file: Path | None = None  # an https:// origin's certificate is checked against this CA, else the system's
+    # A web origin's cache tags: (path pattern, tags), every matching rule's tags sent in Surrogate-Key.
+    cache_tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ class Distribution:
     error_pages: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))  # status -> origin path
     # Key-Pair-Id -> public key (PEM) that signed URLs and cookies of this distribution may use.
     trusted_keys: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    trusted_key_files: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     geo_restriction: GeoRestriction | None = None
     # `Authorization: Bearer <upload_token>` (or a signed URL) lets a viewer PUT/POST/PATCH/DELETE.
     upload_token: str | None = field(default=None, repr=False)
@@ -264,6 +269,23 @@ class CdnConfig:
         if group is None:
             return (self.origins[target],)
         return (self.origins[group.primary], self.origins[group.secondary])
+
+
+# Where `cdn` looks for a config when a command is given no --config: here, then the demo's.
+DEFAULT_CONFIGS = (Path("cdn.toml"), Path("demo") / "cdn.toml")
+
+
+def find_config(given: Path | None, cwd: Path | None = None) -> Path | None:
+    """`given`, else the first of DEFAULT_CONFIGS that exists under `cwd` (None: none does)."""
+    if given is not None:
+        return given
+    base = Path() if cwd is None else cwd  # relative: it is shown as the user would type it
+    return next((base / p for p in DEFAULT_CONFIGS if (base / p).is_file()), None)
+
+
+def no_config_error(what: str) -> ConfigError:
+    looked = " nor ".join(f"./{p}" for p in DEFAULT_CONFIGS)
+    return ConfigError(f"{what}: no --config FILE given, and neither {looked} is here: pass --config with the file `cdn up` runs")
 
 
 def load_config(path: str | Path) -> CdnConfig:
@@ -397,7 +419,7 @@ class _Reader:
 def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     where = f"origins.{name}"
     r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options",
-                         "access_secret", "access_secret_env", "ca_file"})
+                         "access_secret", "access_secret_env", "ca_file", "cache_tags"})
     kind = r.get(body, where, "kind", str, "web", _one_of(ORIGIN_KINDS))
     listen = r.get(body, where, "listen", str, None, _listen_problem)
     url = r.get(body, where, "url", str, None, _url_problem)
@@ -428,7 +450,24 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         options=MappingProxyType(options),
         access_secret=r.secret(body, where, "access_secret"),
         ca_file=_pem_file(r, body, where, "ca_file", base, b"-----BEGIN CERTIFICATE-----"),
+        cache_tags=_cache_tags(r, f"{where}.cache_tags", body.get("cache_tags", {}), kind),
     )
+
+
+def _cache_tags(r: _Reader, where: str, raw: Any, kind: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`cache_tags = { "/images/*" = ["images"], "/index.html" = ["home", "pages"] }`."""
+    if not isinstance(raw, dict):
+        raise r.fail(where, 'must be a table of path pattern = ["tag", ...]')
+    if raw and kind != "web":
+        raise r.fail(where, "only a web origin attaches cache tags (a media origin's objects are named once)")
+    rules = []
+    for pattern, tags in raw.items():
+        if not _PATTERN.match(pattern):
+            raise r.fail(f'{where}."{pattern}"', "a path pattern starts with / (or is *)")
+        if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and CACHE_TAG.match(t) for t in tags):
+            raise r.fail(f'{where}."{pattern}"', "must be a non-empty list of tags (1 to 256 characters, no spaces or commas)")
+        rules.append((pattern, tuple(tags)))
+    return tuple(rules)
 
 
 def _origin_group(r: _Reader, name: str, body: dict[str, Any], origins: Mapping[str, Origin]) -> OriginGroup:
@@ -586,6 +625,7 @@ def _distribution(
         error_ttl=r.get(body, where, "error_ttl", float, 1.0 if kind == "streaming" else 10.0, _not_negative),
         error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
         trusted_keys=trusted_keys,
+        trusted_key_files=MappingProxyType({k: (r.source.parent / v).resolve() for k, v in body.get("trusted_keys", {}).items()}),
         geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
         upload_token=r.secret(body, where, "upload_token"),
         hsts_max_age=r.get(body, where, "hsts_max_age", int, None, _not_negative),

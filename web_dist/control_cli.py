@@ -5,8 +5,9 @@
     cdn invalidate DIST PATH... [--soft] [--wait]  invalidate paths on every edge of DIST
     cdn purge DIST --tag T [--tag T...] [--soft] [--wait]
 
-The API is found from the config's [control] (`--config`, default ./cdn.toml) or `--control
-URL`; the token comes from the environment variable [control].token_env (CDN_CONTROL_TOKEN).
+The API is found from the config's [control] (`--config`, default ./cdn.toml, else
+./demo/cdn.toml) or `--control URL`; the token comes from the environment variable
+[control].token_env (CDN_CONTROL_TOKEN), or the secrets `cdn up` kept beside the config.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from web_dist.config import MIN_SECRET_LENGTH, ConfigError, ControlConfig, load_config
+from web_dist.config import (
+    MIN_SECRET_LENGTH,
+    ConfigError,
+    ControlConfig,
+    find_config,
+    load_config,
+    no_config_error,
+)
 from web_dist.invalidation import resolve_token
-
-DEFAULT_CONFIG = Path("cdn.toml")
 
 
 def add_commands(sub: Any) -> None:
@@ -38,17 +44,17 @@ def add_commands(sub: Any) -> None:
     inv.add_argument("distribution")
     inv.add_argument("paths", nargs="+", metavar="PATH", help="/exact/path or /prefix/*")
     _client_options(inv)
-    inv.set_defaults(run=_cmd_invalidate)
+    inv.set_defaults(run=_cmd_invalidate, finds_config=True)
 
     purge = sub.add_parser("purge", help="purge objects by cache tag (Surrogate-Key / Cache-Tag) on all edges")
     purge.add_argument("distribution")
     purge.add_argument("--tag", action="append", required=True, dest="tags")
     _client_options(purge)
-    purge.set_defaults(run=_cmd_purge)
+    purge.set_defaults(run=_cmd_purge, finds_config=True)
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="the config whose [control] to use (default ./cdn.toml)")
+    parser.add_argument("--config", type=Path, help="the config whose [control] to use (default ./cdn.toml, else ./demo/cdn.toml)")
     parser.add_argument("--control", metavar="URL", help="the control API's URL (instead of --config)")
     parser.add_argument("--soft", action="store_true", help="mark stale instead of removing (stale-if-error keeps a copy)")
     parser.add_argument("--wait", action="store_true", help="wait until every edge has applied it")
@@ -68,7 +74,10 @@ def _cmd_control(args: argparse.Namespace) -> int:
     from web_dist.cli import _serve_until_signal
     from web_dist.control import build_control_app
 
-    config = load_config(args.config or DEFAULT_CONFIG)
+    path = find_config(args.config)
+    if path is None:
+        raise no_config_error("cdn control")
+    config = load_config(path)
     control = _control_of(config.control, config.source)
     found = resolve_token(control.token, control.token_env, os.environ)
     if found is None:
@@ -118,7 +127,10 @@ def _api(config_path: Path | None, url: str | None) -> tuple[str, str]:
     """The control API's URL and token, from --control or the config's [control]."""
     control = ControlConfig()
     if url is None:
-        config = load_config(config_path or DEFAULT_CONFIG)
+        path = find_config(config_path)
+        if path is None:
+            raise no_config_error("cdn: the control API")
+        config = load_config(path)
         control = _control_of(config.control, config.source)
         url = control.api_url
     token = resolve_token(control.token, control.token_env, os.environ)

@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from web_dist.config import CACHE_TAG
+
 EventKind = Literal["invalidation", "purge", "config"]
 MAX_PATH_LENGTH = 4096
 MAX_TAGS = 100
 _CONTROL_CHARS = re.compile(r"[\x00-\x20\x7f]")
-_TAG = re.compile(r"^[^\s,]{1,256}$")
 
 
 class InvalidRequest(ValueError):
@@ -60,7 +61,7 @@ def check_tags(tags: Any) -> tuple[str, ...]:
     if len(tags) > MAX_TAGS:
         raise InvalidRequest(f"too many tags: {len(tags)} (at most {MAX_TAGS} in one purge)")
     for tag in tags:
-        if not isinstance(tag, str) or not _TAG.match(tag):
+        if not isinstance(tag, str) or not CACHE_TAG.match(tag):
             raise InvalidRequest(f"invalid tag {tag!r}: 1 to 256 characters, no spaces or commas")
     return tuple(dict.fromkeys(tags))
 

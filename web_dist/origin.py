@@ -20,7 +20,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -36,6 +36,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from web_dist.glob import glob_match
 from web_dist.http_ranges import (
     UNSATISFIABLE,
     ByteRange,
@@ -399,12 +400,21 @@ class _FileResponse(StreamingResponse):
             os.close(self.fd)
 
 
+CacheTagRules = Sequence[tuple[str, Sequence[str]]]
+
+
+def cache_tags_for(rules: CacheTagRules, path: str) -> list[str]:
+    """The tags of every rule whose path pattern matches `path`, in rule order, once each."""
+    return list(dict.fromkeys(t for pattern, tags in rules if glob_match(pattern, path) for t in tags))
+
+
 class _Origin:
-    def __init__(self, root: Path, max_upload_bytes: int) -> None:
+    def __init__(self, root: Path, max_upload_bytes: int, cache_tags: CacheTagRules = ()) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise ValueError(f"web origin root {str(root)!r} is not a folder")
         self.max_upload_bytes = max_upload_bytes
+        self.cache_tags = cache_tags
         self.types = mimetypes.MimeTypes()  # built-in table only: the same answer on every host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -452,6 +462,9 @@ class _Origin:
         """Preconditions, then range, then headers and body for an opened file."""
         size, etag, mtime = opened.st.st_size, etag_for(opened.st), int(opened.st.st_mtime)
         headers = {"etag": etag, "last-modified": format_http_date(mtime)}
+        tags = cache_tags_for(self.cache_tags, request.url.path) if self.cache_tags else []
+        if tags:  # for the CDN's purge by tag; edges keep it from viewers
+            headers["surrogate-key"] = " ".join(tags)
         status = precondition_status(request.method, request.headers, etag, mtime)
         if status == 304:
             return Response(status_code=304, headers=headers)
@@ -572,7 +585,8 @@ class _AccessLog:
 
 
 def build_origin_app(
-    root: Path, *, name: str = "origin", max_upload_bytes: int = 5 * 1024**3, access_secret: str | None = None
+    root: Path, *, name: str = "origin", max_upload_bytes: int = 5 * 1024**3, access_secret: str | None = None,
+    cache_tags: CacheTagRules = (),
 ) -> Starlette:
     """A web origin serving the folder `root` like a storage bucket.
 
@@ -580,9 +594,10 @@ def build_origin_app(
     atomic PUT (optionally checked by Content-MD5 / x-amz-checksum-sha256) and DELETE. Paths
     that would leave `root`, by `..`, encoding tricks or symlinks, are refused. `name` tags
     the log lines. With `access_secret`, requests without it (in the header edges send) get 403.
+    `cache_tags` (path pattern, tags) rules tag what they match in Surrogate-Key.
     Raises ValueError when `root` is not a folder.
     """
-    origin = _Origin(root, max_upload_bytes)
+    origin = _Origin(root, max_upload_bytes, cache_tags)
     return Starlette(
         routes=[Route("/{path:path}", origin)],
         middleware=[Middleware(_AccessLog, name=name), Middleware(OriginSecretGuard, secret=access_secret)],

@@ -35,7 +35,9 @@ def add_commands(sub: Any) -> None:
     keygen.add_argument("--private", required=True, type=Path, help="where to write the private key (PEM, mode 0600)")
     keygen.add_argument("--public", required=True, type=Path, help="where to write the public key (PEM)")
     keygen.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
-    keygen.set_defaults(run=_run(cmd_keygen, "keygen"))
+    keygen.add_argument("--config", type=Path, help="the config whose trusted_keys will name the public key: the "
+                        "path printed is relative to its folder (default ./cdn.toml, else ./demo/cdn.toml)")
+    keygen.set_defaults(run=_run(cmd_keygen, "keygen"), finds_config=True)
 
     sign = sub.add_parser("sign", help="print a signed URL (or signed cookies) for a private distribution")
     sign.add_argument("--key", required=True, type=Path, help="the private key (PEM)")
@@ -96,18 +98,62 @@ def _private_key(path: Path) -> rsa.RSAPrivateKey:
 
 
 def cmd_keygen(args: argparse.Namespace, now: float) -> str:
-    for path in (args.private, args.public):
+    write_key_pair(args.private, args.public, args.bits)
+    config: Path | None = getattr(args, "config", None)
+    if config is None:
+        where = f"{args.public.resolve()}"  # relative paths in a config are the config's, not the shell's
+        told = "trust it in a distribution"
+    else:
+        where = os.path.relpath(args.public.resolve(), config.resolve().parent)
+        told = f"trust it in a distribution of {config}"
+    return f"wrote {args.private} (keep it secret) and {args.public}\n{told}: trusted_keys = {{ KEY_PAIR_ID = \"{where}\" }}"
+
+
+def write_key_pair(private_path: Path, public_path: Path, bits: int = 2048) -> None:
+    """A new RSA key pair: the private key owner-only (0600), neither file overwritten."""
+    for path in (private_path, public_path):
         if path.exists():
             raise SignError(f"{path} exists; not overwriting a key")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=args.bits)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
-        fd = os.open(args.private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(private)
-        args.public.write_bytes(public)
+        public_path.write_bytes(public)
     except OSError as exc:
         raise SignError(f"cannot write the key: {exc.strerror or exc} ({exc.filename})") from None
-    return (f"wrote {args.private} (keep it secret) and {args.public}\n"
-            f'trust it in a distribution: trusted_keys = {{ KEY_PAIR_ID = "{args.public}" }}')
+
+
+def private_key_beside(public: Path) -> Path:
+    """Where `cdn up` keeps the private half of a key pair it made: keys/public.pem -> keys/private.pem."""
+    name = public.name.replace("public", "private") if "public" in public.name else f"{public.stem}.private.pem"
+    return public.with_name(name)
+
+
+def make_missing_key_pairs(config: Path) -> list[Path]:
+    """For each `trusted_keys` file of the config that is missing (and whose private half is
+    too), a new key pair; the private keys made. A config that cannot be read is left to
+    load_config to report."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    dists: dict[str, Any] = raw["distributions"] if isinstance(raw.get("distributions"), dict) else {}
+    made: list[Path] = []
+    for body in dists.values():
+        keys = body.get("trusted_keys") if isinstance(body, dict) else None
+        for value in (keys.values() if isinstance(keys, dict) else ()):
+            public = (config.parent / value).resolve() if isinstance(value, str) else None
+            if public is None or public.exists() or private_key_beside(public).exists():
+                continue
+            public.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                write_key_pair(private_key_beside(public), public)
+            except SignError as exc:
+                raise OSError(f"{config}: trusted_keys: {exc}") from None
+            made.append(private_key_beside(public))
+    return made

@@ -80,8 +80,28 @@ listen = "127.0.0.1:{ports['control']}"
         assert wrong.returncode == 1 and "403: wrong token" in wrong.stderr
         bad = cdn("invalidate", "site", "page.html", "--config", str(config))
         assert bad.returncode == 1 and "400: invalid path 'page.html': must start with '/'" in bad.stderr
+        kept = cdn("invalidate", "site", "/x", "--config", str(config), token=None)
+        assert kept.returncode == 0, "`cdn up` kept the token it ran with beside the config"
+        (tmp_path / ".cdn-secrets.env").unlink()
         missing = cdn("invalidate", "site", "/x", "--config", str(config), token=None)
         assert missing.returncode == 2 and "CDN_CONTROL_TOKEN" in missing.stderr
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(30) == 0
+
+
+def test_without_config_cdn_invalidate_finds_demo_or_says_what_to_pass(tmp_path: Path) -> None:
+    """No --config: ./cdn.toml, else ./demo/cdn.toml (the repo root of `make run`); neither
+    there: exit 2 and what to pass, before anything is sent."""
+    result = subprocess.run([sys.executable, "-m", "web_dist.cli", "invalidate", "site", "/x"], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "no --config FILE given, and neither ./cdn.toml nor ./demo/cdn.toml is here: pass --config" in result.stderr
+    from web_dist.config import find_config
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "cdn.toml").write_text("")
+    assert find_config(None, tmp_path) == tmp_path / "demo" / "cdn.toml"
+    (tmp_path / "cdn.toml").write_text("")
+    assert find_config(None, tmp_path) == tmp_path / "cdn.toml"
+    assert find_config(Path("given.toml"), tmp_path) == Path("given.toml")

@@ -28,24 +28,34 @@ def free_port() -> int:
 
 @pytest.fixture
 def demo_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
-    """The demo config on free ports, with the demo site copied (so uploads stay in tmp)."""
-    shutil.copytree(REPO / "demo" / "site", tmp_path / "site", ignore=shutil.ignore_patterns("*.bin"))
+    """The demo config on free ports in TMP/demo/ as in the repo, with the demo site copied (so
+    uploads stay in tmp)."""
+    demo = tmp_path / "demo"
+    shutil.copytree(REPO / "demo" / "site", demo / "site", ignore=shutil.ignore_patterns("*.bin"))
     text = (REPO / "demo" / "cdn.toml").read_text()
     # Every listener moves to a free port, so a running `make run` does not get in the way.
     moved = {old: free_port() for old in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", text)))}
     text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{moved[m.group(1)]}", text)
-    ports = {"origin": moved["8081"], "lon": moved["8091"], "syd": moved["8092"]}
-    config = tmp_path / "cdn.toml"
+    ports = {"origin": moved["8081"], "lon": moved["8091"], "syd": moved["8092"], "router": moved["8090"],
+             "control": moved["8070"]}
+    config = demo / "cdn.toml"
     config.write_text(text)
     return config, ports
 
 
-def start_up(config: Path) -> subprocess.Popen[str]:
+def start_up(config: Path, cwd: Path = REPO) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "web_dist.cli", "up", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+        env={**clean_environ(), "PYTHONUNBUFFERED": "1"},
     )
+
+
+def clean_environ() -> dict[str, str]:
+    """This environment without the CDN's secrets: a new shell, as a user's would be."""
+    from web_dist.cli import GENERATED_SECRETS
+
+    return {k: v for k, v in os.environ.items() if k not in GENERATED_SECRETS}
 
 
 def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config) -> None:
@@ -142,3 +152,81 @@ def test_secrets_cdn_up_made_are_found_by_later_commands(tmp_path) -> None:  # t
     load_secrets(path, later)
     assert later["CDN_ADMIN_TOKEN"] == "set-by-the-user-wins"
     assert all(later[name] == made[name] for name in GENERATED_SECRETS if name != "CDN_ADMIN_TOKEN")
+
+
+def printed_command(printed: str, starts: str, containing: str = "") -> str:
+    """The first printed line (a command to copy) that starts with `starts`, as printed."""
+    lines = (line.strip() for line in printed.splitlines())
+    found = next((line for line in lines if line.startswith(starts) and containing in line), None)
+    assert found is not None, f"no line starting {starts!r} in:\n{printed}"
+    return found
+
+
+def shell(command: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`command` as a user pastes it: bash, in `cwd`, without the CDN's secrets exported."""
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=clean_environ(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def until(check, within: float = 10.0):  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+def test_the_printed_tour_works_from_the_folder_above_demo(demo_config) -> None:  # type: ignore[no-untyped-def]
+    """Every command `cdn up` prints works as pasted, from the folder holding demo/ (the repo
+    root for `make run`), in a shell with no variables exported: an upload through edge-lon is
+    seen at once on edge-syd (which had cached the 404), so is its delete; invalidate and purge
+    by tag reach both edges; a signed-only path serves a URL signed with the key pair made at
+    start; the router's watch URL sends a browser to an edge under its own name."""
+    config, ports = demo_config
+    home = config.parent.parent
+    (home / "README.md").write_text("# uploaded through edge-lon\n")
+    proc = start_up(config, cwd=home)
+    try:
+        printed = read_until(proc, "/metrics")
+        assert f"`cdn` is {REPO}/.venv/bin/cdn; `make shell` puts it on PATH" in printed
+        assert "--config" not in printed_command(printed, f"{REPO}/.venv/bin/cdn invalidate")
+        syd = f"http://localhost:{ports['syd']}"
+        assert httpx.get(f"{syd}/uploads/README.md").status_code == 404  # remembered for error_ttl (10 s)
+
+        upload = shell(printed_command(printed, "curl -T README.md"), home)
+        assert upload.returncode == 0, upload.stderr
+        read = printed_command(printed, "curl -s", "| head -3")
+        assert until(lambda: b"uploaded through edge-lon" in shell(read, home).stdout.encode(), 5), read
+        assert shell(printed_command(printed, "curl -X DELETE"), home).returncode == 0
+        gone = printed_command(printed, "curl -s -o /dev/null -w")
+        assert until(lambda: shell(gone, home).stdout.strip() == "404", 5)
+
+        for port in (ports["lon"], ports["syd"]):  # both edges hold the home page and an image
+            for path in ("/", "/images/logo.svg"):
+                httpx.get(f"http://localhost:{port}{path}")
+                assert "; hit" in httpx.get(f"http://localhost:{port}{path}").headers["cache-status"], path
+        invalidate = shell(printed_command(printed, f"{REPO}/.venv/bin/cdn invalidate site /index.html"), home)
+        assert invalidate.returncode == 0 and "Completed" in invalidate.stdout, invalidate.stdout + invalidate.stderr
+        assert "edge-lon: applied" in invalidate.stdout and "edge-syd: applied" in invalidate.stdout
+        purge = shell(printed_command(printed, f"{REPO}/.venv/bin/cdn purge site --tag images"), home)
+        assert purge.returncode == 0 and "Completed" in purge.stdout, purge.stdout + purge.stderr
+        for port in (ports["lon"], ports["syd"]):
+            image = httpx.get(f"http://localhost:{port}/images/logo.svg")
+            assert "fwd=miss" in image.headers["cache-status"] and "surrogate-key" not in image.headers
+
+        signed = shell(printed_command(printed, 'curl -i "$('), home)
+        assert signed.stdout.startswith("HTTP/1.1 200") and "signed URLs only" in signed.stdout, signed.stdout
+        assert httpx.get(f"http://localhost:{ports['lon']}/private/report.txt").status_code == 403
+
+        watch = re.search(r"watch through the router \(302 to the nearest edge\): (http://live\.localhost:(\d+)/watch/test)", printed)
+        assert watch and int(watch.group(2)) == ports["router"], printed
+        routed = httpx.get(f"http://127.0.0.1:{ports['router']}/watch/test", headers={"host": f"live.localhost:{ports['router']}"})
+        assert routed.status_code == 302 and routed.headers["location"].startswith(f"http://edge-lon.live.localhost:{ports['lon']}/watch/test")
+        assert printed_command(printed, f"{REPO}/.venv/bin/cdn loadtest --config demo/cdn.toml")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    assert code == 0

@@ -320,3 +320,22 @@ def test_bad_access_config_is_refused_with_file_and_key(
         edge_config("http://127.0.0.1:1", [PRIVATE], **{"trusted_keys": {"K1": str(keys[1])}, **change})
     with pytest.raises(ConfigError, match="is not a PEM public key"):
         edge_config("http://127.0.0.1:1", [PRIVATE], trusted_keys={"K1": __file__})
+
+
+@pytest.mark.parametrize(
+    ("host", "router_port", "expected"),
+    [
+        ("edge-test.site.test:8091", 8090, ("site.test", "site.test:8090", "site.test:8091")),  # the router's 302
+        ("EDGE-TEST.site.test.", None, ("site.test",)),
+        ("site.test:8091", 8090, ()),  # the domain itself: the Host is what was signed
+        ("edge-other.site.test:8091", 8090, ()),  # another edge's name is not this edge's alias
+        ("edge-test.nope.test:8091", 8090, ()),  # not a domain of the distribution
+        ("edge-test.:8091", 8090, ()),
+    ],
+)
+def test_signer_hosts_are_the_domain_behind_this_edge_s_own_name(host: str, router_port: int | None,
+                                                                 expected: tuple[str, ...]) -> None:
+    from edge.access import signer_hosts
+
+    dist = edge_config("http://127.0.0.1:9").distributions[0]
+    assert signer_hosts(host, dist, "edge-test", router_port) == expected

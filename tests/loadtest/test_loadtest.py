@@ -53,11 +53,16 @@ async def test_stopping_the_edge_midway_shows_the_stalls_and_errors_it_caused(
     run_task = asyncio.create_task(run_load(plan, progress=None))
     await asyncio.sleep(4)  # the scenario's own timeline: the edge goes away mid-run
     await edge.public.stop()
-    figures = summarize(await run_task)
+    done = await run_task
+    figures = summarize(done)
     assert figures["startup"]["never_started"] == 0
     assert figures["stalls"] >= 20, "every viewer stalls once its buffer runs dry"
     assert figures["stall_ratio"] > 0.1
     assert figures["errors"].get("connection refused", 0) > 0, figures["errors"]
+    # the report says where: which edge and which URL refused
+    refused = [s for s in done.tally.error_report() if s["kind"] == "connection refused"]
+    assert refused and all(s["edge"] == edge.url.removeprefix("http://") for s in refused), refused
+    assert all(str(s["url"]).startswith(f"{edge.url}/") for s in refused), refused
     stalled_at_end = figures["series"][-1]["stalled"]
     assert stalled_at_end == 20
 

@@ -243,3 +243,37 @@ origin = "live"
     assert stream_of(parser.parse_args(["--config", str(config)])) == ("/live/test/master.m3u8", "live.localhost")
     assert stream_of(parser.parse_args(["--config", str(config), "--path", "/x", "--host", "h"])) == ("/x", "h")
     assert stream_of(parser.parse_args([])) == ("/live/demo/master.m3u8", None)
+
+
+def test_failed_requests_are_kept_with_their_edge_and_url_up_to_a_bound() -> None:
+    from streaming.tally import KEEP_ERROR_SOURCES, Tally
+    from streaming.viewer import FetchResult
+
+    tally = Tally()
+    miss = FetchResult(404, b"", "http://edge-lon.live.localhost:8091/live/x/master.m3u8", 0.1,
+                       cache_status="edge-lon; fwd=miss; fwd-status=404")
+    refused = FetchResult(0, b"", "http://127.0.0.1:8092/live/x/master.m3u8", 0.1, error="connection refused")
+    assert (miss.edge, refused.edge) == ("edge-lon", "127.0.0.1:8092")
+    for result in (miss, miss, refused):
+        tally.error(result.error or f"http {result.status}", result.url, result.edge)
+    for i in range(KEEP_ERROR_SOURCES + 5):  # a storm of distinct segment URLs stays bounded
+        tally.error("timeout", f"http://127.0.0.1:8092/live/x/{i}.m4s", "127.0.0.1:8092")
+    report = tally.error_report()
+    assert {"kind": "http 404", "edge": "edge-lon", "url": miss.url, "count": 2} in report
+    assert {"kind": "connection refused", "edge": "127.0.0.1:8092", "url": refused.url, "count": 1} in report
+    assert len(report) == KEEP_ERROR_SOURCES + 1
+    assert {"kind": "timeout", "edge": "127.0.0.1:8092", "url": "other URLs", "count": 7} in report
+    assert tally.errors == Counter({"timeout": KEEP_ERROR_SOURCES + 5, "http 404": 2, "connection refused": 1})
+
+
+def test_loadtest_help_says_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from web_dist.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["loadtest", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--viewers VIEWERS virtual viewers (or web clients) (default: 100)", "(default: 60.0)",
+                   "--ramp RAMP viewers started per second (default: 50.0)", "(default: loadtest.html)",
+                   "--mode {hls,web} play a stream, or fetch --object paths (default: hls)"):
+        assert option in text, option
+    assert "(default: None)" not in text and "(default: [])" not in text

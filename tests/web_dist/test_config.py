@@ -82,6 +82,10 @@ def test_good_config_loads_into_frozen_values(tmp_path: Path) -> None:
         (('[distributions.site]', '[distributions.site]\nedges = ["edge-nyc"]'), "distributions.site.edges[0]: no edge named 'edge-nyc'"),
         (('[edges.edge-lon]', '[edges."bad name!"]'), "edges.bad name!: names use letters"),
         (('region = "eu-west"', 'region = "eu-west"\nabandoned_fill_bytes = -1'), "edges.edge-lon.abandoned_fill_bytes: must not be negative"),
+        (('listen = "127.0.0.1:8081"', 'listen = "127.0.0.1:8081"\ncache_tags = { "/a" = ["has space"] }'),
+         'origins.site.cache_tags."/a": must be a non-empty list of tags'),
+        (('listen = "127.0.0.1:8081"', 'listen = "127.0.0.1:8081"\ncache_tags = { "images" = ["images"] }'),
+         'origins.site.cache_tags."images": a path pattern starts with /'),
     ],
 )
 def test_bad_config_names_file_key_and_fault(tmp_path: Path, change: tuple[str, str], message: str) -> None:

@@ -560,3 +560,17 @@ async def test_one_log_line_per_request(client: httpx.AsyncClient, caplog: pytes
     await client.get("/missing.txt")
     lines = [r.getMessage() for r in caplog.records if r.name == "cdn.origin"]
     assert lines == ["test GET /hello.txt 200 13 bytes", "test GET /missing.txt 404 30 bytes"]
+
+
+async def test_cache_tag_rules_tag_what_they_match_in_surrogate_key(start_origin: OriginFactory) -> None:
+    """Every rule whose pattern matches the path adds its tags (once each, in rule order); a
+    path no rule matches has no Surrogate-Key. The edge purges by these (`cdn purge --tag`)."""
+    rules = [("/docs/*", ["docs"]), ("*.html", ["pages", "docs"]), ("/hello.txt", ["greeting"])]
+    site = await start_origin(cache_tags=rules)
+    async with httpx.AsyncClient(base_url=site.url, timeout=10) as http:
+        page, hello, plain = [await http.get(p) for p in ("/docs/guide/page.html", "/hello.txt", "/data.bin")]
+        head = await http.head("/docs/index.html")
+    assert page.status_code == 200 and page.headers["surrogate-key"] == "docs pages"
+    assert hello.headers["surrogate-key"] == "greeting"
+    assert head.headers["surrogate-key"] == "docs pages"
+    assert "surrogate-key" not in plain.headers

@@ -398,3 +398,45 @@ async def _via(router: Router, client: str, host: str, target: str) -> httpx.Res
     transport = httpx.ASGITransport(app=build_router_app(router), client=(client, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://router") as http:
         return await http.get(target, headers={"Host": host})
+
+
+async def test_a_canned_signed_url_keeps_working_after_the_302_to_the_edge_host(
+    origin: Any, serve: Callable[..., Any], tmp_path: Any
+) -> None:
+    """A URL signed for the distribution's domain at the router (canned: the edge rebuilds the
+    policy from the URL it is asked for) is still good at "EDGE.DOMAIN:PORT", where the router's
+    302 sends the viewer; changed in any other way it is refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from web_dist.signing import Policy, signed_url
+
+    (origin.root / "private").mkdir()
+    (origin.root / "private" / "a.txt").write_text("for signed viewers\n")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = tmp_path / "public.pem"
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    router_port = _free_port()
+    raw = _raw(origin.url, edge_hostnames=True, regions={"127.0.0.1/32": "eu-west"})
+    raw["router"]["listen"] = f"127.0.0.1:{router_port}"
+    raw["distributions"]["live"] |= {"trusted_keys": {"K1": str(public)},
+                                     "behaviors": [{"path": "/private/*", "signed": True}]}
+    config = parse_config(raw)
+    edge = await serve(build_edge_app(config, "edge-lon"), name="edge-lon", listen=config.edges["edge-lon"].listen)
+    addresses = {"edge-lon": f"{EDGE_HOSTS['edge-lon']}:{edge.port}", "edge-syd": "127.0.0.99:9"}
+    router = await serve(build_router_app(Router(parse_config(raw | {"router": raw["router"] | {"addresses": addresses}}))),
+                         name="router", listen=f"127.0.0.1:{router_port}")
+    url = signed_url(key, "K1", f"http://{LIVE}:{router_port}/private/a.txt", Policy(f"http://{LIVE}:{router_port}/private/a.txt", int(time.time()) + 60))
+    async with httpx.AsyncClient(timeout=5) as http:
+        found = await http.get(router.url + url.removeprefix(f"http://{LIVE}:{router_port}"), headers={"Host": f"{LIVE}:{router_port}"})
+        assert found.status_code == 302
+        location = httpx.URL(found.headers["location"])
+        assert location.host == f"edge-lon.{LIVE}" and location.port == edge.port
+        at_edge = f"http://{EDGE_HOSTS['edge-lon']}:{edge.port}{location.raw_path.decode()}"
+        served = await http.get(at_edge, headers={"Host": f"{location.host}:{location.port}"})
+        assert served.status_code == 200 and served.text == "for signed viewers\n"
+        other = await http.get(at_edge.replace("a.txt", "b.txt"), headers={"Host": f"{location.host}:{location.port}"})
+        assert other.status_code == 403 and "signature does not match" in other.text
+        # another edge's name in front of the domain is not this edge's alias
+        theirs = await http.get(at_edge, headers={"Host": f"edge-syd.{LIVE}:{location.port}"})
+        assert theirs.status_code == 421

@@ -151,3 +151,24 @@ def test_sign_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixtur
     values["--key"] = str(tmp_path / values["--key"])
     assert main(["sign", *[part for pair in values.items() for part in pair]]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_keygen_prints_the_trusted_keys_path_relative_to_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paths in a config are its folder's, not the shell's: run from the folder above demo/,
+    keygen prints what demo/cdn.toml needs, and that line, pasted in, loads."""
+    from web_dist.config import load_config
+
+    (tmp_path / "demo" / "keys").mkdir(parents=True)
+    (tmp_path / "demo" / "site").mkdir()
+    config = tmp_path / "demo" / "cdn.toml"
+    config.write_text('[origins.o]\nurl = "http://127.0.0.1:9"\n[edges.e]\nlisten = "127.0.0.1:0"\n'
+                      '[distributions.d]\ndomains = ["d.test"]\norigin = "o"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["keygen", "--private", "demo/keys/k.pem", "--public", "demo/keys/k.pub.pem"]) == 0
+    printed = capsys.readouterr().out
+    assert f'trust it in a distribution of {Path("demo/cdn.toml")}: trusted_keys = {{ KEY_PAIR_ID = "keys/k.pub.pem" }}' in printed
+    line = printed.strip().splitlines()[-1].partition(": ")[2].replace("KEY_PAIR_ID", "K1")
+    config.write_text(config.read_text() + line + "\n")
+    assert set(load_config(config).distributions[0].trusted_keys) == {"K1"}
