@@ -110,7 +110,7 @@ class StreamFeed:
         self._loop = loop
         self._reader = _BodyReader(response.chunks(), loop)
         self._ready: asyncio.Future[None] = loop.create_future()
-        self.relay: PacketRelay[av.Packet] = PacketRelay((), queue_packets=settings.queue_packets)
+        self.relay: PacketRelay[av.Packet[Any]] = PacketRelay((), queue_packets=settings.queue_packets)
         self.done = asyncio.Event()
         self.holders = 0
         self.close_timer: asyncio.TimerHandle | None = None

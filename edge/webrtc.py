@@ -81,7 +81,7 @@ class RelayTrack(MediaStreamTrack):
         self.kind = kind
         self._session = session
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         packet = await self._session.viewer().next(self.kind)
         if packet is None:
             self._session.ended()
@@ -99,7 +99,7 @@ class WhepSession:
         self.kinds: tuple[str, ...] = ()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._service = service
-        self._viewer: RelayViewer[av.Packet] | None = None
+        self._viewer: RelayViewer[av.Packet[Any]] | None = None
         self.released = False  # its hold on the feed is given back
         self._closing: asyncio.Task[None] | None = None
 
@@ -107,7 +107,7 @@ class WhepSession:
     def location(self) -> str:
         return f"{WHEP_PREFIX}{self.stream}/{self.id}"
 
-    def viewer(self) -> RelayViewer[av.Packet]:
+    def viewer(self) -> RelayViewer[av.Packet[Any]]:
         """Joined on the first packet asked for (after DTLS): nothing queues before."""
         if self._viewer is None:
             self._viewer = self.feed.relay.join(self.kinds, on_drop=self.ended)

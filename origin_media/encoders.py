@@ -8,7 +8,6 @@ cut off, so keyframes land exactly on segment boundaries.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import cast
 
 import av
 from av.audio.codeccontext import AudioCodecContext
@@ -25,7 +24,7 @@ def h264_encoder(
 ) -> VideoCodecContext:
     """`global_header`: SPS/PPS in extradata (for an avcC) rather than before each keyframe
     (for MPEG-TS, which has nowhere else to put them)."""
-    enc = cast(VideoCodecContext, CodecContext.create("libx264", "w"))
+    enc = CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
     enc.time_base = time_base or Fraction(1, fps)
     enc.framerate = Fraction(fps)  # rate control budgets bits per frame from this
@@ -46,7 +45,7 @@ def h264_encoder(
 
 
 def aac_encoder(sample_rate: int, channels: int, bitrate: int = 96_000) -> AudioCodecContext:
-    enc = cast(AudioCodecContext, CodecContext.create("aac", "w"))
+    enc = CodecContext.create("aac", "w")
     enc.sample_rate = sample_rate
     enc.layout = "mono" if channels == 1 else "stereo"
     enc.format = "fltp"

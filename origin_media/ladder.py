@@ -15,11 +15,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
-from typing import cast
 
 import av
 from av.codec.context import CodecContext
-from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
 from . import encoders
@@ -95,7 +93,7 @@ class LadderTranscoder:
         if self.video is None:
             raise ValueError("no video to transcode")
         source = tracks[self.video]
-        self._decoder = cast(VideoCodecContext, CodecContext.create("h264", "r"))
+        self._decoder = CodecContext.create("h264", "r")
         self._decoder.extradata = source.extradata
         self._decoder.thread_count = 1  # frame threads would add frames of delay
         self._time_base = source.time_base

@@ -190,7 +190,7 @@ class TsEncoder:
 
     def _start_reencoding(self, track: Track) -> None:
         """B-frames seen: WebRTC cannot carry them, so decode and encode again."""
-        self._vdecoder = cast(VideoCodecContext, CodecContext.create("h264", "r"))
+        self._vdecoder = CodecContext.create("h264", "r")
         self._vdecoder.extradata = track.extradata
         self._reencoder = encoders.h264_encoder(
             track.width, track.height, 30, 60, 2_000_000, time_base=TS_CLOCK, global_header=False

@@ -395,7 +395,7 @@ class _Reader:
         """A secret: `key` in the file, else the environment variable `key_env` names (or
         `default_env`, when the file names none). None when neither is set."""
         env_key = f"{key}_env"
-        literal = self.get(body, where, key, str, None, _secret_problem)
+        literal: str | None = self.get(body, where, key, str, None, _secret_problem)
         env = self.get(body, where, env_key, str, default_env)
         if literal is not None or env is None:
             return literal
@@ -535,7 +535,7 @@ def _worker_count_problem(value: int) -> str | None:
 
 def _pem_file(r: _Reader, body: dict[str, Any], where: str, key: str, base: Path, marker: bytes) -> Path | None:
     """A PEM file named by `key` (relative to the config's folder), checked readable and PEM."""
-    raw = r.get(body, where, key, str, None)
+    raw: str | None = r.get(body, where, key, str, None)
     if raw is None:
         return None
     path = (base / raw).resolve()

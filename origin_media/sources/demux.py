@@ -64,7 +64,7 @@ def _track(stream: av.stream.Stream) -> Track | None:
                  channels=ctx.layout.nb_channels)
 
 
-def to_media_packet(packet: av.Packet, mapping: TrackMap, shift: int = 0) -> MediaPacket | None:
+def to_media_packet(packet: av.Packet[Any], mapping: TrackMap, shift: int = 0) -> MediaPacket | None:
     """Our packet for `packet`, or None for streams we left out and empty packets."""
     track = mapping.by_stream.get(packet.stream.index)
     if track is None or packet.size == 0 or packet.dts is None:

@@ -169,7 +169,7 @@ class SrtIngest:
         assert entry.passphrase is not None
         secret = entry.passphrase.encode()
         keylen = ctypes.c_int(entry.pbkeylen)
-        ok = (self._lib.srt_setsockflag(sock, SRTO_PASSPHRASE, secret, len(secret)) >= 0
+        ok: bool = (self._lib.srt_setsockflag(sock, SRTO_PASSPHRASE, secret, len(secret)) >= 0
               and self._lib.srt_setsockflag(sock, SRTO_PBKEYLEN, ctypes.byref(keylen), ctypes.sizeof(keylen)) >= 0)
         if not ok:
             log.error("SRT: cannot set the passphrase of stream %s: %s", entry.stream.name, self._error())
