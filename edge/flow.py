@@ -56,6 +56,7 @@ from edge.upload import IDLE_TIMEOUT, ClientGone, UploadBody, declared_length, u
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
 from web_dist.behaviors import DistributionIndex, behavior_for
 from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation, Origin
+from web_dist.http_ranges import response_length
 
 if TYPE_CHECKING:
     from edge.workers import Workers
@@ -380,7 +381,7 @@ class EdgeFlow:
             answer = Answer(head.status, _page_headers(head.headers, page), page.body, len(page.body))
             status, sent = await deliver(send, {}, req.method, answer, extra)
         else:
-            size = _content_length(head.headers)
+            size = response_length(head.headers)
             chunks = flight.body(cursor)
             body: bytes | AsyncIterator[bytes] = chunks
             if size is None and head.stored and "range" in req.headers and req.method == "GET":
@@ -600,7 +601,7 @@ class EdgeFlow:
             outcome = Outcome(fwd=fwd, fwd_status=head.status, stored=head.confirmed, collapsed=not leader)
             cache_status = f"{head.upstream_status + ', ' if head.upstream_status else ''}{outcome.cache_status(self.name)}"
             answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor),
-                            _content_length(head.headers))
+                            response_length(head.headers))
             try:
                 with _departure(req) as departure:
                     await deliver(send, {}, req.method, answer, _worker_stamp(cache_status, head.age, head.tags),
@@ -1014,13 +1015,6 @@ def _with_date(headers: Headers, now: float) -> Headers:
     if any(name == "date" for name, _ in headers):
         return headers
     return [*headers, ("date", format_http_date(now))]
-
-
-def _content_length(headers: Headers) -> int | None:
-    for name, value in headers:
-        if name == "content-length" and value.isdigit():
-            return int(value)
-    return None
 
 
 def _wire_headers(entry: CachedResponse) -> list[tuple[bytes, bytes]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from edge.errors import EdgeError
 from web_dist.config import CacheBehavior, EdgeLocation
+from web_dist.http_ranges import content_length
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 IDLE_TIMEOUT = 60.0  # seconds a viewer may send no body bytes before the upload is abandoned
@@ -53,13 +54,10 @@ def too_large(limit: int, size: int | None = None) -> EdgeError:
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
     """The request's Content-Length, refusing one that is not a number (400)."""
-    value = headers.get("content-length")
-    if value is None:
-        return None
-    value = value.strip()
-    if not (value.isascii() and value.isdigit()):
-        raise EdgeError(400, "Bad Request: Content-Length is not a number")
-    return int(value)
+    try:
+        return content_length(headers.get("content-length"))
+    except ValueError:
+        raise EdgeError(400, "Bad Request: Content-Length is not a number") from None
 
 
 class UploadBody:

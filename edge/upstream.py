@@ -17,6 +17,7 @@ from yarl import URL
 
 from edge.store import Headers
 from web_dist.config import ORIGIN_SECRET_HEADER, Origin
+from web_dist.http_ranges import response_length
 
 log = logging.getLogger("cdn.edge")
 CHUNK = 64 * 1024
@@ -73,10 +74,7 @@ class UpstreamResponse:
 
     @property
     def content_length(self) -> int | None:
-        for name, value in self.headers:
-            if name == "content-length" and value.isdigit():
-                return int(value)
-        return None
+        return response_length(self.headers)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         with _mapped(self.origin):

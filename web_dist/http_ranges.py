@@ -20,6 +20,29 @@ from enum import Enum
 _ENTITY_TAG = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
 
 
+def content_length(value: str | None) -> int | None:
+    """A Content-Length field (RFC 9110 8.6: 1*DIGIT), None when absent; ValueError when it is
+    not a number. The one parser of it for the edge and the origins."""
+    if value is None:
+        return None
+    value = value.strip(" \t")
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"Content-Length {value[:40]!r} is not a number")
+    return int(value)
+
+
+def response_length(headers: list[tuple[str, str]]) -> int | None:
+    """The Content-Length of a response's headers (lower-cased names); None when absent or
+    not a number (the length is then unknown, as for a chunked body)."""
+    for name, value in headers:
+        if name == "content-length":
+            try:
+                return content_length(value)
+            except ValueError:
+                return None
+    return None
+
+
 def format_http_date(timestamp: float) -> str:
     """IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`."""
     return email.utils.formatdate(timestamp, usegmt=True)

@@ -40,6 +40,7 @@ from web_dist.glob import glob_match
 from web_dist.http_ranges import (
     UNSATISFIABLE,
     ByteRange,
+    content_length,
     format_http_date,
     if_range_allows,
     precondition_status,
@@ -292,12 +293,10 @@ def _expected_digests(headers: Mapping[str, str]) -> dict[str, bytes]:
 
 
 def _declared_length(headers: Mapping[str, str]) -> int | None:
-    value = headers.get("content-length")
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit()):
-        raise RequestError(400, "Content-Length is not a number")
-    return int(value)
+    try:
+        return content_length(headers.get("content-length"))
+    except ValueError:
+        raise RequestError(400, "Content-Length is not a number") from None
 
 
 class _Upload:

@@ -7,9 +7,11 @@ import pytest
 from web_dist.http_ranges import (
     UNSATISFIABLE,
     ByteRange,
+    content_length,
     if_range_allows,
     parse_http_date,
     precondition_status,
+    response_length,
     select_range,
 )
 
@@ -158,3 +160,15 @@ def test_rfc850_two_digit_years(value: str, now: float, year: int) -> None:
 
     parsed = parse_http_date(value, now=now)
     assert parsed is not None and time.gmtime(parsed).tm_year == year
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("0", 0), (" 12\t", 12), ("007", 7)])
+def test_content_length_reads_digits(value: str | None, expected: int | None) -> None:
+    assert content_length(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "-1", "1e3", "12, 12", "\uff11\uff12", "0x10", "+5"])
+def test_content_length_refuses_what_is_not_a_number(value: str) -> None:
+    with pytest.raises(ValueError, match="not a number"):
+        content_length(value)
+    assert response_length([("content-length", value)]) is None  # a response's length is then unknown
