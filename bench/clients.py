@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import results_dir
-from bench.procs import Children, machine_load, progress
+from bench.procs import Children, cpu_seconds, machine_load, progress
 from bench.stack import OBJECTS, make_site, start_nginx_static, start_origin
 
 CONCURRENCY = 50
@@ -85,14 +84,11 @@ async def _measured(one: Callable[[], Awaitable[int]], count: int, concurrency: 
             got = await one()  # not `total += await ...`: that reads total before the await
             total += got
 
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    wall, cpu = time.perf_counter(), cpu_seconds()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"requests": count, "bytes": total, "wall_s": time.perf_counter() - wall, "cpu_s": _cpu_seconds() - cpu}
+    return {"requests": count, "bytes": total, "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu}
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _worker_main(client: str, url: str, count: int, concurrency: int) -> None:

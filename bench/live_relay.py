@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.procs import Children, free_port, progress, wait_http
+from bench.procs import Children, cpu_seconds, free_port, progress, wait_http
 
 STREAM = "/live/bench"
 PLAYLIST = f"{STREAM}/source/index.m3u8"
@@ -280,13 +279,6 @@ def live_counters(admin: str) -> dict[str, Any]:
 
 def delta(after: dict[str, Any], before: dict[str, Any], field_name: str, kind: str) -> int:
     return int(after.get(field_name, {}).get(kind, 0) - before.get(field_name, {}).get(kind, 0))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run_hls(base: str, admin: str, origin: str, viewers: int, seconds: float) -> dict[str, Any]:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import results_dir
-from bench.procs import Children, free_port, machine_load, progress, wait_http
+from bench.procs import Children, cpu_seconds, free_port, machine_load, progress, wait_http
 from streaming.loadtest import LoadPlan, run_load
 from streaming.loadtest_cli import run_coroutine as run_loop
 from streaming.report import summarize
@@ -79,16 +77,6 @@ default_ttl = 1
 max_ttl = 1
 """)
     return config
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of process `pid` (None: this one) so far."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stream_state(origin: str) -> tuple[str, int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bench.procs import cpu_seconds
 from origin_media.app import MediaOriginSettings, build_media_origin_app
 from web_dist.server import start_server
 
@@ -38,9 +38,6 @@ def rss_mib() -> float:
     return 0.0
 
 
-def cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 class Player:

@@ -174,10 +174,11 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds process `pid` has used so far (0.0 once it is gone)."""
+def cpu_seconds(pid: int | None = None) -> float:
+    """User plus system CPU seconds process `pid` (None: this one) has used so far, every thread
+    included (0.0 once it is gone). The one CPU reader of the benchmarks."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
+        with open(f"/proc/{pid if pid is not None else 'self'}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0

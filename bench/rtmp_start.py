@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from datetime import datetime
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.procs import cpu_seconds
 from origin_media.app import MediaOriginSettings, build_media_origin_app
 from web_dist.server import start_server
 
@@ -32,9 +32,6 @@ OPTIONS = {"segment_seconds": 1.0, "part_seconds": 0.25, "window_seconds": 6.0,
            "streams": {"cam": {"source": "rtmp", "key": "k"}}}
 
 
-def cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 async def publisher(port: int, seconds: float, tracks: str, bframes: int = 0) -> asyncio.subprocess.Process:

@@ -28,12 +28,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench import results_dir
-from bench.procs import Children, free_port, group_pids, machine_load, progress, wait_http
+from bench.procs import Children, free_port, machine_load, progress, wait_http
+from bench.procs import group_cpu_seconds as cpu_seconds
 from bench.stack import BIN
 from edge.whep_offer import pin_host_addresses
 from origin_media.sources.testpattern import _GLYPHS, clock_text
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SEGMENTS = {frozenset(strokes): digit for digit, strokes in _GLYPHS.items()}
 
 
@@ -139,17 +139,6 @@ class Viewer:
             task.cancel()
 
 
-def cpu_seconds(pgid: int) -> float:
-    """User + system CPU time of every process of a group, threads included."""
-    total = 0
-    for pid in group_pids(pgid):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except OSError:
-            continue
-    return total / CLOCK_TICKS
 
 
 async def measure(edge_url: str, edge_pgid: int, count: int, seconds: float) -> dict[str, Any]:
