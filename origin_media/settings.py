@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from web_dist.config import did_you_mean
+
 SOURCE_KINDS = ("rtmp", "test", "file", "whip", "srt")
 PASSTHROUGH_SOURCES = ("rtmp", "file", "srt")  # their own encoding is served as the "source" rendition
 SOURCE_RENDITION = "source"
@@ -87,7 +89,7 @@ class MediaOriginSettings:
                  "window_seconds", "dvr_seconds", "recordings_dir", "reconnect_grace_seconds"}
         for key in options:
             if key not in known:
-                raise ValueError(f"{where}.{key}: unknown option (known: {', '.join(sorted(known))})")
+                raise ValueError(f"{where}.{key}: unknown option{did_you_mean(key, known)} (known: {', '.join(sorted(known))})")
         segment = _number(options, "segment_seconds", 2.0, where, 0.5, 30)
         part = _number(options, "part_seconds", 0.5, where, 0.1, segment)
         window = _number(options, "window_seconds", max(12.0, 3 * segment), where, 2 * segment, 3600)
@@ -187,7 +189,7 @@ def _renditions(raw: Any, where: str) -> tuple[RenditionSettings, ...]:
 def _rendition(item: Any, where: str) -> RenditionSettings:
     if isinstance(item, str):
         if item not in PRESETS:
-            raise ValueError(f"{where}: unknown preset {item!r} (known: {', '.join(PRESETS)})")
+            raise ValueError(f"{where}: unknown preset {item!r}{did_you_mean(item, PRESETS)} (known: {', '.join(PRESETS)})")
         return RenditionSettings(item, *PRESETS[item])
     if not isinstance(item, Mapping):
         raise ValueError(f"{where}: expected a preset name or a table")

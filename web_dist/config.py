@@ -29,11 +29,12 @@ Shape of the file (see demo/cdn.toml for a whole one)::
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -59,6 +60,12 @@ VIEWER_PROTOCOLS = ("allow-all", "redirect-to-https", "https-only")
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the choice closest to a misspelt `word`, else ""."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class ConfigError(ValueError):
@@ -348,7 +355,7 @@ class _Reader:
         for key in body:
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise self.fail(_join(where, key), f"unknown key (known keys: {known})")
+                raise self.fail(_join(where, key), f"unknown key{did_you_mean(key, allowed)} (known keys: {known})")
 
     def table(
         self, body: Mapping[str, Any], where: str, key: str, *, required: bool = False

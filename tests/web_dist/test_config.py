@@ -74,7 +74,7 @@ def test_good_config_loads_into_frozen_values(tmp_path: Path) -> None:
         (('methods = ["GET", "HEAD", "PUT"]', 'methods = ["GET", "HEAD", "FETCH"]'), "distributions.site.default_behavior.methods[2]: 'FETCH' is not one of"),
         (('methods = ["GET", "HEAD", "PUT"]', 'methods = ["PUT"]'), "distributions.site.default_behavior.methods: must include GET and HEAD"),
         (("default_ttl = 60", 'default_ttl = "sixty"'), "distributions.site.default_behavior.default_ttl: must be a number, not str 'sixty'"),
-        (("compress = true", "compres = true"), "distributions.site.default_behavior.compres: unknown key"),
+        (("compress = true", "compres = true"), "distributions.site.default_behavior.compres: unknown key; did you mean 'compress'?"),
         (('region = "eu-west"', "region = 5"), "edges.edge-lon.region: must be a string, not int 5"),
         (('root = "site"', 'root = "missing"'), "origins.site.root:"),
         (('domains = ["localhost", "*.example.com"]', "domains = []"), "distributions.site.domains: needs at least one domain name"),
@@ -165,8 +165,11 @@ source = "test"
         (MEDIA.format(options="part_seconds = 99", stream=""), "origins.live.options.part_seconds: 99 is outside"),
         (MEDIA.format(options="", stream='renditions = ["9000p"]'), "unknown preset '9000p'"),
         (None, "edges.edge-syd.admin_listen: 127.0.0.1:9100 is already used by edges.edge-lon.admin_listen"),
+        (MEDIA.format(options="segment_second = 2", stream=""),
+         "origins.live.options.segment_second: unknown option; did you mean 'segment_seconds'?"),
+        (MEDIA.format(options="", stream='renditions = ["360"]'), "unknown preset '360'; did you mean '360p'?"),
     ],
-    ids=["part-longer-than-segment", "unknown-preset", "two-edges-one-admin-port"],
+    ids=["part-longer-than-segment", "unknown-preset", "two-edges-one-admin-port", "misspelt-option", "misspelt-preset"],
 )
 def test_cdn_check_refuses_what_cdn_up_would_fail_on(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     extra: str | None, message: str) -> None:
