@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cdn-bench-") as tmp, Children(Path(tmp)) as children:
         folder = Path(tmp)
         origin = start_origin(children, make_site(folder / "site"))
-        edge = start_edge(children, folder, origin.url)
+        edge = start_edge(children, folder, origin.url, workers=1)  # one process: py-spy follows one
         warm(edge, path, size, edge_hit)
         load = subprocess.Popen([require_wrk(), f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{2 * args.seconds + 6}s",
                                  edge.url + path], stdout=subprocess.DEVNULL)

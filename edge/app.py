@@ -9,6 +9,7 @@ benchmarks can supply their own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -180,6 +181,7 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # a viewer's Host repeats: judged once (bounded: any Host may come)
 def _host_problem(host: str) -> str | None:
     """Why a Host value is malformed (RFC 9110 7.2: uri-host [":" port]), or None."""
     name, port = host, ""

@@ -286,8 +286,7 @@ class EdgeFlow:
         coding = self._coding(req) if negotiable and "range" not in req.headers else None
         if not negotiable and entry.status == 200 and req.headers.keys().isdisjoint(SHAPING_HEADERS):
             return await self._plain_hit(req, entry, send, outcome, age)
-        outcome = outcome.with_ttl(int(entry.ttl) - age)
-        extra = self._stamp(outcome.cache_status(self.name), outcome, age)
+        extra = self._stamp(outcome.cache_status(self.name, int(entry.ttl) - age), outcome, age)
         body = entry.body if coding is None else await self._encoded(route.key, entry, coding)
         headers = entry.headers if coding is not None or not negotiable else compression.vary_on_coding(entry.headers)
         answer = Answer(entry.status, headers, body, len(body))
@@ -299,8 +298,7 @@ class EdgeFlow:
         """The common hit, with the stored headers encoded once per entry, not per request."""
         if entry.wire is None:
             entry.wire = _wire_headers(entry)
-        outcome = outcome.with_ttl(int(entry.ttl) - age)
-        headers = [*entry.wire, (b"cache-status", outcome.cache_status(self.name).encode()),
+        headers = [*entry.wire, (b"cache-status", outcome.cache_status(self.name, int(entry.ttl) - age).encode()),
                    (b"x-cache", f"{outcome.kind} from {self.name}".encode()), (b"age", str(age).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if req.method == "HEAD" else entry.body
@@ -614,7 +612,7 @@ class EdgeFlow:
 
     async def _send_stored(self, req: EdgeRequest, entry: CachedResponse, send: Send, outcome: Outcome) -> None:
         age = int(entry.age(self.clock()))
-        extra = _worker_stamp(outcome.with_ttl(int(entry.ttl) - age).cache_status(self.name), age, entry.tags)
+        extra = _worker_stamp(outcome.cache_status(self.name, int(entry.ttl) - age), age, entry.tags)
         etag, modified = req.headers.get("if-none-match"), req.headers.get("if-modified-since")
         if entry.status == 200 and ((etag and etag == entry.etag) or (modified and modified == entry.last_modified)):
             headers = [h for h in entry.headers if h[0] != "content-length"]

@@ -8,7 +8,7 @@ owning a key, edge/workers.py) is parsed, by `Outcome.parse`.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from dataclasses import dataclass
 
 
@@ -31,18 +31,17 @@ class Outcome:
             return self.detail
         return "hit" if self.hit else self.fwd or "error"
 
-    @property
+    @functools.cached_property
     def kind(self) -> str:
         """X-Cache's word (CloudFront's): Hit, RefreshHit (revalidated or stale-if-error) or Miss."""
         if self.hit:
             return "Hit"
         return "RefreshHit" if self.fwd_status == 304 or self.detail == "stale-if-error" else "Miss"
 
-    def with_ttl(self, ttl: int) -> Outcome:
-        return dataclasses.replace(self, ttl=ttl)
-
+    @functools.cached_property
     def params(self) -> str:
-        """The Cache-Status parameters after the edge's name."""
+        """The Cache-Status parameters after the edge's name (made once per outcome: the
+        common ones are module constants, so a hit formats only its ttl)."""
         out = ["hit" if self.hit else f"fwd={self.fwd or 'miss'}"]
         if self.fwd_status is not None:
             out.append(f"fwd-status={self.fwd_status}")
@@ -56,8 +55,9 @@ class Outcome:
             out.append(f"ttl={self.ttl}")
         return "; ".join(out)
 
-    def cache_status(self, edge: str) -> str:
-        return f"{edge}; {self.params()}"
+    def cache_status(self, edge: str, ttl: int | None = None) -> str:
+        """This hop's Cache-Status member; `ttl`: the freshness left, on an answer from the cache."""
+        return f"{edge}; {self.params}" if ttl is None else f"{edge}; {self.params}; ttl={ttl}"
 
     @classmethod
     def parse(cls, member: str) -> Outcome:

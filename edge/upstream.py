@@ -38,6 +38,8 @@ def end_to_end(raw: Sequence[tuple[bytes, bytes]]) -> Headers:
 
 def connection_names(value: str | None) -> set[str]:
     """The header names a Connection field lists (its options close/keep-alive are not names)."""
+    if not value or value in ("keep-alive", "close"):  # the common fields, without a parse
+        return set()
     tokens = {t.strip().lower() for t in (value or "").split(",")}
     return tokens - {"", "close", "keep-alive"}
 
