@@ -9,6 +9,7 @@ stream (test pattern, file, RTMP, SRT, WHIP) and whose routes serve them as LL-H
                                                RENDITION: "source" and/or ladder names ("360p")
     /live/STREAM/RENDITION/EPOCH/init1.mp4     init segment (one per publisher session)
     /live/STREAM/RENDITION/EPOCH/seg7.m4s      segment;  part7.2.m4s: part
+    /live/STREAM/RENDITION/EPOCH/video/seg7.m4s  one track of it (and of init1.mp4): DASH
     /live/STREAM/stream.ts                     MPEG-TS feed (H.264 without B-frames + Opus)
     /recordings/STREAM                         JSON: the stream's recordings (record = true)
     /recordings/STREAM/ID/index.m3u8           a recording: EVENT while live, VOD once closed
@@ -104,6 +105,7 @@ def build_media_origin_app(settings: MediaOriginSettings, *, access_secret: str 
             Route("/live/{stream}/stream.ts", routes.ts_feed),
             Route("/live/{stream}/{rendition}/index.m3u8", routes.media_playlist),
             Route("/live/{stream}/{rendition}/{epoch}/{name}", routes.media_object),
+            Route("/live/{stream}/{rendition}/{epoch}/{track}/{name}", routes.track_object),
             Route("/recordings/{stream}", recordings.list),
             Route("/recordings/{stream}/{recording}/index.m3u8", recordings.playlist),
             Route("/recordings/{stream}/{recording}/{name}", recordings.file),
