@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from . import dash, track_view
+from .codecs import codec_string
 from .fmp4 import timescale
 from .media import Track
-from .routes import AUDIO_GUESS, _bandwidth, codec_string, not_found, playlist_cache_control
+from .routes import AUDIO_GUESS, _bandwidth, not_found, playlist_cache_control
 from .stream import LiveStream, Rendition
 from .window import LiveWindow, Segment
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 
 from . import playlist as pl
 from . import track_view
-from .media import Track
+from .codecs import codec_string
 from .stream import LiveStream, Rendition
 from .window import LiveWindow, Part, Segment
 
@@ -232,15 +232,6 @@ def _frame_rate(window: LiveWindow) -> float:
 def _codecs(window: LiveWindow) -> str:
     return ",".join(c for c in map(codec_string, window.tracks) if c)
 
-
-def codec_string(track: Track) -> str:
-    """RFC 6381 `codecs` of one track ("" for a codec we do not package)."""
-    if track.codec == "h264":
-        return "avc1." + track.extradata[1:4].hex()
-    if track.codec == "aac":
-        object_type = track.extradata[0] >> 3 if track.extradata else 2
-        return f"mp4a.40.{object_type}"
-    return ""
 
 
 def _resolution(window: LiveWindow) -> tuple[int, int]:
