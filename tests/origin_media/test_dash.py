@@ -236,3 +236,11 @@ def test_a_track_view_keeps_one_tracks_samples_and_points_at_them() -> None:
     assert audio[offset:offset + 3] == b"AAA"
     assert track_view.track_fragments(fragment(9, [TrackRun(1, video)]), 2) == b""
     assert track_view.track_fragments(b"junk", 2) == b""
+
+
+async def test_dvr_seconds_is_the_start_over_window_of_both_hls_and_dash(make_origin) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 96}},
+                                       window_seconds=6, dvr_seconds=30)
+    await origin.wait_for(lambda: _ok(origin, "/live/demo/manifest.mpd"))
+    root = ET.fromstring((await origin.http.get("/live/demo/manifest.mpd")).text)
+    assert root.get("timeShiftBufferDepth") == "PT30S"  # dash.js may seek back this far
