@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	@touch $@
 
-# Player pages' browser libraries (hls.js), pinned in package.json / package-lock.json.
+# Player pages' browser libraries (hls.js, dash.js), pinned in package.json / package-lock.json.
 $(NPM_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt PKGS="nodejs npm"
 	npm ci --no-audit --no-fund --loglevel=error

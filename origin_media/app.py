@@ -9,9 +9,11 @@ stream (test pattern, file, RTMP, SRT, WHIP) and whose routes serve them as LL-H
                                                RENDITION: "source" and/or ladder names ("360p")
     /live/STREAM/RENDITION/EPOCH/init1.mp4     init segment (one per publisher session)
     /live/STREAM/RENDITION/EPOCH/seg7.m4s      segment;  part7.2.m4s: part
+    /live/STREAM/RENDITION/EPOCH/video/seg7.m4s  one track of it (and of init1.mp4): DASH
     /live/STREAM/stream.ts                     MPEG-TS feed (H.264 without B-frames + Opus)
     /recordings/STREAM                         JSON: the stream's recordings (record = true)
-    /recordings/STREAM/ID/index.m3u8           a recording: EVENT while live, VOD once closed
+    /recordings/STREAM/ID/master.m3u8          a recording, every rendition (multivariant);
+    /recordings/STREAM/ID/RENDITION/index.m3u8   EVENT while live, VOD once closed
     POST /whip/STREAM, DELETE /whip/STREAM/ID  WebRTC ingest (RFC 9725)
 """
 
@@ -104,9 +106,11 @@ def build_media_origin_app(settings: MediaOriginSettings, *, access_secret: str 
             Route("/live/{stream}/stream.ts", routes.ts_feed),
             Route("/live/{stream}/{rendition}/index.m3u8", routes.media_playlist),
             Route("/live/{stream}/{rendition}/{epoch}/{name}", routes.media_object),
+            Route("/live/{stream}/{rendition}/{epoch}/{track}/{name}", routes.track_object),
             Route("/recordings/{stream}", recordings.list),
-            Route("/recordings/{stream}/{recording}/index.m3u8", recordings.playlist),
-            Route("/recordings/{stream}/{recording}/{name}", recordings.file),
+            Route("/recordings/{stream}/{recording}/master.m3u8", recordings.multivariant),
+            Route("/recordings/{stream}/{recording}/{rendition}/index.m3u8", recordings.playlist),
+            Route("/recordings/{stream}/{recording}/{rendition}/{name}", recordings.file),
             Route("/whip/{stream}", whip.offer, methods=["POST", "OPTIONS"]),
             # no trickle ICE or ICE restart: PATCH gets a 405, as RFC 9725 asks
             Route("/whip/{stream}/{session}", whip.delete, methods=["DELETE", "OPTIONS"]),

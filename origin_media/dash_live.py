@@ -12,15 +12,17 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from . import dash
+from . import dash, track_view
+from .codecs import codec_string
 from .fmp4 import timescale
-from .routes import _bandwidth, _codecs, _resolution, not_found, playlist_cache_control
+from .media import Track
+from .routes import AUDIO_GUESS, _bandwidth, not_found, playlist_cache_control
 from .stream import LiveStream, Rendition
 from .window import LiveWindow, Segment
 
@@ -65,6 +67,8 @@ class DashRoutes:
         self._period_starts: dict[tuple[str, int], float] = {}
         # (stream epoch, rendition, init id) -> presentationTimeOffset
         self._offsets: dict[tuple[str, str, int], int] = {}
+        # (stream epoch, rendition, msn, track id) -> (start, duration) of that track's samples
+        self._track_times: dict[tuple[str, str, int, int], tuple[int, int] | None] = {}
 
     async def time(self, request: Request) -> Response:
         """The wall clock, as `urn:mpeg:dash:utc:http-iso:2014` asks."""
@@ -75,7 +79,8 @@ class DashRoutes:
         stream = self.streams.get(request.path_params["stream"])
         if stream is None or not stream.window.tracks or not stream.window.segments:
             return not_found("stream")
-        manifest = self.build(stream, str(request.base_url) + "time")
+        # relative: a player asks the host it got the MPD from (an edge), never the origin
+        manifest = self.build(stream, "/time")
         if not manifest.periods:
             return not_found("stream")
         return Response(dash.render_mpd(manifest), media_type=MPD, headers={
@@ -92,13 +97,15 @@ class DashRoutes:
         periods = []
         for init_id in init_ids:
             start = self._period_start(stream, init_id, listed, availability_start)
-            representations = tuple(
-                rep for r in renditions
-                if (rep := self._representation(stream, r, init_id, listed[r.name], start + availability_start))
-            )
+            representations: list[dash.DashRepresentation] = []
+            for r in renditions:
+                # one audio Representation: the renditions carry the same sound
+                with_audio = not any(rep.mime_type == "audio/mp4" for rep in representations)
+                representations += self._representations(stream, r, init_id, listed[r.name],
+                                                          start + availability_start, with_audio)
             if representations:
-                periods.append(dash.DashPeriod(f"p{init_id}", start, representations))
-        self._forget(stream.epoch, set(init_ids))
+                periods.append(dash.DashPeriod(f"p{init_id}", start, tuple(representations)))
+        self._forget(stream.epoch, set(init_ids), {i.segment.msn for items in listed.values() for i in items})
         now = self._clock()
         part = window.part_seconds
         return dash.Manifest(
@@ -124,39 +131,71 @@ class DashRoutes:
             self._period_starts[key] = math.floor(max(0.0, min(pdts) - availability_start) * 1000) / 1000
         return self._period_starts[key]
 
-    def _representation(self, stream: LiveStream, rendition: Rendition, init_id: int,
-                        listed: list[_Listed], period_wall_clock: float) -> dash.DashRepresentation | None:
+    def _representations(self, stream: LiveStream, rendition: Rendition, init_id: int,
+                         listed: list[_Listed], period_wall_clock: float,
+                         with_audio: bool) -> list[dash.DashRepresentation]:
+        """The rendition's video track as a Representation, and its audio track (`with_audio`):
+        dash.js plays one track per Representation, so each is the one-track view of the
+        muxed segments (`.../EPOCH/video/seg7.m4s`)."""
         items = [i for i in listed if i.segment.init_id == init_id]
         window = rendition.window
-        if not items:
-            return None
-        scale = _timescale(window)
+        tracks = window.init_tracks.get(init_id, ())
+        if not items or not tracks:
+            return []
+        scale = timescale(tracks[_lead(tracks)])
         key = (stream.epoch, rendition.name, init_id)
         if key not in self._offsets:
             # the media time shown at the Period's start: its first segment lands at its PDT
             first = items[0]
             ahead = first.segment.program_date_time - period_wall_clock
             self._offsets[key] = max(0, first.start - round(ahead * scale))
-        width, height = _resolution(window)
-        audio = next((t for t in window.tracks if t.kind == "audio"), None)
+        offset_seconds = self._offsets[key] / scale
+        video = next((t for t in tracks if t.kind == "video"), None)
+        audio = next((t for t in tracks if t.kind == "audio"), None)
         prefix = f"{rendition.name}/{window.prefix}"
-        return dash.DashRepresentation(
-            id=rendition.name,
-            bandwidth=_bandwidth(window, rendition.nominal_bitrate),
-            codecs=_codecs(window),
-            mime_type="video/mp4" if width else "audio/mp4",
-            timescale=scale,
-            presentation_time_offset=self._offsets[key],
-            start_number=items[0].segment.msn,
-            initialization=f"{prefix}init{init_id}.mp4",
-            media=f"{prefix}seg$Number$.m4s",
-            segments=tuple(dash.TimelineSegment(i.start, i.duration) for i in items),
-            width=width, height=height,
-            audio_sampling_rate=audio.sample_rate if audio and not width else 0,
-        )
+        common = {"start_number": items[0].segment.msn}
+        out = []
+        if video is not None:
+            out.append(dash.DashRepresentation(
+                id=rendition.name,
+                bandwidth=_bandwidth(window, rendition.nominal_bitrate),
+                codecs=codec_string(video), mime_type="video/mp4", timescale=scale,
+                presentation_time_offset=self._offsets[key],
+                initialization=f"{prefix}video/init{init_id}.mp4", media=f"{prefix}video/seg$Number$.m4s",
+                segments=tuple(dash.TimelineSegment(i.start, i.duration) for i in items),
+                width=video.width, height=video.height, **common))
+        if audio is not None and (with_audio or video is None):
+            number = track_view.track_number(tracks, "audio")
+            assert number is not None
+            rate = timescale(audio)
+            out.append(dash.DashRepresentation(
+                id=f"{rendition.name}-audio" if video is not None else rendition.name,
+                bandwidth=AUDIO_GUESS if video is not None else _bandwidth(window, rendition.nominal_bitrate),
+                codecs=codec_string(audio), mime_type="audio/mp4", timescale=rate,
+                presentation_time_offset=round(offset_seconds * rate),
+                initialization=f"{prefix}audio/init{init_id}.mp4", media=f"{prefix}audio/seg$Number$.m4s",
+                segments=self._track_timeline(stream, rendition, items, number),
+                audio_sampling_rate=audio.sample_rate, **common))
+        return out
 
-    def _forget(self, epoch: str, init_ids: set[int]) -> None:
-        """Periods no longer listed (memory stays bounded by the window)."""
+    def _track_timeline(self, stream: LiveStream, rendition: Rendition, items: list[_Listed],
+                        track_id: int) -> tuple[dash.TimelineSegment, ...]:
+        """Where a non-lead track's samples sit in each segment (its own timescale), read from
+        the fragments once per finished segment."""
+        out = []
+        for item in items:
+            key = (stream.epoch, rendition.name, item.segment.msn, track_id)
+            if key not in self._track_times:
+                self._track_times[key] = _segment_track_timing(item.segment, track_id)
+            timing = self._track_times[key]
+            if timing is not None:
+                out.append(dash.TimelineSegment(*timing))
+        return tuple(out)
+
+    def _forget(self, epoch: str, init_ids: set[int], msns: set[int]) -> None:
+        """Periods and segments no longer listed (memory stays bounded by the window)."""
+        for tkey in [k for k in self._track_times if k[0] == epoch and k[2] not in msns]:
+            del self._track_times[tkey]
         for key in [k for k in self._period_starts if k[0] == epoch and k[1] not in init_ids]:
             del self._period_starts[key]
         for okey in [k for k in self._offsets if k[0] == epoch and k[2] not in init_ids]:
@@ -164,8 +203,23 @@ class DashRoutes:
 
 
 def _timescale(window: LiveWindow) -> int:
-    lead = next((t for t in window.tracks if t.kind == "video"), window.tracks[0])
-    return timescale(lead)
+    return timescale(window.tracks[_lead(window.tracks)])
+
+
+def _lead(tracks: Sequence[Track]) -> int:
+    """The packager's lead track: the first video track, else the first."""
+    return next((n for n, t in enumerate(tracks) if t.kind == "video"), 0)
+
+
+def _segment_track_timing(segment: Segment, track_id: int) -> tuple[int, int] | None:
+    start: int | None = None
+    duration = 0
+    for chunk in (c for part in segment.parts for c in part.chunks):
+        timing = track_view.track_timing(chunk, track_id)
+        if timing is not None:
+            start = timing[0] if start is None else start
+            duration += timing[1]
+    return (start, duration) if start is not None else None
 
 
 def _listed(window: LiveWindow) -> list[_Listed]:

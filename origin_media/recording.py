@@ -1,8 +1,9 @@
 """Recordings: a stream's CMAF segments written to disk as they are made, replayable as HLS.
 
-`Recorder.apply` takes the packager events of the stream's first rendition on the ingest
-thread (so the file writes never run on the event loop) and keeps, per recording, the list of
-its segments; the HTTP side reads snapshots under a lock. A recording is bounded by
+`Recorder.apply` takes the packager events of every rendition of the stream on the ingest
+thread (so the file writes never run on the event loop) and keeps, per recording and
+rendition, the list of its segments (files in RECORDING/RENDITION/); the HTTP side reads
+snapshots under a lock, and a recording's multivariant playlist names every rendition. A recording is bounded by
 `max_seconds`: the oldest segments (and the init segments no longer used) are deleted first.
 A publisher that comes back within `reconnect_seconds` of leaving continues the recording
 after a discontinuity; later, a new recording begins. A recording is closed (its playlist a
@@ -16,12 +17,15 @@ import math
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from . import packager as pk
-from .playlist import format_date
+from .codecs import codec_string
+from .media import Track
+from .playlist import VariantStream, format_date
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +37,21 @@ class RecordedSegment:
     duration: float
     program_date_time: float
     discontinuity: bool
+    size: int = 0  # bytes: the multivariant playlist's BANDWIDTH
 
 
 @dataclass
 class Recording:
     id: str
-    segments: list[RecordedSegment] = field(default_factory=list)
+    # per rendition, in the stream's order (the first is the recording's clock: start, duration)
+    renditions: dict[str, list[RecordedSegment]] = field(default_factory=dict)
+    tracks: dict[str, tuple[Track, ...]] = field(default_factory=dict)  # each rendition's, newest
     trimmed: bool = False  # its oldest segments were deleted (bounded by max_seconds)
     left_at: float | None = None  # when its publisher left; None while one publishes
 
     @property
-    def start(self) -> float:
-        return self.segments[0].program_date_time if self.segments else 0.0
+    def segments(self) -> list[RecordedSegment]:
+        return next(iter(self.renditions.values()), [])
 
     @property
     def duration(self) -> float:
@@ -56,9 +63,14 @@ class RecordingView:
     """A snapshot for the HTTP side."""
 
     id: str
-    segments: tuple[RecordedSegment, ...]
+    renditions: Mapping[str, tuple[RecordedSegment, ...]]
+    tracks: Mapping[str, tuple[Track, ...]]
     closed: bool
     trimmed: bool
+
+    @property
+    def segments(self) -> tuple[RecordedSegment, ...]:
+        return next(iter(self.renditions.values()), ())
 
     @property
     def start(self) -> float:
@@ -74,6 +86,16 @@ class RecordingView:
         return sum(s.duration for s in self.segments)
 
 
+@dataclass
+class _Writer:
+    """One rendition's state on the ingest thread."""
+
+    session: int = 0  # publisher sessions seen (one InitReady each)
+    init: tuple[int, bytes] | None = None  # the session's init, written with its first segment
+    tracks: tuple[Track, ...] = ()
+    open: tuple[pk.SegmentOpened, bytearray] | None = None
+
+
 class Recorder:
     def __init__(self, folder: Path, max_seconds: float, reconnect_seconds: float,
                  clock: Callable[[], float] = time.time) -> None:
@@ -85,30 +107,33 @@ class Recorder:
         self._recordings: list[Recording] = []
         # ingest thread only
         self._current: Recording | None = None
-        self._init: tuple[int, bytes] | None = None  # the session's init, written with its first segment
-        self._open: tuple[pk.SegmentOpened, bytearray] | None = None
-        self._new_session = False
+        self._session = 0  # the session `_current` was chosen for
+        self._continued = False  # ... and whether it continues an earlier session's recording
+        self._writers: dict[str, _Writer] = {}
 
     # ---- ingest thread ---------------------------------------------------------------------
 
-    def apply(self, events: list[pk.PackagerEvent]) -> None:
+    def apply(self, rendition: str, events: list[pk.PackagerEvent]) -> None:
+        """`events` of the packager of `rendition` (every rendition's, in the stream's order)."""
+        writer = self._writers.setdefault(rendition, _Writer())
         try:
             for event in events:
-                self._apply_one(event)
+                self._apply_one(rendition, writer, event)
         except OSError as exc:  # a full disk stops the recording, never the stream
             log.error("recording in %s stopped: %s", self.folder, exc)
 
-    def _apply_one(self, event: pk.PackagerEvent) -> None:
+    def _apply_one(self, rendition: str, writer: _Writer, event: pk.PackagerEvent) -> None:
         match event:
-            case pk.InitReady(init_id, data):
-                self._init, self._new_session = (init_id, data), True
+            case pk.InitReady(init_id, data, tracks):
+                writer.init, writer.tracks = (init_id, data), tracks
+                writer.session += 1
             case pk.SegmentOpened():
-                self._open = (event, bytearray())
-            case pk.ChunkReady(data) if self._open is not None:
-                self._open[1].extend(data)
-            case pk.SegmentClosed(duration) if self._open is not None:
-                self._write_segment(self._open[0], bytes(self._open[1]), duration)
-                self._open = None
+                writer.open = (event, bytearray())
+            case pk.ChunkReady(data) if writer.open is not None:
+                writer.open[1].extend(data)
+            case pk.SegmentClosed(duration) if writer.open is not None:
+                self._write_segment(rendition, writer, bytes(writer.open[1]), duration)
+                writer.open = None
             case pk.SessionEnded():
                 with self._lock:
                     if self._current is not None:
@@ -125,48 +150,52 @@ class Recorder:
         (self.folder / recording.id).mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._recordings.append(recording)
-        self._current = recording
         return recording, False
 
-    def _write_segment(self, opened: pk.SegmentOpened, data: bytes, duration: float) -> None:
-        continues = False
-        if self._new_session or self._current is None:
-            self._current, continues = self._recording_for_session()
-            self._new_session = False
+    def _write_segment(self, rendition: str, writer: _Writer, data: bytes, duration: float) -> None:
+        assert writer.open is not None
+        opened = writer.open[0]
+        if writer.session > self._session or self._current is None:
+            # the first rendition to finish a segment of a new session picks the recording
+            self._current, self._continued = self._recording_for_session()
+            self._session = writer.session
         recording = self._current
-        where = self.folder / recording.id
-        if self._init is not None and not (where / f"init{self._init[0]}.mp4").exists():
-            (where / f"init{self._init[0]}.mp4").write_bytes(self._init[1])
+        where = self.folder / recording.id / rendition
+        where.mkdir(exist_ok=True)
+        if writer.init is not None and not (where / f"init{writer.init[0]}.mp4").exists():
+            (where / f"init{writer.init[0]}.mp4").write_bytes(writer.init[1])
         (where / f"seg{opened.msn}.m4s").write_bytes(data)
         segment = RecordedSegment(opened.msn, opened.init_id, duration, opened.program_date_time,
-                                  continues and opened.discontinuity)
+                                  self._continued and opened.discontinuity, len(data))
         with self._lock:
-            recording.segments.append(segment)
-        self._trim()
+            recording.renditions.setdefault(rendition, []).append(segment)
+            recording.tracks[rendition] = writer.tracks
+        self._trim(rendition)
 
-    def _trim(self) -> None:
-        """Oldest first, across recordings, until they fit in max_seconds."""
+    def _trim(self, rendition: str) -> None:
+        """Oldest first, across recordings, until the rendition's fit in max_seconds."""
         while True:
             with self._lock:
-                total = sum(r.duration for r in self._recordings)
-                oldest = next((r for r in self._recordings if r.segments), None)
-                if oldest is None or total <= self.max_seconds:
+                lists = [(r, r.renditions[rendition]) for r in self._recordings if r.renditions.get(rendition)]
+                total = sum(s.duration for _, segments in lists for s in segments)
+                if not lists or total <= self.max_seconds:
                     return
-                gone = oldest.segments.pop(0)
+                oldest, segments = lists[0]
+                gone = segments.pop(0)
                 oldest.trimmed = True
-                empty = not oldest.segments and oldest is not self._current
+                empty = not any(oldest.renditions.values()) and oldest is not self._current
                 if empty:
                     self._recordings.remove(oldest)
-            self._delete(oldest, gone, empty)
+            self._delete(oldest, rendition, gone, empty)
 
-    def _delete(self, recording: Recording, gone: RecordedSegment, empty: bool) -> None:
+    def _delete(self, recording: Recording, rendition: str, gone: RecordedSegment, empty: bool) -> None:
         where = self.folder / recording.id
         if empty:
             shutil.rmtree(where, ignore_errors=True)
             return
-        (where / f"seg{gone.msn}.m4s").unlink(missing_ok=True)
-        if all(s.init_id != gone.init_id for s in recording.segments):
-            (where / f"init{gone.init_id}.mp4").unlink(missing_ok=True)
+        (where / rendition / f"seg{gone.msn}.m4s").unlink(missing_ok=True)
+        if all(s.init_id != gone.init_id for s in recording.renditions.get(rendition, [])):
+            (where / rendition / f"init{gone.init_id}.mp4").unlink(missing_ok=True)
 
     # ---- HTTP side -------------------------------------------------------------------------
 
@@ -180,30 +209,33 @@ class Recorder:
 
     def _view(self, recording: Recording, now: float) -> RecordingView:
         closed = recording.left_at is not None and now - recording.left_at > self.reconnect_seconds
-        return RecordingView(recording.id, tuple(recording.segments), closed, recording.trimmed)
+        renditions = {name: tuple(segments) for name, segments in recording.renditions.items() if segments}
+        return RecordingView(recording.id, MappingProxyType(renditions), MappingProxyType(dict(recording.tracks)),
+                             closed, recording.trimmed)
 
-    def path(self, recording_id: str, name: str) -> Path:
-        return self.folder / recording_id / name
+    def path(self, recording_id: str, rendition: str, name: str) -> Path:
+        return self.folder / recording_id / rendition / name
 
 
 def _recording_id(now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
 
 
-def render_recording(view: RecordingView) -> str:
-    """The recording's HLS playlist: EVENT while it grows (a plain live playlist once its start
+def render_recording(view: RecordingView, rendition: str) -> str:
+    """A rendition's HLS playlist: EVENT while it grows (a plain live playlist once its start
     has been trimmed, as EVENT forbids removing segments), VOD with EXT-X-ENDLIST once closed."""
-    longest = max((s.duration for s in view.segments), default=1.0)
+    segments = view.renditions.get(rendition, ())
+    longest = max((s.duration for s in segments), default=1.0)
     lines = ["#EXTM3U", "#EXT-X-VERSION:6",
              f"#EXT-X-TARGETDURATION:{max(math.ceil(longest - 1e-9), 1)}",  # every EXTINF fits
-             f"#EXT-X-MEDIA-SEQUENCE:{view.segments[0].msn if view.segments else 0}"]
+             f"#EXT-X-MEDIA-SEQUENCE:{segments[0].msn if segments else 0}"]
     if view.closed:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     elif not view.trimmed:
         lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
     lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     current_init = None
-    for segment in view.segments:
+    for segment in segments:
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         if segment.init_id != current_init:
@@ -214,3 +246,17 @@ def render_recording(view: RecordingView) -> str:
     if view.closed:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def recording_variants(view: RecordingView) -> list[VariantStream]:
+    """The recording's multivariant playlist: every rendition recorded, BANDWIDTH its peak
+    segment bitrate (RFC 8216bis 4.4.6.2), in the stream's order."""
+    variants = []
+    for name, segments in view.renditions.items():
+        tracks = view.tracks.get(name, ())
+        video = next((t for t in tracks if t.kind == "video"), None)
+        peak = max((s.size * 8 / s.duration for s in segments if s.duration > 0), default=0.0)
+        variants.append(VariantStream(
+            f"{name}/index.m3u8", int(peak), ",".join(c for c in map(codec_string, tracks) if c),
+            video.width if video else 0, video.height if video else 0))
+    return variants

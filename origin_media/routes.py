@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from . import playlist as pl
+from . import track_view
+from .codecs import codec_string
 from .stream import LiveStream, Rendition
 from .window import LiveWindow, Part, Segment
 
@@ -24,6 +26,7 @@ M3U8 = "application/vnd.apple.mpegurl"
 _PART = re.compile(r"^part(\d+)\.(\d+)\.m4s$")
 _SEGMENT = re.compile(r"^seg(\d+)\.m4s$")
 _INIT = re.compile(r"^init(\d+)\.mp4$")
+TRACK_KINDS = ("video", "audio")  # DASH's one-track views: .../EPOCH/video/seg7.m4s
 VIDEO_GUESS, AUDIO_GUESS = 800_000, 128_000  # BANDWIDTH of a source before it is measured
 
 StreamLookup = Callable[[str], LiveStream | None]
@@ -101,6 +104,24 @@ class MediaRoutes:
                             headers={"Cache-Control": IMMUTABLE})
         return not_found("object")
 
+    async def track_object(self, request: Request) -> Response:
+        """One track of an init segment or segment (`.../EPOCH/audio/seg7.m4s`): DASH players
+        want a Representation per track, HLS the muxed objects; both are cut from the same."""
+        found = self._window(request)
+        kind = request.path_params["track"]
+        if found is None or request.path_params["epoch"] != found[0].epoch or kind not in TRACK_KINDS:
+            return not_found("object")
+        window = found[1]
+        name = request.path_params["name"]
+        if match := _SEGMENT.match(name):
+            return await self._segment(window, int(match[1]), kind)
+        init = None
+        if (match := _INIT.match(name)) and (tracks := window.init_tracks.get(int(match[1]))):
+            init = track_view.track_init(tracks, kind)
+        if init is None:
+            return not_found("object")
+        return Response(init, media_type=f"{kind}/mp4", headers={"Cache-Control": IMMUTABLE})
+
     async def _part(self, window: LiveWindow, msn: int, index: int) -> Response:
         part = window.part(msn, index)
         if part is None and window.may_appear(msn, index):
@@ -116,7 +137,7 @@ class MediaRoutes:
         return StreamingResponse(_part_body(window, part), media_type="video/mp4",
                                  headers={"Cache-Control": IMMUTABLE})
 
-    async def _segment(self, window: LiveWindow, msn: int) -> Response:
+    async def _segment(self, window: LiveWindow, msn: int, kind: str | None = None) -> Response:
         segment = window.segment(msn)
         if segment is None and window.may_appear(msn, 0):
             # low-latency DASH asks for a segment as soon as its first part may exist
@@ -124,10 +145,17 @@ class MediaRoutes:
             segment = window.segment(msn)
         if segment is None:
             return not_found("segment")
+        cut = _no_cut
+        if kind is not None:
+            number = track_view.track_number(window.init_tracks.get(segment.init_id, ()), kind)
+            if number is None:
+                return not_found(f"{kind} track")
+            cut = partial(track_view.track_fragments, track_id=number)
+        media_type = "audio/mp4" if kind == "audio" else "video/mp4"
         if segment.duration is not None:
-            return Response(segment.data(), media_type="video/mp4", headers={"Cache-Control": IMMUTABLE})
+            return Response(cut(segment.data()), media_type=media_type, headers={"Cache-Control": IMMUTABLE})
         # in progress: its parts' bytes as they are made (chunked transfer)
-        return StreamingResponse(_segment_body(window, segment), media_type="video/mp4",
+        return StreamingResponse(_segment_body(window, segment, cut), media_type=media_type,
                                  headers={"Cache-Control": IMMUTABLE})
 
     # ---- TS feed ---------------------------------------------------------------------------
@@ -145,13 +173,20 @@ async def _part_body(window: LiveWindow, part: Part) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _segment_body(window: LiveWindow, segment: Segment) -> AsyncIterator[bytes]:
+def _no_cut(data: bytes) -> bytes:
+    return data
+
+
+async def _segment_body(window: LiveWindow, segment: Segment,
+                        cut: Callable[[bytes], bytes] = _no_cut) -> AsyncIterator[bytes]:
+    """Each chunk (one moof + mdat) of the segment as it is made, through `cut`."""
     sent = 0  # parts streamed out
     limit = 2 * window.target_duration
     while True:
         while sent < len(segment.parts):
             async for chunk in window.stream_part(segment.parts[sent], limit):
-                yield chunk
+                if piece := cut(chunk):
+                    yield piece
             if segment.parts[sent].duration is None and not window.ended:
                 return  # the publisher stalled: a short body, the client retries
             sent += 1
@@ -195,14 +230,8 @@ def _frame_rate(window: LiveWindow) -> float:
 
 
 def _codecs(window: LiveWindow) -> str:
-    codecs = []
-    for track in window.tracks:
-        if track.codec == "h264":
-            codecs.append("avc1." + track.extradata[1:4].hex())
-        elif track.codec == "aac":
-            object_type = track.extradata[0] >> 3 if track.extradata else 2
-            codecs.append(f"mp4a.40.{object_type}")
-    return ",".join(codecs)
+    return ",".join(c for c in map(codec_string, window.tracks) if c)
+
 
 
 def _resolution(window: LiveWindow) -> tuple[int, int]:

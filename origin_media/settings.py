@@ -48,7 +48,7 @@ class StreamSettings:
     renditions: tuple[RenditionSettings, ...] = ()  # an ABR ladder, transcoded
     passphrase: str | None = field(default=None, repr=False)  # SRT encryption
     pbkeylen: int = 16  # SRT AES key length: 16, 24 or 32
-    record: bool = False  # write the first rendition's segments to disk (see recording.py)
+    record: bool = False  # write every rendition's segments to disk (see recording.py)
     record_max_seconds: float = 3600.0  # the oldest recorded segments are deleted past this
     record_reconnect_seconds: float = 10.0  # a publisher back within this continues a recording
 

@@ -73,7 +73,7 @@ class LiveStream:
         recorder: Recorder | None = None,
     ) -> None:
         self.name = config.name
-        self.recorder = recorder  # fed the first rendition's events, on the ingest thread
+        self.recorder = recorder  # fed every rendition's events, on the ingest thread
         self.source = config.source
         # in every media URI, so objects cached by a CDN never outlive this origin process
         self.epoch = _base36(int(clock() * 1000))
@@ -247,8 +247,9 @@ class LiveStream:
             for made in self._transcode(lambda t: t.close()):
                 self._route(made)
             events = [(r.window, r.packager.end_session()) for r in self.renditions.values()]
-            if self.recorder is not None and events:
-                self.recorder.apply(events[0][1])
+            if self.recorder is not None:
+                for rendition, (_, ended) in zip(self.renditions.values(), events, strict=True):
+                    self.recorder.apply(rendition.name, ended)
             chunks: list[TsChunk] = []
             if self._ts_encoder is not None:
                 chunks = self._stop_ts()
@@ -260,8 +261,8 @@ class LiveStream:
                 self.publishing = self._in_session = False
 
     def _post_events(self, rendition: Rendition, events: list[PackagerEvent]) -> None:
-        if events and self.recorder is not None and rendition.window is self.window:
-            self.recorder.apply(events)
+        if events and self.recorder is not None:
+            self.recorder.apply(rendition.name, events)
         if events:
             self._loop.call_soon_threadsafe(rendition.window.apply, events)
 

@@ -68,6 +68,7 @@ class LiveWindow:
         self._clock = clock
         self.segments: deque[Segment] = deque()
         self.inits: dict[int, bytes] = {}
+        self.init_tracks: dict[int, tuple[Track, ...]] = {}  # what each init segment describes
         self.tracks: tuple[Track, ...] = ()
         self.ended = False  # EXT-X-ENDLIST: once set, never cleared (`restart` makes a new playlist)
         self.between_sessions = False  # the publisher left; it may come back (grace period)
@@ -85,6 +86,7 @@ class LiveWindow:
         self.prefix = prefix
         self.segments.clear()
         self.inits.clear()
+        self.init_tracks.clear()
         self.ended = self.between_sessions = False
         self.discontinuity_sequence = 0
         self.all_independent = True
@@ -106,7 +108,7 @@ class LiveWindow:
         match event:
             case pk.InitReady(init_id, data, tracks):
                 self.inits[init_id] = data
-                self.tracks = tracks
+                self.init_tracks[init_id] = self.tracks = tracks
             case pk.SegmentOpened(msn, init_id, discontinuity, pdt, independent):
                 assert not self.ended, "an ended playlist never reopens"
                 self.between_sessions = False
@@ -133,6 +135,7 @@ class LiveWindow:
                 self.discontinuity_sequence += 1
             if gone.init_id not in {s.init_id for s in self.segments}:
                 self.inits.pop(gone.init_id, None)
+                self.init_tracks.pop(gone.init_id, None)
 
     # ---- reading ---------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+EPSILON = 1e-9  # seconds: (t + left) - t is not always `left` in floating point
+
 
 class PlaybackBuffer:
     """Media buffered ahead of the playhead, and the stalls when it runs dry. Pure: times in.
@@ -33,7 +35,8 @@ class PlaybackBuffer:
         if self.since is None or self.stall_started is not None:
             return
         position = self.position + (now - self.since)
-        if position > self.media_end:  # arriving just as it runs out is no stall
+        # arriving just as it runs out is no stall, nor is float rounding at the stream's end
+        if position > self.media_end + EPSILON:
             self.stall_started = self.since + (self.media_end - self.position)
             self.position = self.media_end
             self.stalls += 1

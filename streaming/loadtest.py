@@ -24,6 +24,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from streaming.dash_viewer import DashViewer, is_mpd
 from streaming.resolve import LocalhostResolver
 from streaming.tally import Tally, Tick, percentile
 from streaming.viewer import FetchResult, Viewer
@@ -180,7 +181,8 @@ async def _ramp(run: Run, fetch: Callable[[str], Awaitable[FetchResult]],
             viewer = WebClient(target, plan.objects, fetch, run.tally, zipf=plan.zipf,
                                think=plan.think, seed=index)
         else:
-            viewer = Viewer(urljoin(target, plan.path), fetch, run.tally, clock=clock)
+            player = DashViewer if is_mpd(plan.path) else Viewer
+            viewer = player(urljoin(target, plan.path), fetch, run.tally, clock=clock)
         run.viewers.append(viewer)
         tasks.append(asyncio.create_task(_guarded(viewer, run)))
 

@@ -44,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--router", metavar="URL", help="a request router's base URL (viewers follow its 302)")
     where.add_argument("--origin", metavar="URL", help="the origin's base URL (load it directly, or for --compare)")
     where.add_argument("--config", type=Path, help="take edges (and their admin /metrics.json) from this config")
-    where.add_argument("--path", help="the stream's multivariant playlist (default: with --config, the first "
-                       "stream of its streaming distribution; else /live/demo/master.m3u8)")
+    where.add_argument("--path", help="the stream's multivariant playlist, its DASH MPD (/live/STREAM/manifest.mpd)"
+                       " or a recording's playlist (/recordings/STREAM/ID/master.m3u8) (default: with --config, "
+                       "the first stream of its streaming distribution; else /live/demo/master.m3u8)")
     where.add_argument("--host", help="Host header to send (default: with --config, the streaming "
                        "distribution's first domain)")
     where.add_argument("--metrics", action="append", default=[], metavar="URL",

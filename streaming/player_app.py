@@ -1,8 +1,9 @@
 """The player pages, an origin of kind "player" that the streaming distribution routes to.
 
     /                     the live streams, with links to watch them (the page reads /streams)
-    /watch/STREAM         the player: ?mode=llhls (the default), hls or webrtc
+    /watch/STREAM         the player: ?mode=llhls (the default), hls, dash or webrtc
     /player/hls.js        hls.js, installed from npm at the version package.json pins
+    /player/dash.js       dash.js, likewise (loaded by the page only in ?mode=dash)
     /player/NAME          the pages' own scripts and style (streaming/web/)
 
 Every URL a page uses is on the distribution's own host (playlists, /streams, /whep), so the
@@ -29,6 +30,8 @@ from starlette.routing import Route
 WEB = Path(__file__).parent / "web"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HLS_JS = REPO / "node_modules" / "hls.js" / "dist"
+DEFAULT_DASH_JS = REPO / "node_modules" / "dashjs" / "dist" / "modern" / "umd"
+OPTIONS = ("hls_js", "dash_js")
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the media origin's own rule
 ASSET_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css)$")
 PAGE_CACHE = "public, max-age=60"
@@ -40,19 +43,24 @@ TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8
 @dataclass(frozen=True)
 class PlayerSettings:
     hls_js: Path = DEFAULT_HLS_JS  # the `dist` folder of the hls.js npm package
+    dash_js: Path = DEFAULT_DASH_JS  # the folder of dashjs's dash.all.min.js
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, base: Path, where: str) -> PlayerSettings:
-        """`options = { hls_js = "node_modules/hls.js/dist" }`, relative to the config's folder."""
+        """`options = { hls_js = "node_modules/hls.js/dist", dash_js = "..." }`, relative to
+        the config's folder."""
         for key in options:
-            if key != "hls_js":
-                raise ValueError(f"{where}.{key}: unknown option (known: hls_js)")
-        raw = options.get("hls_js")
-        if raw is None:
-            return cls()
-        if not isinstance(raw, str) or not raw:
-            raise ValueError(f"{where}.hls_js: expected the path of hls.js's dist folder, got {raw!r}")
-        return cls((base / raw).resolve())
+            if key not in OPTIONS:
+                raise ValueError(f"{where}.{key}: unknown option (known: {', '.join(OPTIONS)})")
+        paths = {}
+        for key in OPTIONS:
+            raw = options.get(key)
+            if raw is None:
+                continue
+            if not isinstance(raw, str) or not raw:
+                raise ValueError(f"{where}.{key}: expected the path of a folder, got {raw!r}")
+            paths[key] = (base / raw).resolve()
+        return cls(**paths)
 
 
 @dataclass(frozen=True)
@@ -77,11 +85,12 @@ class Asset:
 def build_player_app(settings: PlayerSettings | None = None) -> Starlette:
     settings = settings or PlayerSettings()
     assets = {p.name: _asset(p) for p in sorted(WEB.iterdir()) if ASSET_NAME.match(p.name)}
-    library = settings.hls_js / "hls.min.js"
-    if library.is_file():
-        # without its source map comment: the map is not served, so devtools would ask in vain
-        code = re.sub(rb"\n//# sourceMappingURL=\S+\s*$", b"\n", library.read_bytes())
-        assets["hls.js"] = Asset(code, TYPES["js"], LIBRARY_CACHE)
+    libraries = {"hls.js": settings.hls_js / "hls.min.js", "dash.js": settings.dash_js / "dash.all.min.js"}
+    for served, library in libraries.items():
+        if library.is_file():
+            # without its source map comment: the map is not served, so devtools would ask in vain
+            code = re.sub(rb"\n//# sourceMappingURL=\S+\s*$", b"\n", library.read_bytes())
+            assets[served] = Asset(code, TYPES["js"], LIBRARY_CACHE)
     list_page = Asset((WEB / "streams.html").read_bytes(), "text/html; charset=utf-8", PAGE_CACHE)
     watch_template = (WEB / "watch.html").read_text(encoding="utf-8")
 
@@ -100,9 +109,9 @@ def build_player_app(settings: PlayerSettings | None = None) -> Starlette:
         found = assets.get(name)
         if found is not None:
             return found.response(request)
-        if name == "hls.js":
+        if name in libraries:
             return PlainTextResponse(
-                f"hls.js is not installed ({library} is missing): run `make deps` (npm ci)\n", 503,
+                f"{name} is not installed ({libraries[name]} is missing): run `make deps` (npm ci)\n", 503,
                 headers={"Cache-Control": "no-store", "Retry-After": "60"})
         return _not_found(f"no player file {name!r}")
 

@@ -3,7 +3,9 @@
 // Everything shown is also in window.playerStats, which the browser tests read.
 "use strict";
 (() => {
-  const MODES = ["llhls", "hls", "webrtc"];
+  // more modes come from their own scripts (watch-dash.js): { label, start(page) }
+  const extraModes = window.playerModes || {};
+  const MODES = ["llhls", "hls", "webrtc", ...Object.keys(extraModes)];
   const stream = decodeURIComponent(location.pathname.split("/")[2] || "");
   const asked = new URLSearchParams(location.search).get("mode");
   const mode = MODES.includes(asked) ? asked : "llhls";
@@ -190,7 +192,8 @@
       stats.framesDecoded = video.getVideoPlaybackQuality().totalVideoFrames;
     }
     const shown = {
-      mode: { llhls: "LL-HLS (hls.js)", hls: "HLS (hls.js)", webrtc: "WebRTC (WHEP)" }[mode],
+      mode: { llhls: "LL-HLS (hls.js)", hls: "HLS (hls.js)", webrtc: "WebRTC (WHEP)" }[mode]
+        || extraModes[mode].label,
       state: `${stats.state}, ${stats.currentTime.toFixed(1)} s played`,
       latency: stats.latency == null ? "-" : `${stats.latency.toFixed(2)} s` + (mode === "webrtc"
         ? " (receiver jitter buffer)"
@@ -212,5 +215,8 @@
 
   if (!stream) fail("no stream named in the address (/watch/STREAM)");
   else if (mode === "webrtc") startWebrtc().catch((e) => fail(`WebRTC: ${e.message || e}`));
-  else startHls();
+  else if (extraModes[mode]) {
+    const page = { stats, video, stream, fail, message, noteCacheStatus, playMuted, round };
+    Promise.resolve(extraModes[mode].start(page)).catch((e) => fail(`${mode}: ${e.message || e}`));
+  } else startHls();
 })();

@@ -56,4 +56,4 @@ def test_a_player_origin_with_an_unknown_option_is_refused(tmp_path: Path, capsy
                       '[edges.e]\nlisten = "127.0.0.1:0"\n'
                       '[distributions.d]\nkind = "streaming"\ndomains = ["live.localhost"]\norigin = "p"\n')
     assert cdn(["origin", "--config", str(config), "--name", "p"]) == 2
-    assert "origins.p.options.hls: unknown option (known: hls_js)" in capsys.readouterr().err
+    assert "origins.p.options.hls: unknown option (known: hls_js, dash_js)" in capsys.readouterr().err

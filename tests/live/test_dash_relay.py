@@ -36,6 +36,10 @@ async def test_an_mpd_through_an_edge_is_cached_about_a_part_and_names_what_it_s
     number = int(template.get("startNumber", "0"))
     media = template.get("media", "").replace("$Number$", str(number))
     init = template.get("initialization", "")
+    assert "/video/" in media and "/video/" in init  # one-track views (dash.js plays no muxed ones)
     for uri in (init, media):
         response = await http.get(f"{rig.url('edge-a')}/live/demo/{uri}")
         assert response.status_code == 200, uri
+        again = await rig.viewer_client(20).get(f"{rig.url('edge-a')}/live/demo/{uri}")
+        assert again.content == response.content and "hit" in again.headers["cache-status"], uri
+        assert rig.origin.hits[f"/live/demo/{uri}"] == 1, "the edge caches a view like any segment"

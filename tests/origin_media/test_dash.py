@@ -3,11 +3,15 @@ init segments and segments that exist (and decode)."""
 
 from __future__ import annotations
 
+import io
+import struct
 import xml.etree.ElementTree as ET
+from typing import Any
 
+import av
 import pytest
 
-from origin_media import dash
+from origin_media import dash, track_view
 from origin_media.dash_live import first_decode_time
 from origin_media.fmp4 import Sample, TrackRun, fragment
 
@@ -122,22 +126,56 @@ async def test_mpd_of_a_running_origin_names_segments_that_exist(make_origin) ->
     assert response.headers["content-type"] == "application/dash+xml"
     assert response.headers["cache-control"] == "public, max-age=1"
     root = ET.fromstring(response.text)
+    sets = root.findall("d:Period/d:AdaptationSet", NS)
+    # one track per Representation (dash.js plays no muxed ones): the ladder's video, one audio
+    assert [(s.get("mimeType"), [r.get("codecs", "")[:4] for r in s.findall("d:Representation", NS)])
+            for s in sets] == [("video/mp4", ["avc1", "avc1"]), ("audio/mp4", ["mp4a"])]
     representations = _expand(root)
-    assert [r[0] for r in representations] == ["180p", "240p"]
-    for _, init_uri, segments in representations:
+    assert [r[0] for r in representations] == ["180p", "240p", "180p-audio"]
+    for rep_id, init_uri, segments in representations:
         init = await origin.http.get(f"/live/demo/{init_uri}")
         assert init.status_code == 200
         for start, uri in segments:
             body = await origin.http.get(f"/live/demo/{uri}")
             assert body.status_code == 200, uri
             assert first_decode_time(body.content) == start  # the timeline says where it is
-        frames, _, audio = decode(init.content, body.content)
-        assert len(frames) == 25 and audio
-    # the same objects the HLS playlist names
+        frames, _, audio = _decode_any(init.content, body.content)
+        if rep_id.endswith("audio"):
+            # the timeline's durations are the audio's own (in samples: 46 or 47 frames a second)
+            last = root.findall(".//d:AdaptationSet[@mimeType='audio/mp4']//d:S", NS)[-1]
+            assert not frames and sum(f.samples for f in audio) == int(last.get("d", "0"))
+        else:
+            assert len(frames) == 25 and not audio
+    # the same segments the HLS playlist names, cut to one track
     playlist = (await origin.http.get("/live/demo/180p/index.m3u8")).text
-    assert representations[0][2][-1][1].split("/", 1)[1] in playlist
-    clock = await origin.http.get(root.find("d:UTCTiming", NS).get("value"))  # type: ignore[union-attr, arg-type]
+    assert representations[0][2][-1][1].split("/", 1)[1].replace("video/", "") in playlist
+    assert root.find("d:UTCTiming", NS).get("value") == "/time"  # type: ignore[union-attr]  # the edge's own host
+    clock = await origin.http.get("/time")
     assert clock.status_code == 200 and clock.text.endswith("Z")
+
+
+def _decode_any(init: bytes, segment: bytes) -> tuple[list[Any], list[Any], list[Any]]:
+    """(video frames, [], audio frames) of a one-track init + segment."""
+    with av.open(io.BytesIO(init + segment)) as container:
+        frames = list(container.decode(video=0)) if container.streams.video else []
+    with av.open(io.BytesIO(init + segment)) as container:
+        audio = list(container.decode(audio=0)) if container.streams.audio else []
+    return frames, [], audio
+
+
+async def test_one_track_views_of_unknown_things_are_404(make_origin) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 96}})
+    await origin.wait_for(lambda: _ok(origin, "/live/demo/manifest.mpd"))
+    _, init_uri, segments = _expand(ET.fromstring((await origin.http.get("/live/demo/manifest.mpd")).text))[0]
+    for wrong in (init_uri.replace("/video/", "/subtitles/"), segments[0][1].replace("seg", "segx"),
+                  init_uri.replace("init1", "init9")):
+        response = await origin.http.get(f"/live/demo/{wrong}")
+        assert response.status_code == 404, wrong
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def _ok(origin: Origin, path: str) -> bool:
+    return (await origin.http.get(path)).status_code == 200
 
 
 async def test_a_segment_asked_for_early_is_streamed_as_it_is_made(make_origin) -> None:  # type: ignore[no-untyped-def]
@@ -175,7 +213,7 @@ async def test_a_reconnect_is_a_new_period_that_starts_after_the_first_ends(make
         template = period.find(".//d:SegmentTemplate", NS)
         assert template is not None
         assert template.get("initialization", "").endswith(f"init{period.get('id', '')[1:]}.mp4")
-        [(_, init_uri, segments)] = _expand(ET.fromstring(f'<MPD xmlns="{NS["d"]}">{ET.tostring(period).decode()}</MPD>'))
+        [(_, init_uri, segments), *_] = _expand(ET.fromstring(f'<MPD xmlns="{NS["d"]}">{ET.tostring(period).decode()}</MPD>'))
         offset, scale = int(template.get("presentationTimeOffset", "0")), int(template.get("timescale", "1"))
         first, last = segments[0][0], segments[-1][0]
         assert first >= offset  # the period's media starts at (or after) its start
@@ -183,3 +221,26 @@ async def test_a_reconnect_is_a_new_period_that_starts_after_the_first_ends(make
         for _, uri in segments:
             assert (await origin.http.get(f"/live/cam/{uri}")).status_code == 200
     assert ends[1][0] >= ends[0][1], ends  # periods in order, the second after the first's media
+
+
+def test_a_track_view_keeps_one_tracks_samples_and_points_at_them() -> None:
+    video = (Sample(900, 3000, 0, True, b"VVVV"), Sample(3900, 3000, 0, False, b"vv"))
+    sound = (Sample(480, 1024, 0, True, b"AAA"), Sample(1504, 1024, 0, True, b"aa"))
+    muxed = fragment(7, [TrackRun(1, video), TrackRun(2, sound)])
+    audio = track_view.track_fragments(muxed + fragment(8, [TrackRun(1, video)]), 2)
+    assert track_view.track_timing(audio, 1) == (480, 2048)  # renumbered to track 1
+    assert track_view.track_timing(muxed, 2) == (480, 2048)
+    assert audio.endswith(b"mdat" + b"AAAaa") and b"VVVV" not in audio
+    # the trun's data offset (from the moof's start) lands on the first sample
+    offset = struct.unpack_from(">i", audio, audio.index(b"trun") + 12)[0]
+    assert audio[offset:offset + 3] == b"AAA"
+    assert track_view.track_fragments(fragment(9, [TrackRun(1, video)]), 2) == b""
+    assert track_view.track_fragments(b"junk", 2) == b""
+
+
+async def test_dvr_seconds_is_the_start_over_window_of_both_hls_and_dash(make_origin) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 96}},
+                                       window_seconds=6, dvr_seconds=30)
+    await origin.wait_for(lambda: _ok(origin, "/live/demo/manifest.mpd"))
+    root = ET.fromstring((await origin.http.get("/live/demo/manifest.mpd")).text)
+    assert root.get("timeShiftBufferDepth") == "PT30S"  # dash.js may seek back this far
