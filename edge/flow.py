@@ -41,6 +41,7 @@ from edge.freshness import (
     response_cache_control,
     vary_names,
 )
+from edge.live import session_of
 from edge.metrics import EdgeMetrics
 from edge.store import CachedResponse, Headers, MemoryStore
 from edge.upload import IDLE_TIMEOUT, ClientGone, UploadBody, declared_length, upload_limit
@@ -783,7 +784,8 @@ class EdgeFlow:
             self.metrics.count_object(route.key or route.primary, sent)
             if route.dist.kind == "streaming":
                 # a child edge's fill is egress, not a viewer
-                self.metrics.live.served(req.path, req.client, sent, viewer="(cdn)" not in req.headers.get("via", ""))
+                self.metrics.live.served(req.path, session_of(req.client, req.query, req.headers), sent,
+                                         viewer="(cdn)" not in req.headers.get("via", ""))
         target = req.path + ("?" + req.query if req.query else "")
         key = (route.key or route.primary) if route else "-"
         self.access.write(

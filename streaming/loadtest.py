@@ -16,6 +16,7 @@ import resource
 import ssl
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,11 +97,13 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float]) -> Callable[[str], Awaitable[FetchResult]]:
+def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float],
+               headers: dict[str, str] | None = None) -> Callable[[str], Awaitable[FetchResult]]:
+    """GET a URL through `session`, with `headers` (a viewer's own: its CMCD session id)."""
     async def fetch(url: str) -> FetchResult:
         started = clock()
         try:
-            async with session.get(url) as response:
+            async with session.get(url, headers=headers) as response:
                 head = clock()
                 body = await response.read()
                 done = clock()
@@ -145,13 +148,12 @@ async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                      cookie_jar=aiohttp.DummyCookieJar()) as session:
         run.metrics_before = await read_metrics(session, plan.metrics)
-        fetch = make_fetch(session, clock)
         started = clock()
         tasks: list[asyncio.Task[None]] = []
         sampler = asyncio.create_task(_sample(run, tasks, started, clock, progress))
         try:
             async with asyncio.timeout(plan.duration):
-                await _ramp(run, fetch, tasks, started, clock)
+                await _ramp(run, session, tasks, started, clock)
                 await asyncio.gather(*tasks)  # live viewers play on: the deadline ends them
         except TimeoutError:
             pass
@@ -167,9 +169,16 @@ async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
     return run
 
 
-async def _ramp(run: Run, fetch: Callable[[str], Awaitable[FetchResult]],
+def cmcd_session(session_id: str) -> dict[str, str]:
+    """The header naming a playback session (CTA-5004 CMCD, as hls.js sends it): the edges
+    count each virtual viewer as one viewer, though all come from one address."""
+    return {"CMCD-Session": f'sid="{session_id}"'}
+
+
+async def _ramp(run: Run, session: aiohttp.ClientSession,
                 tasks: list[asyncio.Task[None]], started: float, clock: Callable[[], float]) -> None:
     plan = run.plan
+    fetch = make_fetch(session, clock)
     for index in range(plan.viewers):
         delay = started + index / plan.ramp - clock()
         if delay > 0:
@@ -180,7 +189,8 @@ async def _ramp(run: Run, fetch: Callable[[str], Awaitable[FetchResult]],
             viewer = WebClient(target, plan.objects, fetch, run.tally, zipf=plan.zipf,
                                think=plan.think, seed=index)
         else:
-            viewer = Viewer(urljoin(target, plan.path), fetch, run.tally, clock=clock)
+            own = make_fetch(session, clock, cmcd_session(str(uuid.uuid4())))
+            viewer = Viewer(urljoin(target, plan.path), own, run.tally, clock=clock)
         run.viewers.append(viewer)
         tasks.append(asyncio.create_task(_guarded(viewer, run)))
 

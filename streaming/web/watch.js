@@ -88,7 +88,10 @@
     const low = mode === "llhls";
     // LL-HLS: after a stall, play up to 1.5x until back at the target latency (hls.js's default
     // of 1 would leave the viewer behind for good)
-    const hls = new Hls({ lowLatencyMode: low, maxLiveSyncPlaybackRate: low ? 1.5 : 1, backBufferLength: 30 });
+    // cmcd: every request names this playback session (CMCD-Session: sid="..."), which the
+    // edge counts as one viewer however many viewers share an address
+    const hls = new Hls({ lowLatencyMode: low, maxLiveSyncPlaybackRate: low ? 1.5 : 1, backBufferLength: 30,
+                          cmcd: { useHeaders: true } });
     window.hls = hls;
     hls.on(Hls.Events.FRAG_LOADED, (_, data) => {
       noteCacheStatus(headerOf(data.networkDetails, "cache-status"), true);

@@ -27,8 +27,12 @@ async def test_a_few_dozen_viewers_play_through_the_edge_without_stalls(make_sta
     stack: Stack = await make_stack()
     edge = stack.edges[0]
     plan = LoadPlan((edge.url,), MASTER, viewers=30, duration=10, ramp=15, metrics=(edge.metrics,))
-    figures = summarize(await run_load(plan, progress=None))
+    run = await run_load(plan, progress=None)
+    figures = summarize(run)
     assert figures["viewers_started"] == 30
+    # thirty sessions from one address are thirty viewers on the edge (CMCD session ids)
+    live = run.metrics_after[edge.metrics]["live"]
+    assert [stream["viewers"] for stream in live.values()] == [30]
     assert figures["startup"]["never_started"] == 0
     assert figures["stalls"] == 0 and figures["stall_ratio"] == 0
     assert figures["errors"] == {}
