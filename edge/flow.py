@@ -779,7 +779,7 @@ class EdgeFlow:
     def _log(self, req: EdgeRequest, route: Route | None, cache: str, status: int, sent: int) -> None:
         ms = (time.perf_counter() - req.started) * 1000
         dist = route.dist.id if route else "-"
-        self.metrics.count(dist, cache, status, sent)
+        self.metrics.count(dist, cache, status, sent, ms / 1000)
         if route is not None:
             self.metrics.count_object(route.key or route.primary, sent)
             if route.dist.kind == "streaming":
