@@ -288,7 +288,7 @@ async def test_the_grafana_dashboard_names_only_metrics_the_edge_exports(rig: Ed
 def test_history_shows_the_last_minutes_from_the_edges_own_samples() -> None:
     now = [1000.0]
     metrics = EdgeMetrics(clock=lambda: now[0])
-    for second in range(60):  # a minute: 10 requests a second, 1 in 10 a miss, one 503 a second
+    for _ in range(60):  # a minute: 10 requests a second, 1 in 10 a miss, one 503 a second
         for n in range(10):
             metrics.count("site", "miss" if n == 0 else "hit", 503 if n == 9 else 200, 1000, 0.002 if n < 9 else 0.4)
         metrics.observe_origin("web", 0.03, 200)
