@@ -9,6 +9,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -351,3 +353,34 @@ def test_top_objects_are_grouped_by_pattern_not_twenty_playlist_urls() -> None:
         {"pattern": "live:/live/cam/720p/part*.*.m4s", "requests": 400, "bytes": 8_000_000},
         {"pattern": "live:/live/cam/720p/seg*.m4s", "requests": 100, "bytes": 8_000_000},
     ]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+async def test_a_dashboard_opened_now_shows_the_minutes_before_it(rig: EdgeRig, serve: Callable[..., Any], tmp_path: Path) -> None:
+    admin = await admin_url(rig, serve)
+    metrics = rig.app.flow.metrics
+    start = time.time() - 300
+    for step in range(60):  # the five minutes before the page opens: 4 requests/s, one 404 in four
+        metrics.clock = lambda step=step: start + 5 * step  # type: ignore[misc]
+        for n in range(20):
+            metrics.count("site", "hit", 404 if n % 4 == 0 else 200, 2048, 0.004)
+    metrics.clock = time.time
+    proc = await asyncio.create_subprocess_exec(
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+        "--virtual-time-budget=3000", "--dump-dom", admin + f"/?token={ADMIN_TOKEN}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    dom, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = dom.decode()
+    assert 'data-polls="' in text, "the page never polled /metrics.json"
+    charts = {m.group(1): m.group(2) for m in re.finditer(r'<svg id="([a-z-]+)"[^>]*>(.*?)</svg>', text, re.S)}
+    lines = re.findall(r'<polyline points="([^"]*)"', charts["rps-chart"])
+    assert len(lines) == 2 and all(len(points.split()) >= 55 for points in lines), "2xx and 4xx over five minutes"
+    # 15 2xx and 5 404s every 5 s: lines at 3/s and 1/s, on an axis up to 3.3/s (10 % headroom)
+    heights = [Counter(130 - float(p.split(",")[1]) for p in points.split()).most_common(1)[0][0] for points in lines]
+    assert heights[0] == pytest.approx(3 * heights[1], rel=0.02) and ">3.30/s<" in charts["rps-chart"]
+    assert re.search(r">2xx<.*>4xx<", text, re.S), "the legend names the status classes"
+    assert ">8.8 KiB/s<" in charts["bw-chart"], "8 KiB a second, on an axis with units"
+    assert re.search(r'id="bw">[0-9.]+ (B|KiB)/s<', text)
+    assert re.search(r"\d\d:\d\d:\d\d", charts["bw-chart"]), "the time axis says when"
+    assert re.search(r"history of the last (4|5) min", text), re.search(r'id="uptime"[^>]*>([^<]*)<', text)
