@@ -361,7 +361,7 @@ async def test_a_dashboard_opened_now_shows_the_minutes_before_it(rig: EdgeRig, 
     metrics = rig.app.flow.metrics
     start = time.time() - 300
     for step in range(60):  # the five minutes before the page opens: 4 requests/s, one 404 in four
-        metrics.clock = lambda step=step: start + 5 * step  # type: ignore[misc]
+        metrics.clock = lambda step=step: start + 5 * step
         for n in range(20):
             metrics.count("site", "hit", 404 if n % 4 == 0 else 200, 2048, 0.004)
     metrics.clock = time.time
