@@ -73,6 +73,7 @@ class Sample:
     errors: int
     p95_fetch: float | None
     p50_latency: float | None
+    p95_latency: float | None = None
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     seconds: float = 0.0
     ended_at: float = 0.0  # by the run's clock: viewers' stall time is read as of then
+    started_at: float = field(default_factory=time.time)  # wall clock, for the report's date
     metrics_before: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics_after: dict[str, dict[str, Any]] = field(default_factory=dict)
     crashes: Counter[str] = field(default_factory=Counter)
@@ -235,7 +237,7 @@ def _snapshot(run: Run, tasks: list[asyncio.Task[None]], tick: Tick, now: float,
         else:
             playing += 1
     return Sample(round(elapsed, 2), active, playing, stalled, 0, sum(run.tally.errors.values()),
-                  percentile(tick.fetch_seconds, 95), percentile(tick.latencies, 50))
+                  percentile(tick.fetch_seconds, 95), percentile(tick.latencies, 50), percentile(tick.latencies, 95))
 
 
 def _show(out: TextIO, run: Run, s: Sample) -> None:

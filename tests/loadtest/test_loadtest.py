@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -98,6 +99,20 @@ async def test_compare_writes_both_runs_and_a_threshold_gives_exit_code_3(
     assert result["failed"] and result["failed"][0].startswith("p95 startup")
     html = (tmp_path / "loadtest.html").read_text()
     assert "Thresholds exceeded" in html and html.count("<svg") >= 10
+    # what was run: the command, the targets, the stream and the load's shape
+    assert f"cdn --log-level warning loadtest --compare --origin {stack.origin.url}" in html
+    assert f"<th>edges: targets</th><td>{edge.url}</td>" in html and f"<td>{MASTER}</td>" in html
+    assert "6 viewers, started 20 a second, for 4 s" in html and re.search(r"<th>date</th><td>20\d\d-", html)
+    # each threshold with its limit, the value and pass or fail
+    startup = edge_run["startup"]["p95"]
+    assert (f"<td>p95 startup (s)</td><td><code>--max-p95-startup</code></td><td>1e-06</td><td>{startup:g}</td>"
+            "<td class=fail>FAIL</td>") in html
+    assert re.search(r"<td>stall ratio</td><td><code>--max-stall-ratio</code></td><td>0.5</td><td>[0-9.e-]+</td>"
+                     r"<td class=pass>pass</td>", html)
+    assert re.search(r"<th>edges: media fetch \(s\)</th>(<td>[0-9.]+</td>){5}</tr>", html), "p50 p90 p95 p99 max"
+    assert "latency and p95 fetch time over time" in html and 'aria-label="viewers and requests per second"' in html
+    two_axes = html.split('aria-label="viewers and requests per second"')[1].split("</svg>")[0]
+    assert ">viewers</text>" in two_axes and ">requests / s</text>" in two_axes
     assert "http://" not in html.split("<main>")[0] and "<script" not in html
 
 
