@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 W, H = 560, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 40, 12, 34
+LEFT, RIGHT, TOP, BOTTOM = 60, 48, 12, 34
 COLOURS = ("#2f6fde", "#d9480f", "#2b8a3e", "#862e9c", "#e67700")
 
 
