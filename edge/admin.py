@@ -124,7 +124,7 @@ main{padding:16px 20px;display:grid;gap:16px;grid-template-columns:repeat(auto-f
 section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:12px}
 h2{font-size:13px;margin:0 0 4px;color:#5a6478;text-transform:uppercase;letter-spacing:.04em}
 .big{font-size:26px;font-weight:600} .sub{color:#5a6478;font-size:12px} svg{width:100%;height:auto;display:block;font-size:10px}
-svg .line{fill:none;stroke-width:1.6} svg .grid{stroke:#eceff3} svg .axis{stroke:#9aa4b8} svg text{fill:#5a6478}
+svg .line{fill:none;stroke-width:1.6} #viewers-chart{max-width:640px} svg .grid{stroke:#eceff3} svg .axis{stroke:#9aa4b8} svg text{fill:#5a6478}
 .legend span{font-size:12px;margin-right:10px} .legend i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
 .wide{grid-column:1/-1} table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceff3} td.n,th.n{text-align:right}
@@ -159,7 +159,7 @@ td.key{font-family:ui-monospace,monospace;word-break:break-all} .bad{color:#c92a
 </main>
 <script>
 "use strict";
-const POLL_MS = 2000, W = 340, L = 46, R = 8, T = 8, B = 20;
+const POLL_MS = 2000, W = 340, L = 62, R = 8, T = 8, B = 20;
 const COLOURS = ["#2f6fde", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#5a6478"];
 const SVG = document.querySelector("svg").namespaceURI;  // the SVG namespace, named nowhere else
 
@@ -232,7 +232,10 @@ function row(tbody, cells) {
 function text(id, value) { document.getElementById(id).textContent = value; }
 
 function render(m) {
-  const h = m.history || [], now = h.at(-1) || {};
+  const h = m.history || [];
+  // the figures "now": the latest interval that has them (the one still running may be empty)
+  const now = {};
+  for (const r of h) for (const [k, v] of Object.entries(r)) if (v != null) now[k] = v;
   const span = h.length ? duration(h.at(-1).time - h[0].time + h[0].seconds) : "0 s";
   const series = (key) => h.map((r) => [r.time, r[key]]);
   text("uptime", "up " + duration(m.uptime_seconds) + " \\u00b7 history of the last " + span + " kept by the edge, every "
