@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -48,13 +49,18 @@ _SID = re.compile(r'(?:^|,)\s*sid="([^"\\]{1,64})"')
 
 def session_of(client: str, query: str, headers: Mapping[str, str]) -> str:
     """Who is watching: the CMCD session id (header, else query), else address and User-Agent."""
-    found = _SID.search(headers.get("cmcd-session", ""))
-    if found is None and "CMCD=" in query:
-        cmcd = next((v for k, v in parse_qsl(query) if k == "CMCD"), "")
-        found = _SID.search(cmcd)
-    if found is not None:
-        return "sid " + found.group(1)
+    sid = _sid(headers.get("cmcd-session", ""))
+    if sid is None and "CMCD=" in query:
+        sid = _sid(next((v for k, v in parse_qsl(query) if k == "CMCD"), ""))
+    if sid is not None:
+        return sid
     return f"{client} {headers.get('user-agent', '')[:200]}"
+
+
+@lru_cache(maxsize=4096)  # a player sends the same CMCD-Session value with every request
+def _sid(cmcd: str) -> str | None:
+    found = _SID.search(cmcd)
+    return None if found is None else "sid " + found.group(1)
 
 
 def stream_of(path: str) -> str | None:
