@@ -146,6 +146,8 @@ async def test_webrtc_player_decodes_frames(browser: Any, demo_cdn: DemoCdn, art
                                  timeout=PLAY_LIMIT_MS)
     await page.wait_for_function(f"{STATS}.currentTime > 1 || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
     await page.wait_for_function(f"{STATS}.latencySource !== null || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function("document.querySelector('[data-stat=latency]').textContent.includes('sent it')",
+                                 timeout=PLAY_LIMIT_MS)  # the panel is redrawn twice a second
     await page.screenshot(path=artifacts / "player-webrtc.png")
     seen = await stats(page)
     # behind live from the edge's RTCP sender reports: the network, the jitter buffer and the
