@@ -48,6 +48,7 @@ from edge.freshness import (
     response_cache_control,
     vary_names,
 )
+from edge.live import session_of
 from edge.metrics import EdgeMetrics
 from edge.outcome import ERROR, GONE, HIT, SWR_HIT, Outcome, stale_if_error
 from edge.store import CachedResponse, Headers, MemoryStore
@@ -890,12 +891,13 @@ class EdgeFlow:
     def _log(self, req: EdgeRequest, route: Route | None, cache: str, status: int, sent: int) -> None:
         ms = (time.perf_counter() - req.started) * 1000
         dist = route.dist.id if route else "-"
-        self.metrics.count(dist, cache, status, sent)
+        self.metrics.count(dist, cache, status, sent, ms / 1000)
         if route is not None:
             self.metrics.count_object(route.key or route.primary, sent)
             if route.dist.kind == "streaming":
                 # a child edge's fill is egress, not a viewer
-                self.metrics.live.served(req.path, req.client, sent, viewer="(cdn)" not in req.headers.get("via", ""))
+                self.metrics.live.served(req.path, session_of(req.client, req.query, req.headers), sent,
+                                         viewer="(cdn)" not in req.headers.get("via", ""))
         target = req.path + ("?" + req.query if req.query else "")
         key = (route.key or route.primary) if route else "-"
         self.access.write(

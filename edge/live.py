@@ -7,26 +7,60 @@ object is read from its name: playlists end in `.m3u8` (or `.mpd`: DASH), init s
 object is a segment. Nothing here knows how the media is packaged; the request flow calls `served()` for every
 answer of a streaming distribution and `fetched()` for every request it sends upstream.
 
-Memory is bounded: viewers seen longer ago than the window are dropped when counted, and the
-distinct objects remembered per stream and kind are capped (oldest forgotten first).
+A viewer is a playback session, not a client address: two hundred players behind one address
+(a load test, an office, a carrier NAT) are two hundred viewers. A player names its session the
+standard way, CMCD (CTA-5004): hls.js with `cmcd` set sends `CMCD-Session: sid="..."` (or a
+`CMCD=` query parameter), and so does `cdn loadtest`. A player that names no session counts as
+one per address and User-Agent, the best an edge can tell without one. A session is watching
+while it asked for anything of the stream within the viewer window.
+
+The counts are kept mergeable, for edges whose metrics several worker processes add up: per
+stream, sessions are counted in time slots (`SLOTS_PER_WINDOW` per window) as
+{slot: {session: requests}}; adding two processes' dicts key by key keeps the set of sessions
+right, and the viewers are the distinct sessions of the slots that cover the window.
+
+Memory is bounded: slots older than the window are dropped as time moves on, sessions per slot
+are capped, and the distinct objects remembered per stream and kind are capped (oldest
+forgotten first).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-VIEWER_WINDOW = 10.0  # seconds: a client seen this recently is watching
-MAX_VIEWERS = 200_000  # per stream
+VIEWER_WINDOW = 10.0  # seconds: a session seen this recently is watching
+SLOTS_PER_WINDOW = 5  # a session is counted for between 1 and 1 + 1/5 windows after its last request
+MAX_VIEWERS = 200_000  # sessions per stream and slot
 MAX_OBJECTS = 4096  # distinct object names remembered per stream and kind
 MAX_STREAMS = 1000
 KINDS = ("playlist", "init", "segment", "part")
+# CTA-5004 3.3: sid is a quoted string of at most 64 characters
+_SID = re.compile(r'(?:^|,)\s*sid="([^"\\]{1,64})"')
+
+
+def session_of(client: str, query: str, headers: Mapping[str, str]) -> str:
+    """Who is watching: the CMCD session id (header, else query), else address and User-Agent."""
+    sid = _sid(headers.get("cmcd-session", ""))
+    if sid is None and "CMCD=" in query:
+        sid = _sid(next((v for k, v in parse_qsl(query) if k == "CMCD"), ""))
+    if sid is not None:
+        return sid
+    return f"{client} {headers.get('user-agent', '')[:200]}"
+
+
+@lru_cache(maxsize=4096)  # a player sends the same CMCD-Session value with every request
+def _sid(cmcd: str) -> str | None:
+    found = _SID.search(cmcd)
+    return None if found is None else "sid " + found.group(1)
 
 
 def stream_of(path: str) -> str | None:
@@ -53,7 +87,7 @@ def object_kind(path: str) -> str | None:
 class StreamStats:
     """One stream at one edge."""
 
-    viewers: dict[str, float] = field(default_factory=dict)  # client -> last seen
+    sessions: dict[int, dict[str, int]] = field(default_factory=dict)  # time slot -> session -> requests
     egress_bytes: int = 0
     responses: int = 0
     origin_requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
@@ -61,10 +95,13 @@ class StreamStats:
     distinct: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
 
     def live_viewers(self, now: float, window: float) -> int:
-        gone = [client for client, seen in self.viewers.items() if seen < now - window]
-        for client in gone:
-            del self.viewers[client]
-        return len(self.viewers)
+        """Distinct sessions of the slots that cover the last `window` seconds."""
+        first = _slot(now, window) - SLOTS_PER_WINDOW
+        for old in [slot for slot in self.sessions if slot < first]:
+            del self.sessions[old]
+        if len(self.sessions) == 1:
+            return len(next(iter(self.sessions.values())))
+        return len(set().union(*self.sessions.values()))
 
     def per_object(self, kind: str) -> float:
         """Origin requests per distinct object of `kind` (the relay's goal: 1.0)."""
@@ -92,9 +129,9 @@ class LiveStats:
             stats = self.streams[name] = StreamStats()
         return stats
 
-    def served(self, path: str, client: str, sent: int, *, viewer: bool = True) -> None:
-        """A request answered (hit or not) with `sent` body bytes; `viewer` False for another
-        edge filling its cache (egress, but not someone watching)."""
+    def served(self, path: str, session: str, sent: int, *, viewer: bool = True) -> None:
+        """A request of playback `session` (see `session_of`) answered, hit or not, with `sent`
+        body bytes; `viewer` False for another edge filling its cache (egress, not a viewer)."""
         stats = self._stream(path)
         if stats is None:
             return
@@ -102,11 +139,15 @@ class LiveStats:
         stats.egress_bytes += sent
         if not viewer:
             return
-        if client not in stats.viewers and len(stats.viewers) >= MAX_VIEWERS:
-            stats.live_viewers(self.clock(), self.window)
-            if len(stats.viewers) >= MAX_VIEWERS:
-                return
-        stats.viewers[client] = self.clock()
+        slot = _slot(self.clock(), self.window)
+        counts = stats.sessions.get(slot)
+        if counts is None:
+            stats.live_viewers(self.clock(), self.window)  # a new slot: forget the old ones
+            counts = stats.sessions[slot] = {}
+        if session in counts:
+            counts[session] += 1
+        elif len(counts) < MAX_VIEWERS:
+            counts[session] = 1
 
     def fetched(self, path: str) -> None:
         """One request sent upstream (origin or parent edge) for `path`."""
@@ -146,16 +187,20 @@ class LiveStats:
 
     def export(self) -> dict[str, Any]:
         """The raw per-stream counters, for `absorb` in another process (edge/workers.py)."""
-        return {name: {"viewers": s.viewers, "egress_bytes": s.egress_bytes, "responses": s.responses,
+        return {name: {"sessions": {str(slot): ids for slot, ids in s.sessions.items()},
+                       "egress_bytes": s.egress_bytes, "responses": s.responses,
                        "origin_requests": s.origin_requests, "distinct": s.distinct}
                 for name, s in self.streams.items()}
 
     def absorb(self, state: dict[str, Any]) -> None:
-        """Another process's `export()` added in: counts summed, viewers united (last seen wins)."""
+        """Another process's `export()` added in: counts summed, sessions united slot by slot
+        (a session whose requests reached two workers is one viewer)."""
         for name, raw in state.items():
             stats = self.streams.setdefault(name, StreamStats())
-            for client, seen in raw["viewers"].items():
-                stats.viewers[client] = max(seen, stats.viewers.get(client, 0.0))
+            for slot, ids in raw["sessions"].items():
+                mine = stats.sessions.setdefault(int(slot), {})
+                for session, requests in ids.items():
+                    mine[session] = mine.get(session, 0) + requests
             stats.egress_bytes += raw["egress_bytes"]
             stats.responses += raw["responses"]
             for kind in KINDS:
@@ -166,7 +211,7 @@ class LiveStats:
         """The Prometheus families, built at scrape time."""
         now = self.clock()
         viewers = GaugeMetricFamily("cdn_edge_live_viewers",
-                                    f"Distinct clients of a live stream in the last {self.window:g} s",
+                                    f"Playback sessions of a live stream seen in the last {self.window:g} s",
                                     labels=["stream"])
         egress = CounterMetricFamily("cdn_edge_live_egress_bytes", "Bytes sent to viewers of a live stream",
                                      labels=["stream"])
@@ -187,3 +232,7 @@ class LiveStats:
                 fetched.add_metric([name, kind], s.origin_requests[kind])
                 distinct.add_metric([name, kind], s.distinct[kind])
         yield from (viewers, webrtc, egress, fetched, distinct)
+
+
+def _slot(now: float, window: float) -> int:
+    return int(now // (window / SLOTS_PER_WINDOW))

@@ -5,14 +5,20 @@ and two integer additions; nothing of prometheus_client runs per request. A coll
 plain counters into metric families when /metrics is scraped, and `snapshot()` into JSON for
 the dashboard. Store gauges (entries, bytes, evictions) are read from the stores themselves at
 scrape time, so the stores keep no second copy.
+
+Every piece of state is a number, a fixed list of bucket counts or a dict of those, so the
+metrics of several worker processes of one edge can be merged by adding them key by key; the
+history (edge/history.py) samples totals derived from the same counters.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -24,10 +30,30 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
+from edge.history import History, quantile, rows
 from edge.live import LiveStats
 
 HIT = "hit"  # the cache status the hit ratio counts as served from cache
 ORIGIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# seconds from a request's arrival to its last byte sent (an LL-HLS blocking reload includes its
+# wait for the next part: up to a part's duration)
+RESPONSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MAX_PATTERNS = 500  # distinct object patterns counted; the rest are counted as OTHER
+OTHER = "(other)"
+_NUMBERS = re.compile(r"[0-9a-f]{8,}|[0-9]+")  # a run of digits, or a hash-like run of hex
+
+
+@lru_cache(maxsize=4096)
+def object_pattern(key: str) -> str:
+    """The group of a cache key in the top objects table: `dist:/dir/name` without query or
+    varied headers, numbers (and hex hashes) of the file name before its extension as `*`, a folder made only of
+    digits as `*`: `live:/live/cam/720p/seg41.m4s?x=1` -> `live:/live/cam/720p/seg*.m4s`."""
+    key = key.split("|", 1)[0].split("?", 1)[0]
+    folder, _, name = key.rpartition("/")
+    parts = ["*" if p.isdigit() else p for p in folder.split("/")]
+    stem, dot, ext = name.rpartition(".")
+    name = _NUMBERS.sub("*", stem) + dot + ext if dot else _NUMBERS.sub("*", name)
+    return "/".join(parts) + ("/" if folder or key.startswith("/") else "") + name
 
 
 class CacheTier(Protocol):
@@ -108,6 +134,10 @@ class EdgeMetrics:
         self.origin_latency: dict[str, list[int]] = {}  # origin -> count per ORIGIN_BUCKETS, then +Inf
         self.origin_seconds: dict[str, float] = {}
         self.objects = TopObjects(top_capacity)
+        self.patterns: dict[str, list[int]] = {}  # object_pattern -> [requests, bytes sent]
+        self.response_latency: dict[str, list[int]] = {}  # distribution -> count per RESPONSE_BUCKETS, then +Inf
+        self.response_seconds: dict[str, float] = {}
+        self.history = History()
         self.tiers: dict[str, CacheTier] = {}
         self.live = LiveStats(clock=clock)  # streaming distributions: viewers, egress, origin requests per object
         self.registry = CollectorRegistry()
@@ -115,17 +145,35 @@ class EdgeMetrics:
         ProcessCollector(registry=self.registry)
 
     # -- recorded by the flow --------------------------------------------------------------
-    def count(self, dist: str, cache: str, status: int, sent: int) -> None:
-        """One answered request: its distribution, cache status, HTTP status and bytes sent."""
+    def count(self, dist: str, cache: str, status: int, sent: int, seconds: float | None = None) -> None:
+        """One answered request: its distribution, cache status, HTTP status, bytes sent and
+        the seconds from its arrival to its last byte."""
         cell = self.responses.get((dist, cache, status))
         if cell is None:
             cell = self.responses[dist, cache, status] = [0, 0]
         cell[0] += 1
         cell[1] += sent
+        if seconds is not None:
+            buckets = self.response_latency.get(dist)
+            if buckets is None:
+                buckets = self.response_latency[dist] = [0] * (len(RESPONSE_BUCKETS) + 1)
+            buckets[bisect_left(RESPONSE_BUCKETS, seconds)] += 1
+            self.response_seconds[dist] = self.response_seconds.get(dist, 0.0) + seconds
+        now = self.clock()
+        if self.history.due(now):
+            self.history.record(now, self.totals())
 
     def count_object(self, key: str, sent: int) -> None:
-        """One request for cache key `key` (for the top objects table)."""
+        """One request for cache key `key` (for the top objects table and its patterns)."""
         self.objects.count(key, sent)
+        pattern = object_pattern(key)
+        cell = self.patterns.get(pattern)
+        if cell is None:
+            if len(self.patterns) >= MAX_PATTERNS:
+                pattern = OTHER
+            cell = self.patterns.setdefault(pattern, [0, 0])
+        cell[0] += 1
+        cell[1] += sent
 
     def observe_origin(self, origin: str, seconds: float, status: int | None) -> None:
         """One request to `origin`: seconds until its answer's head (or failure), status None if it failed."""
@@ -157,6 +205,39 @@ class EdgeMetrics:
         total = sum(n for n, _ in self.responses.values())
         return max(0.0, 1 - self.origin_requests / total) if total else 0.0
 
+    def totals(self) -> dict[str, Any]:
+        """The running totals one history sample keeps (all summable across processes)."""
+        requests = hits = sent = errors = 0
+        statuses: dict[str, int] = {}
+        for (_, cache, status), (n, out) in self.responses.items():
+            requests += n
+            sent += out
+            hits += n if cache == HIT else 0
+            errors += n if status >= 500 else 0
+            group = f"{status // 100}xx"
+            statuses[group] = statuses.get(group, 0) + n
+        return {
+            "requests": requests, "hits": hits, "bytes": sent, "errors": errors, "statuses": statuses,
+            "origin_requests": self.origin_requests,
+            "origin_seconds": sum(self.origin_seconds.values()),
+            "origin_buckets": _added(self.origin_latency.values(), len(ORIGIN_BUCKETS) + 1),
+            "response_seconds": sum(self.response_seconds.values()),
+            "response_buckets": _added(self.response_latency.values(), len(RESPONSE_BUCKETS) + 1),
+            "live_viewers": sum(s.live_viewers(self.clock(), self.live.window) for s in self.live.streams.values()),
+        }
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        """The history as rates and percentiles per interval, the last one up to now."""
+        now = self.clock()
+        if self.history.due(now):
+            self.history.record(now, self.totals())
+        current = {**self.totals(), "time": now}
+        return rows([*self.history.samples, current], response_bounds=RESPONSE_BUCKETS, origin_bounds=ORIGIN_BUCKETS)
+
+    def top_patterns(self, n: int) -> list[dict[str, Any]]:
+        ranked = sorted(self.patterns.items(), key=lambda item: (-item[1][0], item[0]))[:n]
+        return [{"pattern": pattern, "requests": requests, "bytes": sent} for pattern, (requests, sent) in ranked]
+
     def snapshot(self, top: int = 20) -> dict[str, Any]:
         """Everything counted so far as JSON-ready values (the dashboard's /metrics.json)."""
         by_dist: dict[str, dict[str, int]] = {}
@@ -169,8 +250,10 @@ class EdgeMetrics:
             bytes_out[dist] = bytes_out.get(dist, 0) + sent
         tiers = {name: _tier_state(store) for name, store in self.tiers.items()}
         now = self.clock()
+        response = _added(self.response_latency.values(), len(RESPONSE_BUCKETS) + 1)
         return {
             "time": now,
+            "started": self.started,
             "uptime_seconds": round(now - self.started, 3),
             "requests": by_dist,
             "requests_total": sum(statuses.values()),
@@ -180,7 +263,12 @@ class EdgeMetrics:
             "hit_ratio": round(self.hit_ratio(), 4),
             "offload_ratio": round(self.offload_ratio(), 4),
             "origin_requests": self.origin_requests,
+            "errors_total": sum(n for (_, _, status), (n, _) in self.responses.items() if status >= 500),
             "origins": self._origins_snapshot(),
+            "response_seconds": {
+                "count": sum(response), "sum": round(sum(self.response_seconds.values()), 6),
+                **{f"p{q}": _rounded(quantile(RESPONSE_BUCKETS, response, q / 100)) for q in (50, 90, 95, 99)},
+            },
             "cache": tiers,
             "cache_entries": sum(t["entries"] for t in tiers.values()),
             "cache_bytes": sum(t["bytes"] for t in tiers.values()),
@@ -190,6 +278,9 @@ class EdgeMetrics:
                 {"key": key, "requests": n, "bytes": sent, "error": error}
                 for key, n, sent, error in self.objects.top(top)
             ],
+            "top_patterns": self.top_patterns(top),
+            "history_interval_seconds": self.history.interval,
+            "history": self.history_rows(),
             "live": self.live.snapshot(),
         }
 
@@ -204,6 +295,10 @@ class EdgeMetrics:
             "origin_latency": self.origin_latency,
             "origin_seconds": self.origin_seconds,
             "objects": self.objects.export(),
+            "patterns": self.patterns,
+            "response_latency": self.response_latency,
+            "response_seconds": self.response_seconds,
+            "history": list(self.history.samples),
             "tiers": {name: _tier_state(store) for name, store in self.tiers.items()},
             "live": self.live.export(),
         }
@@ -224,6 +319,16 @@ class EdgeMetrics:
         for origin, seconds in state["origin_seconds"].items():
             self.origin_seconds[origin] = self.origin_seconds.get(origin, 0.0) + seconds
         self.objects.absorb(state["objects"])
+        for pattern, (n, sent) in state["patterns"].items():
+            cell = self.patterns.setdefault(pattern, [0, 0])
+            cell[0] += n
+            cell[1] += sent
+        for dist, counts in state["response_latency"].items():
+            mine = self.response_latency.setdefault(dist, [0] * (len(RESPONSE_BUCKETS) + 1))
+            self.response_latency[dist] = [a + b for a, b in zip(mine, counts, strict=True)]
+        for dist, seconds in state["response_seconds"].items():
+            self.response_seconds[dist] = self.response_seconds.get(dist, 0.0) + seconds
+        self.history.absorb(state["history"])
         for name, tier in state["tiers"].items():
             self.tiers[name] = SummedTier.of(self.tiers.get(name), tier)
         self.live.absorb(state["live"])
@@ -234,6 +339,9 @@ class EdgeMetrics:
             entry = out.setdefault(origin, {"outcomes": {}, "seconds_sum": 0.0})
             entry["outcomes"][outcome] = n
             entry["seconds_sum"] = round(self.origin_seconds.get(origin, 0.0), 6)
+            counts = self.origin_latency.get(origin, [])
+            entry["seconds_p50"] = _rounded(quantile(ORIGIN_BUCKETS, counts, 0.5))
+            entry["seconds_p95"] = _rounded(quantile(ORIGIN_BUCKETS, counts, 0.95))
         return out
 
 
@@ -254,6 +362,19 @@ class SummedTier:
         base = cls() if tier is None else cls(len(tier), tier.used_bytes, tier.capacity_bytes, tier.evictions)
         return cls(base.entries + state["entries"], base.used_bytes + state["bytes"],
                    base.capacity_bytes + state["capacity_bytes"], base.evictions + state["evictions"])
+
+
+def _added(lists: Iterator[list[int]] | Any, size: int) -> list[int]:
+    """Bucket counts added position by position."""
+    out = [0] * size
+    for counts in lists:
+        for i, n in enumerate(counts):
+            out[i] += n
+    return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def _tier_state(store: CacheTier) -> dict[str, int]:
@@ -280,6 +401,9 @@ class _EdgeCollector:
             for values, n in _sums(m.responses, by, field).items():
                 family.add_metric(values, n)
             yield family
+        yield from self._response_families()
+        yield GaugeMetricFamily("cdn_edge_start_time_seconds", "When the edge started, seconds since the epoch",
+                                value=m.started)
         yield GaugeMetricFamily("cdn_edge_hit_ratio", "Share of requests served from cache since start",
                                 value=m.hit_ratio())
         yield GaugeMetricFamily("cdn_edge_offload_ratio",
@@ -288,6 +412,15 @@ class _EdgeCollector:
         yield from self._origin_families()
         yield from self._tier_families()
         yield from m.live.families()
+
+    def _response_families(self) -> Iterator[Metric]:
+        m = self.metrics
+        latency = HistogramMetricFamily("cdn_edge_response_seconds",
+                                        "Seconds from a request's arrival to its last byte sent, by distribution",
+                                        labels=["distribution"])
+        for dist, counts in sorted(m.response_latency.items()):
+            latency.add_metric([dist], _cumulative(RESPONSE_BUCKETS, counts), m.response_seconds.get(dist, 0.0))
+        yield latency
 
     def _origin_families(self) -> Iterator[Metric]:
         m = self.metrics
@@ -301,11 +434,7 @@ class _EdgeCollector:
                                         "Seconds until an origin's response head, or its failure",
                                         labels=["origin"])
         for origin, counts in sorted(m.origin_latency.items()):
-            cumulative, buckets = 0, []
-            for bound, n in zip((*map(repr, ORIGIN_BUCKETS), "+Inf"), counts, strict=True):
-                cumulative += n
-                buckets.append((bound, float(cumulative)))
-            latency.add_metric([origin], buckets, m.origin_seconds.get(origin, 0.0))
+            latency.add_metric([origin], _cumulative(ORIGIN_BUCKETS, counts), m.origin_seconds.get(origin, 0.0))
         yield latency
 
     def _tier_families(self) -> Iterator[Metric]:
@@ -334,3 +463,12 @@ def _sums(
         labels = tuple(str(key[i]) for i in by)
         out[labels] = out.get(labels, 0) + cell[field]
     return dict(sorted(out.items()))
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Prometheus' `le` buckets from counts per bucket."""
+    total, out = 0, []
+    for bound, n in zip((*map(repr, bounds), "+Inf"), counts, strict=True):
+        total += n
+        out.append((bound, float(total)))
+    return out

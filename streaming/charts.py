@@ -1,4 +1,5 @@
-"""Inline SVG charts for the load test report: histogram, lines, scatter, bars. Pure strings.
+"""Inline SVG charts for the load test report: histogram, lines (one or two value axes),
+scatter, bars. Pure strings.
 
 No script and no external URL: the report is one file that opens anywhere.
 """
@@ -9,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 W, H = 560, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 26, 12, 34
+LEFT, RIGHT, TOP, BOTTOM = 60, 48, 12, 34
 COLOURS = ("#2f6fde", "#d9480f", "#2b8a3e", "#862e9c", "#e67700")
 
 
@@ -98,6 +99,31 @@ def lines(title: str, series: Mapping[str, Sequence[tuple[float, float]]], xlabe
         body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         body.append(f'<text x="{W - RIGHT - 4}" y="{TOP + 12 + 14 * i}" text-anchor="end" '
                     f'fill="{colour}">{escape(name)}</text>')
+    return _svg(title, body)
+
+
+def two_axes(title: str, left: tuple[str, Sequence[tuple[float, float]]],
+             right: tuple[str, Sequence[tuple[float, float]]], xlabel: str) -> str:
+    """Two lines of different units over one time axis: `left`'s values on the left axis,
+    `right`'s on the right one, each axis labelled with its line's name in its colour."""
+    (lname, lvalues), (rname, rvalues) = left, right
+    points = [*lvalues, *rvalues]
+    if not points:
+        return empty(title)
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    frame = Frame(x0, x1, 0, max((p[1] for p in lvalues), default=0) * 1.05 or 1)
+    other = Frame(x0, x1, 0, max((p[1] for p in rvalues), default=0) * 1.05 or 1)
+    body = frame.axes(xlabel, lname)
+    body[-1] = body[-1].replace("<text ", f'<text fill="{COLOURS[0]}" ', 1)
+    body.append(f'<line x1="{W - RIGHT}" y1="{TOP}" x2="{W - RIGHT}" y2="{H - BOTTOM}" class="axis"/>')
+    for value in _ticks(other.y0, other.y1):
+        body.append(f'<text x="{W - RIGHT + 4}" y="{other.y(value) + 4:.1f}" fill="{COLOURS[1]}">{_fmt(value)}</text>')
+    middle = (TOP + H - BOTTOM) / 2
+    body.append(f'<text x="{W - 4}" y="{middle}" text-anchor="middle" fill="{COLOURS[1]}" '
+                f'transform="rotate(90 {W - 4} {middle})">{escape(rname)}</text>')
+    for colour, chosen, values in ((COLOURS[0], frame, lvalues), (COLOURS[1], other, rvalues)):
+        path = " ".join(f"{chosen.x(x):.1f},{chosen.y(y):.1f}" for x, y in values)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
     return _svg(title, body)
 
 

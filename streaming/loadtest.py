@@ -16,6 +16,7 @@ import resource
 import ssl
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class Sample:
     errors: int
     p95_fetch: float | None
     p50_latency: float | None
+    p95_latency: float | None = None
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     seconds: float = 0.0
     ended_at: float = 0.0  # by the run's clock: viewers' stall time is read as of then
+    started_at: float = field(default_factory=time.time)  # wall clock, for the report's date
     metrics_before: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics_after: dict[str, dict[str, Any]] = field(default_factory=dict)
     crashes: Counter[str] = field(default_factory=Counter)
@@ -97,11 +100,13 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float]) -> Callable[[str], Awaitable[FetchResult]]:
+def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float],
+               headers: dict[str, str] | None = None) -> Callable[[str], Awaitable[FetchResult]]:
+    """GET a URL through `session`, with `headers` (a viewer's own: its CMCD session id)."""
     async def fetch(url: str) -> FetchResult:
         started = clock()
         try:
-            async with session.get(url) as response:
+            async with session.get(url, headers=headers) as response:
                 head = clock()
                 body = await response.read()
                 done = clock()
@@ -146,13 +151,12 @@ async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                      cookie_jar=aiohttp.DummyCookieJar()) as session:
         run.metrics_before = await read_metrics(session, plan.metrics)
-        fetch = make_fetch(session, clock)
         started = clock()
         tasks: list[asyncio.Task[None]] = []
         sampler = asyncio.create_task(_sample(run, tasks, started, clock, progress))
         try:
             async with asyncio.timeout(plan.duration):
-                await _ramp(run, fetch, tasks, started, clock)
+                await _ramp(run, session, tasks, started, clock)
                 await asyncio.gather(*tasks)  # live viewers play on: the deadline ends them
         except TimeoutError:
             pass
@@ -168,9 +172,16 @@ async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
     return run
 
 
-async def _ramp(run: Run, fetch: Callable[[str], Awaitable[FetchResult]],
+def cmcd_session(session_id: str) -> dict[str, str]:
+    """The header naming a playback session (CTA-5004 CMCD, as hls.js sends it): the edges
+    count each virtual viewer as one viewer, though all come from one address."""
+    return {"CMCD-Session": f'sid="{session_id}"'}
+
+
+async def _ramp(run: Run, session: aiohttp.ClientSession,
                 tasks: list[asyncio.Task[None]], started: float, clock: Callable[[], float]) -> None:
     plan = run.plan
+    fetch = make_fetch(session, clock)
     for index in range(plan.viewers):
         delay = started + index / plan.ramp - clock()
         if delay > 0:
@@ -181,8 +192,9 @@ async def _ramp(run: Run, fetch: Callable[[str], Awaitable[FetchResult]],
             viewer = WebClient(target, plan.objects, fetch, run.tally, zipf=plan.zipf,
                                think=plan.think, seed=index)
         else:
+            own = make_fetch(session, clock, cmcd_session(str(uuid.uuid4())))
             player = DashViewer if is_mpd(plan.path) else Viewer
-            viewer = player(urljoin(target, plan.path), fetch, run.tally, clock=clock)
+            viewer = player(urljoin(target, plan.path), own, run.tally, clock=clock)
         run.viewers.append(viewer)
         tasks.append(asyncio.create_task(_guarded(viewer, run)))
 
@@ -227,7 +239,7 @@ def _snapshot(run: Run, tasks: list[asyncio.Task[None]], tick: Tick, now: float,
         else:
             playing += 1
     return Sample(round(elapsed, 2), active, playing, stalled, 0, sum(run.tally.errors.values()),
-                  percentile(tick.fetch_seconds, 95), percentile(tick.latencies, 50))
+                  percentile(tick.fetch_seconds, 95), percentile(tick.latencies, 50), percentile(tick.latencies, 95))
 
 
 def _show(out: TextIO, run: Run, s: Sample) -> None:

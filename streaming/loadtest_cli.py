@@ -10,8 +10,10 @@ started), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,20 @@ def exceeded(figures: Mapping[str, Any], limits: Mapping[str, float | None]) -> 
     return failed
 
 
+def checks(figures: Mapping[str, Any], limits: Mapping[str, float | None]) -> list[dict[str, Any]]:
+    """Each threshold given: its option, what it limits, the limit, the run's value and whether
+    it passed (a figure the run lacks passes, as in `exceeded`)."""
+    out = []
+    for option, limit in limits.items():
+        if limit is None:
+            continue
+        key, what = THRESHOLDS[option]
+        value = dig(figures, key)
+        out.append({"option": "--" + option.replace("_", "-"), "what": what, "limit": limit, "value": value,
+                    "passed": value is None or value <= limit})
+    return out
+
+
 def targets_of(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(edge URLs, metrics URLs) from the arguments and the config."""
     edges, metrics = list(args.edge), list(args.metrics)
@@ -174,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "hls" and not runs[-1]["startup"]["viewers"]:
         failed.append("no viewer started playing")  # a stall ratio of 0 would pass otherwise
     result: dict[str, Any] = {"runs": runs, "thresholds": {k: v for k, v in limits.items() if v is not None},
-                              "failed": failed}
+                              "checks": checks(runs[-1], limits), "failed": failed,
+                              "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "command": shlex.join(["cdn", *sys.argv[1:]])}
     if len(runs) == 2:
         result["comparison"] = compare(runs[0], runs[1])
     write_json(result, args.json)

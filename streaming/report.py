@@ -9,6 +9,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,20 @@ def _hits(metrics: dict[str, Any]) -> int:
     return sum(int(by_cache.get("hit", 0)) for by_cache in metrics.get("requests", {}).values())
 
 
+def spread(values: Sequence[float]) -> dict[str, float | None]:
+    """p50, p90, p95, p99 and max of `values` (None each for none)."""
+    return {**{f"p{q}": _r(percentile(values, q)) for q in (50, 90, 95, 99)}, "max": _r(max(values, default=None))}
+
+
 def summarize(run: Run) -> dict[str, Any]:
-    tally, end = run.tally, run.ended_at
+    tally, end, plan = run.tally, run.ended_at, run.plan
     figures: dict[str, Any] = {
         "label": run.plan.label, "mode": run.plan.mode, "targets": list(run.plan.targets),
+        "plan": {"targets": list(plan.targets), "path": plan.path if plan.mode == "hls" else None,
+                 "host": plan.host, "viewers": plan.viewers, "ramp_per_second": plan.ramp,
+                 "duration_seconds": plan.duration, "timeout_seconds": plan.timeout, "mode": plan.mode,
+                 "objects": len(plan.objects) if plan.mode == "web" else None,
+                 "started": datetime.fromtimestamp(run.started_at, UTC).isoformat(timespec="seconds")},
         "seconds": _r(run.seconds, 2), "viewers_planned": run.plan.viewers,
         "viewers_started": len(run.viewers), "requests": tally.requests,
         "request_rate": _r(tally.requests / run.seconds if run.seconds else 0.0, 1),
@@ -97,6 +108,8 @@ def _playback(run: Run, end: float) -> dict[str, Any]:
         "stall_ratio": _r(stalled / watched if watched else 0.0),
         "media_fetches": run.tally.media_fetches,
         "late_fetch_ratio": _r(run.tally.late_fetches / run.tally.media_fetches if run.tally.media_fetches else 0.0),
+        "fetch": spread([s for s, _ in fetches]), "latency": spread(latencies),
+        "startup_spread": spread(startups),
         "fetch_p50": _r(percentile([s for s, _ in fetches], 50)),
         "fetch_p95": _r(percentile([s for s, _ in fetches], 95)),
         "segment_seconds": _r(_segment_seconds(viewers), 3),
@@ -131,6 +144,7 @@ def _web(run: Run) -> dict[str, Any]:
     return {"cache_statuses": dict(statuses.most_common()),
             "client_hit_ratio": _r(statuses["hit"] / answered if answered else None),
             "request_p50": _r(percentile(times, 50)), "request_p95": _r(percentile(times, 95)),
+            "request": spread(times),
             "samples": {"request": [_r(x) for x in _thin(times)]}}
 
 
@@ -183,10 +197,56 @@ def _edge_table(run: dict[str, Any]) -> str:
     return f"<table><tr><th>edge</th><th>requests</th><th>hit ratio</th><th>origin requests</th></tr>{rows}</table>"
 
 
+def _details(result: dict[str, Any]) -> str:
+    """What was run: when, the command, and each run's targets, stream and load shape."""
+    rows = [("date", result.get("date")), ("command", result.get("command"))]
+    for run in result["runs"]:
+        plan = run.get("plan", {})
+        stream = plan.get("path") and (f"{plan['path']} (Host: {plan['host']})" if plan.get("host") else plan["path"])
+        shape = (f"{plan.get('viewers')} viewers, started {plan.get('ramp_per_second'):g} a second, for "
+                 f"{plan.get('duration_seconds'):g} s (request timeout {plan.get('timeout_seconds'):g} s)") if plan else None
+        rows += [(f"{run['label']}: targets", ", ".join(plan.get("targets", run.get("targets", [])))),
+                 (f"{run['label']}: {'stream' if run['mode'] == 'hls' else 'objects'}",
+                  stream if run["mode"] == "hls" else plan.get("objects")),
+                 (f"{run['label']}: load", shape), (f"{run['label']}: ran", f"{run['seconds']} s from {plan.get('started')}")]
+    cells = "".join(f"<tr><th>{escape(name)}</th><td>{escape(str(value))}</td></tr>" for name, value in rows if value)
+    return f'<section class="wide"><h2>Run</h2><table>{cells}</table></section>'
+
+
+def _checks_table(result: dict[str, Any]) -> str:
+    checks = result.get("checks") or []
+    if not checks:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(c['what'])}</td><td><code>{escape(c['option'])}</code></td><td>{c['limit']:g}</td>"
+        f"<td>{'-' if c['value'] is None else format(c['value'], 'g')}</td>"
+        f"<td class={'pass' if c['passed'] else 'fail'}>{'pass' if c['passed'] else 'FAIL'}</td></tr>" for c in checks)
+    return ("<table><tr><th>threshold</th><th>option</th><th>limit</th><th>value</th><th>result</th></tr>"
+            f"{rows}</table>")
+
+
+SPREADS = (("startup (s)", "startup_spread"), ("media fetch (s)", "fetch"), ("behind live (s)", "latency"),
+           ("request (s)", "request"))
+
+
+def _spread_table(runs: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for run in runs:
+        for name, key in SPREADS:
+            values = run.get(key)
+            if values:
+                cells = "".join(f"<td>{escape('-' if values[q] is None else str(values[q]))}</td>"
+                                for q in ("p50", "p90", "p95", "p99", "max"))
+                rows.append(f"<tr><th>{escape(run['label'])}: {escape(name)}</th>{cells}</tr>")
+    return ('<section class="wide"><h2>Percentiles</h2><table><tr><th></th><th>p50</th><th>p90</th><th>p95</th>'
+            f"<th>p99</th><th>max</th></tr>{''.join(rows)}</table></section>") if rows else ""
+
+
 def _run_sections(run: dict[str, Any], wide: bool) -> list[str]:
     label = run["label"]
     series = run["series"]
     stall_ratio = [(s["t"], s["stalled"] / max(s["playing"] + s["stalled"], 1)) for s in series]
+    worst = max((r for _, r in stall_ratio), default=0.0)
     out = [f'<section{" class=wide" if wide else ""}><h2>{escape(label)}: edges</h2>{_edge_table(run)}</section>']
     samples = run.get("samples", {})
     if run["mode"] == "web":
@@ -195,17 +255,24 @@ def _run_sections(run: dict[str, Any], wide: bool) -> list[str]:
     else:
         out += [
             _section(f"{label}: startup time", charts.histogram("startup time", samples.get("startup", []), "seconds")),
-            _section(f"{label}: stall ratio over time", charts.lines(
-                "stalled share of viewers", {"stalled / playing": stall_ratio}, "seconds into the run", "share", 1)),
+            _section(f"{label}: stall ratio over time" + ("" if worst else " (no viewer stalled)"), charts.lines(
+                "stalled share of viewers", {"stalled / playing": stall_ratio}, "seconds into the run", "share",
+                max(worst, 0.01))),  # scaled to the worst second, so a few stalls show
+            _section(f"{label}: latency and p95 fetch time over time", charts.lines(
+                "latency behind live and p95 media fetch, per second",
+                {"behind live p50": [(s["t"], s["p50_latency"]) for s in series if s["p50_latency"] is not None],
+                 "behind live p95": [(s["t"], s["p95_latency"]) for s in series if s.get("p95_latency") is not None],
+                 "media fetch p95": [(s["t"], s["p95_fetch"]) for s in series if s["p95_fetch"] is not None]},
+                "seconds into the run", "seconds")),
             _section(f"{label}: segment fetch time vs duration", charts.scatter(
                 "fetch time vs media duration", [(d, s) for s, d in samples.get("fetch", [])],
                 "media duration (s)", "fetch time (s)", diagonal=True)),
             _section(f"{label}: latency behind live", charts.histogram(
                 "latency behind live", samples.get("latency", []), "seconds")),
         ]
-    out.append(_section(f"{label}: viewers and requests", charts.lines(
-        "viewers and requests", {"viewers": [(s["t"], s["active"]) for s in series],
-                                 "requests/s": [(s["t"], s["requests"]) for s in series]}, "seconds", "count")))
+    out.append(_section(f"{label}: viewers and requests", charts.two_axes(
+        "viewers and requests per second", ("viewers", [(s["t"], s["active"]) for s in series]),
+        ("requests / s", [(s["t"], s["requests"]) for s in series]), "seconds into the run")))
     out.append(_section(f"{label}: errors by kind", charts.bars("errors by kind", run["errors"], "errors")))
     return out
 
@@ -232,7 +299,10 @@ def render_html(result: dict[str, Any]) -> str:
         failed = result.get("failed", [])
         verdict = (f'<p class="fail">Thresholds exceeded: {escape("; ".join(failed))}</p>' if failed
                    else '<p class="pass">All thresholds met.</p>')
-    sections = [f'<section class="wide"><h2>Summary</h2>{verdict}{_summary_table(runs)}</section>']
+    sections = [_details(result),
+                f'<section class="wide"><h2>Summary</h2>{verdict}{_checks_table(result)}{_summary_table(runs)}</section>']
+    if spreads := _spread_table(runs):
+        sections.append(spreads)
     if "comparison" in result:
         sections.append(_comparison(result["comparison"]))
     per_run = [_run_sections(run, wide=len(runs) == 1) for run in runs]

@@ -15,7 +15,9 @@
     state: "loading",        // loading | playing | stalled | error
     currentTime: 0,          // of the <video>, seconds
     playedSeconds: 0,        // media time actually played (video.played), seconds
-    latency: null,           // seconds behind live: program date time vs this clock, else hls.js's estimate
+    watchedSeconds: 0,       // wall time spent playing (not loading, stalled or paused), seconds
+    latency: null,           // seconds behind live (never negative; null when not known)
+    latencySource: null,     // what `latency` measures: "program-date-time", "hls.js", "rtcp-sender-report"
     latencyHls: null,        // hls.js's own estimate (distance to the live edge)
     latencyPdt: null,        // now - EXT-X-PROGRAM-DATE-TIME of the frame showing
     rendition: null,         // "320x180"
@@ -29,6 +31,7 @@
     fragmentHits: 0,         // ... of which the edge answered from its cache
     parts: 0,                // LL-HLS parts among them
     framesDecoded: 0,        // video frames through the decoder (WebRTC: from getStats)
+    jitterBuffer: null,      // WebRTC: seconds a frame waits in the receiver's jitter buffer
     whepResource: null,      // WebRTC: the session's Location
   };
   window.playerStats = stats;
@@ -70,8 +73,22 @@
     .catch(() => {});
 
   let started = false;
-  video.addEventListener("playing", () => { started = true; stats.state = "playing"; message(""); });
-  video.addEventListener("waiting", () => { if (started) { stats.stalls += 1; stats.state = "stalled"; } });
+  let watched = 0, playingSince = null;  // wall time played: performance.now() of the last "playing"
+  const stopWatching = () => {
+    if (playingSince !== null) watched += (performance.now() - playingSince) / 1000;
+    playingSince = null;
+  };
+  const watchedNow = () => watched + (playingSince === null ? 0 : (performance.now() - playingSince) / 1000);
+  video.addEventListener("playing", () => {
+    started = true; stats.state = "playing"; message("");
+    if (playingSince === null) playingSince = performance.now();
+  });
+  video.addEventListener("waiting", () => {
+    stopWatching();
+    if (started) { stats.stalls += 1; stats.state = "stalled"; }
+  });
+  video.addEventListener("pause", stopWatching);
+  video.addEventListener("ended", stopWatching);
   video.addEventListener("error", () => {
     const err = video.error;
     fail(`video error ${err ? err.code : "?"}: ${err && err.message ? err.message : "media failed"}`);
@@ -90,7 +107,10 @@
     const low = mode === "llhls";
     // LL-HLS: after a stall, play up to 1.5x until back at the target latency (hls.js's default
     // of 1 would leave the viewer behind for good)
-    const hls = new Hls({ lowLatencyMode: low, maxLiveSyncPlaybackRate: low ? 1.5 : 1, backBufferLength: 30 });
+    // cmcd: every request names this playback session (CMCD-Session: sid="..."), which the
+    // edge counts as one viewer however many viewers share an address
+    const hls = new Hls({ lowLatencyMode: low, maxLiveSyncPlaybackRate: low ? 1.5 : 1, backBufferLength: 30,
+                          cmcd: { useHeaders: true } });
     window.hls = hls;
     hls.on(Hls.Events.FRAG_LOADED, (_, data) => {
       noteCacheStatus(headerOf(data.networkDetails, "cache-status"), true);
@@ -118,8 +138,9 @@
     setInterval(() => {
       stats.latencyHls = hls.latency > 0 ? round(hls.latency) : null;
       const date = hls.playingDate;
-      stats.latencyPdt = date && started ? round((Date.now() - date.getTime()) / 1000) : null;
+      stats.latencyPdt = date && started ? behind((Date.now() - date.getTime()) / 1000) : null;
       stats.latency = stats.latencyPdt ?? stats.latencyHls;
+      stats.latencySource = stats.latencyPdt != null ? "program-date-time" : stats.latencyHls != null ? "hls.js" : null;
       stats.bandwidthEstimate = Math.round(hls.bandwidthEstimate) || null;
     }, 250);
   }
@@ -173,14 +194,32 @@
         if (s.frameWidth) stats.rendition = `${s.frameWidth}x${s.frameHeight}`;
         if (last) stats.bitrate = Math.round((8 * (s.bytesReceived - last.bytes) * 1000) / (s.timestamp - last.at));
         last = { bytes: s.bytesReceived, at: s.timestamp };
-        // what the receiver adds; the sender's and the network's share are not visible here
-        if (s.jitterBufferEmittedCount) stats.latency = round(s.jitterBufferDelay / s.jitterBufferEmittedCount);
+        if (s.jitterBufferEmittedCount) stats.jitterBuffer = round(s.jitterBufferDelay / s.jitterBufferEmittedCount);
+        // The edge's RTCP sender reports map RTP time to its wall clock, so the browser knows
+        // the sender's clock time of the frame playing now (in NTP milliseconds). Against this
+        // clock, that is how long ago the edge sent it: network, jitter buffer and decoding
+        // (the origin's encoding and the edge's demuxing come before and are not in it).
+        // Until the first reports arrive the estimate can run ahead of the clock: such a reading
+        // is skipped (the last good one stays), never shown as a negative latency.
+        const sent = s.estimatedPlayoutTimestamp ? behind((Date.now() - (s.estimatedPlayoutTimestamp - NTP_TO_UNIX_MS)) / 1000) : null;
+        if (sent != null) {
+          stats.latency = sent;
+          stats.latencySource = "rtcp-sender-report";
+        }
       }
     }, 1000);
   }
 
   // ---- the panel -----------------------------------------------------------------------------
+  const NTP_TO_UNIX_MS = 2208988800000;  // 1900-01-01 to 1970-01-01
   function round(x) { return Math.round(x * 1000) / 1000; }
+  // A time behind live below zero means the two clocks disagree (a sender elsewhere): unknown.
+  function behind(seconds) { return seconds >= 0 ? round(seconds) : null; }
+  const LATENCY_NOTES = {
+    "program-date-time": "frame's program date time vs this clock",
+    "hls.js": "hls.js: distance to the live edge",
+    "rtcp-sender-report": "since the edge sent it, from its RTCP sender reports",
+  };
   function kbps(bits) { return bits ? `${Math.round(bits / 1000)} kbit/s` : "-"; }
 
   function render() {
@@ -188,16 +227,17 @@
     let played = 0;  // seconds actually played (a seek forward adds nothing)
     for (let i = 0; i < video.played.length; i++) played += video.played.end(i) - video.played.start(i);
     stats.playedSeconds = round(played);
+    stats.watchedSeconds = round(watchedNow());
     if (mode !== "webrtc" && video.getVideoPlaybackQuality) {
       stats.framesDecoded = video.getVideoPlaybackQuality().totalVideoFrames;
     }
     const shown = {
       mode: { llhls: "LL-HLS (hls.js)", hls: "HLS (hls.js)", webrtc: "WebRTC (WHEP)" }[mode]
         || extraModes[mode].label,
-      state: `${stats.state}, ${stats.currentTime.toFixed(1)} s played`,
-      latency: stats.latency == null ? "-" : `${stats.latency.toFixed(2)} s` + (mode === "webrtc"
-        ? " (receiver jitter buffer)"
-        : stats.latencyPdt != null && stats.latencyHls != null ? ` (hls.js: ${stats.latencyHls.toFixed(2)} s)` : ""),
+      state: `${stats.state}, watched ${stats.watchedSeconds.toFixed(1)} s`,
+      latency: (stats.latency == null ? "-" : `${stats.latency.toFixed(2)} s (${LATENCY_NOTES[stats.latencySource]})`)
+        + (stats.latencyPdt != null && stats.latencyHls != null ? `; hls.js: ${stats.latencyHls.toFixed(2)} s` : "")
+        + (stats.jitterBuffer != null ? `; jitter buffer ${stats.jitterBuffer.toFixed(3)} s` : ""),
       rendition: stats.rendition || "-",
       bitrate: kbps(stats.bitrate) + (stats.bandwidthEstimate ? ` (network ~${kbps(stats.bandwidthEstimate)})` : ""),
       stalls: String(stats.stalls),

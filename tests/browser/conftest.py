@@ -60,6 +60,15 @@ class DemoCdn:
     def live_url(self, edge: str = "edge-lon") -> str:
         return f"http://live.localhost:{self.ports[edge]}"
 
+    def admin_url(self, edge: str = "edge-lon") -> str:
+        """The dashboard of `edge` on its admin listener, with the token `cdn up` made or was given."""
+        config = (self.site.parent / "cdn.toml").read_text()
+        found = re.search(rf'^\[edges\.{edge}\][^\[]*?admin_listen = "([^"]+)"', config, re.M)
+        assert found, f"{edge} has no admin_listen"
+        secrets = dict(line.partition("=")[::2] for line in (self.site.parent / ".cdn-secrets.env").read_text().splitlines())
+        token = os.environ.get("CDN_ADMIN_TOKEN") or secrets["CDN_ADMIN_TOKEN"]
+        return f"http://{found.group(1)}/?token={token}"
+
     def live_client(self, edge: str = "edge-lon") -> httpx.Client:
         """An HTTP client for the streaming distribution (the resolver may not know *.localhost)."""
         return httpx.Client(base_url=f"http://127.0.0.1:{self.ports[edge]}",

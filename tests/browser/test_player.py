@@ -7,6 +7,7 @@ through edge-lon; the pages come from the player origin through the same edge.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.browser.conftest import RENDITIONS, DemoCdn, record_problems
 PLAY_SECONDS = 5.0  # playback must advance this much...
 PLAY_LIMIT_MS = 45_000  # ...within this long (the machine is shared: generous, never a speed test)
 LATENCY_BOUND = 4.0  # LL-HLS: seconds behind live the player may report
+WEBRTC_LATENCY_BOUND = 1.5  # WebRTC: seconds from the edge's send to the screen (0.05-0.2 s seen)
 STATS = "window.playerStats"
 
 
@@ -58,10 +60,16 @@ async def test_hls_plays_through_the_edge_and_the_second_viewer_gets_cache_hits(
     url = demo_cdn.live_url() + "/watch/test?mode=hls"
     first, first_problems = await open_player(browser, url)
     await wait_playing(first)
+    playing_since = time.monotonic()
     second, second_problems = await open_player(browser, url)  # a second viewer on the same edge
     # played, not skipped ahead: video.played only grows with playback
     await first.wait_for_function(f"{STATS}.playedSeconds >= {PLAY_SECONDS}", timeout=PLAY_LIMIT_MS)
-    assert (await stats(first))["framesDecoded"] > 0
+    seen = await stats(first)
+    assert seen["framesDecoded"] > 0
+    # "watched" is the time spent playing, never more than the time since playback began (the
+    # media position of a live stream starts wherever the live edge was)
+    since = time.monotonic() - playing_since
+    assert since / 2 < seen["watchedSeconds"] <= since + 0.5, (since, seen)
     await wait_playing(second)
     await second.wait_for_function(f"{STATS}.fragmentHits >= 1", timeout=PLAY_LIMIT_MS)
     await first.screenshot(path=artifacts / "player-hls.png")
@@ -73,7 +81,18 @@ async def test_hls_plays_through_the_edge_and_the_second_viewer_gets_cache_hits(
     assert two["fragmentHits"] >= 1, two
     assert first_problems == [] and second_problems == []
     panel = await first.locator("#stats").inner_text()
-    assert "edge-lon" in panel and one["rendition"] in panel
+    assert "edge-lon" in panel and one["rendition"] in panel and re.search(r"watched \d+\.\d s", panel), panel
+    # two players from one address and browser are two viewers on the edge's dashboard
+    dashboard = await (await browser.new_context()).new_page()
+    await dashboard.goto(demo_cdn.admin_url("edge-lon"))
+    # (`cdn up`'s own check of the stream is a viewer too until it has been gone for the window)
+    cells: list[str] = []
+    for _ in range(60):  # the page's script policy allows no wait_for_function: look every 0.5 s
+        cells = await dashboard.locator("#live tbody tr").first.locator("td").all_inner_texts()
+        if cells[:2] == ["/live/test", "2"]:
+            break
+        await dashboard.wait_for_timeout(500)
+    assert cells[:2] == ["/live/test", "2"], cells
 
 
 async def test_a_rendition_switch_shows_on_the_page(browser: Any, demo_cdn: DemoCdn) -> None:
@@ -110,6 +129,9 @@ async def test_ll_hls_stays_close_to_live(browser: Any, demo_cdn: DemoCdn, artif
     assert seen["edge"] == "edge-syd", seen
     assert seen["errors"] == [] and problems == [], (seen, problems)
     assert all(s is not None and 0 <= s < LATENCY_BOUND for s in samples), samples
+    assert seen["latencySource"] == "program-date-time", seen
+    panel = await page.locator("#stats").inner_text()
+    assert re.search(r"Behind live\s+\d\.\d\d s \(frame's program date time", panel), panel
     assert seen["currentTime"] > start + 4
 
 
@@ -123,8 +145,17 @@ async def test_webrtc_player_decodes_frames(browser: Any, demo_cdn: DemoCdn, art
     await page.wait_for_function(f"{STATS}.framesDecoded > 0 || {STATS}.errors.length > 0",
                                  timeout=PLAY_LIMIT_MS)
     await page.wait_for_function(f"{STATS}.currentTime > 1 || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function(f"{STATS}.latencySource !== null || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function("document.querySelector('[data-stat=latency]').textContent.includes('sent it')",
+                                 timeout=PLAY_LIMIT_MS)  # the panel is redrawn twice a second
     await page.screenshot(path=artifacts / "player-webrtc.png")
     seen = await stats(page)
+    # behind live from the edge's RTCP sender reports: the network, the jitter buffer and the
+    # decoder on loopback, so more than the jitter buffer alone and well under a second
+    assert seen["latencySource"] == "rtcp-sender-report", seen
+    assert 0 < seen["jitterBuffer"] <= seen["latency"] < WEBRTC_LATENCY_BOUND, seen
+    panel = await page.locator("#stats").inner_text()
+    assert "since the edge sent it" in panel and "-0." not in panel, panel
     assert seen["errors"] == [] and seen["framesDecoded"] > 0, seen
     assert seen["rendition"] in RENDITIONS.values() and seen["edge"] == "edge-lon", seen
     assert seen["whepResource"], seen

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.admin import build_admin_app
-from edge.metrics import EdgeMetrics, TopObjects
+from edge.history import quantile
+from edge.metrics import EdgeMetrics, TopObjects, object_pattern
 from tests.edge.conftest import EdgeRig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -250,3 +254,133 @@ def test_an_admin_app_without_a_long_enough_token_is_refused(rig: EdgeRig) -> No
         build_admin_app(rig.app.flow)
     with pytest.raises(ValueError, match="at least 16 characters"):
         build_admin_app(rig.app.flow, token="short")
+
+
+async def test_prometheus_exports_the_edge_response_time_histogram(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    await a_miss_and_two_hits(rig)
+    got = samples((await rig.client.get(admin + "/metrics", headers=AUTH)).text)
+    site = (("distribution", "site"),)
+    assert got["cdn_edge_response_seconds_count", site] == 3
+    assert got["cdn_edge_response_seconds_bucket", (("distribution", "site"), ("le", "+Inf"))] == 3
+    assert got["cdn_edge_response_seconds_bucket", (("distribution", "site"), ("le", "10.0"))] == 3  # loopback
+    assert 0 < got["cdn_edge_response_seconds_sum", site] < 3
+    assert got["cdn_edge_start_time_seconds", ()] == pytest.approx(rig.app.flow.metrics.started)
+    body = (await rig.client.get(admin + "/metrics.json", headers=AUTH)).json()
+    assert body["response_seconds"]["count"] == 3 and 0 < body["response_seconds"]["p50"] <= body["response_seconds"]["p99"]
+
+
+async def test_the_grafana_dashboard_names_only_metrics_the_edge_exports(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+    admin = await admin_url(rig, serve)
+    await a_miss_and_two_hits(rig)
+    live = rig.app.flow.metrics.live
+    live.fetched("/live/show/360p/seg7.m4s")
+    live.served("/live/show/360p/seg7.m4s", "viewer", 1000)
+    live.webrtc_viewers = lambda: {"/live/show": 1}
+    exported = {s.name for family in text_string_to_metric_families(
+        (await rig.client.get(admin + "/metrics", headers=AUTH)).text) for s in family.samples}
+    dashboard = json.loads((REPO / "edge" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    named = {name for e in exprs for name in re.findall(r"\b(?:cdn_edge|process)_[a-z_]+\b", e)}
+    assert len(named) >= 15 and {"cdn_edge_response_seconds_bucket", "cdn_edge_origin_seconds_bucket"} <= named
+    assert named - exported == set(), "the dashboard asks for metrics the edge does not export"
+
+
+def test_history_shows_the_last_minutes_from_the_edges_own_samples() -> None:
+    now = [1000.0]
+    metrics = EdgeMetrics(clock=lambda: now[0])
+    for _ in range(60):  # a minute: 10 requests a second, 1 in 10 a miss, one 503 a second
+        for n in range(10):
+            metrics.count("site", "miss" if n == 0 else "hit", 503 if n == 9 else 200, 1000, 0.002 if n < 9 else 0.4)
+        metrics.observe_origin("web", 0.03, 200)
+        now[0] += 1
+    rows = metrics.snapshot()["history"]
+    assert len(rows) == 12 and [r["seconds"] for r in rows[:-1]] == [5.0] * 11  # 12 slots of 5 s
+    middle = rows[5]
+    assert middle["requests_per_second"] == 10 and middle["bytes_per_second"] == 10_000
+    assert middle["hit_ratio"] == pytest.approx(0.9) and middle["errors_per_second"] == 1
+    assert middle["statuses_per_second"] == {"2xx": 9, "5xx": 1}
+    assert middle["origin_requests_per_second"] == 1 and middle["origin_seconds_mean"] == pytest.approx(0.03)
+    assert 0.001 <= middle["response_seconds_p50"] <= 0.0025 and 0.25 <= middle["response_seconds_p95"] <= 0.5
+    now[0] += 3600  # an hour idle: the samples are still the last ones the edge kept
+    later = metrics.snapshot()["history"]
+    assert later[:11] == rows[:11] and later[-1]["requests_per_second"] == 0
+
+
+def test_history_keeps_a_bounded_ring_of_samples() -> None:
+    now = [0.0]
+    metrics = EdgeMetrics(clock=lambda: now[0])
+    for _ in range(1000):
+        metrics.count("site", "hit", 200, 1)
+        now[0] += 5
+    assert len(metrics.history.samples) == 180 and metrics.history.samples[0]["time"] == (1000 - 180) * 5
+
+
+@pytest.mark.parametrize(("counts", "q", "expected"), [
+    ([0, 0, 0], 0.5, None),  # nothing counted
+    ([10, 0, 0], 0.5, 0.5),  # half way through the first bucket (0 .. 1)
+    ([0, 10, 0], 0.9, 1.9),  # 1 .. 2
+    ([5, 5, 0], 0.5, 1.0),
+    ([0, 0, 10], 0.99, 2.0),  # above the last bound: the last bound, as Prometheus says
+])
+def test_quantile_of_a_histogram(counts: list[int], q: float, expected: float | None) -> None:
+    assert quantile((1.0, 2.0), counts, q) == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(("key", "pattern"), [
+    ("live:/live/cam/720p/index.m3u8?_HLS_msn=41&_HLS_part=2", "live:/live/cam/720p/index.m3u8"),
+    ("live:/live/cam/720p/seg41.m4s", "live:/live/cam/720p/seg*.m4s"),
+    ("live:/live/cam/720p/part41.3.m4s", "live:/live/cam/720p/part*.*.m4s"),
+    ("site:/assets/app.3f9a2b1c.js", "site:/assets/app.*.js"),
+    ("site:/img/2024/05/a.png|accept=image%2Fwebp", "site:/img/*/*/a.png"),
+    ("site:/index.html", "site:/index.html"),
+])
+def test_object_patterns(key: str, pattern: str) -> None:
+    assert object_pattern(key) == pattern
+
+
+def test_top_objects_are_grouped_by_pattern_not_twenty_playlist_urls() -> None:
+    metrics = EdgeMetrics()
+    for msn in range(100):
+        for part in range(4):
+            metrics.count_object(f"live:/live/cam/720p/index.m3u8?_HLS_msn={msn}&_HLS_part={part}", 500)
+            metrics.count_object(f"live:/live/cam/720p/part{msn}.{part}.m4s", 20_000)
+        metrics.count_object(f"live:/live/cam/720p/seg{msn}.m4s", 80_000)
+    top = metrics.snapshot()["top_patterns"]
+    assert top == [
+        {"pattern": "live:/live/cam/720p/index.m3u8", "requests": 400, "bytes": 200_000},
+        {"pattern": "live:/live/cam/720p/part*.*.m4s", "requests": 400, "bytes": 8_000_000},
+        {"pattern": "live:/live/cam/720p/seg*.m4s", "requests": 100, "bytes": 8_000_000},
+    ]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+async def test_a_dashboard_opened_now_shows_the_minutes_before_it(rig: EdgeRig, serve: Callable[..., Any], tmp_path: Path) -> None:
+    admin = await admin_url(rig, serve)
+    metrics = rig.app.flow.metrics
+    start = time.time() - 300
+    for step in range(60):  # the five minutes before the page opens: 4 requests/s, one 404 in four
+        metrics.clock = lambda step=step: start + 5 * step
+        for n in range(20):
+            metrics.count("site", "hit", 404 if n % 4 == 0 else 200, 2048, 0.004)
+    metrics.clock = time.time
+    proc = await asyncio.create_subprocess_exec(
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+        "--virtual-time-budget=3000", "--dump-dom", admin + f"/?token={ADMIN_TOKEN}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    dom, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = dom.decode()
+    assert 'data-polls="' in text, "the page never polled /metrics.json"
+    charts = {m.group(1): m.group(2) for m in re.finditer(r'<svg id="([a-z-]+)"[^>]*>(.*?)</svg>', text, re.S)}
+    lines = re.findall(r'<polyline points="([^"]*)"', charts["rps-chart"])
+    assert len(lines) == 2 and all(len(points.split()) >= 55 for points in lines), "2xx and 4xx over five minutes"
+    # 15 2xx and 5 404s every 5 s: lines at 3/s and 1/s, on an axis up to 3.3/s (10 % headroom)
+    heights = [Counter(130 - float(p.split(",")[1]) for p in points.split()).most_common(1)[0][0] for points in lines]
+    assert heights[0] == pytest.approx(3 * heights[1], rel=0.02) and ">3.30/s<" in charts["rps-chart"]
+    assert re.search(r">2xx<.*>4xx<", text, re.S), "the legend names the status classes"
+    assert ">8.8 KiB/s<" in charts["bw-chart"], "8 KiB a second, on an axis with units"
+    assert re.search(r'id="bw">[0-9.]+ (B|KiB)/s<', text)
+    assert re.search(r"\d\d:\d\d:\d\d", charts["bw-chart"]), "the time axis says when"
+    assert re.search(r"history of the last (4|5) min", text), re.search(r'id="uptime"[^>]*>([^<]*)<', text)

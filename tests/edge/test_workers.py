@@ -145,6 +145,8 @@ async def test_prometheus_adds_up_every_worker(edge: Edge) -> None:
     assert served == CONNECTIONS
     origin = sum(float(v) for v in re.findall(r'^cdn_edge_origin_requests_total\{[^}]*\} (\S+)$', text, re.M))
     assert origin == 1
+    timed = sum(float(v) for v in re.findall(r'^cdn_edge_response_seconds_count\{[^}]*\} (\S+)$', text, re.M))
+    assert timed == CONNECTIONS  # every worker's response-time histogram is in the sum
     assert json.loads(json.dumps((await edge.metrics())["cache_entries"])) >= 1
 
 

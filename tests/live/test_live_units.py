@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edge.live import LiveStats, object_kind, stream_of
+from edge.live import LiveStats, object_kind, session_of, stream_of
 from web_dist.behaviors import behavior_for
 from web_dist.config import ConfigError, parse_config
 
@@ -81,3 +81,30 @@ def test_origin_requests_per_object() -> None:
     live = stats.snapshot()["/live/cam"]
     assert live["origin_requests"]["segment"] == 3 and live["objects_fetched"]["segment"] == 2
     assert live["origin_requests_per_object"] == {"playlist": 0.0, "init": 0.0, "segment": 1.5, "part": 1.0}
+
+
+@pytest.mark.parametrize(("client", "query", "headers", "session"), [
+    # hls.js with cmcd.useHeaders, and `cdn loadtest`: the CMCD session id names the viewer
+    ("10.0.0.1", "", {"cmcd-session": 'cid="demo",sid="6e2fb550-c457-11e9-bb97-0800200c9a66"'},
+     "sid 6e2fb550-c457-11e9-bb97-0800200c9a66"),
+    ("10.0.0.1", "_HLS_msn=4&CMCD=bl%3D21300%2Csid%3D%22abc%22", {}, "sid abc"),  # CMCD as a query parameter
+    ("10.0.0.1", "", {"cmcd-session": 'sid="' + "x" * 65 + '"', "user-agent": "UA"}, "10.0.0.1 UA"),  # too long
+    ("10.0.0.1", "", {"user-agent": "Firefox"}, "10.0.0.1 Firefox"),  # no session id: address and browser
+    ("10.0.0.1", "", {}, "10.0.0.1 "),
+])
+def test_a_viewer_is_a_playback_session(client: str, query: str, headers: dict[str, str], session: str) -> None:
+    assert session_of(client, query, headers) == session
+
+
+def test_two_hundred_sessions_from_one_address_are_two_hundred_viewers() -> None:
+    now = [1000.0]
+    stats = LiveStats(clock=lambda: now[0], window=10)
+    for n in range(200):
+        headers = {"cmcd-session": f'sid="viewer-{n}"', "user-agent": "cdn-loadtest"}
+        for path in ("/live/cam/source/index.m3u8", "/live/cam/source/seg1.m4s"):
+            stats.served(path, session_of("127.0.0.1", "", headers), 100)
+    now[0] += 4
+    stats.served("/live/cam/source/seg2.m4s", session_of("127.0.0.1", "", {"cmcd-session": 'sid="viewer-7"'}), 100)
+    assert stats.snapshot()["/live/cam"]["viewers"] == 200
+    now[0] += 9  # all but viewer-7 last asked 13 s ago
+    assert stats.snapshot()["/live/cam"]["viewers"] == 1

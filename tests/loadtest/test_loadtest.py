@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +28,12 @@ async def test_a_few_dozen_viewers_play_through_the_edge_without_stalls(make_sta
     stack: Stack = await make_stack()
     edge = stack.edges[0]
     plan = LoadPlan((edge.url,), MASTER, viewers=30, duration=10, ramp=15, metrics=(edge.metrics,))
-    figures = summarize(await run_load(plan, progress=None))
+    run = await run_load(plan, progress=None)
+    figures = summarize(run)
     assert figures["viewers_started"] == 30
+    # thirty sessions from one address are thirty viewers on the edge (CMCD session ids)
+    live = run.metrics_after[edge.metrics]["live"]
+    assert [stream["viewers"] for stream in live.values()] == [30]
     assert figures["startup"]["never_started"] == 0
     assert figures["stalls"] == 0 and figures["stall_ratio"] == 0
     assert figures["errors"] == {}
@@ -99,6 +104,20 @@ async def test_compare_writes_both_runs_and_a_threshold_gives_exit_code_3(
     assert result["failed"] and result["failed"][0].startswith("p95 startup")
     html = (tmp_path / "loadtest.html").read_text()
     assert "Thresholds exceeded" in html and html.count("<svg") >= 10
+    # what was run: the command, the targets, the stream and the load's shape
+    assert f"cdn --log-level warning loadtest --compare --origin {stack.origin.url}" in html
+    assert f"<th>edges: targets</th><td>{edge.url}</td>" in html and f"<td>{MASTER}</td>" in html
+    assert "6 viewers, started 20 a second, for 4 s" in html and re.search(r"<th>date</th><td>20\d\d-", html)
+    # each threshold with its limit, the value and pass or fail
+    startup = edge_run["startup"]["p95"]
+    assert (f"<td>p95 startup (s)</td><td><code>--max-p95-startup</code></td><td>1e-06</td><td>{startup:g}</td>"
+            "<td class=fail>FAIL</td>") in html
+    assert re.search(r"<td>stall ratio</td><td><code>--max-stall-ratio</code></td><td>0.5</td><td>[0-9.e-]+</td>"
+                     r"<td class=pass>pass</td>", html)
+    assert re.search(r"<th>edges: media fetch \(s\)</th>(<td>[0-9.]+</td>){5}</tr>", html), "p50 p90 p95 p99 max"
+    assert "latency and p95 fetch time over time" in html and 'aria-label="viewers and requests per second"' in html
+    two_axes = html.split('aria-label="viewers and requests per second"')[1].split("</svg>")[0]
+    assert ">viewers</text>" in two_axes and ">requests / s</text>" in two_axes
     assert "http://" not in html.split("<main>")[0] and "<script" not in html
 
 
