@@ -233,12 +233,15 @@ async def test_an_audio_only_stream_starts_within_a_part_or_so(make_origin) -> N
     publisher = await start_publisher(origin.rtmp_url(KEY), 3, tracks="a", stdout=asyncio.subprocess.PIPE)
     try:
         sent = await _first_packet_time(publisher)
-        while (await _reload(origin, query="?_HLS_msn=0&_HLS_part=0")) is None:
-            await asyncio.sleep(0.005)
+        await origin.wait_for(lambda: _listed(origin, "?_HLS_msn=0&_HLS_part=0"), limit=5)
         # 0.08 s unloaded (bench.rtmp_start): one 0.25 s part plus room for a busy CI box
         assert time.time() - sent < 2 * PART + 0.25
     finally:
         await _stop(publisher)
+
+
+async def _listed(origin: Origin, query: str) -> bool:
+    return await _reload(origin, query=query) is not None
 
 
 async def test_ts_feed_is_encoded_only_while_it_is_read(make_origin) -> None:  # type: ignore[no-untyped-def]
