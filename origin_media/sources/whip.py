@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
 QUEUE_FRAMES = 120  # about 2 s of video and audio frames: beyond that the encoder drops
+# FFmpeg 8's WHIP muxer signs DTLS with a self-made certificate on secp224r1, a curve the
+# OpenSSL under aiortc no longer takes: its ClientHello cannot list it, so it answers the
+# server's certificate with an illegal_parameter alert ("DTLS session failed" at FFmpeg).
+DTLS_FAILED = ("WHIP %s: session %s: DTLS handshake with the publisher failed. FFmpeg's WHIP "
+               "muxer makes its certificate on P-224, which is refused: give it one on P-256 "
+               "(-cert_file, -key_file)")
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -71,6 +77,10 @@ async def _limited_body(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def _dtls_failed(pc: RTCPeerConnection) -> bool:
+    return any(t.receiver.transport.state == "failed" for t in pc.getTransceivers())
 
 
 def _text(body: str, status: int, **headers: str) -> Response:
@@ -203,6 +213,8 @@ class WhipIngest:
         for task in session.readers:
             task.cancel()
         await asyncio.gather(*session.readers, return_exceptions=True)
+        if _dtls_failed(session.pc):
+            log.warning(DTLS_FAILED, session.stream.name, session.id)
         await session.pc.close()
         if session.thread is not None:
             await asyncio.to_thread(session.thread.join, 10)
