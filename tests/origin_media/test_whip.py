@@ -249,7 +249,7 @@ async def test_ffmpegs_default_whip_certificate_fails_and_the_log_says_why(
     origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
     publisher = await _ffmpeg_whip(origin, 3, {})
     assert await finish(publisher) != 0
-    await origin.wait_for(lambda: _logged(caplog, "DTLS handshake with the publisher failed"))
+    await origin.wait_for(lambda: _logged(caplog, "the DTLS handshake with the publisher failed"))
     assert "P-224" in caplog.text and "-cert_file" in caplog.text
     assert (await origin.stream_info("cam"))["state"] == "idle"  # nothing left claimed
 
