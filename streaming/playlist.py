@@ -157,7 +157,9 @@ class _MediaReader:
             if "HOLD-BACK" in control:
                 p.hold_back = _number(control["HOLD-BACK"], name)
         elif name == "EXT-X-PRELOAD-HINT":
-            p.preload_hint = attributes(value).get("URI")
+            hint = attributes(value)
+            if hint.get("TYPE") == "PART" and "BYTERANGE-START" not in hint:  # a whole part
+                p.preload_hint = hint.get("URI")
         elif name == "EXT-X-ENDLIST":
             p.ended = True
         else:

@@ -69,6 +69,8 @@ class Tally:
         self.request_times = Reservoir()  # (seconds,) per web request
         self.media_fetches = 0
         self.late_fetches = 0  # media fetches slower than the media they carried
+        self.hinted = 0  # parts played from a request sent on EXT-X-PRELOAD-HINT
+        self.hint_misses = 0  # hinted requests that failed or whose part was never listed
         self._tick = Tick()
 
     def request(self, size: int) -> None:
@@ -95,6 +97,12 @@ class Tally:
             self.late_fetches += 1
         self.fetches.add((seconds, duration))
         self._tick.fetch_seconds.append(seconds)
+
+    def hint(self, *, used: bool) -> None:
+        if used:
+            self.hinted += 1
+        else:
+            self.hint_misses += 1
 
     def latency(self, seconds: float) -> None:
         self.latencies.add((seconds,))

@@ -4,7 +4,10 @@ It fetches the multivariant playlist, picks a rendition (and moves between rendi
 measured throughput when there are several), follows the media playlist (part by part with
 blocking reload `_HLS_msn`/`_HLS_part` when the playlist offers EXT-X-PART and
 CAN-BLOCK-RELOAD, else segment by segment with reloads every target duration), and keeps a
-`PlaybackBuffer`. Startup time runs from the first request to the first playable media;
+`PlaybackBuffer`. At the live edge of an LL-HLS playlist it also asks for the part named by
+EXT-X-PRELOAD-HINT at once, beside the blocking reload, as Apple's players do: the server holds
+that request until the part exists and streams it as it is made, so the part is there when the
+playlist lists it. Startup time runs from the first request to the first playable media;
 latency behind live is wall-clock time minus the program date-time at the playhead.
 
 The clocks, the sleep and the HTTP fetch are passed in: the load test gives real ones.
@@ -16,7 +19,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urljoin, urlsplit
 
 from streaming.buffer import PlaybackBuffer
@@ -35,6 +38,7 @@ SAFETY = 0.7  # a rendition is chosen when its BANDWIDTH fits in this share of t
 EWMA = 0.3  # weight of a new throughput sample
 RETRY_SECONDS = 0.5
 MAX_BUFFER = 30.0  # seconds of media a player keeps ahead (hls.js's maxBufferLength)
+MAX_HINTS = 2  # preload-hinted requests in flight per viewer; older ones are given up
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,14 @@ class MediaUnit:
     after: tuple[int, int]  # the position that follows it
 
 
+@dataclass
+class Hint:
+    """A request for a preload-hinted part, sent before any playlist lists the part."""
+
+    task: asyncio.Task[FetchResult]
+    sent_at: float
+
+
 class Viewer:
     def __init__(self, master_url: str, fetch: Fetch, tally: Tally, *,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
@@ -93,15 +105,20 @@ class Viewer:
         self._reloaded_at = -1e9
         self._last_status = 0
         self._refused = False  # the last blocking reload got a 4xx: ask once without directives
+        self._listed_at = 0.0  # when the current playlist arrived
+        self._hints: dict[str, Hint] = {}  # by absolute URL, oldest first
 
     # -- the player loop ---------------------------------------------------------------------
     async def run(self) -> None:
         """Plays until the stream ends or the task is cancelled (the load test's deadline)."""
         self.requested_at = self.clock()
-        while not self.variants:
-            await self._open()
-        while not self.ended:
-            await self._step()
+        try:
+            while not self.variants:
+                await self._open()
+            while not self.ended:
+                await self._step()
+        finally:
+            self._drop_hints()
         now = self.clock()
         left = self.buffer.buffered(now)
         self.buffer.finish(now + left)
@@ -132,6 +149,7 @@ class Viewer:
             if self.playlist.ended and self.position[0] >= self.playlist.next_msn():
                 self.ended = True
                 return None
+            self._request_hint(self.playlist)  # at the live edge: what comes next, held for us
             return await self._reload()
         ahead = self.buffer.buffered(self.clock()) - MAX_BUFFER
         if ahead > 0:  # on demand: no further ahead than a player buffers
@@ -189,9 +207,11 @@ class Viewer:
             return await self.sleep(RETRY_SECONDS)
         self.playlist, self.playlist_url = playlist, result.url
         self.low_latency = playlist.low_latency
+        self._listed_at = self.clock()
 
     async def _fetch_media(self, unit: MediaUnit) -> None:
-        result = await self._get(unit.url)
+        hinted = await self._hinted(unit.url)
+        result = hinted or await self._get(unit.url)
         if result is None:
             return await self.sleep(RETRY_SECONDS)
         now = self.clock()
@@ -199,10 +219,54 @@ class Viewer:
         self.position = unit.after
         if self.startup is None and self.requested_at is not None:
             self.startup = now - self.requested_at
+        # a hinted part's wait is what is left after the playlist listed it; its transfer
+        # (bytes as the encoder makes them) measures the encoder, not the network
         self.tally.media(result.seconds, unit.duration)
         if unit.date_end is not None:
             self.tally.latency(self.wall() - unit.date_end + self.buffer.buffered(now))
-        self._adapt(len(result.body), result.transfer_seconds)
+        if hinted is None:
+            self._adapt(len(result.body), result.transfer_seconds)
+
+    # -- preload hints -----------------------------------------------------------------------
+    def _request_hint(self, playlist: MediaPlaylist) -> None:
+        if not playlist.low_latency or playlist.ended or playlist.preload_hint is None:
+            return
+        url = absolute(self.playlist_url, playlist.preload_hint)
+        if url in self._hints:
+            return
+        while len(self._hints) >= MAX_HINTS:  # never listed (a restart, a gap): give it up
+            self._drop_hint(next(iter(self._hints)))
+        self._hints[url] = Hint(asyncio.ensure_future(self._get_hinted(url)), self.clock())
+
+    async def _get_hinted(self, url: str) -> FetchResult:
+        result = await self.fetch(url)
+        self.tally.request(len(result.body))
+        return result
+
+    async def _hinted(self, url: str) -> FetchResult | None:
+        """The answer to an earlier hinted request for `url`, with `seconds` counted from when
+        the playlist listed the part; None if there was none or it failed (fetched again then)."""
+        hint = self._hints.pop(url, None)
+        if hint is None:
+            return None
+        result = await hint.task
+        if result.status != 200:
+            self.tally.hint(used=False)
+            return None
+        self.tally.hint(used=True)
+        waited = max(0.0, hint.sent_at + result.seconds - max(self._listed_at, hint.sent_at))
+        return replace(result, seconds=waited)
+
+    def _drop_hint(self, url: str) -> None:
+        self._hints.pop(url).task.cancel()
+        self.tally.hint(used=False)
+
+    def _drop_hints(self) -> None:
+        """At the end of play or on a rendition switch. Requests still held are cancelled and
+        not counted: the viewer left before the part could exist."""
+        for hint in self._hints.values():
+            hint.task.cancel()
+        self._hints.clear()
 
     # -- rendition choice --------------------------------------------------------------------
     def _adapt(self, size: int, seconds: float) -> None:
@@ -218,6 +282,7 @@ class Viewer:
             self.rendition = choice
             self.switches += 1
             self.playlist = None  # the new rendition's playlist, asked for at our position
+            self._drop_hints()
 
     def _at_segment_boundary(self) -> bool:
         """Is the next unit the start of a segment? (msn, 0), or every part of a finished

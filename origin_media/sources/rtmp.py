@@ -236,7 +236,9 @@ class RtmpIngest:
     def _read(self, port: int, conn: _Connection) -> None:
         url = f"rtmp://127.0.0.1:{port}/{APP}/relay"
         options = {"listen": "1", "timeout": str(int(LISTENER_WAIT) + 5), **PROBE_OPTIONS}
-        with av.open(url, "r", options=options) as container:
+        # format="flv": unnamed, FFmpeg guesses the format from the first 2 KiB it can read,
+        # which a low-bitrate audio-only stream takes seconds to send (silent AAC: ~1 KB/s)
+        with av.open(url, "r", format="flv", options=options) as container:
             stream = conn.stream
             if stream is None:
                 return  # only reachable if the relay admitted nobody

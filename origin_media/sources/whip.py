@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 MAX_OFFER_BYTES = 64 * 1024
 QUEUE_FRAMES = 120  # about 2 s of video and audio frames: beyond that the encoder drops
+# FFmpeg 8's WHIP muxer signs DTLS with a self-made certificate on secp224r1, a curve the
+# OpenSSL under aiortc no longer takes: its ClientHello cannot list it, so it answers the
+# server's certificate with an illegal_parameter alert ("DTLS session failed" at FFmpeg).
+FFMPEG_DTLS_HINT = (" FFmpeg's WHIP muxer makes its own certificate on P-224, which is refused:"
+                    " give it one on P-256 (-cert_file, -key_file)")
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -57,6 +62,7 @@ class WhipSession:
     readers: list[asyncio.Task[None]] = field(default_factory=list)
     thread: threading.Thread | None = None
     dropped: int = 0
+    ffmpeg: bool = False  # the offer came from FFmpeg's WHIP muxer (its SDP origin line says so)
 
 
 async def _limited_body(request: Request, limit: int) -> bytes | None:
@@ -71,6 +77,14 @@ async def _limited_body(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def _from_ffmpeg(sdp: str) -> bool:
+    return any(line.startswith("o=FFmpeg ") for line in sdp.splitlines()[:3])
+
+
+def _dtls_failed(pc: RTCPeerConnection) -> bool:
+    return any(t.receiver.transport.state == "failed" for t in pc.getTransceivers())
 
 
 def _text(body: str, status: int, **headers: str) -> Response:
@@ -144,7 +158,7 @@ class WhipIngest:
         if not sdp.startswith("v=0"):
             raise ValueError("not an SDP session description")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        session = WhipSession(secrets.token_urlsafe(12), stream, pc)
+        session = WhipSession(secrets.token_urlsafe(12), stream, pc, ffmpeg=_from_ffmpeg(sdp))
         tracks: list[MediaStreamTrack] = []
         pc.on("track", tracks.append)
         try:
@@ -203,6 +217,9 @@ class WhipIngest:
         for task in session.readers:
             task.cancel()
         await asyncio.gather(*session.readers, return_exceptions=True)
+        if _dtls_failed(session.pc):
+            log.warning("WHIP %s: session %s: the DTLS handshake with the publisher failed.%s",
+                        session.stream.name, session.id, FFMPEG_DTLS_HINT if session.ffmpeg else "")
         await session.pc.close()
         if session.thread is not None:
             await asyncio.to_thread(session.thread.join, 10)

@@ -12,7 +12,7 @@
   const video = document.getElementById("video");
   const stats = {
     stream, mode,
-    state: "loading",        // loading | playing | stalled | error
+    state: "loading",        // loading | playing | stalled | reconnecting | error
     currentTime: 0,          // of the <video>, seconds
     playedSeconds: 0,        // media time actually played (video.played), seconds
     watchedSeconds: 0,       // wall time spent playing (not loading, stalled or paused), seconds
@@ -30,9 +30,11 @@
     fragments: 0,            // media responses seen (segments and parts)
     fragmentHits: 0,         // ... of which the edge answered from its cache
     parts: 0,                // LL-HLS parts among them
-    framesDecoded: 0,        // video frames through the decoder (WebRTC: from getStats)
+    framesDecoded: 0,        // video frames through the decoder (WebRTC: this session's, from getStats)
     jitterBuffer: null,      // WebRTC: seconds a frame waits in the receiver's jitter buffer
     whepResource: null,      // WebRTC: the session's Location
+    whepSessions: 0,         // WebRTC: sessions answered (more than one: it reconnected)
+    reconnects: 0,           // WebRTC: offers made again after a session ended or was refused
   };
   window.playerStats = stats;
 
@@ -155,7 +157,38 @@
     });
   }
 
+  // A session ends when its stream does (the edge closes it), when the connection fails, or
+  // when no media has come for SILENT_MS. Once a session has played, the page offers again by
+  // itself, backing off, until the stream is back: a restarted broadcast plays on unattended.
+  const CONNECT_MS = 10000;  // from the answer to the first media
+  const SILENT_MS = 3000;
+  const RETRY_MS = [1000, 2000, 4000, 5000];
+
+  class Refused extends Error {
+    constructor(text, retry) { super(text); this.retry = retry; }
+  }
+
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
   async function startWebrtc() {
+    for (let failures = 0; ; failures += 1) {
+      try {
+        await webrtcSession();
+        failures = 0;
+        message("the stream ended; reconnecting");
+      } catch (e) {
+        // 404 (not live) and 5xx are worth another try once this page has played the stream
+        if (!(e instanceof Refused) || !e.retry || !stats.whepSessions) return fail(`WebRTC: ${e.message || e}`);
+        message(`${e.message}; trying again`);
+      }
+      stats.state = "reconnecting";
+      await pause(RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]);
+      stats.reconnects += 1;
+    }
+  }
+
+  // One WHEP session, from the offer until it is over; throws Refused if it never started.
+  async function webrtcSession() {
     const pc = new RTCPeerConnection({ iceServers: [] });
     window.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
@@ -165,49 +198,79 @@
       media.addTrack(event.track);
       if (video.srcObject !== media) { video.srcObject = media; playMuted(); }
     };
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed") fail("WebRTC connection failed");
-    };
     await pc.setLocalDescription(await pc.createOffer());
     await iceGathered(pc, 3000);
-    const response = await fetch(`/whep/${encodeURIComponent(stream)}`, {
-      method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
-    });
-    const body = await response.text();
+    let response, body;
+    try {
+      response = await fetch(`/whep/${encodeURIComponent(stream)}`, {
+        method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+      });
+      body = await response.text();
+    } catch (e) {
+      pc.close();
+      throw new Refused(`WHEP offer not answered (${e.message || e})`, true);
+    }
     if (response.status !== 201) {
       pc.close();
-      return fail(`WHEP offer refused: HTTP ${response.status} ${body.trim().slice(0, 200)}`);
+      throw new Refused(`WHEP offer refused: HTTP ${response.status} ${body.trim().slice(0, 200)}`,
+                        response.status === 404 || response.status >= 500);
     }
     noteCacheStatus(response.headers.get("cache-status"), false);
     const resource = response.headers.get("location");
     stats.whepResource = resource;
-    await pc.setRemoteDescription({ type: "answer", sdp: body });
-    addEventListener("pagehide", () => {
-      if (resource) fetch(new URL(resource, location.href), { method: "DELETE", keepalive: true });
+    const hangUp = () => {
+      if (resource) fetch(new URL(resource, location.href), { method: "DELETE", keepalive: true }).catch(() => {});
       pc.close();
-    });
-    let last = null;
-    setInterval(async () => {
-      for (const s of (await pc.getStats()).values()) {
-        if (s.type !== "inbound-rtp" || s.kind !== "video") continue;
-        stats.framesDecoded = s.framesDecoded || 0;
-        if (s.frameWidth) stats.rendition = `${s.frameWidth}x${s.frameHeight}`;
-        if (last) stats.bitrate = Math.round((8 * (s.bytesReceived - last.bytes) * 1000) / (s.timestamp - last.at));
-        last = { bytes: s.bytesReceived, at: s.timestamp };
-        if (s.jitterBufferEmittedCount) stats.jitterBuffer = round(s.jitterBufferDelay / s.jitterBufferEmittedCount);
-        // The edge's RTCP sender reports map RTP time to its wall clock, so the browser knows
-        // the sender's clock time of the frame playing now (in NTP milliseconds). Against this
-        // clock, that is how long ago the edge sent it: network, jitter buffer and decoding
-        // (the origin's encoding and the edge's demuxing come before and are not in it).
-        // Until the first reports arrive the estimate can run ahead of the clock: such a reading
-        // is skipped (the last good one stays), never shown as a negative latency.
-        const sent = s.estimatedPlayoutTimestamp ? behind((Date.now() - (s.estimatedPlayoutTimestamp - NTP_TO_UNIX_MS)) / 1000) : null;
-        if (sent != null) {
-          stats.latency = sent;
-          stats.latencySource = "rtcp-sender-report";
+    };
+    addEventListener("pagehide", hangUp);
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp: body });
+      stats.whepSessions += 1;
+      stats.framesDecoded = 0;
+      await sessionOver(pc);
+    } finally {
+      removeEventListener("pagehide", hangUp);
+      hangUp();  // the edge may not know yet (a silent session)
+    }
+  }
+
+  // Resolves when the session is over; meanwhile fills in what getStats says.
+  function sessionOver(pc) {
+    return new Promise((resolve) => {
+      const opened = performance.now();
+      let bytes = 0, quietSince = null, last = null;
+      const timer = setInterval(async () => {
+        let now = 0;
+        for (const s of (await pc.getStats()).values()) {
+          if (s.type !== "inbound-rtp") continue;
+          now += s.bytesReceived || 0;
+          if (s.kind !== "video") continue;
+          stats.framesDecoded = s.framesDecoded || 0;
+          if (s.frameWidth) stats.rendition = `${s.frameWidth}x${s.frameHeight}`;
+          if (last) stats.bitrate = Math.round((8 * (s.bytesReceived - last.bytes) * 1000) / (s.timestamp - last.at));
+          last = { bytes: s.bytesReceived, at: s.timestamp };
+          if (s.jitterBufferEmittedCount) stats.jitterBuffer = round(s.jitterBufferDelay / s.jitterBufferEmittedCount);
+          // The edge's RTCP sender reports map RTP time to its wall clock, so the browser knows
+          // the sender's clock time of the frame playing now (in NTP milliseconds). Against this
+          // clock, that is how long ago the edge sent it: network, jitter buffer and decoding
+          // (the origin's encoding and the edge's demuxing come before and are not in it).
+          // Until the first reports arrive the estimate can run ahead of the clock: such a reading
+          // is skipped (the last good one stays), never shown as a negative latency.
+          const sent = s.estimatedPlayoutTimestamp ? behind((Date.now() - (s.estimatedPlayoutTimestamp - NTP_TO_UNIX_MS)) / 1000) : null;
+          if (sent != null) {
+            stats.latency = sent;
+            stats.latencySource = "rtcp-sender-report";
+          }
         }
-      }
-    }, 1000);
+        const t = performance.now();
+        if (now > bytes) { bytes = now; quietSince = t; }
+        const silent = quietSince === null ? t - opened > CONNECT_MS : t - quietSince > SILENT_MS;
+        if (silent || pc.connectionState === "failed" || pc.connectionState === "closed") {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 500);
+    });
   }
 
   // ---- the panel -----------------------------------------------------------------------------
@@ -254,7 +317,7 @@
   setInterval(render, 500);
 
   if (!stream) fail("no stream named in the address (/watch/STREAM)");
-  else if (mode === "webrtc") startWebrtc().catch((e) => fail(`WebRTC: ${e.message || e}`));
+  else if (mode === "webrtc") startWebrtc();
   else if (extraModes[mode]) {
     const page = { stats, video, stream, fail, message, noteCacheStatus, playMuted, round };
     Promise.resolve(extraModes[mode].start(page)).catch((e) => fail(`${mode}: ${e.message || e}`));

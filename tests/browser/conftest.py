@@ -69,6 +69,13 @@ class DemoCdn:
         token = os.environ.get("CDN_ADMIN_TOKEN") or secrets["CDN_ADMIN_TOKEN"]
         return f"http://{found.group(1)}/?token={token}"
 
+    def rtmp_url(self, key: str = "demo-key") -> str:
+        """Where a publisher pushes the demo's RTMP stream ("cam") with `key`."""
+        config = (self.site.parent / "cdn.toml").read_text()
+        listen = re.search(r'^rtmp_listen = "([^"]+)"', config, re.M)
+        assert listen, "demo/cdn.toml has no rtmp_listen"
+        return f"rtmp://{listen[1]}/live/{key}"
+
     def live_client(self, edge: str = "edge-lon") -> httpx.Client:
         """An HTTP client for the streaming distribution (the resolver may not know *.localhost)."""
         return httpx.Client(base_url=f"http://127.0.0.1:{self.ports[edge]}",

@@ -6,6 +6,8 @@ through edge-lon; the pages come from the player origin through the same edge.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -161,6 +163,50 @@ async def test_webrtc_player_decodes_frames(browser: Any, demo_cdn: DemoCdn, art
     assert seen["rendition"] in RENDITIONS.values() and seen["edge"] == "edge-lon", seen
     assert seen["whepResource"], seen
     assert problems == []
+
+
+async def test_webrtc_player_reconnects_by_itself_when_the_stream_restarts(browser: Any, demo_cdn: DemoCdn) -> None:
+    """The publisher of the demo's RTMP stream leaves (the edge ends the WebRTC session) and
+    comes back: the page offers again, unattended, and plays the new session."""
+    from tests.origin_media.conftest import finish, start_publisher
+
+    publishers = [await start_publisher(demo_cdn.rtmp_url(), 60)]
+    try:
+        with demo_cdn.live_client() as http:
+            await until_live(http, "/live/cam/master.m3u8")
+        # while the stream is away, the edge answers the page's offers 404 (not live) or 502;
+        # the page hangs up (DELETE) each session it leaves, which the edge may have ended: 404
+        page = await (await browser.new_context()).new_page()
+        problems = record_problems(page, allow=re.compile(
+            r"HTTP (404|50[234]): POST .*/whep/cam$|HTTP 404: DELETE .*/whep/cam/[\w-]+$"))
+        await page.goto(demo_cdn.live_url() + "/watch/cam?mode=webrtc")
+        await page.wait_for_function(f"{STATS}.framesDecoded > 10 || {STATS}.errors.length > 0",
+                                     timeout=PLAY_LIMIT_MS)
+        first = await stats(page)
+        assert first["errors"] == [] and first["whepSessions"] == 1, first
+        publishers[0].kill()
+        await finish(publishers[0])
+        publishers.append(await start_publisher(demo_cdn.rtmp_url(), 60))
+        await page.wait_for_function(
+            f"({STATS}.whepSessions > 1 && {STATS}.framesDecoded > 10) || {STATS}.errors.length > 0",
+            timeout=PLAY_LIMIT_MS)
+        again = await stats(page)
+        assert again["errors"] == [] and again["reconnects"] >= 1, again
+        assert again["whepResource"] != first["whepResource"] and again["state"] == "playing", again
+        assert problems == []
+    finally:
+        for publisher in publishers:
+            with contextlib.suppress(ProcessLookupError):
+                publisher.kill()
+            await finish(publisher)
+
+
+async def until_live(http: Any, path: str) -> None:
+    for _ in range(300):
+        if http.get(path).status_code == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} did not go live")
 
 
 def test_a_bad_stream_name_is_a_clear_404(demo_cdn: DemoCdn) -> None:

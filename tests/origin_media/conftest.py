@@ -80,12 +80,32 @@ async def make_origin() -> AsyncIterator[Callable[..., Awaitable[Origin]]]:
 
 async def start_publisher(url: str, seconds: float, bframes: int = 0, gop: int = 25,
                           tracks: str = "av", stdout: int = asyncio.subprocess.DEVNULL,
-                          ) -> asyncio.subprocess.Process:
-    """A publisher process; with `stdout=PIPE`, its first line is "first-packet UNIX_TIME"."""
+                          *, cli: bool = False) -> asyncio.subprocess.Process:
+    """A publisher process; with `stdout=PIPE`, its first line is "first-packet UNIX_TIME".
+    `cli`: Debian's ffmpeg CLI instead (no such line), sending what OBS sends."""
+    if cli:
+        return await asyncio.create_subprocess_exec(
+            *ffmpeg_push(url, seconds, bframes, gop, tracks), stdout=stdout, stderr=asyncio.subprocess.PIPE)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.origin_media.publisher", url, str(seconds), str(bframes),
         str(gop), tracks, cwd=ROOT, stdout=stdout, stderr=asyncio.subprocess.PIPE,
     )
+
+
+def ffmpeg_push(url: str, seconds: float, bframes: int, gop: int, tracks: str) -> list[str]:
+    """The ffmpeg command line of a live RTMP push like OBS's: x264 high profile, B-frames, a
+    fixed GOP, AAC 48 kHz stereo, in real time (-re), each packet sent as it is muxed."""
+    # an input left unused (-vn with a picture input) is not paced by -re in ffmpeg 5.1: the
+    # other input then runs at full speed. So each track has its input only when sent.
+    picture = ["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25"] if "v" in tracks else []
+    tone = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"] if "a" in tracks else []
+    only = {"av": [], "a": ["-vn"], "v": ["-an"]}[tracks]
+    return [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", *picture, *tone, "-t", str(seconds), "-c:v", "libx264", "-profile:v", "high", "-preset", "veryfast",
+        "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+        "-bf", str(bframes), "-threads", "1", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k",
+        *only, "-flush_packets", "1", "-f", "flv", url,
+    ]
 
 
 async def finish(process: asyncio.subprocess.Process, limit: float = 30) -> int:

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from . import hls
-from .conftest import Origin, decode
+from .conftest import ROOT, Origin, decode, finish
 
 KEY = "whip-s3cret"
 WIDTH, HEIGHT = 160, 96
@@ -199,3 +207,52 @@ async def test_publisher_that_hangs_up_without_delete_ends_the_playlist(make_ori
 
     await origin.wait_for(ended, limit=20)
     assert (await origin.stream_info("cam"))["state"] == "ended"
+
+
+def _p256_certificate(folder: Path) -> dict[str, str]:
+    """A self-signed P-256 certificate and key for FFmpeg's WHIP muxer, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "whip publisher")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return {"WHIP_CERT": str(folder / "cert.pem"), "WHIP_KEY": str(folder / "key.pem")}
+
+
+async def _ffmpeg_whip(origin: Origin, seconds: float, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """FFmpeg's own WHIP muxer (PyAV's FFmpeg 8) publishing, as a process."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.origin_media.publisher", f"{origin.server.url}/whip/cam", str(seconds),
+        cwd=ROOT, env={**os.environ, "WHIP_TOKEN": KEY, **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def test_ffmpegs_whip_muxer_publishes_and_plays(make_origin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
+    publisher = await _ffmpeg_whip(origin, 3, _p256_certificate(tmp_path))
+    assert await finish(publisher) == 0, (await publisher.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+    playlist = await _playlist(origin)
+    assert playlist is not None and len(playlist.full_segments) >= 2
+    segment = playlist.full_segments[0]
+    init = await origin.fetch("cam", segment.map_uri or "")
+    frames, packets, audio = decode(init, await origin.fetch("cam", segment.uri or ""))
+    assert packets[0].is_keyframe and frames[0].width == 320 and audio
+
+
+async def test_ffmpegs_default_whip_certificate_fails_and_the_log_says_why(
+    make_origin, caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
+    publisher = await _ffmpeg_whip(origin, 3, {})
+    assert await finish(publisher) != 0
+    await origin.wait_for(lambda: _logged(caplog, "the DTLS handshake with the publisher failed"))
+    assert "P-224" in caplog.text and "-cert_file" in caplog.text
+    assert (await origin.stream_info("cam"))["state"] == "idle"  # nothing left claimed
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return text in caplog.text
