@@ -29,6 +29,7 @@ Shape of the file (see demo/cdn.toml for a whole one)::
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import os
@@ -439,7 +440,7 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     if root_path is not None and not root_path.is_dir():
         raise r.fail(f"{where}.root", f"{root_path} is not a folder")
     options = dict(r.get(body, where, "options", dict, {}))
-    read_timeout = r.get(body, where, "read_timeout", float, 30.0, _positive)
+    read_timeout = r.get(body, where, "read_timeout", float, _default(Origin, "read_timeout"), _positive)
     segment = options.get("segment_seconds", 2.0)
     if kind == "media" and isinstance(segment, int | float) and read_timeout <= LIVE_HOLD_TARGETS * segment:
         if "read_timeout" in body:
@@ -452,7 +453,7 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         url=(url or f"http://{listen}").rstrip("/"),
         listen=listen,
         root=root_path,
-        connect_timeout=r.get(body, where, "connect_timeout", float, 3.0, _positive),
+        connect_timeout=r.get(body, where, "connect_timeout", float, _default(Origin, "connect_timeout"), _positive),
         read_timeout=read_timeout,
         options=MappingProxyType(options),
         access_secret=r.secret(body, where, "access_secret"),
@@ -497,7 +498,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
                          "server", "admin_token", "admin_token_env", "https_listen", "tls_cert", "tls_key",
                          "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes", "workers"})
-    cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
+    cache_bytes = r.get(body, where, "cache_bytes", int, _default(EdgeLocation, "cache_bytes"), _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
         raise r.fail(f"{where}.max_object_bytes", f"{max_object} is larger than cache_bytes {cache_bytes}")
@@ -521,17 +522,17 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         cache_bytes=cache_bytes,
         max_object_bytes=max_object,
         disk_path=(base / disk).resolve() if (disk := r.get(body, where, "disk_path", str, None)) else None,
-        disk_bytes=r.get(body, where, "disk_bytes", int, 1024 * 1024 * 1024, _positive),
-        disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, 128 * 1024 * 1024, _positive),
+        disk_bytes=r.get(body, where, "disk_bytes", int, _default(EdgeLocation, "disk_bytes"), _positive),
+        disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, _default(EdgeLocation, "disk_max_object_bytes"), _positive),
         parent=r.get(body, where, "parent", str, None),
         admin_listen=admin_listen,
         admin_token=admin_token,
-        server=r.get(body, where, "server", str, "granian", _one_of(("granian", "uvicorn"))),
-        max_upload_bytes=r.get(body, where, "max_upload_bytes", int, 5 * 1024**3, _positive),
+        server=r.get(body, where, "server", str, _default(EdgeLocation, "server"), _one_of(("granian", "uvicorn"))),
+        max_upload_bytes=r.get(body, where, "max_upload_bytes", int, _default(EdgeLocation, "max_upload_bytes"), _positive),
         trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
-        webrtc_grace=r.get(body, where, "webrtc_grace", float, 5.0, _not_negative),
-        webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, 1000, _positive),
-        abandoned_fill_bytes=r.get(body, where, "abandoned_fill_bytes", int, 4 * 1024 * 1024, _not_negative),
+        webrtc_grace=r.get(body, where, "webrtc_grace", float, _default(EdgeLocation, "webrtc_grace"), _not_negative),
+        webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, _default(EdgeLocation, "webrtc_max_viewers"), _positive),
+        abandoned_fill_bytes=r.get(body, where, "abandoned_fill_bytes", int, _default(EdgeLocation, "abandoned_fill_bytes"), _not_negative),
         workers=r.get(body, where, "workers", int, None, _worker_count_problem),
     )
 
@@ -679,8 +680,8 @@ def _behavior(
                "max_upload_bytes", "signed", "origin_headers", "cookie_keys", "viewer_protocol"}
     r.keys(body, where, allowed if default_pattern else allowed | {"path"})
     pattern = "*" if default_pattern else r.get(body, where, "path", str, ..., _pattern_problem)
-    min_ttl = r.get(body, where, "min_ttl", float, 0.0, _not_negative)
-    default_ttl = r.get(body, where, "default_ttl", float, 86400.0, _not_negative)
+    min_ttl = r.get(body, where, "min_ttl", float, _default(CacheBehavior, "min_ttl"), _not_negative)
+    default_ttl = r.get(body, where, "default_ttl", float, _default(CacheBehavior, "default_ttl"), _not_negative)
     max_ttl = r.get(body, where, "max_ttl", float, max(31536000.0, default_ttl), _not_negative)
     if not min_ttl <= default_ttl <= max_ttl:
         raise r.fail(where, f"TTLs must satisfy min_ttl <= default_ttl <= max_ttl (got {min_ttl:g}, {default_ttl:g}, {max_ttl:g})")
@@ -708,13 +709,13 @@ def _behavior(
         allowed_methods=frozenset(methods),
         query_keys=query,
         header_keys=headers,
-        compress=r.get(body, where, "compress", bool, False),
+        compress=r.get(body, where, "compress", bool, _default(CacheBehavior, "compress")),
         origin=r.get(body, where, "origin", str, None, _one_of(tuple(origins))),
         max_upload_bytes=r.get(body, where, "max_upload_bytes", int, None, _positive),
-        signed=r.get(body, where, "signed", bool, False),
+        signed=r.get(body, where, "signed", bool, _default(CacheBehavior, "signed")),
         origin_headers=_header_names(r, where, body, "origin_headers"),
         cookie_keys=cookies,
-        viewer_protocol=r.get(body, where, "viewer_protocol", str, "allow-all", _one_of(VIEWER_PROTOCOLS)),
+        viewer_protocol=r.get(body, where, "viewer_protocol", str, _default(CacheBehavior, "viewer_protocol"), _one_of(VIEWER_PROTOCOLS)),
     )
 
 
@@ -844,6 +845,11 @@ def _check_unique_domains(r: _Reader, dists: tuple[Distribution, ...]) -> None:
                         f"{domain!r} is already served by distribution {owner[edge, domain]!r} on edge {edge!r}",
                     )
                 owner[edge, domain] = dist.id
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default a config dataclass gives field `name`: each default is written once, there."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].default
 
 
 def _join(*parts: str) -> str:
