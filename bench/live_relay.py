@@ -32,13 +32,13 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bench.procs import Children, cpu_seconds, free_port, progress, wait_http
+from streaming.playlist import parse_media
 
 STREAM = "/live/bench"
 PLAYLIST = f"{STREAM}/source/index.m3u8"
@@ -123,27 +123,17 @@ class Playlist:
 
 
 def parse(text: str) -> Playlist:
-    out, msn, pdt, offset = Playlist(), 0, 0.0, 0.0
-    index = 0
-    for line in text.splitlines():
-        name, _, value = line[1:].partition(":") if line.startswith("#") else ("", "", line)
-        if name == "EXT-X-TARGETDURATION":
-            out.target = float(value)
-        elif name == "EXT-X-MEDIA-SEQUENCE":
-            msn = int(value)
-        elif name == "EXT-X-MAP":
-            out.init = _attr(value, "URI")
-        elif name == "EXT-X-PROGRAM-DATE-TIME":
-            pdt, offset, index = datetime.fromisoformat(value).timestamp(), 0.0, 0
-        elif name == "EXT-X-PART":
-            out.parts.append(Part(msn, index, _attr(value, "URI"), pdt + offset))
-            offset += float(_attr(value, "DURATION"))
-            index += 1
-        elif name == "EXT-X-PRELOAD-HINT":
-            out.hint = _attr(value, "URI")
-        elif name == "" and line.strip():
-            out.segments.append((msn, line.strip()))
-            msn += 1
+    """What a viewer here follows of a media playlist, read by the load tester's parser."""
+    media = parse_media(text)
+    out = Playlist(target=media.target_duration, hint=media.preload_hint)
+    for segment in media.segments:
+        out.init = segment.map_uri or out.init
+        clock = segment.program_date_time or 0.0
+        for index, part in enumerate(segment.parts):
+            out.parts.append(Part(segment.msn, index, part.uri, clock))
+            clock += part.duration
+        if segment.uri is not None:
+            out.segments.append((segment.msn, segment.uri))
     return out
 
 

@@ -29,6 +29,7 @@ from bench import results_dir
 from bench.procs import Children, cpu_seconds, free_port, machine_load, progress, wait_http
 from streaming.loadtest import LoadPlan, run_load
 from streaming.loadtest_cli import run_coroutine as run_loop
+from streaming.playlist import PlaylistError, parse_media, parse_multivariant
 from streaming.report import summarize
 
 CDN = [sys.executable, "-m", "web_dist.cli", "--log-level", "warning"]
@@ -95,11 +96,11 @@ def wait_live(origin: str, limit: float = 30.0) -> bool:
             return False
         try:
             with urllib.request.urlopen(origin + MASTER, timeout=5) as response:
-                uri = [line for line in response.read().decode().splitlines() if line and line[0] != "#"][0]
+                uri = parse_multivariant(response.read().decode())[0].uri
             with urllib.request.urlopen(f"{origin}/live/bench/{uri}", timeout=5) as response:
-                if b"#EXTINF" in response.read():
+                if any(s.uri is not None for s in parse_media(response.read().decode()).segments):
                     return True
-        except (OSError, IndexError):
+        except (OSError, IndexError, PlaylistError):
             pass
         time.sleep(0.2)
     return False

@@ -20,13 +20,13 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import httpx
 
 from bench.procs import cpu_seconds
 from origin_media.app import MediaOriginSettings, build_media_origin_app
+from streaming.playlist import parse_media
 from web_dist.server import start_server
 
 
@@ -77,16 +77,10 @@ class Player:
 
 
 def _newest_part(text: str) -> tuple[int, int, str, float]:
-    msn = int(text.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0]) - 1
-    pdt, index, end, uri = 0.0, -1, 0.0, ""
-    for line in text.splitlines():
-        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
-            msn, index, end = msn + 1, -1, 0.0
-            pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
-        elif line.startswith("#EXT-X-PART:"):
-            attrs = dict(a.split("=", 1) for a in line.split(":", 1)[1].split(","))
-            index, end, uri = index + 1, end + float(attrs["DURATION"]), attrs["URI"].strip('"')
-    return msn, index, uri, pdt + end
+    """(msn, part index, URI, end time by its program date-time) of the newest listed part."""
+    segment = next(s for s in reversed(parse_media(text).segments) if s.parts)
+    end = (segment.program_date_time or 0.0) + sum(p.duration for p in segment.parts)
+    return segment.msn, len(segment.parts) - 1, segment.parts[-1].uri, end
 
 
 async def soak(seconds: float, every: float, width: int, height: int,

@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from bench.procs import cpu_seconds
 from origin_media.app import MediaOriginSettings, build_media_origin_app
+from streaming.playlist import parse_media
 from web_dist.server import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,11 +53,10 @@ async def start_figures(http: httpx.AsyncClient, port: int, tracks: str) -> tupl
             listed = time.time()
             break
         await asyncio.sleep(0.005)
-    pdt = next(line.split(":", 1)[1] for line in text.splitlines()
-               if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"))
+    pdt = parse_media(text).segments[0].program_date_time or 0.0
     await process.wait()
     await asyncio.sleep(1.0)  # past the reconnect grace: the next run is a new playlist
-    return listed - sent, datetime.fromisoformat(pdt).timestamp() - sent
+    return listed - sent, pdt - sent
 
 
 async def cpu_percent(seconds: float) -> float:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import datetime
 
 import httpx
 
 from origin_media.app import MediaOriginSettings, build_media_origin_app
+from streaming.playlist import parse_media
 from web_dist.server import start_server
 
 
@@ -60,13 +60,9 @@ async def run(seconds: float, size: str, bitrate: str) -> None:
 
 
 def _lag(playlist: str) -> float:
-    pdt, last = None, time.time()
-    for line in playlist.splitlines():
-        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
-            pdt = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
-        elif line.startswith("#EXTINF:"):
-            duration = float(line[8:].split(",")[0])
-            last = (pdt or 0.0) + duration
+    """Seconds from the end of the newest complete segment (by its program date-time) to now."""
+    done = [s for s in parse_media(playlist).segments if s.uri is not None]
+    last = (done[-1].program_date_time or 0.0) + done[-1].duration if done else time.time()
     return time.time() - last
 
 

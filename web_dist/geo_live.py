@@ -27,9 +27,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
+
+from streaming.playlist import parse_media, parse_multivariant
 
 LIVE_PORT = 8082
 LIVE_DOMAIN = "live.cdn.test"
@@ -95,50 +96,35 @@ class LivePlaylist:
 
 def first_variant(text: str) -> str:
     """The URI of the first variant of a multivariant playlist."""
-    lines = [line.strip() for line in text.splitlines()]
-    for i, line in enumerate(lines[:-1]):
-        if line.startswith("#EXT-X-STREAM-INF"):
-            return lines[i + 1]
-    raise ValueError("no #EXT-X-STREAM-INF in the multivariant playlist")
+    variants = parse_multivariant(text)
+    if not variants:
+        raise ValueError("no #EXT-X-STREAM-INF in the multivariant playlist")
+    return variants[0].uri
 
 
 def parse_media_playlist(text: str) -> LivePlaylist:
-    """The parts a live LL-HLS media playlist lists, each with its program date-time."""
-    if not text.startswith("#EXTM3U"):
-        raise ValueError("not a playlist")
-    msn, map_uri, clock, parts, hint = 0, "", None, [], None
-    index = 0
-    for line in (raw.strip() for raw in text.splitlines()):
-        name, _, value = line.partition(":")
-        if name == "#EXT-X-MEDIA-SEQUENCE":
-            msn = int(value)
-        elif name == "#EXT-X-MAP":
-            map_uri = _attributes(value)["URI"]
-        elif name == "#EXT-X-PROGRAM-DATE-TIME":
-            clock = datetime.fromisoformat(value).timestamp()
-        elif name == "#EXT-X-PART" and clock is not None:
-            attrs = _attributes(value)
-            duration = float(attrs["DURATION"])
-            parts.append(MediaPart(msn, index, clock, duration, attrs["URI"], attrs.get("INDEPENDENT") == "YES", map_uri))
-            clock, index = clock + duration, index + 1
-        elif name == "#EXT-X-PRELOAD-HINT" and _attributes(value).get("TYPE") == "PART":
-            hint = _attributes(value)["URI"]
-        elif line and not line.startswith("#"):  # a segment's URI: the next one begins
-            msn, index, clock = msn + 1, 0, None
-    return LivePlaylist(tuple(parts), (msn, index), hint)
+    """The parts a live LL-HLS media playlist lists, each with its program date-time (read by
+    the load tester's parser, streaming/playlist.py: one HLS parser for the project)."""
+    playlist = parse_media(text)
+    parts: list[MediaPart] = []
+    for segment in playlist.segments:
+        clock = segment.program_date_time
+        if clock is None:
+            continue
+        for index, part in enumerate(segment.parts):
+            parts.append(MediaPart(segment.msn, index, clock, part.duration, part.uri, part.independent,
+                                   segment.map_uri or ""))
+            clock += part.duration
+    last = playlist.segments[-1] if playlist.segments else None
+    if last is None:
+        following = (playlist.media_sequence, 0)
+    elif last.uri is None:  # in progress: its next part
+        following = (last.msn, len(last.parts))
+    else:
+        following = (last.msn + 1, 0)
+    return LivePlaylist(tuple(parts), following, playlist.preload_hint)
 
 
-def _attributes(value: str) -> dict[str, str]:
-    attrs, rest = {}, value
-    while rest:
-        key, _, rest = rest.partition("=")
-        if rest.startswith('"'):
-            item, _, rest = rest[1:].partition('"')
-            rest = rest.removeprefix(",")
-        else:
-            item, _, rest = rest.partition(",")
-        attrs[key.strip()] = item
-    return attrs
 
 
 # -- one viewer (runs in the client's namespace) --------------------------------------------------

@@ -65,7 +65,8 @@ def test_a_live_playlist_gives_each_part_its_program_time_and_the_next_reload() 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("<html>", "not a playlist"), ("#EXTM3U\n#EXTINF:1,\nseg1.m4s\n", "no independent part")],
+    [("<html>", "not a playlist"), ("#EXTM3U\n#EXTINF:1,\nseg1.m4s\n", "without EXT-X-TARGETDURATION"),
+     ("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nseg1.m4s\n", "no independent part")],
 )
 def test_playlists_a_viewer_cannot_start_on_are_named(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
