@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -48,10 +49,32 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) ->
     raise AssertionError(f"{marker!r} was never printed; got {''.join(seen)!r}")
 
 
-async def until(predicate: Callable[[], object], limit: float = 10.0) -> None:
-    """Poll `predicate` until it holds; AssertionError after `limit` seconds."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
+async def until(check: Callable[[], object], limit: float = 10.0, *, what: str = "the condition",
+                every: float = 0.02) -> float:
+    """Poll `check` (a function, or one returning an awaitable) until it holds; the seconds it
+    took. AssertionError naming `what` after `limit` seconds. The tests' one bounded wait: never
+    a guessed sleep."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        held = check()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return loop.time() - started
+        if loop.time() - started > limit:
+            raise AssertionError(f"timed out after {limit:g} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def until_sync(check: Callable[[], object], limit: float = 10.0, *, what: str = "the condition",
+               every: float = 0.05) -> object:
+    """`until` for a test without an event loop: what `check` returned once it held."""
+    deadline = time.monotonic() + limit
+    while True:
+        held = check()
+        if held:
+            return held
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit:g} s waiting for {what}")
+        time.sleep(every)

@@ -3,7 +3,6 @@ and a real `redis-server` on an ephemeral port for the Redis mode."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from edge.app import EdgeApp, build_edge_app
+from tests.conftest import until
 from tests.edge.conftest import ScriptedOrigin
 from web_dist.config import CdnConfig, parse_config
 from web_dist.control import build_control_app
@@ -50,13 +50,6 @@ def make_config(origin_url: str, control: dict[str, Any], tmp: Path, **dist: Any
     return parse_config(raw, tmp / "cdn.toml")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = WAIT) -> None:
-    """Poll `check` until it holds (events cross processes: there is nothing to await)."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -72,7 +65,7 @@ class Cdn:
     async def start_edge(self, name: str) -> EdgeApp:
         app = build_edge_app(self.config, name, control_token=TOKEN)
         self.edges[name] = (app, await self.serve(app, name=name))
-        await eventually(_flag(app), f"{name} to reach the control plane")
+        await until(_flag(app), WAIT, what=f"{name} to reach the control plane")
         return app
 
     async def restart_control(self, *, stopped: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -112,7 +105,7 @@ class Cdn:
             latest = (await self.api("GET", url)).json()
             return bool(latest["status"] == "Completed")
 
-        await eventually(done, f"{record['id']} to complete")
+        await until(done, WAIT, what=f"{record['id']} to complete")
         return latest
 
 

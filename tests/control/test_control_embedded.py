@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.control.conftest import EDGES, UPLOAD_AUTH, Cdn, eventually
+from tests.conftest import until
+from tests.control.conftest import EDGES, UPLOAD_AUTH, WAIT, Cdn
 
 LONG = {"cache-control": "max-age=3600"}
 
@@ -144,7 +145,7 @@ async def test_a_put_through_one_edge_invalidates_the_path_on_the_others(cdn_fac
         bodies = [(await cdn.get(edge, "/doc.txt")).content for edge in EDGES]
         return bodies == [b"final"] * 3
 
-    await eventually(everywhere_new, "the PUT to reach e2 and e3")
+    await until(everywhere_new, WAIT, what="the PUT to reach e2 and e3")
     assert cdn.app("e1").sync is not None and cdn.app("e1").sync.applied == []  # it had done it itself
 
 
@@ -167,7 +168,7 @@ async def test_a_published_config_reaches_running_edges(cdn_factory) -> None:
         answers = [await cdn.get(e, "/n.txt", headers={"host": "renamed.test"}) for e in EDGES]
         return all(a.status_code == 200 for a in answers)
 
-    await eventually(renamed_everywhere, "the new config on every edge")
+    await until(renamed_everywhere, WAIT, what="the new config on every edge")
     hit = await cdn.get("e2", "/n.txt", headers={"host": "renamed.test"})
     assert hit.headers["cache-status"] in ("e2; hit; ttl=7", "e2; hit; ttl=6")
     await asyncio.sleep(0)
@@ -182,7 +183,7 @@ async def test_edges_serve_from_cache_while_the_control_process_is_down_and_foll
         async def all_noticed() -> bool:
             return all(not cdn.app(e).sync.connected.is_set() for e in EDGES)  # type: ignore[union-attr]
 
-        await eventually(all_noticed, "every edge to notice the control process is gone")
+        await until(all_noticed, WAIT, what="every edge to notice the control process is gone")
         for edge in EDGES:
             hit = await cdn.get(edge, "/a.html")
             assert hit.content == b"old" and hit.headers["cache-status"].startswith(f"{edge}; hit")
@@ -208,7 +209,7 @@ async def test_an_edge_stopped_during_an_invalidation_applies_it_once_when_it_is
         edges = (await cdn.api("GET", url)).json()["edges"]
         return edges["e1"]["applied"] is not None and edges["e2"]["applied"] is not None
 
-    await eventually(others_applied, "e1 and e2 to apply it")
+    await until(others_applied, WAIT, what="e1 and e2 to apply it")
     assert (await cdn.api("GET", url)).json()["status"] == "InProgress"
 
     back = await cdn.start_edge("e3")

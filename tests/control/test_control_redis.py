@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.control.conftest import EDGES, UPLOAD_AUTH, Cdn, RedisServer, eventually
+from tests.conftest import until
+from tests.control.conftest import EDGES, UPLOAD_AUTH, WAIT, Cdn, RedisServer
 
 LONG = {"cache-control": "max-age=3600"}
 
@@ -49,7 +50,7 @@ async def test_an_edge_stopped_during_an_invalidation_catches_up_once_on_restart
         body = (await cdn.api("GET", f"/distributions/site/invalidations/{record['id']}")).json()
         return body["edges"]["e1"]["applied"] is not None and body["edges"]["e2"]["applied"] is not None
 
-    await eventually(others_applied, "e1 and e2 to apply it")
+    await until(others_applied, WAIT, what="e1 and e2 to apply it")
     pending = (await cdn.api("GET", f"/distributions/site/invalidations/{record['id']}")).json()
     assert pending["status"] == "InProgress" and pending["edges"]["e3"]["applied"] is None
 
@@ -76,7 +77,7 @@ async def test_redis_restarted_mid_run_edges_serve_from_cache_and_reconnect(cdn_
     async def all_noticed() -> bool:
         return all(cdn.app(e).sync is not None and not cdn.app(e).sync.connected.is_set() for e in EDGES)
 
-    await eventually(all_noticed, "every edge to notice Redis is gone")
+    await until(all_noticed, WAIT, what="every edge to notice Redis is gone")
     for edge in EDGES:
         hit = await cdn.get(edge, "/a.html")
         assert hit.status_code == 200 and hit.headers["cache-status"].startswith(f"{edge}; hit")
@@ -89,7 +90,7 @@ async def test_redis_restarted_mid_run_edges_serve_from_cache_and_reconnect(cdn_
     async def all_back() -> bool:
         return all(cdn.app(e).sync is not None and cdn.app(e).sync.connected.is_set() for e in EDGES)
 
-    await eventually(all_back, "every edge to reconnect")
+    await until(all_back, WAIT, what="every edge to reconnect")
     await cdn.completed(await cdn.invalidate(["/a.html"]))
     for edge in EDGES:
         assert (await cdn.get(edge, "/a.html")).content == b"new"
@@ -117,7 +118,7 @@ async def test_tag_purge_and_config_push_through_redis(cdn_factory, redis_server
         answers = [await cdn.get(e, "/p/1", headers={"host": "renamed.test"}) for e in EDGES]
         return all(a.status_code == 200 for a in answers)
 
-    await eventually(renamed_everywhere, "the pushed config on every edge")
+    await until(renamed_everywhere, WAIT, what="the pushed config on every edge")
     # An edge started later with the old file takes the published config from Redis at once.
     await cdn.stop_edge("e2")
     await cdn.start_edge("e2")
@@ -134,4 +135,4 @@ async def test_a_put_through_one_edge_reaches_the_others_through_redis(cdn_facto
     async def everywhere_new() -> bool:
         return [(await cdn.get(e, "/doc.txt")).content for e in EDGES] == [b"final"] * 3
 
-    await eventually(everywhere_new, "the PUT to reach e1 and e3")
+    await until(everywhere_new, WAIT, what="the PUT to reach e1 and e3")

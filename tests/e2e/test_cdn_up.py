@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import read_until
+from tests.conftest import read_until, until_sync
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,15 +168,6 @@ def shell(command: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedP
                           timeout=timeout)
 
 
-def until(check, within: float = 10.0):  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def test_the_printed_tour_works_from_the_folder_above_demo(demo_config) -> None:  # type: ignore[no-untyped-def]
@@ -199,10 +190,10 @@ def test_the_printed_tour_works_from_the_folder_above_demo(demo_config) -> None:
         upload = shell(printed_command(printed, "curl -T README.md"), home)
         assert upload.returncode == 0, upload.stderr
         read = printed_command(printed, "curl -s", "| head -3")
-        assert until(lambda: b"uploaded through edge-lon" in shell(read, home).stdout.encode(), 5), read
+        assert until_sync(lambda: b"uploaded through edge-lon" in shell(read, home).stdout.encode(), 5)
         assert shell(printed_command(printed, "curl -X DELETE"), home).returncode == 0
         gone = printed_command(printed, "curl -s -o /dev/null -w")
-        assert until(lambda: shell(gone, home).stdout.strip() == "404", 5)
+        assert until_sync(lambda: shell(gone, home).stdout.strip() == "404", 5)
 
         for port in (ports["lon"], ports["syd"]):  # both edges hold the home page and an image
             for path in ("/", "/images/logo.svg"):

@@ -8,6 +8,7 @@ import logging
 
 import httpx
 
+from tests.conftest import until
 from tests.edge.conftest import EdgeRig
 
 
@@ -107,7 +108,7 @@ async def test_200_concurrent_cold_requests_make_one_origin_request(rig: EdgeRig
     script = rig.origin.set("/cold.bin", body, gate=asyncio.Event())
     requests = [asyncio.create_task(rig.get("/cold.bin")) for _ in range(200)]
     # Hold the origin until every request has joined the one flight.
-    await _until(lambda: rig.app.flow.flights.collapsed >= 199)
+    await until(lambda: rig.app.flow.flights.collapsed >= 199)
     assert script.gate is not None
     script.gate.set()
     responses = await asyncio.gather(*requests)
@@ -270,7 +271,7 @@ async def test_gzip_at_the_edge_when_enabled_and_accepted(rig_factory) -> None:
 async def test_uncacheable_answer_is_not_shared_with_collapsed_waiters(rig: EdgeRig) -> None:
     script = rig.origin.set("/me", b"private data", headers={"cache-control": "private"}, gate=asyncio.Event())
     requests = [asyncio.create_task(rig.get("/me")) for _ in range(5)]
-    await _until(lambda: rig.app.flow.flights.collapsed >= 4)
+    await until(lambda: rig.app.flow.flights.collapsed >= 4)
     assert script.gate is not None
     script.gate.set()
     responses = await asyncio.gather(*requests)
@@ -294,12 +295,6 @@ async def test_one_access_log_line_per_request(rig: EdgeRig, caplog) -> None:
     assert lines[0][:4].isdigit() and lines[0][23] == "Z"  # each line has its own UTC timestamp
 
 
-async def _until(predicate, limit: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def _raw(port: int, request: bytes) -> bytes:

@@ -35,9 +35,9 @@ async def test_collapsed_viewer_wanting_another_variant_gets_its_own(rig_factory
     rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "origin_headers": ["accept-language"]})
     script = rig.origin.set("/v", b"page", vary_on="Accept-Language", gate=asyncio.Event())
     fr = asyncio.create_task(rig.get("/v", headers={"accept-language": "fr"}))
-    await _until(lambda: rig.origin.hits["/v"] == 1)
+    await until(lambda: rig.origin.hits["/v"] == 1)
     de = asyncio.create_task(rig.get("/v", headers={"accept-language": "de"}))
-    await _until(lambda: rig.app.flow.flights.collapsed == 1)
+    await until(lambda: rig.app.flow.flights.collapsed == 1)
     assert script.gate is not None
     script.gate.set()
     assert (await fr).content == b"page:fr"
@@ -74,7 +74,7 @@ async def test_stale_while_revalidate_serves_stale_and_refreshes_once(rig: EdgeR
     assert rig.origin.hits["/swr"] == 2  # one background fetch for 30 viewers
     assert script.gate is not None
     script.gate.set()
-    await _until(lambda: rig.app.flow.store.get("site:/swr").body == b"v2")
+    await until(lambda: rig.app.flow.store.get("site:/swr").body == b"v2")
     fresh = await rig.get("/swr")
     assert fresh.content == b"v2" and fresh.headers["cache-status"].startswith("edge-test; hit;")
     rig.clock.advance(100)  # past the window: a plain revalidation again
@@ -244,12 +244,6 @@ def _config(origin_url: str) -> Any:
     })
 
 
-async def _until(predicate, limit: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_a_restarted_edge_keeps_serving_its_disk_cache(serve, tmp_path) -> None:

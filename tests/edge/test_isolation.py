@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import until as _until
+from tests.conftest import until
 from tests.edge.conftest import EdgeRig
 
 
@@ -31,9 +31,9 @@ async def _raw(url: str, request: bytes) -> bytes:
 async def test_collapsed_viewers_never_get_the_leaders_cookie(rig: EdgeRig) -> None:
     script = rig.origin.set("/login", b"page", headers={"set-cookie": "session=leader-secret"}, gate=asyncio.Event())
     first = asyncio.create_task(rig.get("/login"))
-    await _until(lambda: rig.origin.hits["/login"] == 1)
+    await until(lambda: rig.origin.hits["/login"] == 1)
     others = [asyncio.create_task(rig.get("/login")) for _ in range(4)]
-    await _until(lambda: rig.app.flow.flights.collapsed == 4)
+    await until(lambda: rig.app.flow.flights.collapsed == 4)
     assert script.gate is not None
     script.gate.set()
     answers = [await first, *[await t for t in others]]
@@ -56,9 +56,9 @@ async def test_a_behavior_that_forwards_cookies_passes_each_viewer_to_the_origin
 async def test_private_answer_is_not_handed_to_collapsed_viewers(rig: EdgeRig) -> None:
     script = rig.origin.set("/acct", b"private-page", headers={"cache-control": "private"}, gate=asyncio.Event())
     first = asyncio.create_task(rig.get("/acct"))
-    await _until(lambda: rig.origin.hits["/acct"] == 1)
+    await until(lambda: rig.origin.hits["/acct"] == 1)
     second = asyncio.create_task(rig.get("/acct"))
-    await _until(lambda: rig.app.flow.flights.collapsed == 1)
+    await until(lambda: rig.app.flow.flights.collapsed == 1)
     assert script.gate is not None
     script.gate.set()
     await first

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from edge.app import build_edge_app
+from tests.conftest import until
 from tests.edge.conftest import ScriptedOrigin, edge_config
 from web_dist.origin import UPLOAD_PREFIX, build_origin_app
 
@@ -44,14 +44,9 @@ class UploadRig:
         return [name for _, _, names in os.walk(self.root) for name in names if name.startswith(UPLOAD_PREFIX)]
 
     async def until(self, condition: Callable[[], bool]) -> None:
-        await until(condition)
+        await until(condition, 30.0)
 
 
-async def until(condition: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ streaming distribution before it, all on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,12 +108,6 @@ def live_config(origin_url: str, edges: dict[str, dict[str, Any]]) -> CdnConfig:
     return parse_config(raw)
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], limit: float = 15.0) -> None:
-    """Poll `check` until true, failing after `limit` seconds (never a fixed sleep)."""
-    deadline = time.monotonic() + limit
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 
-from .conftest import LiveRig, wait_for
+from tests.conftest import until
+
+from .conftest import LiveRig
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 MPD = "/live/demo/manifest.mpd"
@@ -19,7 +21,7 @@ async def test_an_mpd_through_an_edge_is_cached_about_a_part_and_names_what_it_s
     async def ready() -> bool:
         return (await http.get(rig.url("edge-a") + MPD)).status_code == 200
 
-    await wait_for(ready)
+    await until(ready, 15.0)
     before = rig.origin.hits[MPD]
     answers = await asyncio.gather(*(rig.viewer_client(n).get(rig.url("edge-a") + MPD) for n in range(2, 12)))
     assert {a.status_code for a in answers} == {200}
@@ -29,7 +31,7 @@ async def test_an_mpd_through_an_edge_is_cached_about_a_part_and_names_what_it_s
         await http.get(rig.url("edge-a") + MPD)
         return rig.origin.hits[MPD] > before + 1
 
-    await wait_for(refreshed, limit=5)
+    await until(refreshed, limit=5)
     root = ET.fromstring(answers[0].text)
     template = root.find(".//d:SegmentTemplate", NS)
     assert template is not None

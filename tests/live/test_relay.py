@@ -8,9 +8,10 @@ import re
 
 import httpx
 
+from tests.conftest import until
 from tests.origin_media import hls
 
-from .conftest import ADMIN_TOKEN, PLAYLIST, LiveRig, wait_for
+from .conftest import ADMIN_TOKEN, PLAYLIST, LiveRig
 from .viewer import Viewer, contiguous
 
 FOLDER = PLAYLIST.rsplit("/", 1)[0] + "/"
@@ -23,7 +24,7 @@ async def _live(rig: LiveRig, edge: str = "edge-a", segments: int = 2) -> hls.Pl
         response = await http.get(rig.url(edge) + PLAYLIST)
         return response.status_code == 200 and len(hls.parse(response.text).full_segments) >= segments
 
-    await wait_for(ready)
+    await until(ready, 15.0)
     return hls.parse((await http.get(rig.url(edge) + PLAYLIST)).text)
 
 
@@ -130,7 +131,7 @@ async def test_edge_restart_mid_stream_keeps_playback_going(make_live) -> None: 
     await _live(rig)
     viewer = Viewer(rig.viewer_client(1), rig.url("edge-a"))
     playing = asyncio.create_task(viewer.follow(6.0))
-    await wait_for(lambda: _at_least(viewer, 4))
+    await until(lambda: _at_least(viewer, 4), 15.0)
     await rig.stop_edge("edge-a")
     at_restart = len(viewer.parts)
     await rig.start_edge("edge-a")  # a new process would start empty; so does this edge
@@ -157,7 +158,7 @@ async def test_the_end_of_the_stream_reaches_viewers_through_the_edge(make_live)
         response = await http.get(rig.url("edge-a") + playlist)
         return response.status_code == 200 and bool(hls.parse(response.text).segments)
 
-    await wait_for(started, limit=20)
+    await until(started, limit=20)
     viewer = Viewer(rig.viewer_client(2), rig.url("edge-a"), playlist)
     await viewer.follow(30.0)
     assert await finish(publisher) == 0
@@ -168,4 +169,4 @@ async def test_the_end_of_the_stream_reaches_viewers_through_the_edge(make_live)
         response = await http.get(rig.url("edge-a") + playlist)
         return "#EXT-X-ENDLIST" in response.text
 
-    await wait_for(plain_reload_ended, limit=3)
+    await until(plain_reload_ended, limit=3)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from origin_media.app import MediaOriginSettings, build_media_origin_app
+from tests.conftest import until
 from web_dist.server import RunningServer, start_server
 
 from . import hls
@@ -49,10 +49,7 @@ class Origin:
 
     async def wait_for(self, check: Callable[[], Awaitable[bool]], limit: float = 10.0) -> None:
         """Poll `check` until true, failing after `limit` seconds (never a fixed sleep)."""
-        deadline = time.monotonic() + limit
-        while not await check():
-            assert time.monotonic() < deadline, "condition not met in time"
-            await asyncio.sleep(0.05)
+        await until(check, limit)
 
     async def fetch(self, stream: str, uri: str) -> bytes:
         response = await self.http.get(f"/live/{stream}/source/{uri}")

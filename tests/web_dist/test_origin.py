@@ -7,12 +7,13 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from tests.conftest import until
 from tests.web_dist.conftest import DATA, SECRET, OriginFactory, OriginSite
 from web_dist.http_ranges import (
     UNSATISFIABLE,
@@ -52,13 +53,6 @@ def get_request(target: str, method: str = "GET") -> bytes:
     return f"{method} {target} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n".encode()
 
 
-async def wait_for(condition: Callable[[], object], what: str, seconds: float = 5) -> None:
-    """Poll `condition()` until true; a bounded wait, not a guessed sleep."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def b64(digest: bytes) -> str:
@@ -484,14 +478,14 @@ async def test_truncated_upload_stores_nothing(
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     writer.write(b"PUT /cut.bin HTTP/1.1\r\nHost: o\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
     await writer.drain()
-    await wait_for(lambda: temp_files(origin), "the upload to start")
+    await until(lambda: temp_files(origin), 5, what="the upload to start")
     writer.close()
     await writer.wait_closed()
 
     def logged() -> bool:
         return any("PUT /cut.bin" in r.getMessage() and r.getMessage().endswith("bytes") for r in caplog.records)
 
-    await wait_for(logged, "the abandoned PUT to be logged")
+    await until(logged, 5, what="the abandoned PUT to be logged")
     assert any("abandoned" in r.getMessage() for r in caplog.records)
     assert not (origin.root / "cut.bin").exists()
     assert temp_files(origin) == []
@@ -522,7 +516,7 @@ async def test_put_is_atomic_under_concurrent_gets(client: httpx.AsyncClient) ->
     async def stopper() -> None:
         # At least 1 s of overlap, and both versions observed, within a hard 5 s bound.
         start = time.monotonic()
-        await wait_for(lambda: time.monotonic() - start > 1 and len(seen) == 2, "both versions", 5)
+        await until(lambda: time.monotonic() - start > 1 and len(seen) == 2, 5, what="both versions")
         stop.set()
 
     await asyncio.gather(writer(), stopper(), *(reader() for _ in range(20)))

@@ -21,6 +21,7 @@ import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from edge.app import build_edge_app
+from tests.conftest import until
 from web_dist.config import CdnConfig, parse_config
 from web_dist.netns import DelayRelay
 from web_dist.router import EdgeState, LatencyTable, Router, build_router_app, rank_edges, region_of
@@ -144,13 +145,6 @@ async def routed_to(rig: Rig, client: str, path: str = "/hello.txt") -> httpx.Re
         return await http.get(rig.router_url + path)
 
 
-async def eventually(check: Callable[[], Any], within: float) -> float:
-    """Poll the async `check` until it is true; the seconds it took (fails after `within`)."""
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < within, f"not true within {within} s"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 async def test_redirects_each_client_to_the_edge_of_its_region_keeping_path_and_query(rig: Rig) -> None:
@@ -200,10 +194,10 @@ async def test_a_stopped_edge_is_avoided_within_the_interval_and_used_again_when
         return (await routed_to(rig, AP)).headers.get("x-cdn-edge") == edge
 
     await rig.edges["edge-syd"].stop()
-    took = await eventually(lambda: sent_to("edge-lon"), within=5)  # the nearby region takes over
+    took = await until(lambda: sent_to("edge-lon"), 5)  # the nearby region takes over
     assert took < INTERVAL + 0.5 + 0.5  # one interval, one timeout, slack for a loaded machine
     await rig.restart_edge("edge-syd")
-    await eventually(lambda: sent_to("edge-syd"), within=5)
+    await until(lambda: sent_to("edge-syd"), 5)
 
 
 async def test_no_healthy_edge_is_a_clear_503_and_a_dns_servfail(rig: Rig) -> None:
@@ -213,7 +207,7 @@ async def test_no_healthy_edge_is_a_clear_503_and_a_dns_servfail(rig: Rig) -> No
     async def unavailable() -> bool:
         return (await routed_to(rig, AP)).status_code == 503
 
-    await eventually(unavailable, within=5)
+    await until(unavailable, 5)
     resp = await routed_to(rig, AP)
     assert "no healthy edge for distribution site" in resp.text and "edge-syd" in resp.text
     assert resp.headers["retry-after"] == "1"
@@ -255,7 +249,7 @@ async def test_measured_rtt_picks_the_nearer_edge_and_follows_a_change(origin: A
 
         assert await sent_to("edge-syd")
         relays["edge-syd"].delay = 0.06  # the route to Sydney gets slow: London is nearer now
-        await eventually(lambda: sent_to("edge-lon"), within=5)
+        await until(lambda: sent_to("edge-lon"), 5)
     finally:
         for relay in relays.values():
             await relay.close()
@@ -293,7 +287,7 @@ async def test_dns_follows_health(rig: Rig) -> None:
         answer = await asyncio.to_thread(_ask, rig, "site.test", AP)
         return [str(rr.rdata) for rr in answer.rr] == [EDGE_HOSTS["edge-lon"]]
 
-    await eventually(lon, within=5)
+    await until(lon, 5)
     await rig.restart_edge("edge-syd")
 
 

@@ -44,12 +44,6 @@ class FeedCounter:
             self.open -= 1
 
 
-async def wait_for(check: Callable[[], bool], limit: float = 20.0) -> None:
-    """Poll until `check()` is true; fail after `limit` seconds (never a fixed sleep)."""
-    deadline = time.monotonic() + limit
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 @dataclass

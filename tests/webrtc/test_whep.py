@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from .conftest import Stack, next_frame, wait_for
+from tests.conftest import until
+
+from .conftest import Stack, next_frame
 
 
 async def test_viewer_receives_video_and_audio_through_the_edge(make_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = await make_stack()
     viewer = await stack.watch()
     assert viewer.location.startswith("/whep/demo/")
-    await wait_for(lambda: {"video", "audio"} <= set(viewer.tracks))
+    await until(lambda: {"video", "audio"} <= set(viewer.tracks), 20.0)
     frames = await viewer.frames("video", 10)
     assert {(f.width, f.height) for f in frames} == {(320, 180)}
     sound = await viewer.frames("audio", 5)
@@ -70,7 +72,7 @@ async def test_cors_preflight_and_no_trickle(make_stack) -> None:  # type: ignor
 async def test_delete_ends_the_session(make_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = await make_stack()
     viewer = await stack.watch(kinds=("video",))
-    await wait_for(lambda: "video" in viewer.tracks)
+    await until(lambda: "video" in viewer.tracks, 20.0)
     await viewer.frames("video", 3)
     deleted = await stack.http.delete(viewer.location)
     assert deleted.status_code == 200
@@ -87,7 +89,7 @@ async def test_delete_ends_the_session(make_stack) -> None:  # type: ignore[no-u
 async def test_two_viewers_share_one_pull_and_one_leaving_does_not_disturb_the_other(make_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = await make_stack(grace=60)
     first, second = await asyncio.gather(stack.watch(kinds=("video",)), stack.watch(kinds=("video",)))
-    await wait_for(lambda: "video" in first.tracks and "video" in second.tracks)
+    await until(lambda: "video" in first.tracks and "video" in second.tracks, 20.0)
     await asyncio.gather(first.frames("video", 5), second.frames("video", 5))
     assert stack.feeds.requests == 1
     live = stack.edge_app.flow.metrics.live  # the edge's metrics count its WebRTC viewers
@@ -97,7 +99,7 @@ async def test_two_viewers_share_one_pull_and_one_leaving_does_not_disturb_the_o
     frames = await second.frames("video", 25)  # a second of video after the other left
     assert len({f.pts for f in frames}) == 25
     third = await stack.watch(kinds=("video",))  # joins the running pull
-    await wait_for(lambda: "video" in third.tracks)
+    await until(lambda: "video" in third.tracks, 20.0)
     await third.frames("video", 3)
     assert stack.feeds.requests == 1
 
@@ -105,13 +107,13 @@ async def test_two_viewers_share_one_pull_and_one_leaving_does_not_disturb_the_o
 async def test_upstream_closes_after_the_last_viewer_leaves(make_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = await make_stack(grace=0.3)
     viewer = await stack.watch(kinds=("video",))
-    await wait_for(lambda: "video" in viewer.tracks)
+    await until(lambda: "video" in viewer.tracks, 20.0)
     await viewer.frames("video", 3)
     assert stack.feeds.open == 1
     await stack.http.delete(viewer.location)
-    await wait_for(lambda: stack.feeds.open == 0)
+    await until(lambda: stack.feeds.open == 0, 20.0)
     again = await stack.watch(kinds=("video",))  # a new pull for the next viewer
-    await wait_for(lambda: "video" in again.tracks)
+    await until(lambda: "video" in again.tracks, 20.0)
     await again.frames("video", 3)
     assert stack.feeds.requests == 2
 
@@ -119,7 +121,7 @@ async def test_upstream_closes_after_the_last_viewer_leaves(make_stack) -> None:
 async def test_origin_going_away_ends_the_sessions(make_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = await make_stack()
     viewer = await stack.watch(kinds=("video",))
-    await wait_for(lambda: "video" in viewer.tracks)
+    await until(lambda: "video" in viewer.tracks, 20.0)
     await viewer.frames("video", 3)
     await stack.origin.stop()
     track = viewer.tracks["video"]
