@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.web_dist.conftest import DATA, SECRET, OriginFactory, OriginSite
-from web_dist.http_ranges import (
+from web_dist.http.semantics import (
     UNSATISFIABLE,
     ByteRange,
     format_http_date,
