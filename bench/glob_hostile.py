@@ -1,4 +1,4 @@
-"""Path-pattern matching on hostile inputs: the old translate-to-regex matcher vs web_dist.glob.
+"""Path-pattern matching on hostile inputs: the old translate-to-regex matcher vs web_dist.config.glob.
 
 The old matcher is only timed on the 8 KB case (about 12 s on a loaded 2-core box); on the
 others it runs for minutes or longer, so it is skipped there.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 
-from web_dist.glob import glob_match
+from web_dist.config.glob import glob_match
 
 CASES = (
     ("/v/*/*/*.jpg vs 8 KB '/v/' + 'a/'*N", "/v/*/*/*.jpg", "/v/" + "a/" * 4096, True),

@@ -25,7 +25,7 @@ import aiohttp
 from bench import write_results
 from bench.procs import Children, free_port, machine_load, progress, wait_http
 from bench.stack import BIN, EDGE_NAME, OBJECTS, make_site, start_origin, write_edge_config
-from web_dist.tls import make_server_cert
+from web_dist.cli.tls import make_server_cert
 
 PATH = OBJECTS["1KiB"][0]
 

@@ -19,7 +19,6 @@ from urllib.parse import parse_qsl, unquote
 
 from edge.errors import EdgeError
 from edge.freshness import format_http_date
-from web_dist.behaviors import host_name, region_of
 from web_dist.config import (
     WRITE_METHODS,
     CacheBehavior,
@@ -28,7 +27,8 @@ from web_dist.config import (
     GeoRestriction,
     Network,
 )
-from web_dist.signing import (
+from web_dist.config.behaviors import host_name, region_of
+from web_dist.config.signing import (
     COOKIE_PREFIX,
     SIGNING_PARAMS,
     Policy,

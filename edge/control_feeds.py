@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from web_dist.control_log import publish_to_redis
-from web_dist.invalidation import Event, RedisKeys
+from web_dist.config.invalidation import Event, RedisKeys, publish_to_redis
 
 if TYPE_CHECKING:
     from edge.control_sync import ControlSync

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from web_dist.config import ConfigError, ControlConfig, parse_config
-from web_dist.invalidation import Event, new_id, path_problem
+from web_dist.config.invalidation import Event, new_id, path_problem
 
 if TYPE_CHECKING:
     from edge.flow import EdgeFlow

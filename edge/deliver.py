@@ -13,7 +13,7 @@ from typing import Any
 
 from edge import compression
 from edge.store import Headers
-from web_dist.http_ranges import (
+from web_dist.http.semantics import (
     UNSATISFIABLE,
     ByteRange,
     if_range_allows,

@@ -55,9 +55,9 @@ from edge.store import CachedResponse, Headers, MemoryStore
 from edge.tiers import Tiers
 from edge.upload import IDLE_TIMEOUT, ClientGone, UploadBody, declared_length, upload_limit
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
-from web_dist.behaviors import DistributionIndex, behavior_for
 from web_dist.config import CacheBehavior, CdnConfig, Distribution, EdgeLocation, Origin
-from web_dist.http_ranges import response_length
+from web_dist.config.behaviors import DistributionIndex, behavior_for
+from web_dist.http.semantics import response_length
 
 if TYPE_CHECKING:
     from edge.workers import Workers

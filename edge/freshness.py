@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from edge.structured_fields import cdn_cache_control
 from web_dist.config import CacheBehavior
-from web_dist.http_ranges import format_http_date, parse_http_date
+from web_dist.http.semantics import format_http_date, parse_http_date
 
 __all__ = ["format_http_date", "parse_http_date"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from edge.errors import EdgeError
 from web_dist.config import CacheBehavior, EdgeLocation
-from web_dist.http_ranges import content_length
+from web_dist.http.semantics import content_length
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 IDLE_TIMEOUT = 60.0  # seconds a viewer may send no body bytes before the upload is abandoned

@@ -17,7 +17,7 @@ from yarl import URL
 
 from edge.store import Headers
 from web_dist.config import ORIGIN_SECRET_HEADER, Origin
-from web_dist.http_ranges import response_length
+from web_dist.http.semantics import response_length
 
 log = logging.getLogger("cdn.edge")
 CHUNK = 64 * 1024

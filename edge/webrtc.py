@@ -38,8 +38,8 @@ from edge.packet_feed import FeedSettings, FeedUnavailable, StreamFeed, StreamFe
 from edge.packet_relay import RelayViewer
 from edge.upstream import OriginClient
 from edge.whep_offer import offered_kinds, pin_host_addresses, without_mdns_candidates
-from web_dist.behaviors import DistributionIndex
 from web_dist.config import CdnConfig, Distribution, EdgeLocation
+from web_dist.config.behaviors import DistributionIndex
 
 log = logging.getLogger("cdn.edge")
 WHEP_PREFIX = "/whep/"

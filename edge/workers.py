@@ -45,7 +45,7 @@ import aiohttp
 from edge.metrics import EdgeMetrics
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
 from web_dist.config import ORIGIN_SECRET_HEADER, EdgeLocation, Origin, parse_config
-from web_dist.invalidation import Event
+from web_dist.config.invalidation import Event
 
 if TYPE_CHECKING:
     from edge.flow import EdgeFlow, EdgeRequest

@@ -32,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from web_dist.origin_access import OriginSecretGuard
+from web_dist.http.access import OriginSecretGuard
 
 from .dash_live import DashRoutes
 from .recording import Recorder

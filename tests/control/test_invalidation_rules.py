@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from web_dist.invalidation import (
+from web_dist.config.invalidation import (
     Event,
     Invalidation,
     InvalidRequest,

@@ -24,7 +24,14 @@ from edge.app import build_edge_app
 from edge.store import CachedResponse, MemoryStore
 from tests.edge.conftest import Clock, ScriptedOrigin, edge_config
 from web_dist.config import ConfigError
-from web_dist.signing import Policy, canned_policy, cf_b64encode, sign, signed_cookies, signed_url
+from web_dist.config.signing import (
+    Policy,
+    canned_policy,
+    cf_b64encode,
+    sign,
+    signed_cookies,
+    signed_url,
+)
 
 HOST = "site.test"
 PRIVATE = {"path": "/private/*", "signed": True, "query_keys": "all"}

@@ -1,4 +1,4 @@
-"""HTTPS at the edge, with real TLS: a local CA (web_dist/tls.py), an edge listening for HTTPS
+"""HTTPS at the edge, with real TLS: a local CA (web_dist/cli/tls.py), an edge listening for HTTPS
 beside HTTP on granian (ALPN h2 and http/1.1), viewer protocol policies, and https:// origins
 verified against a configured CA."""
 
@@ -18,9 +18,9 @@ import pytest
 
 from edge.app import build_edge_app
 from tests.edge.conftest import ScriptedOrigin
+from web_dist.cli.tls import CertFiles, make_ca, make_server_cert
 from web_dist.config import ConfigError, parse_config
 from web_dist.server import RunningServer, SharedApp, start_server
-from web_dist.tls import CertFiles, make_ca, make_server_cert
 
 NAMES = ["site.test", "localhost", "127.0.0.1"]
 

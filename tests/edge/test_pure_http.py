@@ -6,8 +6,8 @@ import pytest
 
 from edge.cache_key import cache_key, forwarded_query
 from edge.store import CachedResponse, MemoryStore
-from web_dist.behaviors import DistributionIndex, behavior_for, host_name, path_matches
 from web_dist.config import CacheBehavior, Distribution
+from web_dist.config.behaviors import DistributionIndex, behavior_for, host_name, path_matches
 
 
 @pytest.mark.parametrize(

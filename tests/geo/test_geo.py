@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from web_dist.geo import format_table, write_html
-from web_dist.netns import (
+from web_dist.geo.netns import (
     NS_PREFIX,
     DelayRelay,
     Geography,
@@ -25,7 +25,7 @@ from web_dist.netns import (
     netns_available,
     remove_stale_namespaces,
 )
-from web_dist.topology import TopologyError, load_topology, parse_topology
+from web_dist.geo.topology import TopologyError, load_topology, parse_topology
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = 0.5  # half the real delays: still far above scheduling noise, twice as quick

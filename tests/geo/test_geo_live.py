@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from web_dist import geo_live
 from web_dist.geo import format_table, write_html
-from web_dist.geo_live import first_variant, parse_media_playlist
-from web_dist.netns import NS_PREFIX, _namespaces, netns_available
-from web_dist.topology import load_topology
+from web_dist.geo import live as geo_live
+from web_dist.geo.live import first_variant, parse_media_playlist
+from web_dist.geo.netns import NS_PREFIX, _namespaces, netns_available
+from web_dist.geo.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 NO_NETNS = netns_available()

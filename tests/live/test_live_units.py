@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from edge.live import LiveStats, object_kind, session_of, stream_of
-from web_dist.behaviors import behavior_for
 from web_dist.config import ConfigError, parse_config
+from web_dist.config.behaviors import behavior_for
 
 
 def _config(origin: dict[str, Any], dist: dict[str, Any] | None = None) -> Any:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from web_dist.behaviors import path_matches
-from web_dist.glob import glob_match
-from web_dist.signing import resource_matches
+from web_dist.config.behaviors import path_matches
+from web_dist.config.glob import glob_match
+from web_dist.config.signing import resource_matches
 
 TABLE = [
     ("/images/*.jpg", "/images/a.jpg", True),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from web_dist.http_ranges import (
+from web_dist.http.semantics import (
     UNSATISFIABLE,
     ByteRange,
     content_length,

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import until
 from tests.web_dist.conftest import DATA, SECRET, OriginFactory, OriginSite
-from web_dist.http_ranges import (
+from web_dist.http.semantics import (
     UNSATISFIABLE,
     ByteRange,
     format_http_date,

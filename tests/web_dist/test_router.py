@@ -23,7 +23,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from edge.app import build_edge_app
 from tests.conftest import until
 from web_dist.config import CdnConfig, parse_config
-from web_dist.netns import DelayRelay
+from web_dist.geo.netns import DelayRelay
 from web_dist.router import EdgeState, LatencyTable, Router, build_router_app, rank_edges, region_of
 from web_dist.server import RunningServer, start_server
 
@@ -403,7 +403,7 @@ async def test_a_canned_signed_url_keeps_working_after_the_302_to_the_edge_host(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from web_dist.signing import Policy, signed_url
+    from web_dist.config.signing import Policy, signed_url
 
     (origin.root / "private").mkdir()
     (origin.root / "private" / "a.txt").write_text("for signed viewers\n")

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from web_dist.cli import main
-from web_dist.signing import (
+from web_dist.config.signing import (
     Policy,
     PolicyError,
     canned_policy,

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from web_dist.signing import Policy, load_private_key, signed_cookies, signed_url
+from web_dist.config.signing import Policy, load_private_key, signed_cookies, signed_url
 
 
 class SignError(Exception):

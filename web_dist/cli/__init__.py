@@ -6,9 +6,9 @@
     cdn origin --root DIR --listen A  a web origin serving DIR, without a config
     cdn check --config FILE           check FILE and print what it describes
     cdn router --config FILE          the request router of FILE's [router] (HTTP 302 and DNS)
-    cdn control / invalidate / purge  the control plane and its client (web_dist/control_cli.py)
+    cdn control / invalidate / purge  the control plane and its client (web_dist/cli/control.py)
     cdn loadtest --edge URL ...       virtual viewers against edges, a router or an origin
-    cdn keygen / cdn sign             key pairs, signed URLs and cookies (web_dist/signing_cli.py)
+    cdn keygen / cdn sign             key pairs, signed URLs and cookies (web_dist/cli/signing.py)
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from web_dist.cli.control import add_commands as add_control_commands
+from web_dist.cli.signing import add_commands as add_signing_commands
+from web_dist.cli.signing import make_missing_key_pairs, private_key_beside
 from web_dist.config import (
     CdnConfig,
     ConfigError,
@@ -36,11 +39,8 @@ from web_dist.config import (
     find_config,
     load_config,
 )
-from web_dist.control_cli import add_commands as add_control_commands
-from web_dist.invalidation import resolve_token
+from web_dist.config.invalidation import resolve_token
 from web_dist.server import Engine, SharedApp, parse_listen, start_server
-from web_dist.signing_cli import add_commands as add_signing_commands
-from web_dist.signing_cli import make_missing_key_pairs, private_key_beside
 
 log = logging.getLogger("cdn")
 
@@ -261,7 +261,7 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
     settings = origin_settings(origin, config)
     if origin.kind == "player":
         from streaming.player_app import build_player_app
-        from web_dist.origin_access import OriginSecretGuard
+        from web_dist.http.access import OriginSecretGuard
 
         return OriginSecretGuard(build_player_app(settings), origin.access_secret)
     from origin_media.app import build_media_origin_app
@@ -358,7 +358,7 @@ def make_missing_certs(path: Path) -> list[Path]:
         cert_path, key_path = (path.parent / cert).resolve(), (path.parent / key).resolve()
         if cert_path.exists() or key_path.exists() or cert_path.parent != key_path.parent:
             continue
-        from web_dist.tls import make_server_cert
+        from web_dist.cli.tls import make_server_cert
 
         files = make_server_cert(cert_path.parent, names, stem=cert_path.stem)
         if files.cert != cert_path or files.key != key_path:

@@ -7,7 +7,7 @@ from the client's own network when it reported some (`POST /_router/rtt`), else 
 router's health checks. Edges that fail a health check are left out until one succeeds.
 
 Two interfaces share one `Router`: this module's HTTP redirect service (302 to the chosen edge,
-path and query kept; 503 when no edge is healthy) and the DNS server of `web_dist.dns`.
+path and query kept; 503 when no edge is healthy) and the DNS server of `web_dist.router.dns`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from web_dist.behaviors import DistributionIndex, host_name, region_of
 from web_dist.config import CdnConfig, Distribution, RouterConfig
-from web_dist.dns import DnsServer
+from web_dist.config.behaviors import DistributionIndex, host_name, region_of
+from web_dist.router.dns import DnsServer
 from web_dist.server import parse_listen
 
 log = logging.getLogger("cdn.router")
@@ -182,7 +182,7 @@ class Router:
             return f"http://{edge.name.lower()}.{name}:{port}{target}"
         return f"http://{edge.address}{target}"
 
-    # The two methods web_dist.dns.Resolver asks for.
+    # The two methods web_dist.router.dns.Resolver asks for.
     def serves(self, name: str) -> bool:
         return self._index.lookup(name) is not None or self.named_edge(name) is not None
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from web_dist.topology import Link, Topology
+from web_dist.geo.topology import Link, Topology
 
 NS_PREFIX = "cdn-g"  # every namespace is cdn-g<pid>-<n>-<location>; stale ones are removed
 _STALE = re.compile(rf"^{NS_PREFIX}(\d+)-")

@@ -2,7 +2,7 @@
 
 The origin's location runs a media origin (`cdn origin`, a 320x180 test pattern, 1 s segments,
 0.25 s parts); the edge serves it as a streaming distribution. From the client's namespace
-`python -m web_dist.geo_live measure PLAN` plays it the way an LL-HLS player starts and follows:
+`python -m web_dist.geo.live measure PLAN` plays it the way an LL-HLS player starts and follows:
 
 - startup: the multivariant playlist, the media playlist, the init segment and the newest
   independent part (where a low-latency player starts), timed from the first request's start
@@ -310,7 +310,7 @@ def live_rows(rtt_client_origin: float, rtt_client_edge: float, rtt_edge_origin:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m web_dist.geo_live")
+    parser = argparse.ArgumentParser(prog="python -m web_dist.geo.live")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     cmd = sub.add_parser("measure", help="(in the client's namespace) time live viewers")
     cmd.add_argument("--origin", required=True, help="HOST:PORT of the media origin")

@@ -36,8 +36,9 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web_dist.glob import glob_match
-from web_dist.http_ranges import (
+from web_dist.config.glob import glob_match
+from web_dist.http.access import OriginSecretGuard
+from web_dist.http.semantics import (
     UNSATISFIABLE,
     ByteRange,
     content_length,
@@ -46,7 +47,6 @@ from web_dist.http_ranges import (
     precondition_status,
     select_range,
 )
-from web_dist.origin_access import OriginSecretGuard
 
 log = logging.getLogger("cdn.origin")
 

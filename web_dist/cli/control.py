@@ -29,7 +29,7 @@ from web_dist.config import (
     load_config,
     no_config_error,
 )
-from web_dist.invalidation import resolve_token
+from web_dist.config.invalidation import resolve_token
 
 
 def add_commands(sub: Any) -> None:

@@ -174,3 +174,24 @@ ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 def new_id(prefix: str) -> str:
     """An invalidation's id: the prefix (I, P, C, or E for one an edge published) and 13 letters."""
     return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(13))
+
+
+# The Redis layout of the event log, shared by the control plane and the edges (an edge passing
+# on a PUT publishes as the control API does).
+STREAM_LENGTH = 100_000  # Redis: about this many events stay on the stream for edges that were down
+RECORD_TTL = 30 * 86400  # Redis: seconds an invalidation's record and applied times are kept
+
+
+async def publish_to_redis(client: Any, keys: RedisKeys, event: Event, edges: tuple[str, ...]) -> None:
+    """Record an event (with the edges it waits for) and append it to the stream, atomically.
+    The control API and an edge passing on a PUT both publish this way."""
+    pipe = client.pipeline(transaction=True)
+    pipe.set(keys.record(event.id), json.dumps({"event": event.to_json(), "edges": list(edges)}), ex=RECORD_TTL)
+    if event.origin_edge:
+        pipe.hset(keys.applied(event.id), event.origin_edge, repr(event.created))
+    pipe.hsetnx(keys.applied(event.id), "-", "0")  # so the hash exists, and expires with the record
+    pipe.expire(keys.applied(event.id), RECORD_TTL)
+    if event.kind == "config":
+        pipe.set(keys.config, event.config)
+    pipe.xadd(keys.events, {"event": event.to_json()}, maxlen=STREAM_LENGTH, approximate=True)
+    await pipe.execute()

@@ -4,7 +4,7 @@
 location in Mumbai, a user in Sydney), gives each location a network namespace, joins linked
 locations with a veth pair, starts the origin and the edge in theirs, and times requests from
 the user's namespace: straight to the origin, and through the edge (a miss, then a hit); then a
-live stream's startup and latency behind live, straight and through the edge (web_dist.geo_live).
+live stream's startup and latency behind live, straight and through the edge (web_dist.geo.live).
 It prints a table and writes an HTML report with a chart; namespaces and processes are removed
 at the end, whatever happens. Needs root.
 
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from web_dist import geo_live
-from web_dist.geo_live import LIVE_PORT, LiveRow
-from web_dist.netns import DelayRelay, Geography, netns_available
-from web_dist.topology import Location, Topology, TopologyError, load_topology
+from web_dist.geo import live as geo_live
+from web_dist.geo.live import LIVE_PORT, LiveRow
+from web_dist.geo.netns import DelayRelay, Geography, netns_available
+from web_dist.geo.topology import Location, Topology, TopologyError, load_topology
 
 ORIGIN_PORT, EDGE_PORT = 8081, 8091
 DOMAIN = "site.cdn.test"
@@ -177,7 +177,7 @@ async def _time_live(geo: Geography, client: Location, edge: Location, origin: L
     to_edge, to_origin = topology.link(client.name, edge.name), topology.link(client.name, origin.name)
     edge_origin = topology.link(edge.name, origin.name)
     rows = geo_live.live_rows(to_origin.rtt, to_edge.rtt, edge_origin.rtt, edge.name, origin.name)
-    argv = ["-m", "web_dist.geo_live", "measure", "--repeat", str(repeat), "--follow", str(follow),
+    argv = ["-m", "web_dist.geo.live", "measure", "--repeat", str(repeat), "--follow", str(follow),
             "--origin", f"{geo.address(origin.name, client.name)}:{LIVE_PORT}",
             "--edge", f"{geo.address(edge.name, client.name)}:{EDGE_PORT}"]
     budget = geo_live.READY_TIMEOUT + 2 * repeat * (follow + 20 * max(to_origin.rtt, to_edge.rtt + edge_origin.rtt) + 5)

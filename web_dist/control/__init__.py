@@ -30,8 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from web_dist.config import MIN_SECRET_LENGTH, CdnConfig, ConfigError, parse_config
-from web_dist.control_log import ControlStoreDown, EventLog, MemoryEventLog, RedisEventLog
-from web_dist.invalidation import (
+from web_dist.config.invalidation import (
     Event,
     EventKind,
     Invalidation,
@@ -40,6 +39,7 @@ from web_dist.invalidation import (
     check_tags,
     new_id,
 )
+from web_dist.control.log import ControlStoreDown, EventLog, MemoryEventLog, RedisEventLog
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]

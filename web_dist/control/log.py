@@ -16,14 +16,18 @@ from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from web_dist.invalidation import Event, Invalidation, RedisKeys, applied_by
+from web_dist.config.invalidation import (
+    Event,
+    Invalidation,
+    RedisKeys,
+    applied_by,
+    publish_to_redis,
+)
 
 log = logging.getLogger("cdn.control")
 
 MAX_EVENTS = 10_000  # kept in memory for edges that fall behind
 MAX_RECORDS = 10_000
-STREAM_LENGTH = 100_000  # Redis: about this many events stay on the stream for edges that were down
-RECORD_TTL = 30 * 86400  # Redis: seconds an invalidation's record and applied times are kept
 
 
 class ControlStoreDown(Exception):
@@ -208,21 +212,6 @@ class RedisEventLog:
         async with _RedisErrors():
             value = await self._redis.get(self.keys.config)
             return None if value is None else str(value)
-
-
-async def publish_to_redis(client: Any, keys: RedisKeys, event: Event, edges: tuple[str, ...]) -> None:
-    """Record an event (with the edges it waits for) and append it to the stream, atomically.
-    The control API and an edge passing on a PUT both publish this way."""
-    pipe = client.pipeline(transaction=True)
-    pipe.set(keys.record(event.id), json.dumps({"event": event.to_json(), "edges": list(edges)}), ex=RECORD_TTL)
-    if event.origin_edge:
-        pipe.hset(keys.applied(event.id), event.origin_edge, repr(event.created))
-    pipe.hsetnx(keys.applied(event.id), "-", "0")  # so the hash exists, and expires with the record
-    pipe.expire(keys.applied(event.id), RECORD_TTL)
-    if event.kind == "config":
-        pipe.set(keys.config, event.config)
-    pipe.xadd(keys.events, {"event": event.to_json()}, maxlen=STREAM_LENGTH, approximate=True)
-    await pipe.execute()
 
 
 class _RedisErrors:

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from web_dist.config import CacheBehavior, Distribution, Network
-from web_dist.glob import glob_match
+from web_dist.config.glob import glob_match
 
 
 def path_matches(pattern: str, path: str) -> bool:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from web_dist.config import Network
-from web_dist.glob import glob_match
+from web_dist.config.glob import glob_match
 
 # Query parameters that carry a signature; they never reach the origin or the cache key.
 SIGNING_PARAMS = frozenset({"Expires", "Signature", "Key-Pair-Id", "Policy", "Hash-Algorithm"})

@@ -1,0 +1,5 @@
+import sys
+
+from web_dist.geo import main
+
+sys.exit(main())
