@@ -32,13 +32,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from web_dist.config.media import MediaOriginSettings, StreamSettings
 from web_dist.http.access import OriginSecretGuard
 
 from .dash_live import DashRoutes
 from .recording import Recorder
 from .recording_routes import RecordingRoutes
 from .routes import MediaRoutes
-from .settings import MediaOriginSettings, StreamSettings
 from .sources.file import FileSource
 from .sources.rtmp import RtmpIngest
 from .sources.srt import SrtIngest, SrtStream

@@ -20,9 +20,10 @@ import av
 from av.codec.context import CodecContext
 from av.video.frame import PictureType
 
+from web_dist.config.media import SOURCE_RENDITION, RenditionSettings
+
 from . import encoders
 from .media import MediaPacket, SessionStart, Track
-from .settings import SOURCE_RENDITION, RenditionSettings
 
 log = logging.getLogger(__name__)
 

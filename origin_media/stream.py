@@ -19,11 +19,12 @@ from dataclasses import dataclass, replace
 
 import av
 
+from web_dist.config.media import PASSTHROUGH_SOURCES, SOURCE_RENDITION, StreamSettings
+
 from .ladder import LadderTranscoder
 from .media import MediaPacket, SessionStart
 from .packager import CmafPackager, PackagerEvent
 from .recording import Recorder
-from .settings import PASSTHROUGH_SOURCES, SOURCE_RENDITION, StreamSettings
 from .tsout import TsChunk, TsEncoder, TsHub
 from .window import LiveWindow
 

@@ -17,50 +17,23 @@ import functools
 import hashlib
 import html
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from web_dist.config.player import PlayerSettings
+
 WEB = Path(__file__).parent / "web"
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_HLS_JS = REPO / "node_modules" / "hls.js" / "dist"
-DEFAULT_DASH_JS = REPO / "node_modules" / "dashjs" / "dist" / "modern" / "umd"
-OPTIONS = ("hls_js", "dash_js")
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the media origin's own rule
 ASSET_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css)$")
 PAGE_CACHE = "public, max-age=60"
 ASSET_CACHE = "public, max-age=300"
 LIBRARY_CACHE = "public, max-age=86400"  # pinned version: changes only with package.json
 TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
-
-
-@dataclass(frozen=True)
-class PlayerSettings:
-    hls_js: Path = DEFAULT_HLS_JS  # the `dist` folder of the hls.js npm package
-    dash_js: Path = DEFAULT_DASH_JS  # the folder of dashjs's dash.all.min.js
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any], *, base: Path, where: str) -> PlayerSettings:
-        """`options = { hls_js = "node_modules/hls.js/dist", dash_js = "..." }`, relative to
-        the config's folder."""
-        for key in options:
-            if key not in OPTIONS:
-                raise ValueError(f"{where}.{key}: unknown option (known: {', '.join(OPTIONS)})")
-        paths = {}
-        for key in OPTIONS:
-            raw = options.get(key)
-            if raw is None:
-                continue
-            if not isinstance(raw, str) or not raw:
-                raise ValueError(f"{where}.{key}: expected the path of a folder, got {raw!r}")
-            paths[key] = (base / raw).resolve()
-        return cls(**paths)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from fractions import Fraction
 
 import av
 
+from web_dist.config.media import SOURCE_RENDITION, RenditionSettings
+
 from .. import encoders
 from ..ladder import LadderEncoder, ladder_session
-from ..settings import SOURCE_RENDITION, RenditionSettings
 from . import SessionSink
 
 SAMPLE_RATE = 48_000

@@ -31,7 +31,8 @@ from aiortc.mediastreams import MediaStreamError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from ..settings import MediaOriginSettings
+from web_dist.config.media import MediaOriginSettings
+
 from . import Publishable
 from .whip_encode import Arrival, WhipEncoder
 

@@ -17,10 +17,11 @@ from fractions import Fraction
 
 import av
 
+from web_dist.config.media import SOURCE_RENDITION, RenditionSettings
+
 from .. import encoders
 from ..ladder import LadderEncoder, ladder_session
 from ..media import Track
-from ..settings import SOURCE_RENDITION, RenditionSettings
 from . import Releasable
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from streaming.player_app import DEFAULT_HLS_JS, PlayerSettings, build_player_app
+from streaming.player_app import build_player_app
 from web_dist.cli import main as cdn
+from web_dist.config.player import DEFAULT_HLS_JS, PlayerSettings
 
 
 async def get(server: Any, path: str, **headers: str) -> httpx.Response:
@@ -56,4 +57,4 @@ def test_a_player_origin_with_an_unknown_option_is_refused(tmp_path: Path, capsy
                       '[edges.e]\nlisten = "127.0.0.1:0"\n'
                       '[distributions.d]\nkind = "streaming"\ndomains = ["live.localhost"]\norigin = "p"\n')
     assert cdn(["origin", "--config", str(config), "--name", "p"]) == 2
-    assert "origins.p.options.hls: unknown option (known: hls_js, dash_js)" in capsys.readouterr().err
+    assert "origins.p.options.hls: unknown option; did you mean 'hls_js'? (known: hls_js, dash_js)" in capsys.readouterr().err

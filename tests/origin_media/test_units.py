@@ -13,8 +13,8 @@ from origin_media import fmp4, h264
 from origin_media import packager as pk
 from origin_media import playlist as pl
 from origin_media.media import MediaPacket, SessionStart, Track
-from origin_media.settings import MediaOriginSettings
 from origin_media.sources.rtmp_sniff import CommandSniffer, Publish, RtmpProtocolError
+from web_dist.config.media import MediaOriginSettings
 
 from . import hls
 

@@ -200,29 +200,10 @@ def _cmd_origin(args: argparse.Namespace) -> int:
     return _serve_until_signal(lambda: build_origin(origin, config), origin.listen, f"origin {origin.id}")
 
 
-def origin_settings(origin: Origin, config: CdnConfig) -> Any:
-    """A player or media origin's options, checked (ConfigError naming file, key and fault);
-    None for a web origin, whose keys the config loader checks itself."""
-    try:
-        if origin.kind == "player":
-            from streaming.player_app import PlayerSettings
-
-            return PlayerSettings.from_options(origin.options, base=config.source.parent,
-                                               where=f"origins.{origin.id}.options")
-        if origin.kind == "media":
-            from origin_media.app import MediaOriginSettings
-
-            return MediaOriginSettings.from_options(origin.options, where=f"origins.{origin.id}.options")
-    except ValueError as exc:
-        raise ConfigError(f"{config.source}: {exc}") from None
-    return None
-
-
 def check_runnable(config: CdnConfig) -> None:
-    """Everything `cdn up` relies on beyond the file's own keys: each origin's options and no
-    two listeners of this config on one port (ConfigError before anything starts)."""
-    for origin in config.origins.values():
-        origin_settings(origin, config)
+    """Everything `cdn up` relies on beyond what loading the file checks (every key and each
+    origin's options): no two listeners of this config on one port (ConfigError before
+    anything starts)."""
     seen: dict[tuple[str, str], str] = {}
     for where, listen in _listeners(config):
         host, _, port = listen.rpartition(":")
@@ -258,7 +239,7 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
         assert origin.root is not None  # checked by the config loader
         return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret,
                                 cache_tags=origin.cache_tags)
-    settings = origin_settings(origin, config)
+    settings = origin.settings  # read and checked when the config was loaded
     if origin.kind == "player":
         from streaming.player_app import build_player_app
         from web_dist.http.access import OriginSecretGuard

@@ -85,6 +85,8 @@ class Origin:
     connect_timeout: float = 3.0
     read_timeout: float = 30.0
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    # the options read into a media origin's MediaOriginSettings or a player's PlayerSettings
+    settings: Any = field(default=None, repr=False, compare=False)
     # Sent by edges in ORIGIN_SECRET_HEADER; the origin refuses (403) requests without it.
     access_secret: str | None = field(default=None, repr=False)
     ca_file: Path | None = None  # an https:// origin's certificate is checked against this CA, else the system's
@@ -440,9 +442,10 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     if root_path is not None and not root_path.is_dir():
         raise r.fail(f"{where}.root", f"{root_path} is not a folder")
     options = dict(r.get(body, where, "options", dict, {}))
+    settings = _origin_settings(r, kind, options, base, f"{where}.options")
     read_timeout = r.get(body, where, "read_timeout", float, _default(Origin, "read_timeout"), _positive)
-    segment = options.get("segment_seconds", 2.0)
-    if kind == "media" and isinstance(segment, int | float) and read_timeout <= LIVE_HOLD_TARGETS * segment:
+    segment = getattr(settings, "segment_seconds", 0.0)  # a media origin's
+    if kind == "media" and read_timeout <= LIVE_HOLD_TARGETS * segment:
         if "read_timeout" in body:
             raise r.fail(f"{where}.read_timeout", f"{read_timeout:g} s is too short: the origin holds blocking "
                          f"playlist reloads up to {LIVE_HOLD_TARGETS} target durations ({LIVE_HOLD_TARGETS * segment:g} s)")
@@ -456,10 +459,28 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
         connect_timeout=r.get(body, where, "connect_timeout", float, _default(Origin, "connect_timeout"), _positive),
         read_timeout=read_timeout,
         options=MappingProxyType(options),
+        settings=settings,
         access_secret=r.secret(body, where, "access_secret"),
         ca_file=_pem_file(r, body, where, "ca_file", base, b"-----BEGIN CERTIFICATE-----"),
         cache_tags=_cache_tags(r, f"{where}.cache_tags", body.get("cache_tags", {}), kind),
     )
+
+
+def _origin_settings(r: _Reader, kind: str, options: dict[str, Any], base: Path, where: str) -> Any:
+    """A media or player origin's typed options (web_dist/config/media.py, player.py), checked
+    here with the rest of the file; None for a web origin, which takes none."""
+    try:
+        if kind == "media":
+            from web_dist.config.media import MediaOriginSettings
+
+            return MediaOriginSettings.from_options(options, where=where)
+        if kind == "player":
+            from web_dist.config.player import PlayerSettings
+
+            return PlayerSettings.from_options(options, base=base, where=where)
+    except ValueError as exc:
+        raise ConfigError(f"{r.source}: {exc}") from None
+    return None
 
 
 def _cache_tags(r: _Reader, where: str, raw: Any, kind: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
