@@ -154,7 +154,7 @@ def _cmd_edge(args: argparse.Namespace) -> int:
             started.append(public)
             if edge.https_listen is not None:
                 started.append(await start_server(SharedApp(app), edge.https_listen, name=f"{what} https", engine=edge.server,
-                                                  tls_cert=edge.tls_cert, tls_key=edge.tls_key))
+                                                  tls_cert=edge.tls_cert, tls_key=edge.tls_key, sni=edge.certificates))
         except BaseException:
             for server in reversed(started):
                 await server.stop()

@@ -104,6 +104,9 @@ class EdgeLocation:
     https_listen: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # More (cert, key) pairs on the HTTPS listener, each chosen by SNI for the names in its
+    # certificate; tls_cert is the default. Served by uvicorn (HTTP/1.1): see web_dist/sni.py.
+    certificates: tuple[tuple[Path, Path], ...] = ()
     server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
@@ -496,7 +499,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
                          "server", "admin_token", "admin_token_env", "https_listen", "tls_cert", "tls_key",
-                         "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes", "workers"})
+                         "certificates", "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes", "workers"})
     cache_bytes = r.get(body, where, "cache_bytes", int, 256 * 1024 * 1024, _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -511,11 +514,15 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     tls_key = _pem_file(r, body, where, "tls_key", base, b"PRIVATE KEY-----")
     if https_listen is not None and (tls_cert is None or tls_key is None):
         raise r.fail(f"{where}.{'tls_key' if tls_cert else 'tls_cert'}", "missing: https_listen needs tls_cert and tls_key (PEM files)")
+    certificates = _certificates(r, body, where, base)
+    if certificates and https_listen is None:
+        raise r.fail(f"{where}.certificates", "needs https_listen (and tls_cert, tls_key: the default certificate)")
     return EdgeLocation(
         name=name,
         https_listen=https_listen,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        certificates=certificates,
         listen=r.get(body, where, "listen", str, ..., _listen_problem),
         region=r.get(body, where, "region", str, None),
         cache_bytes=cache_bytes,
@@ -538,6 +545,23 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
 
 def _worker_count_problem(value: int) -> str | None:
     return None if 1 <= value <= MAX_WORKERS else f"must be between 1 and {MAX_WORKERS}, not {value}"
+
+
+def _certificates(r: _Reader, body: dict[str, Any], where: str, base: Path) -> tuple[tuple[Path, Path], ...]:
+    """`[[edges.NAME.certificates]]`: tables of `cert` and `key` (PEM files)."""
+    entries = r.get(body, where, "certificates", list, [])
+    pairs = []
+    for i, entry in enumerate(entries):
+        at = f"{where}.certificates[{i}]"
+        if not isinstance(entry, dict):
+            raise r.fail(at, "must be a table of cert and key")
+        r.keys(entry, at, {"cert", "key"})
+        cert = _pem_file(r, entry, at, "cert", base, b"-----BEGIN CERTIFICATE-----")
+        key = _pem_file(r, entry, at, "key", base, b"PRIVATE KEY-----")
+        if cert is None or key is None:
+            raise r.fail(f"{at}.{'key' if cert else 'cert'}", "missing: a certificate needs cert and key (PEM files)")
+        pairs.append((cert, key))
+    return tuple(pairs)
 
 
 def _pem_file(r: _Reader, body: dict[str, Any], where: str, key: str, base: Path, marker: bytes) -> Path | None:

@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from web_dist.sni import SniCertificates
 
 Engine = Literal["uvicorn", "granian"]
 HTTP1_BUFFER = 72 * 1024  # granian: bytes a connection buffers each way (also the longest request head)
@@ -146,7 +149,8 @@ class RunningServer:
     tls: bool = False
     app: Any = field(default=None, repr=False)
     tls_files: tuple[Path, Path] | None = None  # (cert, key) when serving HTTPS
-    _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    sni: SniCertificates | None = field(default=None, repr=False)  # several certificates, chosen by SNI
+    _watchers: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _draining: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     @property
@@ -155,9 +159,9 @@ class RunningServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
         await asyncio.gather(self._stop_engine(self.server, self.task), *self._draining)
         self.sock.close()
 
@@ -194,28 +198,47 @@ class RunningServer:
         drain.add_done_callback(self._draining.discard)
 
     def watch_tls(self, interval: float) -> None:
-        """Reload the certificate whenever its files change to a pair that loads (web_dist.cert_reload)."""
+        """Reload a certificate whenever its files change to a pair that loads (web_dist.cert_reload)."""
         from web_dist.cert_reload import watch
 
         assert self.tls_files is not None, f"{self.name} serves no TLS"
-        self._watcher = asyncio.create_task(watch(*self.tls_files, self.reload_tls, what=self.name, interval=interval),
-                                            name=f"watch-tls-{self.name}")
+        if self.sni is None:
+            self._watchers = [asyncio.create_task(watch(*self.tls_files, self.reload_tls, what=self.name, interval=interval),
+                                                  name=f"watch-tls-{self.name}")]
+            return
+        sni = self.sni
+
+        def reloader(index: int) -> Callable[[], Awaitable[None]]:
+            async def reload() -> None:
+                sni.reload(index)
+            return reload
+
+        self._watchers = [asyncio.create_task(watch(*pair, reloader(i), what=self.name, interval=interval),
+                                              name=f"watch-tls-{self.name}-{i}") for i, pair in enumerate(sni.pairs)]
 
 
 async def start_server(
     app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn",
     header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES,
     tls_cert: Path | None = None, tls_key: Path | None = None, sock: socket.socket | None = None,
-    tls_check_interval: float = TLS_CHECK_INTERVAL,
+    tls_check_interval: float = TLS_CHECK_INTERVAL, sni: Sequence[tuple[Path, Path]] = (),
 ) -> RunningServer:
     """Start `app` on `listen` and return once it accepts connections (uvicorn: a request head
     must arrive within `header_timeout` seconds and `max_header_bytes`). With `tls_cert` and
     `tls_key` (PEM) it serves HTTPS: TLS 1.2 and 1.3; granian offers h2 and http/1.1 by ALPN.
     `sock`: a socket already listening on `listen` (bound by another process) to serve instead.
+    `sni`: more (cert, key) pairs, each chosen for the names in its certificate (web_dist.sni);
+    uvicorn serves such a listener, whatever `engine` says: granian has one certificate per listener.
     Over TLS the certificate files are looked at every `tls_check_interval` seconds (0: never)
     and reloaded when they change (web_dist.cert_reload); on granian only for a `SharedApp`
     (an edge's HTTPS port), whose lifespan a server replaced for a reload does not end."""
-    server = await _start(app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock)
+    certificates = None
+    if sni and tls_cert is not None and tls_key is not None:
+        from web_dist.sni import SniCertificates
+
+        certificates, engine = SniCertificates((tls_cert, tls_key), sni), "uvicorn"
+    server = await _start(app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock,
+                          certificates)
     if tls_cert is not None and tls_key is not None:
         server.tls_files = (tls_cert, tls_key)
         if tls_check_interval > 0 and (engine == "uvicorn" or isinstance(app, SharedApp)):
@@ -224,7 +247,8 @@ async def start_server(
 
 
 async def _start(app: Any, listen: str, name: str, engine: Engine, header_timeout: float, max_header_bytes: int,
-                 tls_cert: Path | None, tls_key: Path | None, sock: socket.socket | None) -> RunningServer:
+                 tls_cert: Path | None, tls_key: Path | None, sock: socket.socket | None,
+                 sni: SniCertificates | None = None) -> RunningServer:
     host, port = parse_listen(listen)
     if sock is None:
         sock = bind(host, port)
@@ -252,8 +276,9 @@ async def _start(app: Any, listen: str, name: str, engine: Engine, header_timeou
         # The client is the peer: whose X-Forwarded-For to believe is each app's decision
         # (the edge's `trusted_proxies`), not uvicorn's default of trusting loopback.
         proxy_headers=False,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
+        ssl_certfile=str(tls_cert) if tls_cert and sni is None else None,
+        ssl_keyfile=str(tls_key) if tls_key and sni is None else None,
+        ssl_context_factory=None if sni is None else (lambda config, default: sni.default),
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{name}")
@@ -262,7 +287,7 @@ async def _start(app: Any, listen: str, name: str, engine: Engine, header_timeou
             task.result()  # raises the start-up error
             raise RuntimeError(f"{name} stopped during start-up")
         await asyncio.sleep(0.005)
-    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None)
+    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None, sni=sni)
 
 
 def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
