@@ -181,7 +181,7 @@ class RunningServer:
             task.cancel()
 
     async def reload_tls(self) -> None:
-        """New connections get the certificate and key now in `tls_files`; none is dropped."""
+        """New connections get the certificate and key now in `tls_files`; requests in flight finish."""
         assert self.tls_files is not None, f"{self.name} serves no TLS"
         cert, key = self.tls_files
         if isinstance(self.server, uvicorn.Server):

@@ -148,7 +148,10 @@ origin = "o"
         install(new, cert, key)
 
         async def every_connection_new() -> bool:
-            return {await serial(port, old.ca) for _ in range(CONNECTIONS)} == {new_serial}
+            try:
+                return {await serial(port, old.ca) for _ in range(CONNECTIONS)} == {new_serial}
+            except ConnectionResetError:  # a handshake the old granian server had begun when it stopped
+                return False
 
         await until(every_connection_new, TLS_CHECK_INTERVAL * 3)
     finally:
