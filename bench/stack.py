@@ -32,6 +32,7 @@ class Server:
     name: str
     child: Child
     port: int
+    https_port: int | None = None  # its TLS listener, when it has one
 
     @property
     def url(self) -> str:
@@ -94,10 +95,15 @@ def start_edge(children: Children, folder: Path, origin_url: str, server: str = 
     return Server(name, child, port)
 
 
-def start_nginx(children: Children, folder: Path, origin_port: int) -> Server:
-    """nginx as a `proxy_cache` in front of the origin, with Debian's defaults for the rest."""
+def start_nginx(children: Children, folder: Path, origin_port: int, *, tls: tuple[Path, Path] | None = None) -> Server:
+    """nginx as a `proxy_cache` in front of the origin, with Debian's defaults for the rest;
+    with `tls` = (cert, key) an HTTPS listener too (TLS 1.2 and 1.3, h2 and http/1.1, as the edge)."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
+    https_port = free_port() if tls is not None else None
+    https = "" if tls is None else (
+        f"listen 127.0.0.1:{https_port} ssl http2;\n        ssl_certificate {tls[0]};\n"
+        f"        ssl_certificate_key {tls[1]};\n        ssl_protocols TLSv1.2 TLSv1.3;")
     work = folder / "nginx"
     work.mkdir(exist_ok=True)
     conf = work / "nginx.conf"
@@ -123,6 +129,7 @@ http {{
     upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 32; }}
     server {{
         listen 127.0.0.1:{port};
+        {https}
         location / {{
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -137,7 +144,7 @@ http {{
 """)
     child = children.spawn("nginx", [nginx, "-c", str(conf), "-p", str(work)])
     wait_http(child, port)
-    return Server("nginx", child, port)
+    return Server("nginx", child, port, https_port)
 
 
 def start_varnish(children: Children, folder: Path, origin_port: int) -> Server:

@@ -98,7 +98,8 @@ async def _serve(app: EdgeApp, edge: EdgeLocation, public: socket.socket, https:
         if https is not None:
             https.listen(1024)
             started.append(await start_server(SharedApp(app), edge.https_listen or "", name=f"{what} https",
-                                              engine=edge.server, tls_cert=edge.tls_cert, tls_key=edge.tls_key, sock=https))
+                                              engine=edge.server, tls_cert=edge.tls_cert, tls_key=edge.tls_key, sock=https,
+                                              sni=edge.certificates))
         host, port = peer.getsockname()[:2]
         started.append(await start_server(app.peer_app(), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer))
     except BaseException:

@@ -37,7 +37,7 @@ def demo_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     moved = {old: free_port() for old in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", text)))}
     text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{moved[m.group(1)]}", text)
     ports = {"origin": moved["8081"], "lon": moved["8091"], "syd": moved["8092"], "router": moved["8090"],
-             "control": moved["8070"]}
+             "control": moved["8070"], "router_https": moved["8490"], "lon_https": moved["8443"]}
     config = demo / "cdn.toml"
     config.write_text(text)
     return config, ports
@@ -212,10 +212,18 @@ def test_the_printed_tour_works_from_the_folder_above_demo(demo_config) -> None:
         assert signed.stdout.startswith("HTTP/1.1 200") and "signed URLs only" in signed.stdout, signed.stdout
         assert httpx.get(f"http://localhost:{ports['lon']}/private/report.txt").status_code == 403
 
-        watch = re.search(r"watch through the router \(302 to the nearest edge\): (http://live\.localhost:(\d+)/watch/test)", printed)
-        assert watch and int(watch.group(2)) == ports["router"], printed
+        watch = re.search(r"watch through the router \(302 to the nearest edge\): (https://live\.localhost:(\d+)/watch/test)", printed)
+        assert watch and int(watch.group(2)) == ports["router_https"], printed
         routed = httpx.get(f"http://127.0.0.1:{ports['router']}/watch/test", headers={"host": f"live.localhost:{ports['router']}"})
         assert routed.status_code == 302 and routed.headers["location"].startswith(f"http://edge-lon.live.localhost:{ports['lon']}/watch/test")
+        trust = ssl.create_default_context(cafile=str(config.parent / "tls" / "ca.pem"))  # over HTTPS: to the edge's HTTPS port
+        routed = httpx.get(f"https://127.0.0.1:{ports['router_https']}/watch/test", verify=trust,
+                           headers={"host": f"live.localhost:{ports['router_https']}"})
+        location = f"https://edge-lon.live.localhost:{ports['lon_https']}/watch/test"
+        assert routed.status_code == 302 and routed.headers["location"] == location, routed.headers
+        page = httpx.get(f"https://127.0.0.1:{ports['lon_https']}/watch/test", verify=trust,
+                         headers={"host": f"edge-lon.live.localhost:{ports['lon_https']}"})
+        assert page.status_code == 200 and "<video" in page.text, page.text[:300]
         assert printed_command(printed, f"{REPO}/.venv/bin/cdn loadtest --config demo/cdn.toml")
     finally:
         proc.send_signal(signal.SIGTERM)

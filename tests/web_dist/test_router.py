@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,10 +23,11 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from edge.app import build_edge_app
 from tests.conftest import until
+from web_dist.cli.tls import make_server_cert
 from web_dist.config import CdnConfig, parse_config
 from web_dist.geo.netns import DelayRelay
 from web_dist.router import EdgeState, LatencyTable, Router, build_router_app, rank_edges, region_of
-from web_dist.server import RunningServer, start_server
+from web_dist.server import RunningServer, SharedApp, start_server
 
 AP, EU = "127.0.0.2", "127.0.0.3"  # client addresses the region map places
 UNMAPPED = ("127.0.1.9", "127.0.2.9")  # in no region, and in different /24 networks
@@ -434,3 +436,60 @@ async def test_a_canned_signed_url_keeps_working_after_the_302_to_the_edge_host(
         # another edge's name in front of the domain is not this edge's alias
         theirs = await http.get(at_edge, headers={"Host": f"edge-syd.{LIVE}:{location.port}"})
         assert theirs.status_code == 421
+
+
+# -- HTTPS: the router over TLS, and to the edges' HTTPS ports ---------------------------------------
+async def test_https_viewers_and_https_behaviors_are_sent_to_the_edges_https_port(origin: Any, serve: Callable[..., Any],
+                                                                                tmp_path: Any) -> None:
+    """A viewer that came to the router over HTTPS is sent to the edge's HTTPS address (and
+    gets the file there, over real TLS); so is a plain viewer of a path whose behavior wants
+    HTTPS; plain viewers of other paths stay on HTTP; a distribution without an HTTPS edge is
+    a clear 503 over HTTPS, never a downgrade."""
+    files = make_server_cert(tmp_path, ["localhost", "site.test", "127.0.0.1", *EDGE_HOSTS.values()])
+    lon = EDGE_HOSTS["edge-lon"]
+    https_port = _free_port()
+    raw = _raw(origin.url)
+    raw["edges"]["edge-lon"].update(https_listen=f"{lon}:{https_port}", tls_cert=str(files.cert), tls_key=str(files.key))
+    raw["edges"] = {"edge-lon": raw["edges"]["edge-lon"], "edge-plain": {"listen": "127.0.0.13:0"}}
+    raw["distributions"]["site"].update(edges=["edge-lon"], behaviors=[{"path": "/secure/*", "viewer_protocol": "https-only"}])
+    raw["distributions"]["live"]["edges"] = ["edge-plain"]
+    edge_config = parse_config(raw)
+    app = build_edge_app(edge_config, "edge-lon")
+    edge = await serve(app, name="edge-lon", listen=edge_config.edges["edge-lon"].listen)
+    edge_https = await start_server(SharedApp(app), f"{lon}:{https_port}", name="edge-lon https", engine="granian",
+                                    tls_cert=files.cert, tls_key=files.key)
+    # edge-plain is only health-checked: edge-lon answers for it
+    raw["router"].update(https_listen="127.0.0.1:0", tls_cert=str(files.cert), tls_key=str(files.key),
+                         addresses={"edge-lon": f"{lon}:{edge.port}", "edge-plain": f"{lon}:{edge.port}"})
+    router = Router(parse_config(raw))
+    router_app = build_router_app(router)
+    plain = await serve(router_app, name="router")
+    secure = await start_server(SharedApp(router_app), "127.0.0.1:0", name="router https",
+                                tls_cert=files.cert, tls_key=files.key)
+    trust = ssl.create_default_context(cafile=str(files.ca))
+    try:
+        async with httpx.AsyncClient(verify=trust, timeout=5, follow_redirects=True) as client:
+            got = await client.get(f"https://localhost:{secure.port}/hello.txt?v=1", headers={"host": "site.test"})
+            assert [r.headers["location"] for r in got.history] == [f"https://{lon}:{https_port}/hello.txt?v=1"]
+            assert got.status_code == 200 and got.text == "hello, world\n" and got.http_version == "HTTP/1.1"
+            stay = await client.get(f"{plain.url}/hello.txt", headers={"host": "site.test"}, follow_redirects=False)
+            assert stay.headers["location"] == f"http://{lon}:{edge.port}/hello.txt"
+            moved = await client.get(f"{plain.url}/secure/x", headers={"host": "site.test"}, follow_redirects=False)
+            assert moved.headers["location"] == f"https://{lon}:{https_port}/secure/x"
+            nowhere = await client.get(f"https://localhost:{secure.port}/watch/x", headers={"host": LIVE})
+            assert nowhere.status_code == 503 and "no edge of distribution live has HTTPS" in nowhere.text
+            assert (await client.get(f"{plain.url}/watch/x", headers={"host": LIVE}, follow_redirects=False)).status_code == 302
+    finally:
+        await secure.stop()
+        await plain.stop()
+        await edge_https.stop()
+
+
+def test_router_https_needs_a_certificate_and_https_addresses_an_https_edge() -> None:
+    raw = _raw("http://127.0.0.1:1")
+    raw["router"]["https_listen"] = "127.0.0.1:0"
+    with pytest.raises(ValueError, match=r"router\.tls_cert: missing: https_listen needs tls_cert and tls_key"):
+        parse_config(raw)
+    raw = _raw("http://127.0.0.1:1", https_addresses={"edge-lon": "127.0.0.1:443"})
+    with pytest.raises(ValueError, match=r"router\.https_addresses\.edge-lon: edge 'edge-lon' has no https_listen"):
+        parse_config(raw)

@@ -154,7 +154,7 @@ def _cmd_edge(args: argparse.Namespace) -> int:
             started.append(public)
             if edge.https_listen is not None:
                 started.append(await start_server(SharedApp(app), edge.https_listen, name=f"{what} https", engine=edge.server,
-                                                  tls_cert=edge.tls_cert, tls_key=edge.tls_key))
+                                                  tls_cert=edge.tls_cert, tls_key=edge.tls_key, sni=edge.certificates))
         except BaseException:
             for server in reversed(started):
                 await server.stop()
@@ -178,7 +178,9 @@ def _cmd_router(args: argparse.Namespace) -> int:
         raise ConfigError(f"{config.source}: router: missing table: nothing to start")
     from web_dist.router import Router, build_router_app
 
-    return _serve_until_signal(lambda: build_router_app(Router(config)), config.router.listen, "router")
+    settings = config.router
+    https = (settings.https_listen, settings.tls_cert, settings.tls_key) if settings.https_listen else None
+    return _serve_until_signal(lambda: build_router_app(Router(config)), settings.listen, "router", https=https)
 
 
 def _cmd_origin(args: argparse.Namespace) -> int:
@@ -250,15 +252,27 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
     return build_media_origin_app(settings, access_secret=origin.access_secret)
 
 
-def _serve_until_signal(build: Callable[[], Any], listen: str, what: str, *, engine: Engine = "uvicorn") -> int:
+def _serve_until_signal(build: Callable[[], Any], listen: str, what: str, *, engine: Engine = "uvicorn",
+                        https: tuple[str, Path | None, Path | None] | None = None) -> int:
+    """Serve the app `build` makes on `listen` (and, with `https` = (listen, cert, key), on an
+    HTTPS listener beside it) until SIGINT or SIGTERM."""
     async def serve() -> None:
         app = build()
-        server = await start_server(app, listen, name=what, engine=engine)
-        log.info("%s listening on %s", what, server.url)
-        print(f"ready {what} {server.url}", flush=True)
+        servers = [await start_server(app, listen, name=what, engine=engine)]
+        try:
+            if https is not None:
+                servers.append(await start_server(SharedApp(app), https[0], name=f"{what} https", engine=engine,
+                                                  tls_cert=https[1], tls_key=https[2]))
+        except BaseException:
+            await servers[0].stop()
+            raise
+        urls = " ".join(s.url for s in servers)
+        log.info("%s listening on %s", what, urls)
+        print(f"ready {what} {urls}", flush=True)
         await _wait_for_signal()
         log.info("%s stopping", what)
-        await server.stop()
+        for server in reversed(servers):
+            await server.stop()
 
     _run(serve())
     return 0
@@ -377,7 +391,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         for what, listen, child in children:
             _wait_listening(what, listen, child)
         if config.router is not None:  # after the edges, so its first health checks find them up
-            children.append(_spawn(config, "router", "router", config.router.listen))
+            # its HTTPS listener starts last: once it listens, both do
+            children.append(_spawn(config, "router", "router", config.router.https_listen or config.router.listen))
             _wait_listening(*children[-1])
         _print_summary(config)
         while not stopping:
@@ -437,7 +452,8 @@ def _print_summary(config: CdnConfig) -> None:
         lines.append(f"  edge   {edge.name:<12} http://{edge.listen}/{https}{region}{admin}")
     if config.router is not None:
         dns = f", DNS on udp {config.router.dns_listen}" if config.router.dns_listen else ""
-        lines.append(f"  router {'':<12} http://{config.router.listen}/ (302 to the nearest healthy edge{dns})")
+        https = f", https://{config.router.https_listen}/" if config.router.https_listen else ""
+        lines.append(f"  router {'':<12} http://{config.router.listen}/{https} (302 to the nearest healthy edge{dns})")
     if config.control is not None:
         store = f"events in Redis {config.control.redis_url}" if config.control.redis_url else "embedded"
         lines.append(f"  control {'':<11} {config.control.api_url}/ ({store})")
@@ -513,8 +529,9 @@ def _tour_lines(config: CdnConfig) -> list[str]:
         lines += ["    load test the stream (a report in loadtest.html):",
                   f"      {cdn} loadtest --config {_shown(config.source)} --viewers 20 --duration 20"]
     if config.router is not None and live is not None:
-        port = parse_listen(config.router.listen)[1]
-        lines += [f"  watch through the router (302 to the nearest edge): http://{_domain(live)}:{port}/watch/{name}"
+        scheme, listen = ("https", config.router.https_listen) if config.router.https_listen else ("http", config.router.listen)
+        port = parse_listen(listen)[1]
+        lines += [f"  watch through the router (302 to the nearest edge): {scheme}://{_domain(live)}:{port}/watch/{name}"
                   for name in _streams(config, live)]
     return lines
 

@@ -114,6 +114,9 @@ class EdgeLocation:
     https_listen: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # More (cert, key) pairs on the HTTPS listener, each chosen by SNI for the names in its
+    # certificate; tls_cert is the default. Served by uvicorn (HTTP/1.1): see web_dist/server/sni.py.
+    certificates: tuple[tuple[Path, Path], ...] = ()
     server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
@@ -218,10 +221,16 @@ class RouterConfig:
 
     `regions` maps client networks to regions (longest prefix wins); `nearby` lists, per
     region, the regions next nearest to it, nearest first; `addresses` is where clients reach
-    an edge ("host:port") when that differs from its `listen`.
+    an edge ("host:port") when that differs from its `listen`, `https_addresses` the same for
+    its `https_listen`. With `https_listen` (and `tls_cert`, `tls_key`) the router answers
+    HTTPS too; a viewer that came over HTTPS, or whose path's behavior wants HTTPS, is sent to
+    the edge's HTTPS address.
     """
 
     listen: str
+    https_listen: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     dns_listen: str | None = None
     health_interval: float = 2.0
     health_timeout: float = 1.0
@@ -229,6 +238,7 @@ class RouterConfig:
     regions: tuple[tuple[Network, str], ...] = ()
     nearby: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     addresses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    https_addresses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Redirect to "EDGE.DOMAIN:PORT" instead of the edge's address, so a browser keeps the
     # distribution's name (its Host picks the distribution at the edge); DNS answers those names.
     edge_hostnames: bool = False
@@ -518,7 +528,7 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
                          "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
                          "server", "admin_token", "admin_token_env", "https_listen", "tls_cert", "tls_key",
-                         "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes", "workers"})
+                         "certificates", "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes", "workers"})
     cache_bytes = r.get(body, where, "cache_bytes", int, _default(EdgeLocation, "cache_bytes"), _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -533,11 +543,15 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     tls_key = _pem_file(r, body, where, "tls_key", base, b"PRIVATE KEY-----")
     if https_listen is not None and (tls_cert is None or tls_key is None):
         raise r.fail(f"{where}.{'tls_key' if tls_cert else 'tls_cert'}", "missing: https_listen needs tls_cert and tls_key (PEM files)")
+    certificates = _certificates(r, body, where, base)
+    if certificates and https_listen is None:
+        raise r.fail(f"{where}.certificates", "needs https_listen (and tls_cert, tls_key: the default certificate)")
     return EdgeLocation(
         name=name,
         https_listen=https_listen,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        certificates=certificates,
         listen=r.get(body, where, "listen", str, ..., _listen_problem),
         region=r.get(body, where, "region", str, None),
         cache_bytes=cache_bytes,
@@ -560,6 +574,23 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
 
 def _worker_count_problem(value: int) -> str | None:
     return None if 1 <= value <= MAX_WORKERS else f"must be between 1 and {MAX_WORKERS}, not {value}"
+
+
+def _certificates(r: _Reader, body: dict[str, Any], where: str, base: Path) -> tuple[tuple[Path, Path], ...]:
+    """`[[edges.NAME.certificates]]`: tables of `cert` and `key` (PEM files)."""
+    entries = r.get(body, where, "certificates", list, [])
+    pairs = []
+    for i, entry in enumerate(entries):
+        at = f"{where}.certificates[{i}]"
+        if not isinstance(entry, dict):
+            raise r.fail(at, "must be a table of cert and key")
+        r.keys(entry, at, {"cert", "key"})
+        cert = _pem_file(r, entry, at, "cert", base, b"-----BEGIN CERTIFICATE-----")
+        key = _pem_file(r, entry, at, "key", base, b"PRIVATE KEY-----")
+        if cert is None or key is None:
+            raise r.fail(f"{at}.{'key' if cert else 'cert'}", "missing: a certificate needs cert and key (PEM files)")
+        pairs.append((cert, key))
+    return tuple(pairs)
 
 
 def _pem_file(r: _Reader, body: dict[str, Any], where: str, key: str, base: Path, marker: bytes) -> Path | None:
@@ -820,26 +851,45 @@ def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterC
     if not isinstance(body, dict):
         raise r.fail("router", "must be a table")
     r.keys(body, "router", {"listen", "dns_listen", "health_interval", "health_timeout", "dns_ttl",
-                            "regions", "nearby", "addresses", "edge_hostnames"})
+                            "regions", "nearby", "addresses", "https_addresses", "edge_hostnames",
+                            "https_listen", "tls_cert", "tls_key"})
     regions = _region_map(r, "router", "regions", body)
     raw_nearby = r.get(body, "router", "nearby", dict, {})
     nearby = {region: r.strings(raw_nearby, "router.nearby", region) for region in raw_nearby}
-    addresses = r.get(body, "router", "addresses", dict, {})
-    for name in addresses:
-        if name not in edges:
-            raise r.fail(f"router.addresses.{name}", f"no edge named {name!r} (edges: {', '.join(edges)})")
-        r.get(addresses, "router.addresses", name, str, ..., _listen_problem)
+    addresses, https_addresses = (_edge_addresses(r, body, key, edges) for key in ("addresses", "https_addresses"))
+    for name in https_addresses:
+        if edges[name].https_listen is None:
+            raise r.fail(f"router.https_addresses.{name}", f"edge {name!r} has no https_listen")
+    https_listen = r.get(body, "router", "https_listen", str, None, _listen_problem)
+    tls_cert = _pem_file(r, body, "router", "tls_cert", r.source.parent, b"-----BEGIN CERTIFICATE-----")
+    tls_key = _pem_file(r, body, "router", "tls_key", r.source.parent, b"PRIVATE KEY-----")
+    if https_listen is not None and (tls_cert is None or tls_key is None):
+        raise r.fail(f"router.{'tls_key' if tls_cert else 'tls_cert'}", "missing: https_listen needs tls_cert and tls_key (PEM files)")
     return RouterConfig(
         listen=r.get(body, "router", "listen", str, ..., _listen_problem),
+        https_listen=https_listen,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         dns_listen=r.get(body, "router", "dns_listen", str, None, _listen_problem),
         health_interval=r.get(body, "router", "health_interval", float, 2.0, _positive),
         health_timeout=r.get(body, "router", "health_timeout", float, 1.0, _positive),
         dns_ttl=r.get(body, "router", "dns_ttl", int, 5, _not_negative),
         regions=regions,
         nearby=MappingProxyType(nearby),
-        addresses=MappingProxyType(dict(addresses)),
+        addresses=MappingProxyType(addresses),
+        https_addresses=MappingProxyType(https_addresses),
         edge_hostnames=r.get(body, "router", "edge_hostnames", bool, False),
     )
+
+
+def _edge_addresses(r: _Reader, body: dict[str, Any], key: str, edges: Mapping[str, EdgeLocation]) -> dict[str, str]:
+    """`[router.addresses]` or `[router.https_addresses]`: edge name = "host:port"."""
+    addresses = r.get(body, "router", key, dict, {})
+    for name in addresses:
+        if name not in edges:
+            raise r.fail(f"router.{key}.{name}", f"no edge named {name!r} (edges: {', '.join(edges)})")
+        r.get(addresses, f"router.{key}", name, str, ..., _listen_problem)
+    return dict(addresses)
 
 
 def _check_unique_listen(r: _Reader, origins: Mapping[str, Origin], edges: Mapping[str, EdgeLocation]) -> None:

@@ -5,6 +5,8 @@
 ties, and clients of no known region, go to the lowest measured round-trip time. RTTs come
 from the client's own network when it reported some (`POST /_router/rtt`), else from the
 router's health checks. Edges that fail a health check are left out until one succeeds.
+A client that came over HTTPS, or asks for a path whose behavior's `viewer_protocol` wants
+HTTPS, is sent to an edge's HTTPS address, never downgraded to plain HTTP.
 
 Two interfaces share one `Router`: this module's HTTP redirect service (302 to the chosen edge,
 path and query kept; 503 when no edge is healthy) and the DNS server of `web_dist.router.dns`.
@@ -29,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from web_dist.config import CdnConfig, Distribution, RouterConfig
-from web_dist.config.behaviors import DistributionIndex, host_name, region_of
+from web_dist.config.behaviors import DistributionIndex, behavior_for, host_name, region_of
 from web_dist.router.dns import DnsServer
 from web_dist.server import parse_listen
 
@@ -46,6 +48,7 @@ class EdgeState:
     name: str
     region: str | None
     address: str  # "host:port" clients are sent to
+    https_address: str | None = None  # the same for HTTPS, when the edge has it
     healthy: bool = True
     rtt: float | None = None  # seconds, moving average of health-check round trips
     checked_at: float | None = None
@@ -54,7 +57,7 @@ class EdgeState:
     def snapshot(self) -> dict[str, object]:
         rtt_ms = None if self.rtt is None else round(self.rtt * 1000, 2)
         return {"edge": self.name, "region": self.region, "address": self.address,
-                "healthy": self.healthy, "rtt_ms": rtt_ms, "problem": self.problem}
+                "https_address": self.https_address, "healthy": self.healthy, "rtt_ms": rtt_ms, "problem": self.problem}
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Routing:
     edge: EdgeState | None
     region: str | None
     reason: str
+    https: bool = False  # send the client to the edge's HTTPS address
 
 
 # -- the choice, pure -------------------------------------------------------------------------------
@@ -140,7 +144,8 @@ class Router:
         self.settings: RouterConfig = config.router
         self.clock = clock
         self.edges = {
-            e.name: EdgeState(e.name, e.region, self.settings.addresses.get(e.name, e.listen))
+            e.name: EdgeState(e.name, e.region, self.settings.addresses.get(e.name, e.listen),
+                              self.settings.https_addresses.get(e.name, e.https_listen))
             for e in config.edges.values()
         }
         self.latency = LatencyTable()
@@ -148,19 +153,23 @@ class Router:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def route(self, host: str, client: str) -> Routing:
-        """Where a client asking for `host` should go."""
+    def route(self, host: str, client: str, path: str = "/", *, secure: bool = False) -> Routing:
+        """Where a client asking for `host` (and `path`; over HTTPS when `secure`) should go."""
         dist = self._index.lookup(host)
         region = region_of(self.settings.regions, client)
         if dist is None:
             return Routing(None, None, region, f"no distribution for host {host_name(host)!r}")
+        https = secure or behavior_for(dist, path).viewer_protocol != "allow-all"
         edges = [self.edges[name] for name in dist.edges]
+        if https and not any(e.https_address for e in edges):
+            return Routing(dist, None, region, f"no edge of distribution {dist.id} has HTTPS", https)
+        edges = [e for e in edges if e.https_address] if https else edges
         rtts = self.latency.of(client) or {e.name: e.rtt for e in edges if e.rtt is not None}
         ranked = rank_edges(edges, region, self.settings.nearby, rtts)
         if not ranked:
             down = ", ".join(f"{e.name} ({e.problem or 'down'})" for e in edges)
-            return Routing(dist, None, region, f"no healthy edge for distribution {dist.id}: {down}")
-        return Routing(dist, ranked[0], region, _reason(ranked[0], region, rtts))
+            return Routing(dist, None, region, f"no healthy edge for distribution {dist.id}: {down}", https)
+        return Routing(dist, ranked[0], region, _reason(ranked[0], region, rtts), https)
 
     def named_edge(self, host: str) -> EdgeState | None:
         """The edge an "EDGE.DOMAIN" name points at, when DOMAIN's distribution uses that edge."""
@@ -172,15 +181,16 @@ class Router:
                     return edge
         return None
 
-    def location(self, edge: EdgeState, host: str, target: str) -> str:
-        """Where a 302 sends the client: the edge's address, or with `edge_hostnames` the
-        edge's own name under the requested domain (only for a name: an address has no
-        name to keep)."""
+    def location(self, edge: EdgeState, host: str, target: str, *, https: bool = False) -> str:
+        """Where a 302 sends the client: the edge's address (its HTTPS one with `https`), or
+        with `edge_hostnames` the edge's own name under the requested domain (only for a
+        name: an address has no name to keep)."""
+        scheme, address = ("https", edge.https_address) if https and edge.https_address else ("http", edge.address)
         name = host_name(host)
         if self.settings.edge_hostnames and name and not _is_address(name):
-            port = parse_listen(edge.address)[1]
-            return f"http://{edge.name.lower()}.{name}:{port}{target}"
-        return f"http://{edge.address}{target}"
+            port = parse_listen(address)[1]
+            return f"{scheme}://{edge.name.lower()}.{name}:{port}{target}"
+        return f"{scheme}://{address}{target}"
 
     # The two methods web_dist.router.dns.Resolver asks for.
     def serves(self, name: str) -> bool:
@@ -290,7 +300,8 @@ def build_router_app(router: Router) -> Starlette:
 
 
 def _redirect(router: Router, request: Request) -> Response:
-    routing = router.route(request.headers.get("host", ""), _client(request))
+    routing = router.route(request.headers.get("host", ""), _client(request), request.url.path,
+                           secure=request.url.scheme == "https")
     headers = {"cache-control": "no-store", "x-cdn-route": routing.reason}
     if routing.region is not None:
         headers["x-cdn-client-region"] = routing.region
@@ -302,7 +313,7 @@ def _redirect(router: Router, request: Request) -> Response:
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
     target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-    headers["location"] = router.location(routing.edge, request.headers.get("host", ""), target)
+    headers["location"] = router.location(routing.edge, request.headers.get("host", ""), target, https=routing.https)
     headers["x-cdn-edge"] = routing.edge.name
     return PlainTextResponse(f"Found: {headers['location']}\n", 302, headers)
 

@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from web_dist.server.sni import SniCertificates
 
 Engine = Literal["uvicorn", "granian"]
 HTTP1_BUFFER = 72 * 1024  # granian: bytes a connection buffers each way (also the longest request head)
@@ -29,6 +32,7 @@ MAX_CONCURRENT_REQUESTS = 65536  # granian: requests served at once (held live r
 # long and this size, or the connection gets 408 / 431 and is closed (slowloris, huge headers).
 HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
+TLS_CHECK_INTERVAL = 5.0  # seconds between looks at a TLS listener's certificate files
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -143,6 +147,11 @@ class RunningServer:
     task: asyncio.Task[None]
     sock: socket.socket = field(repr=False)
     tls: bool = False
+    app: Any = field(default=None, repr=False)
+    tls_files: tuple[Path, Path] | None = None  # (cert, key) when serving HTTPS
+    sni: SniCertificates | None = field(default=None, repr=False)  # several certificates, chosen by SNI
+    _watchers: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _draining: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     @property
     def url(self) -> str:
@@ -150,36 +159,108 @@ class RunningServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
-        uvicorn_server = isinstance(self.server, uvicorn.Server)
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(self._stop_engine(self.server, self.task), *self._draining)
+        self.sock.close()
+
+    @staticmethod
+    async def _stop_engine(server: Any, task: asyncio.Task[None]) -> None:
+        """Stop one engine serving the socket (requests in flight finish, up to 10 s); the socket stays open."""
+        uvicorn_server = isinstance(server, uvicorn.Server)
         if uvicorn_server:
-            self.server.should_exit = True
+            server.should_exit = True
         else:
-            self.server.stop()
+            server.stop()
         try:
-            await asyncio.wait_for(asyncio.shield(self.task), 10)
+            await asyncio.wait_for(asyncio.shield(task), 10)
         except TimeoutError:
             if uvicorn_server:
-                self.server.force_exit = True
-            self.task.cancel()
-        self.sock.close()
+                server.force_exit = True
+            task.cancel()
+
+    async def reload_tls(self) -> None:
+        """New connections get the certificate and key now in `tls_files`; requests in flight finish."""
+        assert self.tls_files is not None, f"{self.name} serves no TLS"
+        cert, key = self.tls_files
+        if isinstance(self.server, uvicorn.Server):
+            context = self.server.config.ssl
+            assert context is not None, f"{self.name}: uvicorn has no SSLContext"
+            context.load_cert_chain(cert, key)  # new handshakes use it
+            return
+        # granian: a second server on the same socket first, then the old one stops as
+        # granian stops (its requests in flight finish): the socket accepts throughout.
+        old_server, old_task = self.server, self.task
+        self.server, self.task = await _serve_granian(self.app, self.sock, self.name, cert, key)
+        drain = asyncio.create_task(self._stop_engine(old_server, old_task), name=f"drain-{self.name}")
+        self._draining.add(drain)
+        drain.add_done_callback(self._draining.discard)
+
+    def watch_tls(self, interval: float) -> None:
+        """Reload a certificate whenever its files change to a pair that loads (web_dist.server.cert_reload)."""
+        from web_dist.server.cert_reload import watch
+
+        assert self.tls_files is not None, f"{self.name} serves no TLS"
+        if self.sni is None:
+            self._watchers = [asyncio.create_task(watch(*self.tls_files, self.reload_tls, what=self.name, interval=interval),
+                                                  name=f"watch-tls-{self.name}")]
+            return
+        sni = self.sni
+
+        def reloader(index: int) -> Callable[[], Awaitable[None]]:
+            async def reload() -> None:
+                sni.reload(index)
+            return reload
+
+        self._watchers = [asyncio.create_task(watch(*pair, reloader(i), what=self.name, interval=interval),
+                                              name=f"watch-tls-{self.name}-{i}") for i, pair in enumerate(sni.pairs)]
 
 
 async def start_server(
     app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn",
     header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES,
     tls_cert: Path | None = None, tls_key: Path | None = None, sock: socket.socket | None = None,
+    tls_check_interval: float = TLS_CHECK_INTERVAL, sni: Sequence[tuple[Path, Path]] = (),
 ) -> RunningServer:
     """Start `app` on `listen` and return once it accepts connections (uvicorn: a request head
     must arrive within `header_timeout` seconds and `max_header_bytes`). With `tls_cert` and
     `tls_key` (PEM) it serves HTTPS: TLS 1.2 and 1.3; granian offers h2 and http/1.1 by ALPN.
-    `sock`: a socket already listening on `listen` (bound by another process) to serve instead."""
+    `sock`: a socket already listening on `listen` (bound by another process) to serve instead.
+    `sni`: more (cert, key) pairs, each chosen for the names in its certificate (web_dist.server.sni);
+    uvicorn serves such a listener, whatever `engine` says: granian has one certificate per listener.
+    Over TLS the certificate files are looked at every `tls_check_interval` seconds (0: never)
+    and reloaded when they change (web_dist.server.cert_reload); on granian only for a `SharedApp`
+    (an edge's HTTPS port), whose lifespan a server replaced for a reload does not end."""
+    certificates = None
+    if sni and tls_cert is not None and tls_key is not None:
+        from web_dist.server.sni import SniCertificates
+
+        certificates, engine = SniCertificates((tls_cert, tls_key), sni), "uvicorn"
+    server = await _start(app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock,
+                          certificates)
+    if tls_cert is not None and tls_key is not None:
+        server.tls_files = (tls_cert, tls_key)
+        if tls_check_interval > 0 and (engine == "uvicorn" or isinstance(app, SharedApp)):
+            server.watch_tls(tls_check_interval)
+    return server
+
+
+async def _start(app: Any, listen: str, name: str, engine: Engine, header_timeout: float, max_header_bytes: int,
+                 tls_cert: Path | None, tls_key: Path | None, sock: socket.socket | None,
+                 sni: SniCertificates | None = None) -> RunningServer:
     host, port = parse_listen(listen)
     if sock is None:
         sock = bind(host, port)
     else:
         sock.setblocking(False)
     if engine == "granian":
-        return await _start_granian(app, sock, host, name, tls_cert, tls_key)
+        try:
+            server, task = await _serve_granian(app, sock, name, tls_cert, tls_key)
+        except BaseException:
+            sock.close()
+            raise
+        return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None, app=app)
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -195,8 +276,9 @@ async def start_server(
         # The client is the peer: whose X-Forwarded-For to believe is each app's decision
         # (the edge's `trusted_proxies`), not uvicorn's default of trusting loopback.
         proxy_headers=False,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
+        ssl_certfile=str(tls_cert) if tls_cert and sni is None else None,
+        ssl_keyfile=str(tls_key) if tls_key and sni is None else None,
+        ssl_context_factory=None if sni is None else (lambda config, default: sni.default),
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{name}")
@@ -205,7 +287,7 @@ async def start_server(
             task.result()  # raises the start-up error
             raise RuntimeError(f"{name} stopped during start-up")
         await asyncio.sleep(0.005)
-    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None)
+    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None, sni=sni)
 
 
 def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
@@ -237,8 +319,9 @@ def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None,
                        ssl_protocol_min=SSLProtocols.tls12)
 
 
-async def _start_granian(app: Any, sock: socket.socket, host: str, name: str,
-                         tls_cert: Path | None = None, tls_key: Path | None = None) -> RunningServer:
+async def _serve_granian(app: Any, sock: socket.socket, name: str, tls_cert: Path | None = None,
+                         tls_key: Path | None = None) -> tuple[Any, asyncio.Task[None]]:
+    """A granian server serving `app` on `sock` (the socket is left open when it fails), and its task."""
     started = asyncio.Event()
     server = _granian_server(_SignalsStartup(app, started), sock, tls_cert, tls_key)
     task = asyncio.create_task(server.serve(), name=f"serve-{name}")
@@ -246,10 +329,9 @@ async def _start_granian(app: Any, sock: socket.socket, host: str, name: str,
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if not started.is_set():
         waiter.cancel()
-        sock.close()
         task.result()  # raises the start-up error
         raise RuntimeError(f"{name} stopped during start-up")
-    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None)
+    return server, task
 
 
 class SharedApp:
