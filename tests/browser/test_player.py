@@ -88,7 +88,8 @@ async def test_hls_plays_through_the_edge_and_the_second_viewer_gets_cache_hits(
     # (`cdn up`'s own check of the stream is a viewer too until it has been gone for the window)
     cells: list[str] = []
     for _ in range(60):  # the page's script policy allows no wait_for_function: look every 0.5 s
-        cells = await dashboard.locator("#live tbody tr").first.locator("td").all_inner_texts()
+        # the row of /live/test: earlier tests' players of missing streams have rows of their own
+        cells = await dashboard.locator("#live tbody tr", has_text="/live/test").first.locator("td").all_inner_texts()
         if cells[:2] == ["/live/test", "2"]:
             break
         await dashboard.wait_for_timeout(500)
