@@ -255,9 +255,10 @@
           // clock, that is how long ago the edge sent it: network, jitter buffer and decoding
           // (the origin's encoding and the edge's demuxing come before and are not in it).
           // Until the first reports arrive the estimate can run ahead of the clock: such a reading
-          // is skipped (the last good one stays), never shown as a negative latency.
+          // is skipped (the last good one stays), never shown as a negative latency, nor as less
+          // than the time the frame waited in the jitter buffer alone (0.00 s was seen).
           const sent = s.estimatedPlayoutTimestamp ? behind((Date.now() - (s.estimatedPlayoutTimestamp - NTP_TO_UNIX_MS)) / 1000) : null;
-          if (sent != null) {
+          if (sent != null && sent > 0 && sent >= (stats.jitterBuffer ?? 0)) {
             stats.latency = sent;
             stats.latencySource = "rtcp-sender-report";
           }
