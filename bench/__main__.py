@@ -8,9 +8,25 @@ import subprocess
 import sys
 
 # The 10-minute media soak (issue 5: memory stays flat) comes last: it is the longest.
-BENCHMARKS = ("edge_vs_nginx", "slow_readers", "hang_up", "servers", "clients", "live_relay", "webrtc_relay", "upload",
-              "invalidation", "loadtest_capacity", "player_latency", "https_hits", "tls_reload", "glob_hostile",
-              "dash_tracks", "metrics_record", "media_soak")
+BENCHMARKS = (
+    "edge_vs_nginx",
+    "slow_readers",
+    "hang_up",
+    "servers",
+    "clients",
+    "live_relay",
+    "webrtc_relay",
+    "upload",
+    "invalidation",
+    "loadtest_capacity",
+    "player_latency",
+    "https_hits",
+    "tls_reload",
+    "glob_hostile",
+    "dash_tracks",
+    "metrics_record",
+    "media_soak",
+)
 
 
 def main() -> int:

@@ -42,8 +42,9 @@ async def _aiohttp(url: str, count: int, concurrency: int) -> Figures:
 
     # As edge/upstream.py builds its session.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=60)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
 
         async def one() -> int:
             async with session.get(url) as resp:
@@ -89,8 +90,6 @@ async def _measured(one: Callable[[], Awaitable[int]], count: int, concurrency: 
     return {"requests": count, "bytes": total, "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu}
 
 
-
-
 def _worker_main(client: str, url: str, count: int, concurrency: int) -> None:
     import uvloop
 
@@ -113,7 +112,10 @@ def run(count: int, repeat: int, concurrency: int = CONCURRENCY) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="cdn-bench-") as tmp, Children(Path(tmp)) as children:
         folder = Path(tmp)
         site = make_site(folder / "site")
-        origins = {"web origin": start_origin(children, site), "nginx static": start_nginx_static(children, folder, site)}
+        origins = {
+            "web origin": start_origin(children, site),
+            "nginx static": start_nginx_static(children, folder, site),
+        }
         for origin_name, origin in origins.items():
             for label, (path, size) in OBJECTS.items():
                 samples: dict[str, list[Figures]] = {c: [] for c in CLIENTS}
@@ -125,29 +127,48 @@ def run(count: int, repeat: int, concurrency: int = CONCURRENCY) -> dict[str, An
                         samples[client].append(figures)
                 for client in CLIENTS:
                     row = _summary(samples[client])
-                    rows[f"{origin_name}|{label}|{client}"] = {"origin": origin_name, "object": label,
-                                                               "client": client, **row}
-                    progress(f"{origin_name} {label} {client}: {row['requests_per_s']:,.0f} req/s, "
-                             f"{row['cpu_ms_per_request']:.3f} ms CPU per request")
-    return {"settings": {"requests": count, "concurrency": concurrency, "repeat": repeat, "chunk": CHUNK},
-            "results": list(rows.values())}
+                    rows[f"{origin_name}|{label}|{client}"] = {
+                        "origin": origin_name,
+                        "object": label,
+                        "client": client,
+                        **row,
+                    }
+                    progress(
+                        f"{origin_name} {label} {client}: {row['requests_per_s']:,.0f} req/s, "
+                        f"{row['cpu_ms_per_request']:.3f} ms CPU per request"
+                    )
+    return {
+        "settings": {"requests": count, "concurrency": concurrency, "repeat": repeat, "chunk": CHUNK},
+        "results": list(rows.values()),
+    }
 
 
 def _summary(samples: list[Figures]) -> dict[str, Any]:
     rates = [s["requests"] / s["wall_s"] for s in samples]
     cpus = [s["cpu_s"] for s in samples]
-    return {"requests_per_s": statistics.median(rates), "cpu_s": statistics.median(cpus),
-            "cpu_ms_per_request": statistics.median(cpus) / samples[0]["requests"] * 1000,
-            "runs_requests_per_s": rates, "runs_cpu_s": cpus, "load": machine_load()}
+    return {
+        "requests_per_s": statistics.median(rates),
+        "cpu_s": statistics.median(cpus),
+        "cpu_ms_per_request": statistics.median(cpus) / samples[0]["requests"] * 1000,
+        "runs_requests_per_s": rates,
+        "runs_cpu_s": cpus,
+        "load": machine_load(),
+    }
 
 
 def format_table(report: dict[str, Any]) -> str:
     s = report["settings"]
-    lines = ["", f"origin client, {s['requests']} requests, {s['concurrency']} in flight, median of {s['repeat']}", "",
-             f"{'origin':<13} {'object':<6} {'client':<8} {'req/s':>8} {'CPU s':>7} {'CPU ms/req':>10}  load"]
+    lines = [
+        "",
+        f"origin client, {s['requests']} requests, {s['concurrency']} in flight, median of {s['repeat']}",
+        "",
+        f"{'origin':<13} {'object':<6} {'client':<8} {'req/s':>8} {'CPU s':>7} {'CPU ms/req':>10}  load",
+    ]
     for r in report["results"]:
-        lines.append(f"{r['origin']:<13} {r['object']:<6} {r['client']:<8} {r['requests_per_s']:>8,.0f} "
-                     f"{r['cpu_s']:>7.2f} {r['cpu_ms_per_request']:>10.3f}  {r['load']}")
+        lines.append(
+            f"{r['origin']:<13} {r['object']:<6} {r['client']:<8} {r['requests_per_s']:>8,.0f} "
+            f"{r['cpu_s']:>7.2f} {r['cpu_ms_per_request']:>10.3f}  {r['load']}"
+        )
     return "\n".join(lines)
 
 

@@ -50,10 +50,12 @@ def main() -> None:
         "audio_timeline_ms": timed(lambda: [track_view.track_timing(c, 2) for c in chunks]) * 1000,
     }
     megabytes = len(whole) / 1e6
-    print(f"one {SECONDS} s segment ({megabytes:.2f} MB, {FPS * SECONDS} chunks): "
-          f"joined as it is {figures['join_only_ms']:.3f} ms; video view {figures['video_view_ms']:.3f} ms "
-          f"({megabytes / figures['video_view_ms'] * 1000:.0f} MB/s); audio view {figures['audio_view_ms']:.3f} ms; "
-          f"audio timeline for the MPD {figures['audio_timeline_ms']:.3f} ms (once per segment, cached)")
+    print(
+        f"one {SECONDS} s segment ({megabytes:.2f} MB, {FPS * SECONDS} chunks): "
+        f"joined as it is {figures['join_only_ms']:.3f} ms; video view {figures['video_view_ms']:.3f} ms "
+        f"({megabytes / figures['video_view_ms'] * 1000:.0f} MB/s); audio view {figures['audio_view_ms']:.3f} ms; "
+        f"audio timeline for the MPD {figures['audio_timeline_ms']:.3f} ms (once per segment, cached)"
+    )
     write_results("dash_tracks", figures)
 
 

@@ -73,8 +73,12 @@ def run(duration: int, repeat: int) -> dict[str, Any]:
         folder = Path(tmp)
         progress("starting origin, edge, nginx and varnish")
         origin = start_origin(children, make_site(folder / "site"))
-        servers = [start_edge(children, folder, origin.url), start_edge(children, folder, origin.url, workers=1, name="edge-w1"),
-                   start_nginx(children, folder, origin.port), start_varnish(children, folder, origin.port)]
+        servers = [
+            start_edge(children, folder, origin.url),
+            start_edge(children, folder, origin.url, workers=1, name="edge-w1"),
+            start_nginx(children, folder, origin.port),
+            start_varnish(children, folder, origin.port),
+        ]
         for server in servers:
             for label, (path, size) in OBJECTS.items():
                 headers = warm(server, path, size, HIT_CHECKS[server.name])
@@ -93,25 +97,28 @@ def run(duration: int, repeat: int) -> dict[str, Any]:
                     runs[label][server.name].append(result)
                     cpu[label][server.name].append(per_hit)
                     peaks[server.name] = max(peaks[server.name], peak)
-                    progress(f"round {round_no}/{repeat} {label} {server.name}: {result.requests_per_s:,.0f} req/s "
-                             f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms {per_hit:.0f} CPU us/hit "
-                             f"errors {result.errors}")
+                    progress(
+                        f"round {round_no}/{repeat} {label} {server.name}: {result.requests_per_s:,.0f} req/s "
+                        f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms {per_hit:.0f} CPU us/hit "
+                        f"errors {result.errors}"
+                    )
         edge = servers[0]
         edge_hwm = status_kib(edge.child.pid, "VmHWM")
         report = _report(runs, peaks, edge_hwm, duration, repeat, load_start)
-        report["cpu_us_per_hit"] = {label: {name: round(statistics.median(v), 1) for name, v in by.items()}
-                                    for label, by in cpu.items()}
+        report["cpu_us_per_hit"] = {
+            label: {name: round(statistics.median(v), 1) for name, v in by.items()} for label, by in cpu.items()
+        }
         report["rss_at_rest_kib"] = at_rest
         return report
-
 
 
 def _drive(server: Server, path: str, duration: int) -> tuple[WrkResult, int]:
     """One wrk run against `server`, sampling its process group's RSS meanwhile."""
     with RssSampler(server.child.pid) as sampler:
         result = run_wrk(server.url + path, duration=duration)
-    loaded = WrkResult(result.requests_per_s, result.p50_ms, result.p99_ms, result.requests, result.errors,
-                       machine_load())
+    loaded = WrkResult(
+        result.requests_per_s, result.p50_ms, result.p99_ms, result.requests, result.errors, machine_load()
+    )
     return loaded, sampler.peak_kib
 
 
@@ -122,13 +129,23 @@ def _check_still_hit(server: Server, path: str, size: int) -> None:
 
 
 def _hit_evidence(name: str, headers: dict[str, str]) -> str:
-    shown = {"edge": ("cache-status", "age"), "edge-w1": ("cache-status", "age"), "nginx": ("x-cache-status",),
-             "varnish": ("x-varnish", "age")}[name]
+    shown = {
+        "edge": ("cache-status", "age"),
+        "edge-w1": ("cache-status", "age"),
+        "nginx": ("x-cache-status",),
+        "varnish": ("x-varnish", "age"),
+    }[name]
     return ", ".join(f"{h}: {headers.get(h)}" for h in shown)
 
 
-def _report(runs: dict[str, dict[str, list[WrkResult]]], peaks: dict[str, int], edge_hwm: int,
-            duration: int, repeat: int, load_start: str) -> dict[str, Any]:
+def _report(
+    runs: dict[str, dict[str, list[WrkResult]]],
+    peaks: dict[str, int],
+    edge_hwm: int,
+    duration: int,
+    repeat: int,
+    load_start: str,
+) -> dict[str, Any]:
     medians = {label: {name: median_result(rs) for name, rs in by.items()} for label, by in runs.items()}
     ratios = {
         label: {
@@ -142,13 +159,19 @@ def _report(runs: dict[str, dict[str, list[WrkResult]]], peaks: dict[str, int], 
     }
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": {"wrk": f"-t{THREADS} -c{CONNECTIONS} -d{duration}s --latency", "repeat": repeat,
-                     "cpus": _cpus(), "python": sys.version.split()[0]},
+        "settings": {
+            "wrk": f"-t{THREADS} -c{CONNECTIONS} -d{duration}s --latency",
+            "repeat": repeat,
+            "cpus": _cpus(),
+            "python": sys.version.split()[0],
+        },
         "versions": _versions(),
         "load": {"start": load_start, "end": machine_load()},
         "results": {
-            label: {name: {**m.as_dict(), "runs_requests_per_s": [r.requests_per_s for r in runs[label][name]]}
-                    for name, m in by.items()}
+            label: {
+                name: {**m.as_dict(), "runs_requests_per_s": [r.requests_per_s for r in runs[label][name]]}
+                for name, m in by.items()
+            }
             for label, by in medians.items()
         },
         "ratios": ratios,
@@ -157,29 +180,42 @@ def _report(runs: dict[str, dict[str, list[WrkResult]]], peaks: dict[str, int], 
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = ["", f"cache hits, wrk {report['settings']['wrk']}, median of {report['settings']['repeat']} "
-             f"(load {report['load']['start']} -> {report['load']['end']})", "",
-             f"{'object':<7} {'server':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/hit':>10} {'errors':>7}  load"]
+    lines = [
+        "",
+        f"cache hits, wrk {report['settings']['wrk']}, median of {report['settings']['repeat']} "
+        f"(load {report['load']['start']} -> {report['load']['end']})",
+        "",
+        f"{'object':<7} {'server':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/hit':>10} {'errors':>7}  load",
+    ]
     for label, by in report["results"].items():
         for name, m in by.items():
-            lines.append(f"{label:<7} {name:<8} {m['requests_per_s']:>10,.0f} {m['p50_ms']:>8.2f} "
-                         f"{m['p99_ms']:>8.2f} {report['cpu_us_per_hit'][label][name]:>10.1f} {m['errors']:>7}  {m['load']}")
+            lines.append(
+                f"{label:<7} {name:<8} {m['requests_per_s']:>10,.0f} {m['p50_ms']:>8.2f} "
+                f"{m['p99_ms']:>8.2f} {report['cpu_us_per_hit'][label][name]:>10.1f} {m['errors']:>7}  {m['load']}"
+            )
     lines.append("(edge: a worker process per core; edge-w1: workers = 1)")
     lines.append("")
     for label, r in report["ratios"].items():
         met = "meets" if r["edge/nginx"] >= r["target_edge/nginx"] else "below"
         v_met = "meets" if r["edge/varnish"] >= r["target_edge/varnish"] else "below"
-        lines.append(f"{label}: edge/nginx {r['edge/nginx']:.2f} ({met} the target {r['target_edge/nginx']}), "
-                     f"edge/varnish {r['edge/varnish']:.2f} ({v_met} the target {r['target_edge/varnish']}), "
-                     f"edge-w1/varnish {r['edge-w1/varnish']:.2f}")
+        lines.append(
+            f"{label}: edge/nginx {r['edge/nginx']:.2f} ({met} the target {r['target_edge/nginx']}), "
+            f"edge/varnish {r['edge/varnish']:.2f} ({v_met} the target {r['target_edge/varnish']}), "
+            f"edge-w1/varnish {r['edge-w1/varnish']:.2f}"
+        )
     rss = report["peak_rss_kib"]
     rest = report["rss_at_rest_kib"]
-    lines.append("RSS at rest: " + ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in rest.items())
-                 + " (all processes of each)")
-    lines.append(f"edge peak RSS: {rss['edge_vmhwm'] / 1024:.1f} MiB (VmHWM, leader), "
-                 f"{rss['edge_sampled'] / 1024:.1f} MiB sampled while serving (edge-w1 {rss['edge-w1_sampled'] / 1024:.1f}); "
-                 f"nginx {rss['nginx_sampled'] / 1024:.1f} MiB, varnish {rss['varnish_sampled'] / 1024:.1f} MiB "
-                 "(all processes of each)")
+    lines.append(
+        "RSS at rest: "
+        + ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in rest.items())
+        + " (all processes of each)"
+    )
+    lines.append(
+        f"edge peak RSS: {rss['edge_vmhwm'] / 1024:.1f} MiB (VmHWM, leader), "
+        f"{rss['edge_sampled'] / 1024:.1f} MiB sampled while serving (edge-w1 {rss['edge-w1_sampled'] / 1024:.1f}); "
+        f"nginx {rss['nginx_sampled'] / 1024:.1f} MiB, varnish {rss['varnish_sampled'] / 1024:.1f} MiB "
+        "(all processes of each)"
+    )
     return "\n".join(lines)
 
 

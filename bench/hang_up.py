@@ -42,18 +42,31 @@ async def read_and_hang_up(port: int, path: str, read: int) -> None:
 
 def one(size_mib: int, cache_control: str) -> dict[str, object]:
     size = size_mib * MIB
-    with tempfile.TemporaryDirectory(prefix="cdn-bench-hangup-") as tmp, Children(Path(tmp)) as children, \
-            CountingOrigin(size, cache_control) as origin:
-        _, port = start_edge(children, Path(tmp), origin.port, cache_bytes=2 * size, max_object_bytes=size,
-                             abandoned_fill_bytes=ABANDONED_FILL)
+    with (
+        tempfile.TemporaryDirectory(prefix="cdn-bench-hangup-") as tmp,
+        Children(Path(tmp)) as children,
+        CountingOrigin(size, cache_control) as origin,
+    ):
+        _, port = start_edge(
+            children,
+            Path(tmp),
+            origin.port,
+            cache_bytes=2 * size,
+            max_object_bytes=size,
+            abandoned_fill_bytes=ABANDONED_FILL,
+        )
         asyncio.run(read_and_hang_up(port, "/big.bin", 64 * 1024))
         left_at, sent_then = time.perf_counter(), origin.sent
         while origin.open_streams and time.perf_counter() - left_at < 30:
             time.sleep(0.01)
         closed = time.perf_counter() - left_at
-        return {"object": cache_control, "size_mib": size_mib, "origin_sent_mib": round(origin.sent / MIB, 2),
-                "after_hang_up_mib": round((origin.sent - sent_then) / MIB, 2),
-                "origin_stream_closed_s": round(closed, 2) if not origin.open_streams else None}
+        return {
+            "object": cache_control,
+            "size_mib": size_mib,
+            "origin_sent_mib": round(origin.sent / MIB, 2),
+            "after_hang_up_mib": round((origin.sent - sent_then) / MIB, 2),
+            "origin_stream_closed_s": round(closed, 2) if not origin.open_streams else None,
+        }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{'object':<14} {'size MiB':>8} {'origin sent MiB':>15} {'after hang-up':>13} {'stream closed':>13}")
     for r in rows:
         closed = "never" if r["origin_stream_closed_s"] is None else f"{r['origin_stream_closed_s']} s"
-        print(f"{r['object']:<14} {r['size_mib']:>8} {r['origin_sent_mib']:>15} {r['after_hang_up_mib']:>12}M {closed:>13}")
+        print(
+            f"{r['object']:<14} {r['size_mib']:>8} {r['origin_sent_mib']:>15} {r['after_hang_up_mib']:>12}M {closed:>13}"
+        )
     write_results("hang_up", rows)
     return 0
 

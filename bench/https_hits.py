@@ -48,8 +48,9 @@ DURATION = 5  # seconds per wrk run
 MODES = ("http", "https", "https new connection per request")
 
 
-def start_tls_edge(children: Children, folder: Path, origin_url: str, files: CertFiles, *,
-                   sni: CertFiles | None = None) -> Server:
+def start_tls_edge(
+    children: Children, folder: Path, origin_url: str, files: CertFiles, *, sni: CertFiles | None = None
+) -> Server:
     """`cdn edge` with HTTPS on `files`; with `sni`, a second certificate chosen by SNI."""
     port, https_port = free_port(), free_port()
     name = "edge" if sni is None else "edge-sni"
@@ -70,8 +71,9 @@ def is_hit(name: str) -> Callable[[Mapping[str, str]], bool]:
 def check_tls_hit(server: Server, path: str, size: int, ca: Path) -> str:
     """One GET over TLS (verified against the local CA): a whole hit; the TLS version."""
     assert server.https_port is not None
-    conn = http.client.HTTPSConnection("localhost", server.https_port, timeout=10,
-                                       context=ssl.create_default_context(cafile=str(ca)))
+    conn = http.client.HTTPSConnection(
+        "localhost", server.https_port, timeout=10, context=ssl.create_default_context(cafile=str(ca))
+    )
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -92,9 +94,11 @@ def run(duration: int) -> dict[str, Any]:
         files = make_server_cert(folder / "tls", ["localhost", "127.0.0.1"])
         origin = start_origin(children, make_site(folder / "site"))
         other = make_server_cert(folder / "tls", ["other.test"], stem="other")
-        servers = [start_tls_edge(children, folder, origin.url, files),
-                   start_tls_edge(children, folder, origin.url, files, sni=other),
-                   start_nginx(children, folder, origin.port, tls=(files.cert, files.key))]
+        servers = [
+            start_tls_edge(children, folder, origin.url, files),
+            start_tls_edge(children, folder, origin.url, files, sni=other),
+            start_nginx(children, folder, origin.port, tls=(files.cert, files.key)),
+        ]
         for server in servers:
             for path, size in OBJECTS.values():
                 warm(server, path, size, is_hit(server.name), in_a_row=8)
@@ -105,11 +109,16 @@ def run(duration: int) -> dict[str, Any]:
                     continue
                 for server in servers:
                     scheme, port = ("http", server.port) if mode == "http" else ("https", server.https_port)
-                    result = run_wrk(f"{scheme}://127.0.0.1:{port}{path}", duration=duration,
-                                     headers=["Connection: close"] if mode.endswith("request") else ())
+                    result = run_wrk(
+                        f"{scheme}://127.0.0.1:{port}{path}",
+                        duration=duration,
+                        headers=["Connection: close"] if mode.endswith("request") else (),
+                    )
                     report["runs"].setdefault(label, {}).setdefault(mode, {})[server.name] = result.as_dict()
-                    progress(f"{label} {mode} {server.name}: {result.requests_per_s:,.0f} req/s "
-                             f"p99 {result.p99_ms:.2f} ms errors {result.errors}")
+                    progress(
+                        f"{label} {mode} {server.name}: {result.requests_per_s:,.0f} req/s "
+                        f"p99 {result.p99_ms:.2f} ms errors {result.errors}"
+                    )
     report["load_at_end"] = machine_load()
     return report
 
@@ -117,8 +126,11 @@ def run(duration: int) -> dict[str, Any]:
 def format_table(report: dict[str, Any]) -> str:
     """req/s and x plain of each server, per object and listener, then edge/nginx."""
     names = list(next(iter(report["runs"].values()))["http"])
-    lines = [f"{'object':<6} {'listener':<33}" + "".join(f" {n + ' req/s':>15} {'x plain':>7}" for n in names)
-             + f" {'edge/nginx':>10}"]
+    lines = [
+        f"{'object':<6} {'listener':<33}"
+        + "".join(f" {n + ' req/s':>15} {'x plain':>7}" for n in names)
+        + f" {'edge/nginx':>10}"
+    ]
     for label, modes in report["runs"].items():
         for mode, by in modes.items():
             cells = ""
@@ -127,13 +139,17 @@ def format_table(report: dict[str, Any]) -> str:
                 cells += f" {rate:>15,.0f} {rate / plain if plain else 0:>6.2f}x"
             ratio = by["edge"]["requests_per_s"] / by["nginx"]["requests_per_s"] if by["nginx"]["requests_per_s"] else 0
             lines.append(f"{label:<6} {mode:<33}{cells} {ratio:>10.2f}")
-    lines.append(f"TLS {report.get('tls_version')}; load average {report['load_at_start']} at start, "
-                 f"{report['load_at_end']} at the end")
+    lines.append(
+        f"TLS {report.get('tls_version')}; load average {report['load_at_start']} at start, "
+        f"{report['load_at_end']} at the end"
+    )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.https_hits", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.https_hits", description=__doc__.split("\n")[0] if __doc__ else None
+    )
     parser.add_argument("--duration", type=int, default=DURATION, help="seconds per wrk run (default %(default)s)")
     args = parser.parse_args(argv)
     report = run(args.duration)

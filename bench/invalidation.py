@@ -86,8 +86,11 @@ def measure(ports: dict[str, int], count: int) -> dict[str, Any]:
 
 def _summary(values: list[float]) -> dict[str, float]:
     ms = sorted(v * 1000 for v in values)
-    return {"median": round(statistics.median(ms), 2), "p95": round(ms[int(0.95 * (len(ms) - 1))], 2),
-            "max": round(ms[-1], 2)}
+    return {
+        "median": round(statistics.median(ms), 2),
+        "p95": round(ms[int(0.95 * (len(ms) - 1))], 2),
+        "max": round(ms[-1], 2),
+    }
 
 
 def run_mode(mode: str, count: int, folder: Path) -> dict[str, Any]:
@@ -95,8 +98,22 @@ def run_mode(mode: str, count: int, folder: Path) -> dict[str, Any]:
         redis_url = None
         if mode == "redis":
             port = free_port()
-            redis = children.spawn("redis", [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                             "--appendonly", "no", "--dir", str(folder)])
+            redis = children.spawn(
+                "redis",
+                [
+                    REDIS,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(folder),
+                ],
+            )
             redis_url = f"redis://127.0.0.1:{port}/0"
             _wait_redis(redis, port)
         config, ports = write_config(folder, redis_url)
@@ -133,8 +150,10 @@ def main(argv: Sequence[str]) -> int:
     print(f"{'mode':<10} {'propagation ms (median / p95 / max)':<38} {'seen by client ms (median / p95 / max)'}")
     for row in rows:
         p, s = row["propagation_ms"], row["seen_by_client_ms"]
-        print(f"{row['mode']:<10} {p['median']:>8} / {p['p95']:>8} / {p['max']:>8}        "
-              f"{s['median']:>8} / {s['p95']:>8} / {s['max']:>8}")
+        print(
+            f"{row['mode']:<10} {p['median']:>8} / {p['p95']:>8} / {p['max']:>8}        "
+            f"{s['median']:>8} / {s['p95']:>8} / {s['max']:>8}"
+        )
     out = results_dir() / "invalidation.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -56,8 +56,13 @@ class CountingOrigin:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == COUNTS:
             body = json.dumps(self.hits).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         if scope["type"] == "http":
@@ -66,6 +71,7 @@ class CountingOrigin:
 
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"  # the edge's admin listener needs one
+
 
 def serve_origin(config_path: str) -> int:
     """The child process: the config's media origin, counted."""
@@ -278,12 +284,22 @@ async def run_hls(base: str, admin: str, origin: str, viewers: int, seconds: flo
     got = await asyncio.gather(*(hls_viewer(n, base, until, errors) for n in range(viewers)))
     after = live_counters(admin)
     requests, distinct = origin_delta(origin, "seg", at_origin)
-    return {"viewers": viewers, "segments_served": sum(got), "origin_segment_requests": requests,
-            "distinct_segments": distinct, "per_segment": requests / distinct if distinct else float("nan"),
-            "edge_says_per_segment": round(delta(after, before, "origin_requests", "segment")
-                                           / max(1, delta(after, before, "objects_fetched", "segment")), 3),
-            "playlist_requests": delta(after, before, "origin_requests", "playlist"),
-            "edge_counted_viewers": after.get("viewers", 0), "errors": len(errors), "first_error": errors[:1]}
+    return {
+        "viewers": viewers,
+        "segments_served": sum(got),
+        "origin_segment_requests": requests,
+        "distinct_segments": distinct,
+        "per_segment": requests / distinct if distinct else float("nan"),
+        "edge_says_per_segment": round(
+            delta(after, before, "origin_requests", "segment")
+            / max(1, delta(after, before, "objects_fetched", "segment")),
+            3,
+        ),
+        "playlist_requests": delta(after, before, "origin_requests", "playlist"),
+        "edge_counted_viewers": after.get("viewers", 0),
+        "errors": len(errors),
+        "first_error": errors[:1],
+    }
 
 
 async def run_ll(base: str, admin: str, origin: str, viewers: int, seconds: float) -> dict[str, Any]:
@@ -295,17 +311,26 @@ async def run_ll(base: str, admin: str, origin: str, viewers: int, seconds: floa
     whole = [a.done - a.start for a in arrivals if a.done]
     first = [a.first - a.start for a in arrivals if a.first]
     requests, distinct = origin_delta(origin, "part", at_origin)
-    return {"viewers": viewers, "parts": len(whole), "per_part": requests / distinct if distinct else float("nan"),
-            "whole_part": _summary(whole), "first_bytes": _summary(first), "errors": len(errors),
-            "first_error": errors[:1]}
+    return {
+        "viewers": viewers,
+        "parts": len(whole),
+        "per_part": requests / distinct if distinct else float("nan"),
+        "whole_part": _summary(whole),
+        "first_bytes": _summary(first),
+        "errors": len(errors),
+        "first_error": errors[:1],
+    }
 
 
 def _summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     values = sorted(values)
-    return {"median": round(statistics.median(values), 3), "p95": round(values[int(0.95 * (len(values) - 1))], 3),
-            "max": round(values[-1], 3)}
+    return {
+        "median": round(statistics.median(values), 3),
+        "p95": round(values[int(0.95 * (len(values) - 1))], 3),
+        "max": round(values[-1], 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,7 @@ LADDER = '[{name = "lo", width = 256, height = 144, bitrate = 150000}, {name = "
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"  # the edge's admin listener needs one
 
+
 def write_config(folder: Path, ports: tuple[int, int, int], renditions: int, segment: float, part: float) -> Path:
     ladder = f"renditions = {LADDER}\n" if renditions > 1 else ""
     config = folder / "capacity.toml"
@@ -107,19 +108,33 @@ def wait_live(origin: str, limit: float = 30.0) -> bool:
 
 
 def step(edge: str, admin: str, pids: dict[str, int], viewers: int, ramp: float, steady: float) -> dict[str, Any]:
-    plan = LoadPlan((edge,), MASTER, viewers=viewers, duration=viewers / ramp + steady, ramp=ramp,
-                    metrics=(admin + f"/metrics.json?token={ADMIN_TOKEN}",), timeout=15, label=f"{viewers} viewers")
+    plan = LoadPlan(
+        (edge,),
+        MASTER,
+        viewers=viewers,
+        duration=viewers / ramp + steady,
+        ramp=ramp,
+        metrics=(admin + f"/metrics.json?token={ADMIN_TOKEN}",),
+        timeout=15,
+        label=f"{viewers} viewers",
+    )
     cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     mine, started = cpu_seconds(), time.monotonic()
     figures = summarize(run_loop(run_load(plan, progress=None)))
     elapsed = time.monotonic() - started
     tester_cores = (cpu_seconds() - mine) / elapsed
     row = {
-        "viewers": viewers, "stall_ratio": figures["stall_ratio"], "stalls": figures["stalls"],
-        "never_started": figures["startup"]["never_started"], "startup_p95": figures["startup"]["p95"],
-        "fetch_p95": figures["fetch_p95"], "latency_p50": figures["latency_p50"],
-        "errors": figures["errors"], "request_rate": figures["request_rate"],
-        "renditions": figures["renditions"], "offload": figures.get("offload"),
+        "viewers": viewers,
+        "stall_ratio": figures["stall_ratio"],
+        "stalls": figures["stalls"],
+        "never_started": figures["startup"]["never_started"],
+        "startup_p95": figures["startup"]["p95"],
+        "fetch_p95": figures["fetch_p95"],
+        "latency_p50": figures["latency_p50"],
+        "errors": figures["errors"],
+        "request_rate": figures["request_rate"],
+        "renditions": figures["renditions"],
+        "offload": figures.get("offload"),
         "origin_requests_per_segment": figures.get("origin_requests_per_segment"),
         "tester_cpu_percent": round(100 * tester_cores, 1),
         "tester_cpu_percent_per_viewer": round(100 * tester_cores / viewers, 4),
@@ -172,26 +187,44 @@ def main(argv: list[str] | None = None) -> int:
 def report(rows: list[dict[str, Any]], renditions: int, args: argparse.Namespace) -> int:
     held = [r for r in rows if r["stall_ratio"] < STALL_LIMIT and not r["never_started"]]
     best = held[-1] if held else None
-    print(f"\n{'viewers':>8} {'stall %':>8} {'startup p95':>11} {'fetch p95':>9} {'latency':>8} "
-          f"{'req/s':>7} {'origin/seg':>10} {'tester %':>8} {'edge %':>7} {'origin %':>8}")
+    print(
+        f"\n{'viewers':>8} {'stall %':>8} {'startup p95':>11} {'fetch p95':>9} {'latency':>8} "
+        f"{'req/s':>7} {'origin/seg':>10} {'tester %':>8} {'edge %':>7} {'origin %':>8}"
+    )
     for r in rows:
-        print(f"{r['viewers']:>8} {100 * r['stall_ratio']:>8.2f} {r['startup_p95'] or 0:>11.2f} "
-              f"{r['fetch_p95'] or 0:>9.3f} {r['latency_p50'] or 0:>8.2f} {r['request_rate']:>7.0f} "
-              f"{r['origin_requests_per_segment'] or 0:>10.1f} {r['tester_cpu_percent']:>8.0f} "
-              f"{r['edge_cpu_percent']:>7.0f} {r['origin_cpu_percent']:>8.0f}")
+        print(
+            f"{r['viewers']:>8} {100 * r['stall_ratio']:>8.2f} {r['startup_p95'] or 0:>11.2f} "
+            f"{r['fetch_p95'] or 0:>9.3f} {r['latency_p50'] or 0:>8.2f} {r['request_rate']:>7.0f} "
+            f"{r['origin_requests_per_segment'] or 0:>10.1f} {r['tester_cpu_percent']:>8.0f} "
+            f"{r['edge_cpu_percent']:>7.0f} {r['origin_cpu_percent']:>8.0f}"
+        )
     if best is None:
         print(f"no step held a stall ratio under {STALL_LIMIT:.0%}")
     else:
-        print(f"capacity: {best['viewers']} concurrent viewers of a {renditions}-rendition LL-HLS stream "
-              f"({args.segment_seconds:g} s segments, {args.part_seconds:g} s parts) "
-              f"(stall ratio {best['stall_ratio']:.2%}); origin requests per segment "
-              f"{best['origin_requests_per_segment']}; load tester CPU per viewer "
-              f"{best['tester_cpu_percent_per_viewer']:.3f} % of a core (all on one machine, shared cores)")
+        print(
+            f"capacity: {best['viewers']} concurrent viewers of a {renditions}-rendition LL-HLS stream "
+            f"({args.segment_seconds:g} s segments, {args.part_seconds:g} s parts) "
+            f"(stall ratio {best['stall_ratio']:.2%}); origin requests per segment "
+            f"{best['origin_requests_per_segment']}; load tester CPU per viewer "
+            f"{best['tester_cpu_percent_per_viewer']:.3f} % of a core (all on one machine, shared cores)"
+        )
     out = results_dir() / "loadtest_capacity.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"renditions": renditions, "segment_seconds": args.segment_seconds,
-                               "part_seconds": args.part_seconds, "steps": rows, "steady_seconds": args.steady,
-                               "ramp": args.ramp, "capacity": best and best["viewers"]}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "renditions": renditions,
+                "segment_seconds": args.segment_seconds,
+                "part_seconds": args.part_seconds,
+                "steps": rows,
+                "steady_seconds": args.steady,
+                "ramp": args.ramp,
+                "capacity": best and best["viewers"],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -38,8 +38,6 @@ def rss_mib() -> float:
     return 0.0
 
 
-
-
 class Player:
     """Follows the live edge part by part; records how late each part became available."""
 
@@ -83,21 +81,24 @@ def _newest_part(text: str) -> tuple[int, int, str, float]:
     return segment.msn, len(segment.parts) - 1, segment.parts[-1].uri, end
 
 
-async def soak(seconds: float, every: float, width: int, height: int,
-               renditions: list[str]) -> None:
+async def soak(seconds: float, every: float, width: int, height: int, renditions: list[str]) -> None:
     stream: dict[str, Any] = {"source": "test", "width": width, "height": height}
     if renditions:
         stream["renditions"] = renditions
-    settings = MediaOriginSettings.from_options({
-        "segment_seconds": 2.0, "part_seconds": 0.5, "window_seconds": 12.0,
-        "streams": {"soak": stream},
-    }, where="bench")
+    settings = MediaOriginSettings.from_options(
+        {
+            "segment_seconds": 2.0,
+            "part_seconds": 0.5,
+            "window_seconds": 12.0,
+            "streams": {"soak": stream},
+        },
+        where="bench",
+    )
     app = build_media_origin_app(settings)
     server = await start_server(app, "127.0.0.1:0", name="media-soak")
     start, cpu0 = time.monotonic(), cpu_seconds()
     ladder = f", renditions {'/'.join(renditions)}" if renditions else ""
-    print(f"media soak: {width}x{height} test stream{ladder} for {seconds:.0f}s, "
-          f"RSS every {every:.0f}s")
+    print(f"media soak: {width}x{height} test stream{ladder} for {seconds:.0f}s, RSS every {every:.0f}s")
     print(f"{'t (s)':>6} {'RSS MiB':>8} {'CPU %':>6} {'segs':>5} {'parts got':>9} {'latency ms p50/max':>19}")
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         player = Player(http, settings.streams[0].rendition_names[0])
@@ -118,9 +119,11 @@ def _report(start: float, cpu0: float, player: Player) -> dict[str, Any]:
     elapsed = time.monotonic() - start
     recent = player.latencies[-100:] or [0.0]
     row = {"t": elapsed, "rss": rss_mib(), "cpu": 100 * (cpu_seconds() - cpu0) / elapsed}
-    print(f"{row['t']:6.0f} {row['rss']:8.1f} {row['cpu']:6.1f} {player.segments_listed:5d} "
-          f"{player.parts:9d} {1000 * statistics.median(recent):9.0f}/{1000 * max(recent):<9.0f}",
-          flush=True)
+    print(
+        f"{row['t']:6.0f} {row['rss']:8.1f} {row['cpu']:6.1f} {player.segments_listed:5d} "
+        f"{player.parts:9d} {1000 * statistics.median(recent):9.0f}/{1000 * max(recent):<9.0f}",
+        flush=True,
+    )
     return row
 
 

@@ -24,8 +24,12 @@ def keys() -> list[tuple[str, str]]:
             for part in range(4):
                 path = f"/live/cam/{rendition}/part{msn}.{part}.m4s"
                 out.append(("live:" + path, path))
-                out.append((f"live:/live/cam/{rendition}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}",
-                            f"/live/cam/{rendition}/index.m3u8"))
+                out.append(
+                    (
+                        f"live:/live/cam/{rendition}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}",
+                        f"/live/cam/{rendition}/index.m3u8",
+                    )
+                )
             out.append((f"live:/live/cam/{rendition}/seg{msn}.m4s", f"/live/cam/{rendition}/seg{msn}.m4s"))
     return out
 
@@ -50,8 +54,10 @@ def main() -> None:
             who = session_of("127.0.0.1", "", headers) if session_of else "127.0.0.1"
             metrics.live.served(path, who, 20_000)
         best = min(best, time.perf_counter() - started)
-    print(f"metrics per request: {best / REQUESTS * 1e6:.2f} us (best of {ROUNDS} x {REQUESTS} requests; "
-          f"response time {'recorded' if timed else 'not recorded'}, sessions {'by CMCD id' if session_of else 'by address'})")
+    print(
+        f"metrics per request: {best / REQUESTS * 1e6:.2f} us (best of {ROUNDS} x {REQUESTS} requests; "
+        f"response time {'recorded' if timed else 'not recorded'}, sessions {'by CMCD id' if session_of else 'by address'})"
+    )
 
 
 if __name__ == "__main__":

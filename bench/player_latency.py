@@ -48,7 +48,7 @@ def clock_latency(grab: dict[str, Any]) -> float | None:
     """Seconds between the burned-in capture clock and the browser's clock at the draw."""
     frame = av.VideoFrame(grab["w"], grab["h"], "gray")
     plane, red = frame.planes[0], base64.b64decode(grab["red"])
-    rows = [red[y * grab["w"]:(y + 1) * grab["w"]].ljust(plane.line_size, b"\0") for y in range(grab["h"])]
+    rows = [red[y * grab["w"] : (y + 1) * grab["w"]].ljust(plane.line_size, b"\0") for y in range(grab["h"])]
     plane.update(b"".join(rows))
     captured = read_clock(frame)
     if captured is None:
@@ -60,8 +60,9 @@ async def watch(browser: Any, demo: DemoCdn, mode: str, seconds: float) -> dict[
     page = await (await browser.new_context()).new_page()
     began = time.monotonic()
     await page.goto(f"{demo.live_url()}/watch/test?mode={mode}")
-    await page.wait_for_function("window.playerStats.state === 'playing' || window.playerStats.errors.length",
-                                 timeout=60_000)
+    await page.wait_for_function(
+        "window.playerStats.state === 'playing' || window.playerStats.errors.length", timeout=60_000
+    )
     startup = time.monotonic() - began
     clock: list[float] = []
     reported: list[float] = []
@@ -79,8 +80,7 @@ async def watch(browser: Any, demo: DemoCdn, mode: str, seconds: float) -> dict[
         await asyncio.sleep(0.5)
     stats = await page.evaluate("({...window.playerStats})")
     await page.context.close()
-    return {"mode": mode, "startup": startup, "clock": clock, "reported": reported, "unread": unread,
-            "stats": stats}
+    return {"mode": mode, "startup": startup, "clock": clock, "reported": reported, "unread": unread, "stats": stats}
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -93,10 +93,12 @@ def summary(result: dict[str, Any]) -> str:
 
     s = result["stats"]
     hits = f"{s['fragmentHits']}/{s['fragments']}" if result["mode"] != "webrtc" else "-"
-    return (f"{result['mode']:<7} {result['startup']:>6.2f} s  {spread(result['clock']):>20}  "
-            f"{spread(result['reported']):>20}  {s['stalls']:>6}  {hits:>9}  {s['rendition'] or '-':>8}  "
-            f"{len(result['clock'])}/{len(result['clock']) + result['unread']} read"
-            + (f"  errors: {s['errors']}" if s["errors"] else ""))
+    return (
+        f"{result['mode']:<7} {result['startup']:>6.2f} s  {spread(result['clock']):>20}  "
+        f"{spread(result['reported']):>20}  {s['stalls']:>6}  {hits:>9}  {s['rendition'] or '-':>8}  "
+        f"{len(result['clock'])}/{len(result['clock']) + result['unread']} read"
+        + (f"  errors: {s['errors']}" if s["errors"] else "")
+    )
 
 
 async def run(modes: Sequence[str], seconds: float) -> None:
@@ -105,13 +107,16 @@ async def run(modes: Sequence[str], seconds: float) -> None:
     self_check(640, 360)
     with tempfile.TemporaryDirectory() as tmp, running_demo(Path(tmp), changes={}) as demo:
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                                       args=CHROMIUM_ARGS)
+            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             print(f"demo CDN, edge-lon, {seconds:g} s per mode, load average {machine_load()}")
-            print("latency columns: median / p95 / max seconds; what the page reports is program date time"
-                  " against its clock (HLS) or the receiver's jitter buffer alone (WebRTC)")
-            print(f"{'mode':<7} {'startup':>8}  {'glass to glass':>20}  {'page reports':>20}  "
-                  f"{'stalls':>6}  {'edge hits':>9}  {'showing':>8}")
+            print(
+                "latency columns: median / p95 / max seconds; what the page reports is program date time"
+                " against its clock (HLS) or the receiver's jitter buffer alone (WebRTC)"
+            )
+            print(
+                f"{'mode':<7} {'startup':>8}  {'glass to glass':>20}  {'page reports':>20}  "
+                f"{'stalls':>6}  {'edge hits':>9}  {'showing':>8}"
+            )
             for mode in modes:
                 print(summary(await watch(browser, demo, mode, seconds)), flush=True)
             await browser.close()

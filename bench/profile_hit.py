@@ -43,14 +43,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         origin = start_origin(children, make_site(folder / "site"))
         edge = start_edge(children, folder, origin.url, workers=1)  # one process: py-spy follows one
         warm(edge, path, size, edge_hit)
-        load = subprocess.Popen([require_wrk(), f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{2 * args.seconds + 6}s",
-                                 edge.url + path], stdout=subprocess.DEVNULL)
+        load = subprocess.Popen(
+            [require_wrk(), f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{2 * args.seconds + 6}s", edge.url + path],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             for fmt, name in (("flamegraph", "hit.svg"), ("raw", "hit.txt")):
                 progress(f"py-spy recording {args.seconds} s of the edge under wrk -> {out / name}")
-                subprocess.run([py_spy, "record", "--pid", str(edge.child.pid), "--duration", str(args.seconds),
-                                "--rate", str(args.rate), "--format", fmt, "--output", str(out / name), *(["--native"] if args.native else ["--nonblocking"])],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [
+                        py_spy,
+                        "record",
+                        "--pid",
+                        str(edge.child.pid),
+                        "--duration",
+                        str(args.seconds),
+                        "--rate",
+                        str(args.rate),
+                        "--format",
+                        fmt,
+                        "--output",
+                        str(out / name),
+                        *(["--native"] if args.native else ["--nonblocking"]),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
         finally:
             load.terminate()
             load.wait()

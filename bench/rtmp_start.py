@@ -27,18 +27,30 @@ from streaming.playlist import parse_media
 from web_dist.server import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONS = {"segment_seconds": 1.0, "part_seconds": 0.25, "window_seconds": 6.0,
-           "rtmp_listen": "127.0.0.1:0", "reconnect_grace_seconds": 0.5,
-           "streams": {"cam": {"source": "rtmp", "key": "k"}}}
-
-
+OPTIONS = {
+    "segment_seconds": 1.0,
+    "part_seconds": 0.25,
+    "window_seconds": 6.0,
+    "rtmp_listen": "127.0.0.1:0",
+    "reconnect_grace_seconds": 0.5,
+    "streams": {"cam": {"source": "rtmp", "key": "k"}},
+}
 
 
 async def publisher(port: int, seconds: float, tracks: str, bframes: int = 0) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.origin_media.publisher", f"rtmp://127.0.0.1:{port}/live/k",
-        str(seconds), str(bframes), "25", tracks, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "tests.origin_media.publisher",
+        f"rtmp://127.0.0.1:{port}/live/k",
+        str(seconds),
+        str(bframes),
+        "25",
+        tracks,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
 async def start_figures(http: httpx.AsyncClient, port: int, tracks: str) -> tuple[float, float]:
@@ -98,11 +110,13 @@ async def main(seconds: float) -> None:
             port = int(app.state.rtmp.port)
             for tracks in ("av", "v", "a"):
                 start, pdt = await start_figures(http, port, tracks)
-                print(f"{tracks:>2}: first part listed {start:.3f} s after the first packet left; "
-                      f"PDT {pdt:+.3f} s from it", flush=True)
+                print(
+                    f"{tracks:>2}: first part listed {start:.3f} s after the first packet left; "
+                    f"PDT {pdt:+.3f} s from it",
+                    flush=True,
+                )
             idle, reading = await ts_figures(http, port, seconds)
-            print(f"B-frames source: origin CPU {idle:.1f} % without a TS reader, "
-                  f"{reading:.1f} % with one", flush=True)
+            print(f"B-frames source: origin CPU {idle:.1f} % without a TS reader, {reading:.1f} % with one", flush=True)
     finally:
         await server.stop()
 

@@ -55,20 +55,65 @@ def _factory_server(name: str, argv: Callable[[int], list[str]]) -> Callable[[Ch
 
 
 def _granian(workers: int) -> Callable[[int], list[str]]:
-    return lambda port: [str(BIN / "granian"), "--interface", "asgi", "--factory", "--workers", str(workers),
-                         "--loop", "uvloop", "--host", "127.0.0.1", "--port", str(port), "--no-ws",
-                         "--no-access-log", "--log-level", "warning", FACTORY]
+    return lambda port: [
+        str(BIN / "granian"),
+        "--interface",
+        "asgi",
+        "--factory",
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-ws",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        FACTORY,
+    ]
 
 
 def _uvicorn(workers: int) -> Callable[[int], list[str]]:
-    return lambda port: [str(BIN / "uvicorn"), "--factory", FACTORY, "--workers", str(workers), "--loop", "uvloop",
-                         "--http", "httptools", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                         "--no-server-header", "--no-date-header", "--log-level", "warning", "--lifespan", "on"]
+    return lambda port: [
+        str(BIN / "uvicorn"),
+        "--factory",
+        FACTORY,
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--no-server-header",
+        "--no-date-header",
+        "--log-level",
+        "warning",
+        "--lifespan",
+        "on",
+    ]
 
 
 def _hypercorn(workers: int) -> Callable[[int], list[str]]:
-    return lambda port: [str(BIN / "hypercorn"), "--worker-class", "uvloop", "--workers", str(workers),
-                         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", FACTORY + "()"]
+    return lambda port: [
+        str(BIN / "hypercorn"),
+        "--worker-class",
+        "uvloop",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        FACTORY + "()",
+    ]
 
 
 # name -> (how to start it, workers); `cdn edge` is the baseline the others are compared with.
@@ -120,23 +165,37 @@ def run(duration: int, repeat: int) -> dict[str, Any]:
                     warm(server, path, size, edge_hit, in_a_row=8 * workers)
                     with RssSampler(server.child.pid) as sampler:
                         result = run_wrk(server.url + path, duration=duration)
-                    result = WrkResult(result.requests_per_s, result.p50_ms, result.p99_ms, result.requests,
-                                       result.errors, machine_load())
+                    result = WrkResult(
+                        result.requests_per_s,
+                        result.p50_ms,
+                        result.p99_ms,
+                        result.requests,
+                        result.errors,
+                        machine_load(),
+                    )
                 finally:
                     children.stop(server.child)
                 runs.setdefault(name, []).append(result)
                 peaks[name] = max(peaks.get(name, 0), sampler.peak_kib)
-                progress(f"round {round_no}/{repeat} {name}: {result.requests_per_s:,.0f} req/s "
-                         f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms errors {result.errors}")
+                progress(
+                    f"round {round_no}/{repeat} {name}: {result.requests_per_s:,.0f} req/s "
+                    f"p50 {result.p50_ms:.2f} ms p99 {result.p99_ms:.2f} ms errors {result.errors}"
+                )
     medians = {name: median_result(rs) for name, rs in runs.items()}
     base = medians.get(BASELINE)
     return {
-        "settings": {"wrk": f"-t{THREADS} -c{CONNECTIONS} -d{duration}s --latency", "repeat": repeat,
-                     "object": "1KiB cache hit"},
+        "settings": {
+            "wrk": f"-t{THREADS} -c{CONNECTIONS} -d{duration}s --latency",
+            "repeat": repeat,
+            "object": "1KiB cache hit",
+        },
         "results": {
-            name: {**m.as_dict(), "runs_requests_per_s": [r.requests_per_s for r in runs[name]],
-                   "vs_baseline": m.requests_per_s / base.requests_per_s if base else None,
-                   "peak_rss_kib": peaks[name]}
+            name: {
+                **m.as_dict(),
+                "runs_requests_per_s": [r.requests_per_s for r in runs[name]],
+                "vs_baseline": m.requests_per_s / base.requests_per_s if base else None,
+                "peak_rss_kib": peaks[name],
+            }
             for name, m in medians.items()
         },
         "skipped": skipped,
@@ -144,12 +203,18 @@ def run(duration: int, repeat: int) -> dict[str, Any]:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = ["", f"edge hit path, 1 KiB, wrk {report['settings']['wrk']}, median of {report['settings']['repeat']}", "",
-             f"{'server':<28} {'req/s':>9} {'x base':>7} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8} {'errors':>6}  load"]
+    lines = [
+        "",
+        f"edge hit path, 1 KiB, wrk {report['settings']['wrk']}, median of {report['settings']['repeat']}",
+        "",
+        f"{'server':<28} {'req/s':>9} {'x base':>7} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8} {'errors':>6}  load",
+    ]
     for name, m in report["results"].items():
         ratio = f"{m['vs_baseline']:.2f}" if m["vs_baseline"] is not None else "-"
-        lines.append(f"{name:<28} {m['requests_per_s']:>9,.0f} {ratio:>7} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
-                     f"{m['peak_rss_kib'] / 1024:>8.1f} {m['errors']:>6}  {m['load']}")
+        lines.append(
+            f"{name:<28} {m['requests_per_s']:>9,.0f} {ratio:>7} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+            f"{m['peak_rss_kib'] / 1024:>8.1f} {m['errors']:>6}  {m['load']}"
+        )
     for name, why in report["skipped"].items():
         lines.append(f"{name:<28} skipped: {why}")
     return "\n".join(lines)

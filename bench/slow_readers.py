@@ -50,20 +50,32 @@ async def readers(port: int, count: int, rate: int, seconds: float) -> int:
 
 def run(connections: int, size_mib: int, rate_kib: int, seconds: float) -> dict[str, object]:
     size = size_mib * MIB
-    with tempfile.TemporaryDirectory(prefix="cdn-bench-slow-") as tmp, Children(Path(tmp)) as children, \
-            CountingOrigin(size, "max-age=3600") as origin:
+    with (
+        tempfile.TemporaryDirectory(prefix="cdn-bench-slow-") as tmp,
+        Children(Path(tmp)) as children,
+        CountingOrigin(size, "max-age=3600") as origin,
+    ):
         edge, port = start_edge(children, Path(tmp), origin.port, cache_bytes=4 * size, max_object_bytes=2 * size)
         evidence = warm(port, "/big.bin")
         before = group_rss_kib(edge.pid)
-        progress(f"{connections} viewers reading a {size_mib} MiB hit at {rate_kib} KiB/s for {seconds:.0f} s ({evidence})")
+        progress(
+            f"{connections} viewers reading a {size_mib} MiB hit at {rate_kib} KiB/s for {seconds:.0f} s ({evidence})"
+        )
         with RssSampler(edge.pid) as sampler:
             read = asyncio.run(readers(port, connections, rate_kib * 1024, seconds))
         growth = (sampler.peak_kib - before) / 1024
         return {
-            "connections": connections, "size_mib": size_mib, "rate_kib": rate_kib, "seconds": seconds,
-            "hit": evidence, "origin_requests": origin.requests, "read_mib": round(read / MIB, 1),
-            "edge_rss_before_mib": round(before / 1024, 1), "edge_rss_peak_mib": round(sampler.peak_kib / 1024, 1),
-            "edge_rss_growth_mib": round(growth, 1), "growth_per_viewer_kib": round(growth * 1024 / connections),
+            "connections": connections,
+            "size_mib": size_mib,
+            "rate_kib": rate_kib,
+            "seconds": seconds,
+            "hit": evidence,
+            "origin_requests": origin.requests,
+            "read_mib": round(read / MIB, 1),
+            "edge_rss_before_mib": round(before / 1024, 1),
+            "edge_rss_peak_mib": round(sampler.peak_kib / 1024, 1),
+            "edge_rss_growth_mib": round(growth, 1),
+            "growth_per_viewer_kib": round(growth * 1024 / connections),
         }
 
 
@@ -76,9 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     progress(f"machine load {machine_load()}")
     row = run(args.connections, args.size_mib, args.rate_kib, args.seconds)
-    print(f"\nedge RSS {row['edge_rss_before_mib']} MiB -> peak {row['edge_rss_peak_mib']} MiB: "
-          f"+{row['edge_rss_growth_mib']} MiB for {row['connections']} slow viewers of a {row['size_mib']} MiB hit "
-          f"({row['growth_per_viewer_kib']} KiB each; read {row['read_mib']} MiB; origin requests {row['origin_requests']})")
+    print(
+        f"\nedge RSS {row['edge_rss_before_mib']} MiB -> peak {row['edge_rss_peak_mib']} MiB: "
+        f"+{row['edge_rss_growth_mib']} MiB for {row['connections']} slow viewers of a {row['size_mib']} MiB hit "
+        f"({row['growth_per_viewer_kib']} KiB each; read {row['read_mib']} MiB; origin requests {row['origin_requests']})"
+    )
     write_results("slow_readers", row)
     return 0
 

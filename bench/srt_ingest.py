@@ -22,20 +22,51 @@ from web_dist.server import start_server
 
 
 async def run(seconds: float, size: str, bitrate: str) -> None:
-    settings = MediaOriginSettings.from_options({
-        "segment_seconds": 1.0, "part_seconds": 0.25, "rtmp_listen": "127.0.0.1:0",
-        "srt_listen": "127.0.0.1:0", "streams": {"cam": {"source": "srt", "key": "k"}},
-    }, where="bench")
+    settings = MediaOriginSettings.from_options(
+        {
+            "segment_seconds": 1.0,
+            "part_seconds": 0.25,
+            "rtmp_listen": "127.0.0.1:0",
+            "srt_listen": "127.0.0.1:0",
+            "streams": {"cam": {"source": "srt", "key": "k"}},
+        },
+        where="bench",
+    )
     app = build_media_origin_app(settings)
     server = await start_server(app, "127.0.0.1:0", name="media")
     try:
         port = app.state.srt.port
         cpu0, wall0 = time.process_time(), time.monotonic()
         publisher = await asyncio.create_subprocess_exec(
-            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
-            "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-b:v", bitrate, "-g", "25",
-            "-c:a", "aac", "-f", "mpegts", f"srt://127.0.0.1:{port}?streamid=publish:cam:k")
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=48000",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            bitrate,
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-f",
+            "mpegts",
+            f"srt://127.0.0.1:{port}?streamid=publish:cam:k",
+        )
         lags: list[float] = []
         waiter = asyncio.ensure_future(publisher.wait())
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
@@ -52,9 +83,11 @@ async def run(seconds: float, size: str, bitrate: str) -> None:
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         info = (await httpx.AsyncClient(base_url=server.url).get("/streams")).json()["streams"][0]
         lags = sorted(lags[1:]) or [float("nan")]  # the first waits for the publisher to start
-        print(f"SRT push {seconds:.0f} s of {size} at {bitrate}: origin CPU {100 * cpu / wall:.1f} % of a core, "
-              f"segments {info['media_sequence']}, a segment listed {lags[len(lags) // 2]:.2f} s (median) after "
-              f"its end by PDT")
+        print(
+            f"SRT push {seconds:.0f} s of {size} at {bitrate}: origin CPU {100 * cpu / wall:.1f} % of a core, "
+            f"segments {info['media_sequence']}, a segment listed {lags[len(lags) // 2]:.2f} s (median) after "
+            f"its end by PDT"
+        )
     finally:
         await server.stop()
 

@@ -49,14 +49,17 @@ def make_site(root: Path) -> Path:
 
 def start_origin(children: Children, site: Path) -> Server:
     port = free_port()
-    child = children.spawn("origin", [str(BIN / "cdn"), "--log-level", "warning", "origin",
-                                      "--root", str(site), "--listen", f"127.0.0.1:{port}"])
+    child = children.spawn(
+        "origin",
+        [str(BIN / "cdn"), "--log-level", "warning", "origin", "--root", str(site), "--listen", f"127.0.0.1:{port}"],
+    )
     wait_http(child, port)
     return Server("origin", child, port)
 
 
-def write_edge_config(folder: Path, origin_url: str, port: int, server: str = "granian", *,
-                      edge_lines: str = "", name: str | None = None) -> Path:
+def write_edge_config(
+    folder: Path, origin_url: str, port: int, server: str = "granian", *, edge_lines: str = "", name: str | None = None
+) -> Path:
     """A config with one edge in front of `origin_url`, caching everything for a day;
     `edge_lines` are more keys of the edge's table (TLS, say)."""
     config = folder / f"{name or 'edge-' + server}.toml"
@@ -82,8 +85,15 @@ max_ttl = 31536000
     return config
 
 
-def start_edge(children: Children, folder: Path, origin_url: str, server: str = "granian", *,
-               workers: int | None = None, name: str = "edge") -> Server:
+def start_edge(
+    children: Children,
+    folder: Path,
+    origin_url: str,
+    server: str = "granian",
+    *,
+    workers: int | None = None,
+    name: str = "edge",
+) -> Server:
     """`cdn edge` as users run it (granian embedded, access log on, a worker process per core
     unless `workers` says); `server = "uvicorn"` for the edge on uvicorn (httptools, uvloop)."""
     port = free_port()
@@ -101,9 +111,14 @@ def start_nginx(children: Children, folder: Path, origin_port: int, *, tls: tupl
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
     https_port = free_port() if tls is not None else None
-    https = "" if tls is None else (
-        f"listen 127.0.0.1:{https_port} ssl http2;\n        ssl_certificate {tls[0]};\n"
-        f"        ssl_certificate_key {tls[1]};\n        ssl_protocols TLSv1.2 TLSv1.3;")
+    https = (
+        ""
+        if tls is None
+        else (
+            f"listen 127.0.0.1:{https_port} ssl http2;\n        ssl_certificate {tls[0]};\n"
+            f"        ssl_certificate_key {tls[1]};\n        ssl_protocols TLSv1.2 TLSv1.3;"
+        )
+    )
     work = folder / "nginx"
     work.mkdir(exist_ok=True)
     conf = work / "nginx.conf"
@@ -160,8 +175,22 @@ backend origin {{ .host = "127.0.0.1"; .port = "{origin_port}"; }}
 sub vcl_backend_response {{ set beresp.ttl = 1d; }}
 """)
     admin = free_port()
-    argv = [varnishd, "-F", "-j", "none", "-n", str(work), "-a", f"127.0.0.1:{port}", "-T", f"127.0.0.1:{admin}",
-            "-f", str(vcl), "-s", "malloc,256m"]
+    argv = [
+        varnishd,
+        "-F",
+        "-j",
+        "none",
+        "-n",
+        str(work),
+        "-a",
+        f"127.0.0.1:{port}",
+        "-T",
+        f"127.0.0.1:{admin}",
+        "-f",
+        str(vcl),
+        "-s",
+        "malloc,256m",
+    ]
     child = children.spawn("varnish", argv)
     wait_http(child, port)
     return Server("varnish", child, port)
@@ -182,7 +211,10 @@ def varnish_hit(headers: Mapping[str, str]) -> bool:
 
 
 HIT_CHECKS: dict[str, Callable[[Mapping[str, str]], bool]] = {
-    "edge": edge_hit, "edge-w1": edge_hit, "nginx": nginx_hit, "varnish": varnish_hit,
+    "edge": edge_hit,
+    "edge-w1": edge_hit,
+    "nginx": nginx_hit,
+    "varnish": varnish_hit,
 }
 
 
@@ -198,8 +230,15 @@ def fetch(port: int, path: str) -> tuple[int, dict[str, str], int]:
         conn.close()
 
 
-def warm(server: Server, path: str, size: int, is_hit: Callable[[Mapping[str, str]], bool],
-         *, in_a_row: int = 1, tries: int = 60) -> dict[str, str]:
+def warm(
+    server: Server,
+    path: str,
+    size: int,
+    is_hit: Callable[[Mapping[str, str]], bool],
+    *,
+    in_a_row: int = 1,
+    tries: int = 60,
+) -> dict[str, str]:
     """Request `path` until `in_a_row` answers in a row are whole hits; their last headers.
 
     With several workers each keeps its own cache: asking on new connections until several

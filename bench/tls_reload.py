@@ -39,8 +39,14 @@ async def tiny(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def measure(reloads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cdn-bench-tls-reload-") as tmp:
         files = make_server_cert(Path(tmp), ["localhost"])
-        server = await start_server(SharedApp(tiny), name="https", engine="granian", tls_cert=files.cert,
-                                    tls_key=files.key, tls_check_interval=0)
+        server = await start_server(
+            SharedApp(tiny),
+            name="https",
+            engine="granian",
+            tls_cert=files.cert,
+            tls_key=files.key,
+            tls_check_interval=0,
+        )
         trust = ssl.create_default_context(cafile=str(files.ca))
         outcomes: Counter[str] = Counter()
         running = True
@@ -48,8 +54,9 @@ async def measure(reloads: int) -> dict[str, Any]:
         async def client() -> None:
             while running:
                 try:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=trust,
-                                                                   server_hostname="localhost")
+                    reader, writer = await asyncio.open_connection(
+                        "127.0.0.1", server.port, ssl=trust, server_hostname="localhost"
+                    )
                     writer.write(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
                     answer = await reader.read()
                     writer.close()
@@ -66,17 +73,25 @@ async def measure(reloads: int) -> dict[str, Any]:
         await asyncio.gather(*clients)
         await server.stop()
     failed = sum(n for kind, n in outcomes.items() if kind != "answered")
-    return {"reloads": reloads, "outcomes": dict(outcomes), "failed_per_reload": round(failed / max(1, reloads), 2),
-            "load": machine_load()}
+    return {
+        "reloads": reloads,
+        "outcomes": dict(outcomes),
+        "failed_per_reload": round(failed / max(1, reloads), 2),
+        "load": machine_load(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tls_reload", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.tls_reload", description=__doc__.split("\n")[0] if __doc__ else None
+    )
     parser.add_argument("--reloads", type=int, default=40)
     args = parser.parse_args(argv)
     report = asyncio.run(measure(args.reloads))
-    print(f"{report['reloads']} reloads, {EVERY:g} s apart, {CLIENTS} clients each opening a TLS connection per request: "
-          f"{report['outcomes']}; {report['failed_per_reload']} connections cut per reload (load {report['load']})")
+    print(
+        f"{report['reloads']} reloads, {EVERY:g} s apart, {CLIENTS} clients each opening a TLS connection per request: "
+        f"{report['outcomes']}; {report['failed_per_reload']} connections cut per reload (load {report['load']})"
+    )
     write_results("tls_reload", report)
     return 0
 

@@ -75,7 +75,10 @@ def put(port: int, path: str, mib: int, *, chunked: bool) -> tuple[int, float]:
         digest = hashlib.sha256()
         for block in blocks(mib):
             digest.update(block)
-        headers |= {"content-length": str(mib * MIB), "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode()}
+        headers |= {
+            "content-length": str(mib * MIB),
+            "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode(),
+        }
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     started = time.perf_counter()
     conn.request("PUT", path, body=blocks(mib), headers=headers, encode_chunked=chunked)
@@ -92,8 +95,10 @@ def run(size_mib: int) -> list[dict[str, object]]:
         (folder / "bucket" / "uploads").mkdir(parents=True)
         origin, edge_port = start_origin(children, folder / "bucket"), free_port()
         config = write_config(folder, origin.port, edge_port, 2 * size_mib * MIB)
-        edge = children.spawn("edge", [str(BIN / "cdn"), "--log-level", "warning", "edge", "--config", str(config),
-                                       "--name", "upload-edge"])
+        edge = children.spawn(
+            "edge",
+            [str(BIN / "cdn"), "--log-level", "warning", "edge", "--config", str(config), "--name", "upload-edge"],
+        )
         wait_http(edge, edge_port, "/_cdn/health")
         put(edge_port, "/uploads/warm.bin", 8, chunked=False)  # pools and buffers exist before the baseline
         for chunked in (False, True):
@@ -103,12 +108,19 @@ def run(size_mib: int) -> list[dict[str, object]]:
             with RssSampler(edge.pid) as sampler:
                 status, seconds = put(edge_port, f"/uploads/big-{int(chunked)}.bin", size_mib, chunked=chunked)
             stored = (folder / "bucket" / "uploads" / f"big-{int(chunked)}.bin").stat().st_size
-            rows.append({
-                "mode": mode, "size_mib": size_mib, "status": status, "stored_bytes": stored,
-                "edge_rss_before_mib": round(before / 1024, 1), "edge_rss_peak_mib": round(sampler.peak_kib / 1024, 1),
-                "edge_rss_growth_mib": round((sampler.peak_kib - before) / 1024, 1),
-                "seconds": round(seconds, 2), "mib_per_s": round(size_mib / seconds, 1),
-            })
+            rows.append(
+                {
+                    "mode": mode,
+                    "size_mib": size_mib,
+                    "status": status,
+                    "stored_bytes": stored,
+                    "edge_rss_before_mib": round(before / 1024, 1),
+                    "edge_rss_peak_mib": round(sampler.peak_kib / 1024, 1),
+                    "edge_rss_growth_mib": round((sampler.peak_kib - before) / 1024, 1),
+                    "seconds": round(seconds, 2),
+                    "mib_per_s": round(size_mib / seconds, 1),
+                }
+            )
             (folder / "bucket" / "uploads" / f"big-{int(chunked)}.bin").unlink()
     return rows
 
@@ -119,10 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     progress(f"machine load {machine_load()}")
     rows = run(args.size_mib)
-    print(f"\n{'mode':<26} {'status':>6} {'stored MiB':>10} {'RSS before':>10} {'RSS peak':>9} {'growth':>7} {'MiB/s':>7}")
+    print(
+        f"\n{'mode':<26} {'status':>6} {'stored MiB':>10} {'RSS before':>10} {'RSS peak':>9} {'growth':>7} {'MiB/s':>7}"
+    )
     for r in rows:
-        print(f"{r['mode']:<26} {r['status']:>6} {int(r['stored_bytes']) / MIB:>10.0f} {r['edge_rss_before_mib']:>9}M "  # type: ignore[call-overload]
-              f"{r['edge_rss_peak_mib']:>8}M {r['edge_rss_growth_mib']:>6}M {r['mib_per_s']:>7}")
+        print(
+            f"{r['mode']:<26} {r['status']:>6} {int(r['stored_bytes']) / MIB:>10.0f} {r['edge_rss_before_mib']:>9}M "  # type: ignore[call-overload]
+            f"{r['edge_rss_peak_mib']:>8}M {r['edge_rss_growth_mib']:>6}M {r['mib_per_s']:>7}"
+        )
     out = results_dir() / "upload.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")

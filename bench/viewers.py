@@ -63,9 +63,13 @@ class CountingOrigin:
                 self.requests += 1
                 self.open_streams += 1
                 try:
-                    writer.write((f"HTTP/1.1 200 OK\r\ncontent-length: {self.size}\r\n"
-                                  f"content-type: application/octet-stream\r\n"
-                                  f"cache-control: {self.cache_control}\r\n\r\n").encode())
+                    writer.write(
+                        (
+                            f"HTTP/1.1 200 OK\r\ncontent-length: {self.size}\r\n"
+                            f"content-type: application/octet-stream\r\n"
+                            f"cache-control: {self.cache_control}\r\n\r\n"
+                        ).encode()
+                    )
                     left = self.size
                     while left > 0:
                         writer.write(b"x" * min(CHUNK, left))
@@ -96,8 +100,9 @@ listen = "127.0.0.1:{port}"
 domains = ["127.0.0.1"]
 origin = "o"
 """)
-    child = children.spawn("edge", [str(BIN / "cdn"), "--log-level", "warning", "edge", "--config", str(config),
-                                    "--name", EDGE])
+    child = children.spawn(
+        "edge", [str(BIN / "cdn"), "--log-level", "warning", "edge", "--config", str(config), "--name", EDGE]
+    )
     wait_http(child, port, "/_cdn/health")
     wait_ready(child, "ready edge")  # every worker listening (the leader answers first)
     return child, port

@@ -37,8 +37,8 @@ from origin_media.sources.testpattern import _GLYPHS, clock_text
 SEGMENTS = {frozenset(strokes): digit for digit, strokes in _GLYPHS.items()}
 
 
-
 # ---- the burned-in clock ---------------------------------------------------------------------
+
 
 def read_clock(frame: Any) -> float | None:
     """Seconds since midnight UTC burned into a test-pattern frame, or None if unreadable.
@@ -50,9 +50,13 @@ def read_clock(frame: Any) -> float | None:
     s = max(2, frame.width // 80)
     w, t, half = 3 * s, max(1, s // 2 + 1), 3 * s
     centres = {
-        "a": (w // 2, t // 2), "g": (w // 2, half + t // 2), "d": (w // 2, 2 * half - t // 2 - 1),
-        "f": (t // 2, half // 2), "b": (w - t // 2 - 1, half // 2),
-        "e": (t // 2, half + half // 2), "c": (w - t // 2 - 1, half + half // 2),
+        "a": (w // 2, t // 2),
+        "g": (w // 2, half + t // 2),
+        "d": (w // 2, 2 * half - t // 2 - 1),
+        "f": (t // 2, half // 2),
+        "b": (w - t // 2 - 1, half // 2),
+        "e": (t // 2, half + half // 2),
+        "c": (w - t // 2 - 1, half + half // 2),
     }
     x, text = s, ""
     for char in "00:00:00.000":
@@ -87,6 +91,7 @@ def since_midnight(now: float) -> float:
 
 # ---- viewers -----------------------------------------------------------------------------------
 
+
 class Viewer:
     """One WHEP viewer: plays both tracks, reads the clock of every `sample`-th frame."""
 
@@ -106,8 +111,9 @@ class Viewer:
             self.pc.addTransceiver(kind, "recvonly")
         self.pc.on("track", self._on_track)
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        response = await self.http.post("/whep/demo", content=self.pc.localDescription.sdp,
-                                        headers={"content-type": "application/sdp"})
+        response = await self.http.post(
+            "/whep/demo", content=self.pc.localDescription.sdp, headers={"content-type": "application/sdp"}
+        )
         if response.status_code != 201:
             raise RuntimeError(f"WHEP offer refused: {response.status_code} {response.text}")
         self.location = response.headers["location"]
@@ -137,8 +143,6 @@ class Viewer:
         await self.pc.close()
         for task in self._tasks:
             task.cancel()
-
-
 
 
 async def measure(edge_url: str, edge_pgid: int, count: int, seconds: float) -> dict[str, Any]:
@@ -216,21 +220,33 @@ async def run(counts: Sequence[int], seconds: float, width: int, height: int) ->
             progress(json.dumps(rows[-1]))
             await asyncio.sleep(1)
     unpin()
-    return {"size": f"{width}x{height}", "seconds": seconds, "load_start": load_start,
-            "load_end": machine_load(), "cores": os.cpu_count(), "rows": rows}
+    return {
+        "size": f"{width}x{height}",
+        "seconds": seconds,
+        "load_start": load_start,
+        "load_end": machine_load(),
+        "cores": os.cpu_count(),
+        "rows": rows,
+    }
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = [f"WebRTC (WHEP) through one edge, test pattern {report['size']} 25 fps ~800 kb/s + Opus, "
-             f"{report['cores']} cores, load {report['load_start']} -> {report['load_end']}",
-             "viewers  edge CPU %  CPU %/viewer  fps/viewer  glass-to-glass median / p95 ms"]
+    lines = [
+        f"WebRTC (WHEP) through one edge, test pattern {report['size']} 25 fps ~800 kb/s + Opus, "
+        f"{report['cores']} cores, load {report['load_start']} -> {report['load_end']}",
+        "viewers  edge CPU %  CPU %/viewer  fps/viewer  glass-to-glass median / p95 ms",
+    ]
     for row in report["rows"]:
-        lines.append(f"{row['viewers']:>7}  {row['edge_cpu_percent']:>10}  {row['edge_cpu_percent_per_viewer']:>12}"
-                     f"  {row['fps_per_viewer']:>10}  {row['latency_median_ms']} / {row['latency_p95_ms']}"
-                     f" ({row['latency_samples']} frames)")
+        lines.append(
+            f"{row['viewers']:>7}  {row['edge_cpu_percent']:>10}  {row['edge_cpu_percent_per_viewer']:>12}"
+            f"  {row['fps_per_viewer']:>10}  {row['latency_median_ms']} / {row['latency_p95_ms']}"
+            f" ({row['latency_samples']} frames)"
+        )
     rows = report["rows"]
     if len(rows) >= 2 and rows[-1]["viewers"] > rows[0]["viewers"]:
-        slope = (rows[-1]["edge_cpu_percent"] - rows[0]["edge_cpu_percent"]) / (rows[-1]["viewers"] - rows[0]["viewers"])
+        slope = (rows[-1]["edge_cpu_percent"] - rows[0]["edge_cpu_percent"]) / (
+            rows[-1]["viewers"] - rows[0]["viewers"]
+        )
         lines.append(f"marginal edge CPU per added viewer: {slope:.2f} % of a core")
     return "\n".join(lines)
 

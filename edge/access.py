@@ -56,8 +56,14 @@ def needs_check(dist: Distribution, behavior: CacheBehavior) -> bool:
 
 
 def check_access(
-    config: CdnConfig, dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float,
-    *, trusted_proxies: Sequence[Network] = (), aliases: tuple[str, ...] = (),
+    config: CdnConfig,
+    dist: Distribution,
+    behavior: CacheBehavior,
+    req: AccessRequest,
+    now: float,
+    *,
+    trusted_proxies: Sequence[Network] = (),
+    aliases: tuple[str, ...] = (),
 ) -> None:
     """Raise EdgeError(403) when the viewer may not have this URL. `aliases`: other hosts a
     signed URL may name for this request (`signer_hosts`)."""
@@ -70,8 +76,16 @@ def check_access(
 
 
 def check_doors(
-    dist: Distribution, behavior: CacheBehavior, req: AccessRequest, method: str, decoded_path: str, now: float,
-    *, trusted_proxies: Sequence[Network] = (), https_port: int | None = None, aliases: tuple[str, ...] = (),
+    dist: Distribution,
+    behavior: CacheBehavior,
+    req: AccessRequest,
+    method: str,
+    decoded_path: str,
+    now: float,
+    *,
+    trusted_proxies: Sequence[Network] = (),
+    https_port: int | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> None:
     """Raise EdgeError(403) for a write without credentials or a viewer asking for an origin's
     internal feed, and apply the behavior's viewer protocol policy (301 or 403 for plain HTTP).
@@ -88,8 +102,12 @@ def check_doors(
 def check_viewer_protocol(behavior: CacheBehavior, req: AccessRequest, method: str, https_port: int | None) -> None:
     """Plain HTTP where the behavior wants HTTPS: 301 to the same URL on HTTPS (a GET or HEAD
     of redirect-to-https), else 403."""
-    if (behavior.viewer_protocol == "redirect-to-https" and method in ("GET", "HEAD") and https_port is not None
-            and req.headers.get("host")):
+    if (
+        behavior.viewer_protocol == "redirect-to-https"
+        and method in ("GET", "HEAD")
+        and https_port is not None
+        and req.headers.get("host")
+    ):
         host = _host_without_port(req.headers["host"])
         port = "" if https_port == 443 else f":{https_port}"
         location = f"https://{host}{port}{req.path}" + (f"?{req.query}" if req.query else "")
@@ -104,7 +122,12 @@ def _host_without_port(host: str) -> str:
 
 
 def check_write(
-    dist: Distribution, behavior: CacheBehavior, req: AccessRequest, now: float, client: str, aliases: tuple[str, ...] = ()
+    dist: Distribution,
+    behavior: CacheBehavior,
+    req: AccessRequest,
+    now: float,
+    client: str,
+    aliases: tuple[str, ...] = (),
 ) -> None:
     """A write needs the upload token (compared in constant time) or a valid signed URL."""
     if behavior.signed:
@@ -172,8 +195,8 @@ def credentials(query: str, cookie: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for part in cookie.split(";"):
         name, _, value = part.strip().partition("=")
-        if name.startswith(COOKIE_PREFIX) and name[len(COOKIE_PREFIX):] in SIGNING_PARAMS:
-            values[name[len(COOKIE_PREFIX):]] = value.strip().strip('"')
+        if name.startswith(COOKIE_PREFIX) and name[len(COOKIE_PREFIX) :] in SIGNING_PARAMS:
+            values[name[len(COOKIE_PREFIX) :]] = value.strip().strip('"')
     return values
 
 
@@ -185,7 +208,7 @@ def signer_hosts(host: str, dist: Distribution, edge_name: str, router_port: int
     `dist` (the signature binds the path and expiry; which door of one distribution is not a secret)."""
     name = host_name(host)
     prefix = f"{edge_name.lower()}."
-    domain = name[len(prefix):] if name.startswith(prefix) else ""
+    domain = name[len(prefix) :] if name.startswith(prefix) else ""
     if not domain or not any(d == domain or (d.startswith("*.") and domain.endswith(d[1:])) for d in dist.domains):
         return ()
     port = host.rpartition(":")[2] if host.rpartition(":")[2].isdigit() else None
@@ -197,8 +220,9 @@ def check_signed(
     trusted_keys: Mapping[str, bytes], req: AccessRequest, now: float, client: str, aliases: tuple[str, ...] = ()
 ) -> None:
     host = req.headers.get("host", "").lower()
-    verdict = signature_verdict(tuple(trusted_keys.items()), (host, *aliases), req.path, req.query,
-                                req.headers.get("cookie", ""))
+    verdict = signature_verdict(
+        tuple(trusted_keys.items()), (host, *aliases), req.path, req.query, req.headers.get("cookie", "")
+    )
     if isinstance(verdict, str):
         raise _forbidden(verdict)
     _check_policy(verdict, client, now)

@@ -62,8 +62,11 @@ class AdminGuard:
         request = Request(scope)
         given = _given_token(request)
         if given is None:
-            response: Response = PlainTextResponse("Unauthorized: send Authorization: Bearer TOKEN (or open /?token=TOKEN)\n",
-                                                   401, {"www-authenticate": "Bearer", **NO_STORE})
+            response: Response = PlainTextResponse(
+                "Unauthorized: send Authorization: Bearer TOKEN (or open /?token=TOKEN)\n",
+                401,
+                {"www-authenticate": "Bearer", **NO_STORE},
+            )
         elif not hmac.compare_digest(given.encode(), self.token):
             response = PlainTextResponse("Forbidden: wrong admin token\n", 403, NO_STORE)
         elif scope["path"] == "/" and "token" in request.query_params:  # a browser's first visit: keep it in a cookie
@@ -87,7 +90,9 @@ def build_admin_app(flow: EdgeFlow, *, token: str | None = None) -> Starlette:
     default the edge's `admin_token`; ValueError without one, or with one too short)."""
     token = token if token is not None else flow.edge.admin_token
     if token is None or len(token) < MIN_SECRET_LENGTH:
-        raise ValueError(f"edge {flow.name}: the admin listener needs an admin_token of at least {MIN_SECRET_LENGTH} characters")
+        raise ValueError(
+            f"edge {flow.name}: the admin listener needs an admin_token of at least {MIN_SECRET_LENGTH} characters"
+        )
 
     async def dashboard(request: Request) -> Response:
         return HTMLResponse(DASHBOARD_HTML.replace("{{EDGE}}", escape(flow.name)), headers=DASHBOARD_HEADERS)
@@ -112,12 +117,15 @@ def build_admin_app(flow: EdgeFlow, *, token: str | None = None) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"edge": flow.name, "status": "ok"}, headers=NO_STORE)
 
-    return Starlette(routes=[
-        Route("/", dashboard),
-        Route("/metrics", metrics),
-        Route("/metrics.json", metrics_json),
-        Route("/health", health),
-    ], middleware=[Middleware(AdminGuard, token=token)])
+    return Starlette(
+        routes=[
+            Route("/", dashboard),
+            Route("/metrics", metrics),
+            Route("/metrics.json", metrics_json),
+            Route("/health", health),
+        ],
+        middleware=[Middleware(AdminGuard, token=token)],
+    )
 
 
 # One static page: it polls /metrics.json every 2 s and draws its own SVG charts from the

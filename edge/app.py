@@ -138,7 +138,8 @@ def build_edge_app(
     edge = config.edges[name]
     if workers is not None:
         edge = dataclasses.replace(
-            edge, cache_bytes=max(edge.max_object_bytes, edge.cache_bytes // workers.count),
+            edge,
+            cache_bytes=max(edge.max_object_bytes, edge.cache_bytes // workers.count),
             disk_path=edge.disk_path / f"worker-{workers.index}" if edge.disk_path is not None else None,
         )
     flow = EdgeFlow(config, edge, clock=clock, store=store, upstream=upstream)

@@ -11,9 +11,20 @@ import brotli
 MIN_SIZE = 1024
 COMPRESSIBLE_PREFIXES = ("text/",)
 COMPRESSIBLE_TYPES = frozenset(
-    {"application/javascript", "application/json", "application/xml", "application/xhtml+xml",
-     "image/svg+xml", "application/wasm", "application/vnd.apple.mpegurl", "application/rss+xml",
-     "application/ld+json", "application/manifest+json", "font/ttf", "font/otf"}
+    {
+        "application/javascript",
+        "application/json",
+        "application/xml",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "application/wasm",
+        "application/vnd.apple.mpegurl",
+        "application/rss+xml",
+        "application/ld+json",
+        "application/manifest+json",
+        "font/ttf",
+        "font/otf",
+    }
 )
 
 

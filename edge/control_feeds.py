@@ -50,15 +50,21 @@ class HttpFeed:
                 await sync.apply(event)
                 ids.append(event.id)
             if ids or after is None:
-                await self._call("POST", "/events/applied",
-                                 json={"edge": self.edge, "ids": ids, "seq": body["position"], "at": self.clock()})
+                await self._call(
+                    "POST",
+                    "/events/applied",
+                    json={"edge": self.edge, "ids": ids, "seq": body["position"], "at": self.clock()},
+                )
             after = int(body["position"])
 
     async def publish(self, event: Event, edges: tuple[str, ...]) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10, connect=3))
-        await self._call("POST", f"/distributions/{event.distribution}/invalidations",
-                         json={"paths": list(event.paths), "soft": event.soft, "origin_edge": event.origin_edge})
+        await self._call(
+            "POST",
+            f"/distributions/{event.distribution}/invalidations",
+            json={"paths": list(event.paths), "soft": event.soft, "origin_edge": event.origin_edge},
+        )
 
     async def _call(self, method: str, path: str, **kw: Any) -> Any:
         assert self._session is not None
@@ -87,8 +93,9 @@ class RedisFeed:
         self.edge = edge
         self.clock = clock
         self.keys = RedisKeys(prefix)
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=BLOCK_MS / 1000 + 5,
-                                              socket_connect_timeout=3)
+        self._redis = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=BLOCK_MS / 1000 + 5, socket_connect_timeout=3
+        )
 
     async def follow(self, sync: ControlSync) -> None:
         config = await self._redis.get(self.keys.config)

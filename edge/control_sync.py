@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cdn.edge.control")
 
+
 class Feed(Protocol):
     async def follow(self, sync: ControlSync) -> None: ...  # returns never; raises on failure
     async def publish(self, event: Event, edges: tuple[str, ...]) -> None: ...
@@ -55,7 +56,8 @@ class ControlSync:
         from edge.control_feeds import HttpFeed, RedisFeed
 
         self.feed: Feed = (
-            RedisFeed(control.redis_url, control.redis_prefix, flow.name, clock) if control.redis_url
+            RedisFeed(control.redis_url, control.redis_prefix, flow.name, clock)
+            if control.redis_url
             else HttpFeed(control.api_url, token or "", flow.name, clock)
         )
 
@@ -136,4 +138,3 @@ class ControlSync:
             await self.feed.publish(event, dist.edges if dist is not None else (self.flow.name,))
         except Exception as exc:
             log.warning("%s: could not publish the invalidation of %s: %s", self.flow.name, event.paths[0], exc)
-

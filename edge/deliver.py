@@ -110,13 +110,19 @@ async def deliver(
     etag, modified = answer.header("etag"), parse_http_date(answer.header("last-modified"))
     precondition = precondition_status(method, req, etag, modified) if status == 200 else None
     if precondition == 304:
-        return await _send(send, 304, [(k, v) for k, v in headers if k in NOT_MODIFIED_KEEP] + extra, None, None, departure)
+        return await _send(
+            send, 304, [(k, v) for k, v in headers if k in NOT_MODIFIED_KEEP] + extra, None, None, departure
+        )
     if precondition == 412:
         return await _send(send, 412, extra, b"", 0, departure)
     if status == 200:  # the edge answers ranges of a whole representation itself
         headers = [h for h in headers if h[0] not in RANGE_HEADERS]
-    if status == 200 and size is not None and "range" in req and method == "GET" and (
-        if_range_allows(req.get("if-range"), etag or "", modified if modified is not None else -1)
+    if (
+        status == 200
+        and size is not None
+        and "range" in req
+        and method == "GET"
+        and (if_range_allows(req.get("if-range"), etag or "", modified if modified is not None else -1))
     ):
         chosen = select_range(req["range"], size)
         if chosen == UNSATISFIABLE:
@@ -160,7 +166,11 @@ async def _slice_stream(chunks: AsyncIterator[bytes], rng: ByteRange) -> AsyncIt
 
 
 async def _send(
-    send: Send, status: int, headers: Headers, body: Body | AsyncIterator[bytes] | None, size: int | None,
+    send: Send,
+    status: int,
+    headers: Headers,
+    body: Body | AsyncIterator[bytes] | None,
+    size: int | None,
     departure: Departure | None = None,
 ) -> tuple[int, int]:
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]

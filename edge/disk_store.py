@@ -189,9 +189,17 @@ def discard(*paths: Path) -> None:
 class DiskStore:
     """LRU over file sizes on disk; the index lives in memory and is rebuilt by `open`."""
 
-    def __init__(self, path: Path, capacity_bytes: int, max_object_bytes: int, *,
-                 queue_size: int = 64, verify_at_open: bool = True, fsync: bool = False,
-                 close_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        capacity_bytes: int,
+        max_object_bytes: int,
+        *,
+        queue_size: int = 64,
+        verify_at_open: bool = True,
+        fsync: bool = False,
+        close_timeout: float = 10.0,
+    ) -> None:
         self.root = path
         self.capacity_bytes = capacity_bytes
         self.max_object_bytes = min(max_object_bytes, capacity_bytes)

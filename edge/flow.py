@@ -66,14 +66,40 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Result = tuple[int, int, Outcome]  # status, body bytes sent, how the cache served it
 
 # Request headers an upload (or any forwarded method) carries to the origin.
-PASS_HEADERS = ("content-type", "content-length", "content-md5", "content-encoding", "if-match",
-                "if-none-match", "if-unmodified-since", "cache-control", "authorization")
+PASS_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-md5",
+    "content-encoding",
+    "if-match",
+    "if-none-match",
+    "if-unmodified-since",
+    "cache-control",
+    "authorization",
+)
 # Request headers never copied onto a cache fill: the edge sets its own, or they would make one
 # viewer's answer differ from another's without the cache key knowing (cookies, credentials).
 NOT_FORWARDED = HOP_BY_HOP | frozenset(
-    {"host", "cookie", "authorization", "accept-encoding", "range", "if-range", "if-none-match",
-     "if-modified-since", "if-match", "if-unmodified-since", "content-length", "content-type",
-     "expect", "via", "x-forwarded-for", "forwarded", "cache-control", "pragma"}
+    {
+        "host",
+        "cookie",
+        "authorization",
+        "accept-encoding",
+        "range",
+        "if-range",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "content-length",
+        "content-type",
+        "expect",
+        "via",
+        "x-forwarded-for",
+        "forwarded",
+        "cache-control",
+        "pragma",
+    }
 )
 # Surrogate-Key and Cache-Tag are for the CDN (purge by tag), not for viewers.
 CDN_ONLY_HEADERS = frozenset({"cache-status", "x-cache", "surrogate-key", "cache-tag"})
@@ -84,7 +110,9 @@ WHOLE_BEFORE_HEAD = 256 * 1024  # bodies up to this size are read whole before t
 MAX_VARY_SPECS = 100_000
 MAX_ROUTES = 10_000
 # Request headers that make a hit more than "send the stored response".
-SHAPING_HEADERS = frozenset({"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"})
+SHAPING_HEADERS = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"}
+)
 
 
 @dataclass
@@ -185,8 +213,10 @@ class EdgeFlow:
         status, sent, cache = 500, 0, ERROR
         try:
             route = self.recv(req)
-            if req.method in ("GET", "HEAD") and route.behavior.cookie_keys == "none" and (
-                not self._remembered_uncacheable(route.primary)
+            if (
+                req.method in ("GET", "HEAD")
+                and route.behavior.cookie_keys == "none"
+                and (not self._remembered_uncacheable(route.primary))
             ):
                 status, sent, cache = await self.lookup(req, route, send)
             else:
@@ -224,10 +254,26 @@ class EdgeFlow:
         if not trusted:
             aliases = signer_hosts(host, dist, self.name, self._router_port) if dist.trusted_keys else ()
             if needs_check(dist, behavior):  # before any lookup: a refusal must not reveal what is cached
-                check_access(self.config, dist, behavior, req, self.clock(), trusted_proxies=self.edge.trusted_proxies,
-                             aliases=aliases)
-            check_doors(dist, behavior, req, req.method, decoded, self.clock(), trusted_proxies=self.edge.trusted_proxies,
-                        https_port=self.edge.https_port, aliases=aliases)
+                check_access(
+                    self.config,
+                    dist,
+                    behavior,
+                    req,
+                    self.clock(),
+                    trusted_proxies=self.edge.trusted_proxies,
+                    aliases=aliases,
+                )
+            check_doors(
+                dist,
+                behavior,
+                req,
+                req.method,
+                decoded,
+                self.clock(),
+                trusted_proxies=self.edge.trusted_proxies,
+                https_port=self.edge.https_port,
+                aliases=aliases,
+            )
         forward = forwarded_headers(behavior, req.headers) if behavior.header_keys else {}
         if forward or behavior.header_keys:
             primary = cache_key(dist.id, behavior, req.path, query, forward)
@@ -292,15 +338,23 @@ class EdgeFlow:
         headers = entry.headers if coding is not None or not negotiable else compression.vary_on_coding(entry.headers)
         answer = Answer(entry.status, headers, body, len(body))
         with _departure(req) if len(body) > WHOLE else Departure(None) as departure:
-            status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
+            status, sent = await deliver(
+                send, req.headers, req.method, answer, extra, coding=coding, departure=departure
+            )
         return status, sent, outcome
 
-    async def _plain_hit(self, req: EdgeRequest, entry: CachedResponse, send: Send, outcome: Outcome, age: int) -> Result:
+    async def _plain_hit(
+        self, req: EdgeRequest, entry: CachedResponse, send: Send, outcome: Outcome, age: int
+    ) -> Result:
         """The common hit, with the stored headers encoded once per entry, not per request."""
         if entry.wire is None:
             entry.wire = _wire_headers(entry)
-        headers = [*entry.wire, (b"cache-status", outcome.cache_status(self.name, int(entry.ttl) - age).encode()),
-                   (b"x-cache", f"{outcome.kind} from {self.name}".encode()), (b"age", str(age).encode())]
+        headers = [
+            *entry.wire,
+            (b"cache-status", outcome.cache_status(self.name, int(entry.ttl) - age).encode()),
+            (b"x-cache", f"{outcome.kind} from {self.name}".encode()),
+            (b"age", str(age).encode()),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if req.method == "HEAD" else entry.body
         if len(body) > WHOLE or not isinstance(body, bytes):
@@ -317,7 +371,11 @@ class EdgeFlow:
         if known is not None:
             return known
         raw = entry.body
-        body = await asyncio.to_thread(compression.encode, coding, raw) if len(raw) > 256 * 1024 else compression.encode(coding, raw)
+        body = (
+            await asyncio.to_thread(compression.encode, coding, raw)
+            if len(raw) > 256 * 1024
+            else compression.encode(coding, raw)
+        )
         entry.encoded[coding] = body
         self.cache.resize(key)
         return body
@@ -342,7 +400,12 @@ class EdgeFlow:
                 return await self.hit(req, route, stale, send, stale_if_error(head.status or 502))
             if isinstance(head, CachedResponse):  # revalidated: a 304 refreshed the entry
                 return await self.hit(req, route, head, send, Outcome(fwd=fwd, fwd_status=304))
-            if not leader and retry and head.vary and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers):
+            if (
+                not leader
+                and retry
+                and head.vary
+                and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers)
+            ):
                 flight.release(cursor)  # this viewer wants another variant: look it up as one
                 route.key = route.primary
                 return await self.lookup(req, route, send, retry=False)
@@ -365,7 +428,13 @@ class EdgeFlow:
             raise EdgeError(504, f"the origin did not answer in time ({route.origin})") from None
 
     async def _deliver_flight(
-        self, req: EdgeRequest, route: Route, flight: Flight, cursor: int, head: ResponseHead, send: Send,
+        self,
+        req: EdgeRequest,
+        route: Route,
+        flight: Flight,
+        cursor: int,
+        head: ResponseHead,
+        send: Send,
         outcome: Outcome,
     ) -> Result:
         cache_status = outcome.cache_status(self.name)
@@ -394,7 +463,9 @@ class EdgeFlow:
                 answer.headers = compression.vary_on_coding(head.headers)
             try:
                 with _departure(req) as departure:
-                    status, sent = await deliver(send, req.headers, req.method, answer, extra, coding=coding, departure=departure)
+                    status, sent = await deliver(
+                        send, req.headers, req.method, answer, extra, coding=coding, departure=departure
+                    )
             except ViewerLeft:
                 flight.depart(cursor)  # the fill goes on for other readers, or up to abandoned_fill_bytes
                 raise
@@ -432,8 +503,15 @@ class EdgeFlow:
             resp.close()
 
     async def _fill(
-        self, flight: Flight, route: Route, stale: CachedResponse | None, req: EdgeRequest,
-        resp: UpstreamResponse, request_time: float, *, from_worker: bool = False,
+        self,
+        flight: Flight,
+        route: Route,
+        stale: CachedResponse | None,
+        req: EdgeRequest,
+        resp: UpstreamResponse,
+        request_time: float,
+        *,
+        from_worker: bool = False,
     ) -> None:
         now = self.clock()
         if stale is not None and resp.status == 304:
@@ -444,8 +522,12 @@ class EdgeFlow:
             return
         joined = _joined(resp.headers)
         life = decide_lifetime(
-            resp.status, joined, route.behavior, has_authorization=_sent_authorization(route, req),
-            error_ttl=route.dist.error_ttl, now=now,
+            resp.status,
+            joined,
+            route.behavior,
+            has_authorization=_sent_authorization(route, req),
+            error_ttl=route.dist.error_ttl,
+            now=now,
         )
         vary = vary_names(joined.get("vary"))
         key = self._remember_vary(route, vary, req) if life.store else route.key
@@ -463,11 +545,20 @@ class EdgeFlow:
         # only of what was (a truncated body raises here: nothing stored, nothing claimed).
         whole = storing and length is not None and length <= WHOLE_BEFORE_HEAD
         body = b"".join([c async for c in resp.chunks()]) if whole else b""
-        flight.set_head(ResponseHead(
-            resp.status, [h for h in headers if h[0] not in CDN_ONLY_HEADERS],
-            shared=life.store, stored=storing, confirmed=whole, age=int(initial_age), vary=vary,
-            upstream_status=joined.get("cache-status"), from_worker=from_worker, tags=_cache_tags(joined),
-        ))
+        flight.set_head(
+            ResponseHead(
+                resp.status,
+                [h for h in headers if h[0] not in CDN_ONLY_HEADERS],
+                shared=life.store,
+                stored=storing,
+                confirmed=whole,
+                age=int(initial_age),
+                vary=vary,
+                upstream_status=joined.get("cache-status"),
+                from_worker=from_worker,
+                tags=_cache_tags(joined),
+            )
+        )
         if body:
             flight.feed(body)
         async for chunk in resp.chunks():
@@ -588,7 +679,12 @@ class EdgeFlow:
             if isinstance(head, CachedResponse):
                 await self._send_stored(req, head, send, Outcome(fwd=fwd, fwd_status=304))
                 return
-            if not leader and retry and head.vary and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers):
+            if (
+                not leader
+                and retry
+                and head.vary
+                and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers)
+            ):
                 flight.release(cursor)
                 route.key = route.primary
                 await self._answer_worker(req, route, send, retry=False)
@@ -598,13 +694,25 @@ class EdgeFlow:
                 await self.pass_(req, route, send)
                 return
             outcome = Outcome(fwd=fwd, fwd_status=head.status, stored=head.confirmed, collapsed=not leader)
-            cache_status = f"{head.upstream_status + ', ' if head.upstream_status else ''}{outcome.cache_status(self.name)}"
-            answer = Answer(head.status, head.headers, None if req.method == "HEAD" else flight.body(cursor),
-                            response_length(head.headers))
+            cache_status = (
+                f"{head.upstream_status + ', ' if head.upstream_status else ''}{outcome.cache_status(self.name)}"
+            )
+            answer = Answer(
+                head.status,
+                head.headers,
+                None if req.method == "HEAD" else flight.body(cursor),
+                response_length(head.headers),
+            )
             try:
                 with _departure(req) as departure:
-                    await deliver(send, {}, req.method, answer, _worker_stamp(cache_status, head.age, head.tags),
-                                  departure=departure)
+                    await deliver(
+                        send,
+                        {},
+                        req.method,
+                        answer,
+                        _worker_stamp(cache_status, head.age, head.tags),
+                        departure=departure,
+                    )
             except ViewerLeft:
                 flight.depart(cursor)
                 raise
@@ -633,7 +741,11 @@ class EdgeFlow:
             headers.update({k: req.headers[k] for k in ("range", "if-range") if k in req.headers})
         has_body = req.method not in ("GET", "HEAD", "DELETE", "OPTIONS") or "content-length" in req.headers
         limit = upload_limit(self.edge, route.behavior)
-        body = UploadBody(req.receive, limit, declared_length(req.headers), idle_timeout=self.upload_idle_timeout) if has_body else None
+        body = (
+            UploadBody(req.receive, limit, declared_length(req.headers), idle_timeout=self.upload_idle_timeout)
+            if has_body
+            else None
+        )
         try:
             resp = await self._request_upstream(route, req.method, headers, body.chunks() if body else None)
         except UpstreamError:
@@ -653,7 +765,9 @@ class EdgeFlow:
             headers_out = [h for h in resp.headers if h[0] not in ("cache-status", "x-cache")]
             if route.behavior.cookie_keys == "none":  # cookies are not the origin's to set here
                 headers_out = [h for h in headers_out if h[0] != "set-cookie"]
-            answer = Answer(resp.status, headers_out, None if req.method == "HEAD" else resp.chunks(), resp.content_length)
+            answer = Answer(
+                resp.status, headers_out, None if req.method == "HEAD" else resp.chunks(), resp.content_length
+            )
             # Preconditions and ranges were the origin's to judge: send its answer as it is. When
             # the viewer leaves, ViewerLeft ends this at once and the origin response is closed.
             with _departure(req if body is None else None) as departure:
@@ -763,8 +877,16 @@ class EdgeFlow:
             self.metrics.live.fetched(route.target)
         if method in ("GET", "HEAD") and self._parent is not None and "range" not in headers:
             headers = {**headers, "host": route.dist.domains[0] if "host" not in headers else headers["host"]}
-            return await self._timed(self.upstream.request(self._upstreams(route), method, route.target, headers, body, failover_statuses=statuses))
-        return await self._timed(self.upstream.request(self.config.origins_of(route.origin), method, route.target, headers, body, failover_statuses=statuses))
+            return await self._timed(
+                self.upstream.request(
+                    self._upstreams(route), method, route.target, headers, body, failover_statuses=statuses
+                )
+            )
+        return await self._timed(
+            self.upstream.request(
+                self.config.origins_of(route.origin), method, route.target, headers, body, failover_statuses=statuses
+            )
+        )
 
     async def _timed(self, call: Awaitable[UpstreamResponse]) -> UpstreamResponse:
         """Every upstream request, counted and timed for the metrics."""
@@ -821,7 +943,9 @@ class EdgeFlow:
     ) -> CachedResponse | None:
         now = self.clock()
         try:
-            resp = await self._timed(self.upstream.request(self.config.origins_of(behavior.origin or dist.origin), "GET", path, {}))
+            resp = await self._timed(
+                self.upstream.request(self.config.origins_of(behavior.origin or dist.origin), "GET", path, {})
+            )
             try:
                 body = b"".join([c async for c in resp.chunks()])
             finally:
@@ -839,9 +963,13 @@ class EdgeFlow:
     # -- deliver -------------------------------------------------------------------------------
     async def deliver_error(self, send: Send, exc: EdgeError) -> Result:
         body = error_body(exc.status, exc.message, self.name)
-        headers = [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store"),
-                   ("x-content-type-options", "nosniff"),
-                   ("date", format_http_date(self.clock())), *exc.headers]
+        headers = [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("cache-control", "no-store"),
+            ("x-content-type-options", "nosniff"),
+            ("date", format_http_date(self.clock())),
+            *exc.headers,
+        ]
         extra = self._stamp(ERROR.cache_status(self.name), ERROR, 0)
         try:
             status, sent = await deliver(send, {}, "GET", Answer(exc.status, headers, body, len(body)), extra)
@@ -896,8 +1024,12 @@ class EdgeFlow:
             self.metrics.count_object(route.key or route.primary, sent)
             if route.dist.kind == "streaming":
                 # a child edge's fill is egress, not a viewer
-                self.metrics.live.served(req.path, session_of(req.client, req.query, req.headers), sent,
-                                         viewer="(cdn)" not in req.headers.get("via", ""))
+                self.metrics.live.served(
+                    req.path,
+                    session_of(req.client, req.query, req.headers),
+                    sent,
+                    viewer="(cdn)" not in req.headers.get("via", ""),
+                )
         target = req.path + ("?" + req.query if req.query else "")
         key = (route.key or route.primary) if route else "-"
         self.access.write(
@@ -933,7 +1065,9 @@ def _blocking_reload(req: EdgeRequest) -> bool:
 
 def _departure(req: EdgeRequest | None) -> Departure:
     """A watch for the viewer hanging up; none when its request body may still be unread."""
-    bodiless = req is not None and "transfer-encoding" not in req.headers and req.headers.get("content-length", "0") == "0"
+    bodiless = (
+        req is not None and "transfer-encoding" not in req.headers and req.headers.get("content-length", "0") == "0"
+    )
     return Departure(req.receive if req is not None and bodiless else None)
 
 
@@ -944,7 +1078,9 @@ def _parent_origin(config: CdnConfig, edge: EdgeLocation) -> Origin | None:
     parent = config.edges[edge.parent]
     # the parent may hold a fill as long as any origin behind it does (LL-HLS blocking reloads)
     held = max((o.read_timeout for o in config.origins.values()), default=0.0)
-    return Origin(id=f"edge {parent.name}", kind="web", url=parent.url, connect_timeout=3.0, read_timeout=max(60.0, held + 5.0))
+    return Origin(
+        id=f"edge {parent.name}", kind="web", url=parent.url, connect_timeout=3.0, read_timeout=max(60.0, held + 5.0)
+    )
 
 
 def _key_path(key: str, dist_id: str) -> str | None:
@@ -952,7 +1088,7 @@ def _key_path(key: str, dist_id: str) -> str | None:
     prefix = dist_id + ":"
     if not key.startswith(prefix):
         return None
-    rest = key[len(prefix):]
+    rest = key[len(prefix) :]
     end = min((i for i in (rest.find("?"), rest.find("|")) if i >= 0), default=len(rest))
     return unquote(rest[:end])
 
@@ -1025,12 +1161,21 @@ def _wire_headers(entry: CachedResponse) -> list[tuple[bytes, bytes]]:
 
 def _page_headers(headers: Headers, page: CachedResponse) -> Headers:
     """The error's own headers, with the page's body type (the status stays the origin's)."""
-    kept = [h for h in headers if h[0] not in ("content-type", "content-length", "etag", "last-modified", "content-encoding")]
+    kept = [
+        h
+        for h in headers
+        if h[0] not in ("content-type", "content-length", "etag", "last-modified", "content-encoding")
+    ]
     return kept + [h for h in page.headers if h[0] == "content-type"]
 
 
 def _with_page(entry: CachedResponse, page: CachedResponse) -> CachedResponse:
     return CachedResponse(
-        entry.status, _page_headers(entry.headers, page), page.body, entry.response_time,
-        entry.initial_age, entry.ttl, entry.must_revalidate,
+        entry.status,
+        _page_headers(entry.headers, page),
+        page.body,
+        entry.response_time,
+        entry.initial_age,
+        entry.ttl,
+        entry.must_revalidate,
     )

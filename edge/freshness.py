@@ -129,8 +129,12 @@ def decide_lifetime(
     # s-maxage carries proxy-revalidate's meaning (RFC 9111 5.2.2.10): no stale answers, unless
     # the same response grants them explicitly (RFC 5861's stale-while-revalidate / -if-error).
     stale_granted = cc.has("stale-while-revalidate") or cc.has("stale-if-error")
-    revalidate = (cc.has("must-revalidate") or cc.has("proxy-revalidate") or no_cache
-                  or (cc.has("s-maxage") and not stale_granted))
+    revalidate = (
+        cc.has("must-revalidate")
+        or cc.has("proxy-revalidate")
+        or no_cache
+        or (cc.has("s-maxage") and not stale_granted)
+    )
     explicit = explicit_lifetime(cc, headers)
     if explicit is not None:
         ttl = min(max(explicit, behavior.min_ttl), behavior.max_ttl)

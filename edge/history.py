@@ -48,7 +48,7 @@ class History:
         mine, theirs = list(self.samples), list(samples)
         times = sorted({s["time"] for s in mine} | {s["time"] for s in theirs})
         merged = [{**_sum(_latest(mine, t), _latest(theirs, t)), "time": t} for t in times]
-        self.samples = deque(merged[-(self.samples.maxlen or len(merged)):], maxlen=self.samples.maxlen)
+        self.samples = deque(merged[-(self.samples.maxlen or len(merged)) :], maxlen=self.samples.maxlen)
 
 
 def _latest(samples: list[Sample], time: float) -> Sample | None:
@@ -93,7 +93,9 @@ def _minus(a: Sequence[float], b: Sequence[float]) -> list[float]:
     return [x - y for x, y in zip(a, b, strict=True)] if len(a) == len(b) else list(a)
 
 
-def rows(samples: Iterable[Sample], *, response_bounds: Sequence[float], origin_bounds: Sequence[float]) -> list[dict[str, Any]]:
+def rows(
+    samples: Iterable[Sample], *, response_bounds: Sequence[float], origin_bounds: Sequence[float]
+) -> list[dict[str, Any]]:
     """Per interval between consecutive samples: rates per second, ratios and percentiles."""
     out: list[dict[str, Any]] = []
     previous: Sample | None = None

@@ -187,10 +187,16 @@ class LiveStats:
 
     def export(self) -> dict[str, Any]:
         """The raw per-stream counters, for `absorb` in another process (edge/workers.py)."""
-        return {name: {"sessions": {str(slot): ids for slot, ids in s.sessions.items()},
-                       "egress_bytes": s.egress_bytes, "responses": s.responses,
-                       "origin_requests": s.origin_requests, "distinct": s.distinct}
-                for name, s in self.streams.items()}
+        return {
+            name: {
+                "sessions": {str(slot): ids for slot, ids in s.sessions.items()},
+                "egress_bytes": s.egress_bytes,
+                "responses": s.responses,
+                "origin_requests": s.origin_requests,
+                "distinct": s.distinct,
+            }
+            for name, s in self.streams.items()
+        }
 
     def absorb(self, state: dict[str, Any]) -> None:
         """Another process's `export()` added in: counts summed, sessions united slot by slot
@@ -210,19 +216,27 @@ class LiveStats:
     def families(self) -> Iterator[Metric]:
         """The Prometheus families, built at scrape time."""
         now = self.clock()
-        viewers = GaugeMetricFamily("cdn_edge_live_viewers",
-                                    f"Playback sessions of a live stream seen in the last {self.window:g} s",
-                                    labels=["stream"])
-        egress = CounterMetricFamily("cdn_edge_live_egress_bytes", "Bytes sent to viewers of a live stream",
-                                     labels=["stream"])
-        fetched = CounterMetricFamily("cdn_edge_live_origin_requests",
-                                      "Requests sent upstream for a live stream's objects, by kind",
-                                      labels=["stream", "kind"])
-        distinct = CounterMetricFamily("cdn_edge_live_objects_fetched",
-                                       "Distinct objects of a live stream fetched upstream, by kind",
-                                       labels=["stream", "kind"])
-        webrtc = GaugeMetricFamily("cdn_edge_live_webrtc_viewers", "WebRTC (WHEP) sessions of a live stream",
-                                   labels=["stream"])
+        viewers = GaugeMetricFamily(
+            "cdn_edge_live_viewers",
+            f"Playback sessions of a live stream seen in the last {self.window:g} s",
+            labels=["stream"],
+        )
+        egress = CounterMetricFamily(
+            "cdn_edge_live_egress_bytes", "Bytes sent to viewers of a live stream", labels=["stream"]
+        )
+        fetched = CounterMetricFamily(
+            "cdn_edge_live_origin_requests",
+            "Requests sent upstream for a live stream's objects, by kind",
+            labels=["stream", "kind"],
+        )
+        distinct = CounterMetricFamily(
+            "cdn_edge_live_objects_fetched",
+            "Distinct objects of a live stream fetched upstream, by kind",
+            labels=["stream", "kind"],
+        )
+        webrtc = GaugeMetricFamily(
+            "cdn_edge_live_webrtc_viewers", "WebRTC (WHEP) sessions of a live stream", labels=["stream"]
+        )
         for name, count in sorted(self.webrtc_viewers().items()):
             webrtc.add_metric([name], count)
         for name, s in sorted(self.streams.items()):

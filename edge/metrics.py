@@ -217,7 +217,11 @@ class EdgeMetrics:
             group = f"{status // 100}xx"
             statuses[group] = statuses.get(group, 0) + n
         return {
-            "requests": requests, "hits": hits, "bytes": sent, "errors": errors, "statuses": statuses,
+            "requests": requests,
+            "hits": hits,
+            "bytes": sent,
+            "errors": errors,
+            "statuses": statuses,
             "origin_requests": self.origin_requests,
             "origin_seconds": sum(self.origin_seconds.values()),
             "origin_buckets": _added(self.origin_latency.values(), len(ORIGIN_BUCKETS) + 1),
@@ -266,7 +270,8 @@ class EdgeMetrics:
             "errors_total": sum(n for (_, _, status), (n, _) in self.responses.items() if status >= 500),
             "origins": self._origins_snapshot(),
             "response_seconds": {
-                "count": sum(response), "sum": round(sum(self.response_seconds.values()), 6),
+                "count": sum(response),
+                "sum": round(sum(self.response_seconds.values()), 6),
                 **{f"p{q}": _rounded(quantile(RESPONSE_BUCKETS, response, q / 100)) for q in (50, 90, 95, 99)},
             },
             "cache": tiers,
@@ -360,8 +365,12 @@ class SummedTier:
     @classmethod
     def of(cls, tier: CacheTier | None, state: dict[str, int]) -> SummedTier:
         base = cls() if tier is None else cls(len(tier), tier.used_bytes, tier.capacity_bytes, tier.evictions)
-        return cls(base.entries + state["entries"], base.used_bytes + state["bytes"],
-                   base.capacity_bytes + state["capacity_bytes"], base.evictions + state["evictions"])
+        return cls(
+            base.entries + state["entries"],
+            base.used_bytes + state["bytes"],
+            base.capacity_bytes + state["capacity_bytes"],
+            base.evictions + state["evictions"],
+        )
 
 
 def _added(lists: Iterator[list[int]] | Any, size: int) -> list[int]:
@@ -378,8 +387,12 @@ def _rounded(value: float | None) -> float | None:
 
 
 def _tier_state(store: CacheTier) -> dict[str, int]:
-    return {"entries": len(store), "bytes": store.used_bytes,
-            "capacity_bytes": store.capacity_bytes, "evictions": store.evictions}
+    return {
+        "entries": len(store),
+        "bytes": store.used_bytes,
+        "capacity_bytes": store.capacity_bytes,
+        "evictions": store.evictions,
+    }
 
 
 class _EdgeCollector:
@@ -392,8 +405,13 @@ class _EdgeCollector:
         m = self.metrics
         # (name, help, labels, key positions of `responses` kept as labels, field summed)
         for name, doc, labels, by, field in (
-            ("cdn_edge_requests", "Requests answered, by distribution and cache status",
-             ["distribution", "cache_status"], (0, 1), 0),
+            (
+                "cdn_edge_requests",
+                "Requests answered, by distribution and cache status",
+                ["distribution", "cache_status"],
+                (0, 1),
+                0,
+            ),
             ("cdn_edge_responses", "Responses sent, by HTTP status", ["status"], (2,), 0),
             ("cdn_edge_bytes_sent", "Bytes sent to viewers, by distribution", ["distribution"], (0,), 1),
         ):
@@ -402,37 +420,45 @@ class _EdgeCollector:
                 family.add_metric(values, n)
             yield family
         yield from self._response_families()
-        yield GaugeMetricFamily("cdn_edge_start_time_seconds", "When the edge started, seconds since the epoch",
-                                value=m.started)
-        yield GaugeMetricFamily("cdn_edge_hit_ratio", "Share of requests served from cache since start",
-                                value=m.hit_ratio())
-        yield GaugeMetricFamily("cdn_edge_offload_ratio",
-                                "Share of requests since start that made no origin request (hits and collapsed misses)",
-                                value=m.offload_ratio())
+        yield GaugeMetricFamily(
+            "cdn_edge_start_time_seconds", "When the edge started, seconds since the epoch", value=m.started
+        )
+        yield GaugeMetricFamily(
+            "cdn_edge_hit_ratio", "Share of requests served from cache since start", value=m.hit_ratio()
+        )
+        yield GaugeMetricFamily(
+            "cdn_edge_offload_ratio",
+            "Share of requests since start that made no origin request (hits and collapsed misses)",
+            value=m.offload_ratio(),
+        )
         yield from self._origin_families()
         yield from self._tier_families()
         yield from m.live.families()
 
     def _response_families(self) -> Iterator[Metric]:
         m = self.metrics
-        latency = HistogramMetricFamily("cdn_edge_response_seconds",
-                                        "Seconds from a request's arrival to its last byte sent, by distribution",
-                                        labels=["distribution"])
+        latency = HistogramMetricFamily(
+            "cdn_edge_response_seconds",
+            "Seconds from a request's arrival to its last byte sent, by distribution",
+            labels=["distribution"],
+        )
         for dist, counts in sorted(m.response_latency.items()):
             latency.add_metric([dist], _cumulative(RESPONSE_BUCKETS, counts), m.response_seconds.get(dist, 0.0))
         yield latency
 
     def _origin_families(self) -> Iterator[Metric]:
         m = self.metrics
-        outcomes = CounterMetricFamily("cdn_edge_origin_requests",
-                                       "Requests to origins, by outcome (2xx..5xx, failed)",
-                                       labels=["origin", "outcome"])
+        outcomes = CounterMetricFamily(
+            "cdn_edge_origin_requests",
+            "Requests to origins, by outcome (2xx..5xx, failed)",
+            labels=["origin", "outcome"],
+        )
         for (origin, outcome), n in sorted(m.origin_outcomes.items()):
             outcomes.add_metric([origin, outcome], n)
         yield outcomes
-        latency = HistogramMetricFamily("cdn_edge_origin_seconds",
-                                        "Seconds until an origin's response head, or its failure",
-                                        labels=["origin"])
+        latency = HistogramMetricFamily(
+            "cdn_edge_origin_seconds", "Seconds until an origin's response head, or its failure", labels=["origin"]
+        )
         for origin, counts in sorted(m.origin_latency.items()):
             latency.add_metric([origin], _cumulative(ORIGIN_BUCKETS, counts), m.origin_seconds.get(origin, 0.0))
         yield latency
@@ -454,9 +480,7 @@ class _EdgeCollector:
         yield evictions
 
 
-def _sums(
-    cells: dict[tuple[str, str, int], list[int]], by: tuple[int, ...], field: int
-) -> dict[tuple[str, ...], int]:
+def _sums(cells: dict[tuple[str, str, int], list[int]], by: tuple[int, ...], field: int) -> dict[tuple[str, ...], int]:
     """`cells` summed over the key positions not in `by`, as label values (field 0 counts, 1 bytes)."""
     out: dict[tuple[str, ...], int] = {}
     for key, cell in cells.items():

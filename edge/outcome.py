@@ -69,9 +69,12 @@ class Outcome:
         status = found.get("fwd-status", "")
         ttl = found.get("ttl", "")
         return cls(
-            hit="hit" in found, fwd=found.get("fwd") or None,
+            hit="hit" in found,
+            fwd=found.get("fwd") or None,
             fwd_status=int(status) if status.isdigit() else None,
-            stored="stored" in found, collapsed="collapsed" in found, detail=found.get("detail") or None,
+            stored="stored" in found,
+            collapsed="collapsed" in found,
+            detail=found.get("detail") or None,
             ttl=int(ttl) if ttl.lstrip("-").isdigit() else None,
         )
 

@@ -102,8 +102,9 @@ class _BodyReader:
 class StreamFeed:
     """One stream's pull from the origin and the relay its packets go to."""
 
-    def __init__(self, stream: str, response: UpstreamResponse, settings: FeedSettings,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, stream: str, response: UpstreamResponse, settings: FeedSettings, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.stream = stream
         self.settings = settings
         self._response = response

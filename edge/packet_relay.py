@@ -22,11 +22,14 @@ DEFAULT_QUEUE_PACKETS = 256  # per kind: about 10 s of 25 fps video, 5 s of 20 m
 class RelayViewer(Generic[T]):
     """One viewer's side of the relay: a capped queue per kind it receives."""
 
-    def __init__(self, kinds: Iterable[str], queue_packets: int, waits_for_keyframe: bool,
-                 on_drop: Callable[[], None] | None = None) -> None:
-        self._queues: dict[str, asyncio.Queue[T | None]] = {
-            kind: asyncio.Queue(queue_packets) for kind in kinds
-        }
+    def __init__(
+        self,
+        kinds: Iterable[str],
+        queue_packets: int,
+        waits_for_keyframe: bool,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self._queues: dict[str, asyncio.Queue[T | None]] = {kind: asyncio.Queue(queue_packets) for kind in kinds}
         self.kinds = tuple(self._queues)  # read for every packet published: made once
         self.joined = not waits_for_keyframe
         self.dropped = False  # cut off for being too slow
@@ -71,8 +74,7 @@ class PacketRelay(Generic[T]):
         self.ended = False
         self.dropped = 0
 
-    def join(self, kinds: Iterable[str] | None = None,
-             on_drop: Callable[[], None] | None = None) -> RelayViewer[T]:
+    def join(self, kinds: Iterable[str] | None = None, on_drop: Callable[[], None] | None = None) -> RelayViewer[T]:
         """A new viewer of `kinds` (default: all the stream has), fed from the next keyframe.
         `on_drop` is called if it is cut off for being slow, so its owner can hang up."""
         wanted = [kind for kind in (kinds or self.kinds) if kind in self.kinds]

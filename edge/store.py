@@ -36,7 +36,13 @@ class CachedResponse:
     def useless_after(self) -> float:
         """When no rule lets this entry be served any more: past freshness and both RFC 5861
         windows (an unbounded stale-if-error counts as none: the caller decides to drop)."""
-        return self.response_time + self.ttl - self.initial_age + self.stale_while_revalidate + (self.stale_if_error or 0.0)
+        return (
+            self.response_time
+            + self.ttl
+            - self.initial_age
+            + self.stale_while_revalidate
+            + (self.stale_if_error or 0.0)
+        )
 
     def fresh(self, now: float) -> bool:
         return self.age(now) < self.ttl

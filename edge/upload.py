@@ -48,8 +48,11 @@ def upload_limit(edge: EdgeLocation, behavior: CacheBehavior) -> int:
 
 def too_large(limit: int, size: int | None = None) -> EdgeError:
     told = f"{size} bytes" if size is not None else "more bytes"
-    return EdgeError(413, f"Content Too Large: the body ({told}) exceeds this path's {limit}-byte upload limit",
-                     [("connection", "close")])
+    return EdgeError(
+        413,
+        f"Content Too Large: the body ({told}) exceeds this path's {limit}-byte upload limit",
+        [("connection", "close")],
+    )
 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
@@ -63,7 +66,9 @@ def declared_length(headers: Mapping[str, str]) -> int | None:
 class UploadBody:
     """The request body as an async iterator of chunks, counted against `limit`."""
 
-    def __init__(self, receive: Receive, limit: int, declared: int | None, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self, receive: Receive, limit: int, declared: int | None, *, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
         self._receive = receive
         self.limit = limit
         self.declared = declared
@@ -101,5 +106,9 @@ class UploadBody:
         if isinstance(self.failure, BodyTooLarge):
             raise too_large(self.limit)
         if isinstance(self.failure, BodyStalled):
-            raise EdgeError(408, f"Request Timeout: no body bytes for {self.idle_timeout:g} s after {self.received}; "
-                                 "the upload was abandoned", [("connection", "close")])
+            raise EdgeError(
+                408,
+                f"Request Timeout: no body bytes for {self.idle_timeout:g} s after {self.received}; "
+                "the upload was abandoned",
+                [("connection", "close")],
+            )

@@ -117,10 +117,13 @@ class WhepSession:
         # an unmatched transceiver breaks aiortc's answer: only the kinds both sides have
         for kind in [k for k in self.feed.relay.kinds if k in offered]:
             transceiver = self.pc.addTransceiver(RelayTrack(kind, self), "sendonly")
-            transceiver.setCodecPreferences([
-                codec for codec in RTCRtpSender.getCapabilities(kind).codecs
-                if codec.mimeType.lower() in SENT_CODECS[kind]
-            ])
+            transceiver.setCodecPreferences(
+                [
+                    codec
+                    for codec in RTCRtpSender.getCapabilities(kind).codecs
+                    if codec.mimeType.lower() in SENT_CODECS[kind]
+                ]
+            )
         if self._service.settings.ice_addresses is not None:
             offer = without_mdns_candidates(offer)
         await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
@@ -145,8 +148,9 @@ class WhepSession:
 class WhepService:
     """The WHEP endpoints of one edge (an ASGI app for /whep/ on streaming distributions)."""
 
-    def __init__(self, config: CdnConfig, edge: EdgeLocation, upstream: OriginClient,
-                 settings: WhepSettings | None = None) -> None:
+    def __init__(
+        self, config: CdnConfig, edge: EdgeLocation, upstream: OriginClient, settings: WhepSettings | None = None
+    ) -> None:
         self.config = config
         self.settings = settings or WhepSettings.for_edge(edge)
         self.feeds = StreamFeeds(upstream, self.settings.feeds, f"cdn-edge/{edge.name}")
@@ -154,10 +158,12 @@ class WhepService:
         self._streaming = [d for d in config.distributions_of(edge.name) if d.kind == "streaming"]
         self._index = DistributionIndex(self._streaming, edge.name)
         self._unpin: Callable[[], None] = lambda: None
-        self._router = Router(routes=[
-            Route(WHEP_PREFIX + "{stream}", self.offer, methods=["POST", "OPTIONS"]),
-            Route(WHEP_PREFIX + "{stream}/{session}", self.session, methods=["DELETE", "PATCH", "OPTIONS"]),
-        ])
+        self._router = Router(
+            routes=[
+                Route(WHEP_PREFIX + "{stream}", self.offer, methods=["POST", "OPTIONS"]),
+                Route(WHEP_PREFIX + "{stream}/{session}", self.session, methods=["DELETE", "PATCH", "OPTIONS"]),
+            ]
+        )
 
     def serves(self, scope: Mapping[str, Any]) -> bool:
         """A /whep/ request for a streaming distribution of this edge (others go to the flow)."""
@@ -231,8 +237,9 @@ class WhepService:
         self.sessions[session.id] = session
         session.pc.on("connectionstatechange", lambda: _on_state(session))
         asyncio.get_running_loop().call_later(self.settings.connect_timeout, _check_connected, session)
-        return Response(answer, 201, media_type=SDP,
-                        headers={**CORS, "location": session.location, "cache-control": "no-store"})
+        return Response(
+            answer, 201, media_type=SDP, headers={**CORS, "location": session.location, "cache-control": "no-store"}
+        )
 
     async def session(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -274,5 +281,6 @@ async def _body(request: Request) -> bytes | None:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return PlainTextResponse(f"{status} {message}\n", status,
-                             headers={**CORS, "cache-control": "no-store", **(headers or {})})
+    return PlainTextResponse(
+        f"{status} {message}\n", status, headers={**CORS, "cache-control": "no-store", **(headers or {})}
+    )

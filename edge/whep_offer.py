@@ -26,8 +26,10 @@ def offered_kinds(sdp: str) -> tuple[str, ...]:
         elif line in ("a=sendonly", "a=inactive"):
             receives = False
     if not kinds:
-        raise ValueError("the offer asks to receive no audio or video (need an m=video or m=audio "
-                         "section that is recvonly or sendrecv)")
+        raise ValueError(
+            "the offer asks to receive no audio or video (need an m=video or m=audio "
+            "section that is recvonly or sendrecv)"
+        )
     return tuple(kinds)
 
 
@@ -37,7 +39,8 @@ def without_mdns_candidates(sdp: str) -> str:
     the address its checks come from, a peer-reflexive candidate)."""
     lines = sdp.splitlines(keepends=True)
     return "".join(
-        line for line in lines
+        line
+        for line in lines
         if not (line.startswith("a=candidate:") and len(line.split()) > 4 and line.split()[4].endswith(".local"))
     )
 

@@ -33,8 +33,14 @@ RESTART_DELAY = 1.0
 PR_SET_PDEATHSIG = 1
 
 
-async def lead(config: CdnConfig, edge: EdgeLocation, count: int, token: str | None,
-               wait: Callable[[], Awaitable[None]], log_level: str) -> None:
+async def lead(
+    config: CdnConfig,
+    edge: EdgeLocation,
+    count: int,
+    token: str | None,
+    wait: Callable[[], Awaitable[None]],
+    log_level: str,
+) -> None:
     """Serve `edge` with `count` worker processes until `wait` returns."""
     what = f"edge {edge.name}"
     public = _sockets(edge.listen, count)
@@ -44,9 +50,20 @@ async def lead(config: CdnConfig, edge: EdgeLocation, count: int, token: str | N
         sock.listen(1024)
     urls = tuple(f"http://127.0.0.1:{s.getsockname()[1]}" for s in peers)
     secret = secrets.token_urlsafe(32)
-    plans = [WorkerPlan(i, count, secret, urls, {"public": public[i].fileno(), "peer": peers[i].fileno(),
-                                                  **({"https": https[i].fileno()} if https else {})})
-             for i in range(count)]
+    plans = [
+        WorkerPlan(
+            i,
+            count,
+            secret,
+            urls,
+            {
+                "public": public[i].fileno(),
+                "peer": peers[i].fileno(),
+                **({"https": https[i].fileno()} if https else {}),
+            },
+        )
+        for i in range(count)
+    ]
     app = build_edge_app(config, edge.name, control_token=token, workers=plans[0])
     started: list[RunningServer] = []
     others = Siblings(config.source, edge.name, plans[1:], log_level)
@@ -61,8 +78,11 @@ async def lead(config: CdnConfig, edge: EdgeLocation, count: int, token: str | N
             await server.stop()
         raise
     front = next(s for s in started if s.name == what)
-    extra = "".join(f" {'admin' if 'admin' in s.name else 'https'} {s.url}" for s in started
-                    if s is not front and not s.name.endswith("peer"))
+    extra = "".join(
+        f" {'admin' if 'admin' in s.name else 'https'} {s.url}"
+        for s in started
+        if s is not front and not s.name.endswith("peer")
+    )
     log.info("%s listening on %s%s (%d workers)", what, front.url, extra, count)
     print(f"ready {what} {front.url}{extra}", flush=True)
     await wait()
@@ -72,23 +92,29 @@ async def lead(config: CdnConfig, edge: EdgeLocation, count: int, token: str | N
         await server.stop()
 
 
-async def work(config: CdnConfig, edge: EdgeLocation, plan: WorkerPlan, token: str | None,
-               wait: Callable[[], Awaitable[None]]) -> None:
+async def work(
+    config: CdnConfig, edge: EdgeLocation, plan: WorkerPlan, token: str | None, wait: Callable[[], Awaitable[None]]
+) -> None:
     """Serve as worker `plan.index` of `edge` on the sockets the leader handed down."""
     _stop_with_parent()
     app = build_edge_app(config, edge.name, control_token=token, workers=plan)
     fds = plan.fds
-    started = await _serve(app, edge, socket.socket(fileno=fds["public"]),
-                           socket.socket(fileno=fds["https"]) if "https" in fds else None,
-                           socket.socket(fileno=fds["peer"]))
+    started = await _serve(
+        app,
+        edge,
+        socket.socket(fileno=fds["public"]),
+        socket.socket(fileno=fds["https"]) if "https" in fds else None,
+        socket.socket(fileno=fds["peer"]),
+    )
     print(f"ready edge {edge.name} worker {plan.index}", flush=True)
     await wait()
     for server in reversed(started):
         await server.stop()
 
 
-async def _serve(app: EdgeApp, edge: EdgeLocation, public: socket.socket, https: socket.socket | None,
-                 peer: socket.socket) -> list[RunningServer]:
+async def _serve(
+    app: EdgeApp, edge: EdgeLocation, public: socket.socket, https: socket.socket | None, peer: socket.socket
+) -> list[RunningServer]:
     """This worker's listeners: the public ports (listening from now on) and its loopback port."""
     what = f"edge {edge.name}"
     started: list[RunningServer] = []
@@ -97,11 +123,22 @@ async def _serve(app: EdgeApp, edge: EdgeLocation, public: socket.socket, https:
         started.append(await start_server(app, edge.listen, name=what, engine=edge.server, sock=public))
         if https is not None:
             https.listen(1024)
-            started.append(await start_server(SharedApp(app), edge.https_listen or "", name=f"{what} https",
-                                              engine=edge.server, tls_cert=edge.tls_cert, tls_key=edge.tls_key, sock=https,
-                                              sni=edge.certificates))
+            started.append(
+                await start_server(
+                    SharedApp(app),
+                    edge.https_listen or "",
+                    name=f"{what} https",
+                    engine=edge.server,
+                    tls_cert=edge.tls_cert,
+                    tls_key=edge.tls_key,
+                    sock=https,
+                    sni=edge.certificates,
+                )
+            )
         host, port = peer.getsockname()[:2]
-        started.append(await start_server(app.peer_app(), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer))
+        started.append(
+            await start_server(app.peer_app(), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer)
+        )
     except BaseException:
         for server in reversed(started):
             await server.stop()
@@ -142,10 +179,24 @@ class Siblings:
         self._watchers = [asyncio.create_task(self._watch(plan)) for plan in self.plans]
 
     async def _spawn(self, plan: WorkerPlan) -> None:
-        cmd = [sys.executable, "-m", "web_dist.cli", "--log-level", self.log_level, "edge",
-               "--config", str(self.config), "--name", self.name]
-        proc = await asyncio.create_subprocess_exec(*cmd, env={**os.environ, ENV: plan.to_env()},
-                                                    pass_fds=tuple(plan.fds.values()), stdout=asyncio.subprocess.PIPE)
+        cmd = [
+            sys.executable,
+            "-m",
+            "web_dist.cli",
+            "--log-level",
+            self.log_level,
+            "edge",
+            "--config",
+            str(self.config),
+            "--name",
+            self.name,
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            env={**os.environ, ENV: plan.to_env()},
+            pass_fds=tuple(plan.fds.values()),
+            stdout=asyncio.subprocess.PIPE,
+        )
         self.procs[plan.index] = proc
         assert proc.stdout is not None
         try:
@@ -156,7 +207,9 @@ class Siblings:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise OSError(f"edge {self.name}: worker {plan.index} failed to start (exit code {proc.returncode}); see the log above")
+            raise OSError(
+                f"edge {self.name}: worker {plan.index} failed to start (exit code {proc.returncode}); see the log above"
+            )
 
     async def _watch(self, plan: WorkerPlan) -> None:
         while not self._stopping:
@@ -164,7 +217,13 @@ class Siblings:
             code = await proc.wait()
             if self._stopping:
                 return
-            log.error("edge %s: worker %d (pid %d) exited with code %s; starting it again", self.name, plan.index, proc.pid, code)
+            log.error(
+                "edge %s: worker %d (pid %d) exited with code %s; starting it again",
+                self.name,
+                plan.index,
+                proc.pid,
+                code,
+            )
             await asyncio.sleep(RESTART_DELAY)
             try:
                 await self._spawn(plan)

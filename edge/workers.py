@@ -59,9 +59,20 @@ ENV = "CDN_EDGE_WORKER"  # the plan a worker process is started with (JSON)
 CLIENT_HEADER = "x-cdn-worker-client"  # the viewer's address, on a sibling's fill
 CONTROL_PREFIX = "/_cdn/worker/"
 # Headers of the viewer's request that shape only its own answer: a fill leaves them out.
-NOT_ON_FILL = HOP_BY_HOP | frozenset({"range", "if-range", "if-none-match", "if-modified-since", "if-match",
-                                      "if-unmodified-since", "content-length", "expect", CLIENT_HEADER,
-                                      ORIGIN_SECRET_HEADER})
+NOT_ON_FILL = HOP_BY_HOP | frozenset(
+    {
+        "range",
+        "if-range",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "content-length",
+        "expect",
+        CLIENT_HEADER,
+        ORIGIN_SECRET_HEADER,
+    }
+)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a control message between workers (a published config)
 
 
@@ -81,14 +92,26 @@ class WorkerPlan:
     fds: dict[str, int] = field(default_factory=dict)  # listening sockets inherited: public, https, peer
 
     def to_env(self) -> str:
-        return json.dumps({"index": self.index, "count": self.count, "secret": self.secret,
-                           "peers": list(self.peers), "fds": self.fds})
+        return json.dumps(
+            {
+                "index": self.index,
+                "count": self.count,
+                "secret": self.secret,
+                "peers": list(self.peers),
+                "fds": self.fds,
+            }
+        )
 
     @classmethod
     def from_env(cls, text: str) -> WorkerPlan:
         raw = json.loads(text)
-        return cls(int(raw["index"]), int(raw["count"]), str(raw["secret"]), tuple(raw["peers"]),
-                   {k: int(v) for k, v in raw["fds"].items()})
+        return cls(
+            int(raw["index"]),
+            int(raw["count"]),
+            str(raw["secret"]),
+            tuple(raw["peers"]),
+            {k: int(v) for k, v in raw["fds"].items()},
+        )
 
 
 class Workers:
@@ -98,8 +121,12 @@ class Workers:
         self.plan = plan
         self.index, self.count = plan.index, plan.count
         # a sibling may hold a fill as long as the origin behind it does (LL-HLS blocking reloads)
-        self.origins = [Origin(id=f"worker {i}", kind="web", url=url, connect_timeout=2.0, read_timeout=hold,
-                               access_secret=plan.secret) for i, url in enumerate(plan.peers)]
+        self.origins = [
+            Origin(
+                id=f"worker {i}", kind="web", url=url, connect_timeout=2.0, read_timeout=hold, access_secret=plan.secret
+            )
+            for i, url in enumerate(plan.peers)
+        ]
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -124,7 +151,9 @@ class Workers:
             self._session = None
 
     # -- cache fills -------------------------------------------------------------------------
-    async def fill(self, upstream: OriginClient, owner: int, req: EdgeRequest, validators: dict[str, str]) -> UpstreamResponse | None:
+    async def fill(
+        self, upstream: OriginClient, owner: int, req: EdgeRequest, validators: dict[str, str]
+    ) -> UpstreamResponse | None:
         """The owner's answer for the viewer's request (it keys, fills and forwards exactly as
         this worker would); None when the owner cannot be reached (the origin then)."""
         headers = {k: v for k, v in req.headers.items() if k not in NOT_ON_FILL}
@@ -177,8 +206,14 @@ class Workers:
             if answer is None:
                 continue
             merged.absorb(answer["metrics"])
-            rows.append({"index": answer["index"], "pid": answer["pid"], "requests": _requests(answer["metrics"]),
-                         "collapsed": answer["collapsed"]})
+            rows.append(
+                {
+                    "index": answer["index"],
+                    "pid": answer["pid"],
+                    "requests": _requests(answer["metrics"]),
+                    "collapsed": answer["collapsed"],
+                }
+            )
         return merged, sorted(rows, key=lambda r: r["index"])
 
     # -- WHEP sessions live in the leader ----------------------------------------------------
@@ -197,20 +232,36 @@ class Workers:
             if len(body) > limit:
                 await _plain(send, 413, f"the offer is larger than {limit} bytes")
                 return
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-                   if k.decode("latin-1").lower() not in HOP_BY_HOP | {"host", "content-length", CLIENT_HEADER, ORIGIN_SECRET_HEADER}]
-        headers += [(ORIGIN_SECRET_HEADER, self.plan.secret), (CLIENT_HEADER, str((scope.get("client") or ("-", 0))[0])),
-                    ("host", _header(scope, "host"))]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.decode("latin-1").lower()
+            not in HOP_BY_HOP | {"host", "content-length", CLIENT_HEADER, ORIGIN_SECRET_HEADER}
+        ]
+        headers += [
+            (ORIGIN_SECRET_HEADER, self.plan.secret),
+            (CLIENT_HEADER, str((scope.get("client") or ("-", 0))[0])),
+            ("host", _header(scope, "host")),
+        ]
         query = scope.get("query_string", b"").decode("latin-1")
         url = self.plan.peers[0] + scope["path"] + ("?" + query if query else "")
         try:
-            async with self._session.request(scope["method"], url, data=bytes(body), headers=headers,
-                                             allow_redirects=False) as resp:
+            async with self._session.request(
+                scope["method"], url, data=bytes(body), headers=headers, allow_redirects=False
+            ) as resp:
                 answer = await resp.read()
-                out = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()
-                       if k.lower() not in HOP_BY_HOP | {"content-length"}]
-                await send({"type": "http.response.start", "status": resp.status,
-                            "headers": [*out, (b"content-length", str(len(answer)).encode())]})
+                out = [
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in resp.headers.items()
+                    if k.lower() not in HOP_BY_HOP | {"content-length"}
+                ]
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": resp.status,
+                        "headers": [*out, (b"content-length", str(len(answer)).encode())],
+                    }
+                )
                 await send({"type": "http.response.body", "body": answer})
         except (aiohttp.ClientError, TimeoutError) as exc:
             await _plain(send, 502, f"the edge's WebRTC worker is unreachable: {exc}")
@@ -227,16 +278,28 @@ def _header(scope: Scope, name: str) -> str:
 
 async def _plain(send: Send, status: int, text: str) -> None:
     body = (text + "\n").encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 class PeerApp:
     """The ASGI app of a worker's loopback port: its siblings' fills and control messages."""
 
-    def __init__(self, flow: EdgeFlow, workers: Workers, *, whep: Any, request: Callable[[Scope, Receive], EdgeRequest],
-                 on_written: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        flow: EdgeFlow,
+        workers: Workers,
+        *,
+        whep: Any,
+        request: Callable[[Scope, Receive], EdgeRequest],
+        on_written: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.flow = flow
         self.workers = workers
         self.whep = whep
@@ -290,8 +353,13 @@ class PeerApp:
             await _plain(send, 404, f"no worker message {what!r}")
             return
         data = json.dumps(answer).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
 
 

@@ -80,13 +80,16 @@ def build_media_origin_app(settings: MediaOriginSettings, *, access_secret: str 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        window = WindowSettings(settings.segment_seconds, settings.part_seconds,
-                                settings.listed_seconds, settings.reconnect_grace_seconds)
+        window = WindowSettings(
+            settings.segment_seconds, settings.part_seconds, settings.listed_seconds, settings.reconnect_grace_seconds
+        )
         for config in settings.streams:
             if config.record:
                 recorders[config.name] = Recorder(
-                    Path(settings.recordings_dir) / config.name, config.record_max_seconds,
-                    config.record_reconnect_seconds)
+                    Path(settings.recordings_dir) / config.name,
+                    config.record_max_seconds,
+                    config.record_reconnect_seconds,
+                )
             streams[config.name] = LiveStream(config, window, loop, recorder=recorders.get(config.name))
         running = _Running()
         await _start_sources(settings, streams, running)
@@ -120,8 +123,7 @@ def build_media_origin_app(settings: MediaOriginSettings, *, access_secret: str 
     )
 
 
-async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveStream],
-                         running: _Running) -> None:
+async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveStream], running: _Running) -> None:
     for config in settings.streams:
         stream = streams[config.name]
         if config.source == "test":
@@ -135,8 +137,11 @@ async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveS
     if keys:
         running.rtmp = RtmpIngest(settings.rtmp_listen, keys)
         await running.rtmp.start()
-    srt = {c.name: SrtStream(streams[c.name], c.key, c.passphrase, c.pbkeylen)
-           for c in settings.streams if c.source == "srt" and c.key}
+    srt = {
+        c.name: SrtStream(streams[c.name], c.key, c.passphrase, c.pbkeylen)
+        for c in settings.streams
+        if c.source == "srt" and c.key
+    }
     if srt:
         running.srt = SrtIngest(settings.srt_listen, srt, settings.srt_latency_ms)
         running.srt.start()
@@ -144,8 +149,9 @@ async def _start_sources(settings: MediaOriginSettings, streams: dict[str, LiveS
 
 def _pattern_settings(config: StreamSettings, settings: MediaOriginSettings) -> TestPatternSettings:
     # one keyframe per segment: segments come out exactly on target
-    return TestPatternSettings(config.width, config.height, config.fps,
-                               settings.segment_seconds, config.bitrate, config.renditions)
+    return TestPatternSettings(
+        config.width, config.height, config.fps, settings.segment_seconds, config.bitrate, config.renditions
+    )
 
 
 async def _stop_sources(running: _Running, whip: WhipIngest) -> None:

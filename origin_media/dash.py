@@ -115,8 +115,10 @@ def render_mpd(manifest: Manifest) -> str:
     ]
     if low_latency and manifest.target_latency > 0:
         target = round(manifest.target_latency * 1000)
-        lines.append(f'  <ServiceDescription id="0"><Latency target="{target}"'
-                     f' min="{target // 2}" max="{target * 2}"/></ServiceDescription>')
+        lines.append(
+            f'  <ServiceDescription id="0"><Latency target="{target}"'
+            f' min="{target // 2}" max="{target * 2}"/></ServiceDescription>'
+        )
     for period in manifest.periods:
         lines += _period(period, manifest.availability_time_offset)
     for scheme, value in manifest.utc_timing:
@@ -126,13 +128,12 @@ def render_mpd(manifest: Manifest) -> str:
 
 
 def _period(period: DashPeriod, offset: float) -> list[str]:
-    lines = [f"  <Period id={quoteattr(period.id)} start=\"{format_duration(period.start)}\">"]
+    lines = [f'  <Period id={quoteattr(period.id)} start="{format_duration(period.start)}">']
     by_mime: dict[str, list[DashRepresentation]] = {}
     for representation in period.representations:
         by_mime.setdefault(representation.mime_type, []).append(representation)
     for number, (mime, representations) in enumerate(by_mime.items()):
-        lines.append(f'    <AdaptationSet id="{number}" mimeType="{mime}" segmentAlignment="true"'
-                     ' startWithSAP="1">')
+        lines.append(f'    <AdaptationSet id="{number}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">')
         for representation in representations:
             lines += _representation(representation, offset)
         lines.append("    </AdaptationSet>")
@@ -146,8 +147,7 @@ def _representation(rep: DashRepresentation, offset: float) -> list[str]:
         attrs += [f'width="{rep.width}"', f'height="{rep.height}"']
     if rep.audio_sampling_rate:
         attrs.append(f'audioSamplingRate="{rep.audio_sampling_rate}"')
-    low_latency = (f' availabilityTimeOffset="{_num(offset)}" availabilityTimeComplete="false"'
-                   if offset > 0 else "")
+    low_latency = f' availabilityTimeOffset="{_num(offset)}" availabilityTimeComplete="false"' if offset > 0 else ""
     return [
         f"      <Representation {' '.join(attrs)}>",
         f'        <SegmentTemplate timescale="{rep.timescale}"'

@@ -47,7 +47,7 @@ def _child(data: bytes, kind: bytes) -> bytes | None:
         if size < 8:
             return None
         if name == kind:
-            return data[at + 8:at + size]
+            return data[at + 8 : at + size]
         at += size
     return None
 
@@ -72,8 +72,10 @@ class DashRoutes:
 
     async def time(self, request: Request) -> Response:
         """The wall clock, as `urn:mpeg:dash:utc:http-iso:2014` asks."""
-        return PlainTextResponse(dash.format_datetime(self._clock()),
-                                 headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+        return PlainTextResponse(
+            dash.format_datetime(self._clock()),
+            headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"},
+        )
 
     async def manifest(self, request: Request) -> Response:
         stream = self.streams.get(request.path_params["stream"])
@@ -83,10 +85,14 @@ class DashRoutes:
         manifest = self.build(stream, "/time")
         if not manifest.periods:
             return not_found("stream")
-        return Response(dash.render_mpd(manifest), media_type=MPD, headers={
-            "Cache-Control": playlist_cache_control(stream.window.part_seconds),
-            "Access-Control-Allow-Origin": "*",
-        })
+        return Response(
+            dash.render_mpd(manifest),
+            media_type=MPD,
+            headers={
+                "Cache-Control": playlist_cache_control(stream.window.part_seconds),
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
 
     def build(self, stream: LiveStream, time_url: str) -> dash.Manifest:
         window = stream.window
@@ -101,8 +107,9 @@ class DashRoutes:
             for r in renditions:
                 # one audio Representation: the renditions carry the same sound
                 with_audio = not any(rep.mime_type == "audio/mp4" for rep in representations)
-                representations += self._representations(stream, r, init_id, listed[r.name],
-                                                          start + availability_start, with_audio)
+                representations += self._representations(
+                    stream, r, init_id, listed[r.name], start + availability_start, with_audio
+                )
             if representations:
                 periods.append(dash.DashPeriod(f"p{init_id}", start, tuple(representations)))
         self._forget(stream.epoch, set(init_ids), {i.segment.msn for items in listed.values() for i in items})
@@ -121,19 +128,27 @@ class DashRoutes:
             target_latency=3 * part if part > 0 else 0.0,
         )
 
-    def _period_start(self, stream: LiveStream, init_id: int, listed: Mapping[str, list[_Listed]],
-                      availability_start: float) -> float:
+    def _period_start(
+        self, stream: LiveStream, init_id: int, listed: Mapping[str, list[_Listed]], availability_start: float
+    ) -> float:
         key = (stream.epoch, init_id)
         if key not in self._period_starts:
-            pdts = [i.segment.program_date_time for items in listed.values() for i in items
-                    if i.segment.init_id == init_id]
+            pdts = [
+                i.segment.program_date_time for items in listed.values() for i in items if i.segment.init_id == init_id
+            ]
             # whole milliseconds (as the MPD writes it), rounded down: no media before the start
             self._period_starts[key] = math.floor(max(0.0, min(pdts) - availability_start) * 1000) / 1000
         return self._period_starts[key]
 
-    def _representations(self, stream: LiveStream, rendition: Rendition, init_id: int,
-                         listed: list[_Listed], period_wall_clock: float,
-                         with_audio: bool) -> list[dash.DashRepresentation]:
+    def _representations(
+        self,
+        stream: LiveStream,
+        rendition: Rendition,
+        init_id: int,
+        listed: list[_Listed],
+        period_wall_clock: float,
+        with_audio: bool,
+    ) -> list[dash.DashRepresentation]:
         """The rendition's video track as a Representation, and its audio track (`with_audio`):
         dash.js plays one track per Representation, so each is the one-track view of the
         muxed segments (`.../EPOCH/video/seg7.m4s`)."""
@@ -156,30 +171,46 @@ class DashRoutes:
         common = {"start_number": items[0].segment.msn}
         out = []
         if video is not None:
-            out.append(dash.DashRepresentation(
-                id=rendition.name,
-                bandwidth=_bandwidth(window, rendition.nominal_bitrate),
-                codecs=codec_string(video), mime_type="video/mp4", timescale=scale,
-                presentation_time_offset=self._offsets[key],
-                initialization=f"{prefix}video/init{init_id}.mp4", media=f"{prefix}video/seg$Number$.m4s",
-                segments=tuple(dash.TimelineSegment(i.start, i.duration) for i in items),
-                width=video.width, height=video.height, **common))
+            out.append(
+                dash.DashRepresentation(
+                    id=rendition.name,
+                    bandwidth=_bandwidth(window, rendition.nominal_bitrate),
+                    codecs=codec_string(video),
+                    mime_type="video/mp4",
+                    timescale=scale,
+                    presentation_time_offset=self._offsets[key],
+                    initialization=f"{prefix}video/init{init_id}.mp4",
+                    media=f"{prefix}video/seg$Number$.m4s",
+                    segments=tuple(dash.TimelineSegment(i.start, i.duration) for i in items),
+                    width=video.width,
+                    height=video.height,
+                    **common,
+                )
+            )
         if audio is not None and (with_audio or video is None):
             number = track_view.track_number(tracks, "audio")
             assert number is not None
             rate = timescale(audio)
-            out.append(dash.DashRepresentation(
-                id=f"{rendition.name}-audio" if video is not None else rendition.name,
-                bandwidth=AUDIO_GUESS if video is not None else _bandwidth(window, rendition.nominal_bitrate),
-                codecs=codec_string(audio), mime_type="audio/mp4", timescale=rate,
-                presentation_time_offset=round(offset_seconds * rate),
-                initialization=f"{prefix}audio/init{init_id}.mp4", media=f"{prefix}audio/seg$Number$.m4s",
-                segments=self._track_timeline(stream, rendition, items, number),
-                audio_sampling_rate=audio.sample_rate, **common))
+            out.append(
+                dash.DashRepresentation(
+                    id=f"{rendition.name}-audio" if video is not None else rendition.name,
+                    bandwidth=AUDIO_GUESS if video is not None else _bandwidth(window, rendition.nominal_bitrate),
+                    codecs=codec_string(audio),
+                    mime_type="audio/mp4",
+                    timescale=rate,
+                    presentation_time_offset=round(offset_seconds * rate),
+                    initialization=f"{prefix}audio/init{init_id}.mp4",
+                    media=f"{prefix}audio/seg$Number$.m4s",
+                    segments=self._track_timeline(stream, rendition, items, number),
+                    audio_sampling_rate=audio.sample_rate,
+                    **common,
+                )
+            )
         return out
 
-    def _track_timeline(self, stream: LiveStream, rendition: Rendition, items: list[_Listed],
-                        track_id: int) -> tuple[dash.TimelineSegment, ...]:
+    def _track_timeline(
+        self, stream: LiveStream, rendition: Rendition, items: list[_Listed], track_id: int
+    ) -> tuple[dash.TimelineSegment, ...]:
         """Where a non-lead track's samples sit in each segment (its own timescale), read from
         the fragments once per finished segment."""
         out = []

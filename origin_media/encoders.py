@@ -19,8 +19,14 @@ from .media import MediaPacket, Track
 
 
 def h264_encoder(
-    width: int, height: int, fps: int, gop: int, bitrate: int, *,
-    time_base: Fraction | None = None, global_header: bool = True,
+    width: int,
+    height: int,
+    fps: int,
+    gop: int,
+    bitrate: int,
+    *,
+    time_base: Fraction | None = None,
+    global_header: bool = True,
 ) -> VideoCodecContext:
     """`global_header`: SPS/PPS in extradata (for an avcC) rather than before each keyframe
     (for MPEG-TS, which has nowhere else to put them)."""
@@ -57,21 +63,27 @@ def aac_encoder(sample_rate: int, channels: int, bitrate: int = 96_000) -> Audio
 
 def video_track(enc: VideoCodecContext) -> Track:
     return Track(
-        "video", "h264", enc.time_base, h264.normalize_config(bytes(enc.extradata or b"")),
-        width=enc.width, height=enc.height,
+        "video",
+        "h264",
+        enc.time_base,
+        h264.normalize_config(bytes(enc.extradata or b"")),
+        width=enc.width,
+        height=enc.height,
     )
 
 
 def audio_track(enc: AudioCodecContext) -> Track:
     return Track(
-        "audio", "aac", Fraction(1, enc.sample_rate), bytes(enc.extradata or b""),
-        sample_rate=enc.sample_rate, channels=enc.layout.nb_channels,
+        "audio",
+        "aac",
+        Fraction(1, enc.sample_rate),
+        bytes(enc.extradata or b""),
+        sample_rate=enc.sample_rate,
+        channels=enc.layout.nb_channels,
     )
 
 
-def video_packets(
-    enc: VideoCodecContext, frame: av.VideoFrame | None, track: int
-) -> list[MediaPacket]:
+def video_packets(enc: VideoCodecContext, frame: av.VideoFrame | None, track: int) -> list[MediaPacket]:
     """Encode one frame (None flushes) into AVCC packets."""
     return [
         MediaPacket(track, p.pts, p.dts, p.is_keyframe, h264.annexb_to_avcc(bytes(p)))
@@ -80,9 +92,7 @@ def video_packets(
     ]
 
 
-def audio_packets(
-    enc: AudioCodecContext, frame: av.AudioFrame | None, track: int
-) -> list[MediaPacket]:
+def audio_packets(enc: AudioCodecContext, frame: av.AudioFrame | None, track: int) -> list[MediaPacket]:
     return [
         MediaPacket(track, p.pts, p.dts, True, bytes(p))
         for p in enc.encode(frame)

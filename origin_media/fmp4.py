@@ -39,8 +39,15 @@ def init_segment(tracks: Sequence[Track]) -> bytes:
     """ftyp + moov with an mvex, tracks numbered 1..n in order."""
     ftyp = box(b"ftyp", b"iso6", struct.pack(">I", 0), b"iso6cmfcisomavc1mp41")
     mvhd = full_box(
-        b"mvhd", 0, 0, struct.pack(">IIII", 0, 0, 1000, 0), struct.pack(">IH", 0x10000, 0x100),
-        bytes(10), _MATRIX, bytes(24), struct.pack(">I", len(tracks) + 1),
+        b"mvhd",
+        0,
+        0,
+        struct.pack(">IIII", 0, 0, 1000, 0),
+        struct.pack(">IH", 0x10000, 0x100),
+        bytes(10),
+        _MATRIX,
+        bytes(24),
+        struct.pack(">I", len(tracks) + 1),
     )
     traks = [_trak(track, number) for number, track in enumerate(tracks, start=1)]
     trexs = [full_box(b"trex", 0, 0, struct.pack(">5I", n, 1, 0, 0, 0)) for n in range(1, len(tracks) + 1)]
@@ -50,8 +57,13 @@ def init_segment(tracks: Sequence[Track]) -> bytes:
 def _trak(track: Track, number: int) -> bytes:
     video = track.kind == "video"
     tkhd = full_box(
-        b"tkhd", 0, 3, struct.pack(">IIIII", 0, 0, number, 0, 0), bytes(8),
-        struct.pack(">hhhH", 0, 0, 0 if video else 0x100, 0), _MATRIX,
+        b"tkhd",
+        0,
+        3,
+        struct.pack(">IIIII", 0, 0, number, 0, 0),
+        bytes(8),
+        struct.pack(">hhhH", 0, 0, 0 if video else 0x100, 0),
+        _MATRIX,
         struct.pack(">II", track.width << 16, track.height << 16),
     )
     mdhd = full_box(b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, timescale(track), 0, 0x55C4, 0))
@@ -74,13 +86,21 @@ def _trak(track: Track, number: int) -> bytes:
 def _sample_entry(track: Track) -> bytes:
     if track.codec == "h264":
         return box(
-            b"avc1", bytes(6), struct.pack(">H", 1), bytes(16),
+            b"avc1",
+            bytes(6),
+            struct.pack(">H", 1),
+            bytes(16),
             struct.pack(">HHIIIH", track.width, track.height, 0x480000, 0x480000, 0, 1),
-            bytes(32), struct.pack(">Hh", 0x18, -1), box(b"avcC", track.extradata),
+            bytes(32),
+            struct.pack(">Hh", 0x18, -1),
+            box(b"avcC", track.extradata),
         )
     if track.codec == "aac":
         return box(
-            b"mp4a", bytes(6), struct.pack(">H", 1), bytes(8),
+            b"mp4a",
+            bytes(6),
+            struct.pack(">H", 1),
+            bytes(8),
             struct.pack(">HHHHI", track.channels, 16, 0, 0, track.sample_rate << 16),
             full_box(b"esds", 0, 0, _es_descriptor(track.extradata)),
         )
@@ -140,8 +160,7 @@ def _traf(run: TrackRun, data_offset: int) -> bytes:
     tfhd = full_box(b"tfhd", 0, 0x020000, struct.pack(">I", run.track_id))  # default-base-is-moof
     tfdt = full_box(b"tfdt", 1, 0, struct.pack(">Q", run.samples[0].decode_time))
     entries = b"".join(
-        struct.pack(">IIIi", s.duration, len(s.data), SYNC_SAMPLE if s.sync else NON_SYNC_SAMPLE,
-                    s.composition_offset)
+        struct.pack(">IIIi", s.duration, len(s.data), SYNC_SAMPLE if s.sync else NON_SYNC_SAMPLE, s.composition_offset)
         for s in run.samples
     )
     # flags: data-offset, duration, size, flags, composition offset (version 1: signed)

@@ -34,13 +34,11 @@ PASSTHROUGH_FPS = 30  # rate-control hint when the source does not say
 class LadderEncoder:
     """One H.264 encoder per rung; their tracks are numbered from `first_track` on."""
 
-    def __init__(self, rungs: Sequence[RenditionSettings], fps: int, time_base: Fraction,
-                 first_track: int = 0) -> None:
+    def __init__(self, rungs: Sequence[RenditionSettings], fps: int, time_base: Fraction, first_track: int = 0) -> None:
         self.rungs = tuple(rungs)
         self.first_track = first_track
         self._encoders = [
-            encoders.h264_encoder(r.width, r.height, fps, NO_AUTO_KEYFRAMES, r.bitrate,
-                                  time_base=time_base)
+            encoders.h264_encoder(r.width, r.height, fps, NO_AUTO_KEYFRAMES, r.bitrate, time_base=time_base)
             for r in self.rungs
         ]
 
@@ -73,8 +71,13 @@ def _scaled(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     return scaled
 
 
-def ladder_session(rungs: Sequence[RenditionSettings], ladder: LadderEncoder,
-                   other_tracks: Sequence[Track], protocol: str, wall_clock: float) -> SessionStart:
+def ladder_session(
+    rungs: Sequence[RenditionSettings],
+    ladder: LadderEncoder,
+    other_tracks: Sequence[Track],
+    protocol: str,
+    wall_clock: float,
+) -> SessionStart:
     """A session whose tracks are the rungs' videos followed by `other_tracks` (audio), which
     every rendition shares."""
     videos = ladder.tracks()
@@ -108,8 +111,9 @@ class LadderTranscoder:
         renditions = {SOURCE_RENDITION: tuple(range(len(tracks)))}
         for index, rung in enumerate(rungs):
             renditions[rung.name] = (len(tracks) + index, *audio)
-        self.session = SessionStart((*tracks, *self._ladder.tracks()), start.protocol,
-                                    start.wall_clock, renditions, start.clock_source)
+        self.session = SessionStart(
+            (*tracks, *self._ladder.tracks()), start.protocol, start.wall_clock, renditions, start.clock_source
+        )
 
     def push(self, packet: MediaPacket) -> list[MediaPacket]:
         if packet.track != self.video:

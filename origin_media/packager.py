@@ -70,9 +70,7 @@ class SessionEnded:
     pass
 
 
-PackagerEvent = (
-    InitReady | SegmentOpened | PartOpened | ChunkReady | PartClosed | SegmentClosed | SessionEnded
-)
+PackagerEvent = InitReady | SegmentOpened | PartOpened | ChunkReady | PartClosed | SegmentClosed | SessionEnded
 
 _AUDIO_RESYNC_SECONDS = 0.1  # audio timestamps further off than this are a real gap
 
@@ -211,8 +209,7 @@ class CmafPackager:
         lead = self._tracks[self._lead]
         source_seconds = float(first.dts * lead.time_base)
         resume_seconds = max(
-            (end / fmp4.timescale(self._tracks[i]) for i, end in self._next_time.items()
-             if i < len(self._tracks)),
+            (end / fmp4.timescale(self._tracks[i]) for i, end in self._next_time.items() if i < len(self._tracks)),
             default=0.0,
         )
         self._shift = resume_seconds - source_seconds
@@ -238,20 +235,23 @@ class CmafPackager:
     def _place(self, sample: _Pending, duration: int, events: list[PackagerEvent]) -> None:
         scale = fmp4.timescale(self._tracks[self._lead])
         if duration > self.part_seconds * scale + 1:
-            self._warn("frame", f"frames of {duration / scale:.3f} s are longer than the part "
-                                f"target ({self.part_seconds} s)")
+            self._warn(
+                "frame", f"frames of {duration / scale:.3f} s are longer than the part target ({self.part_seconds} s)"
+            )
         start = self._segment_start
         too_long = start is not None and sample.time + duration - start > self.target_seconds * scale + 1
         if start is None:
             self._open_segment(sample.time, events)
-        elif sample.sync and (sample.time - start >= self.segment_seconds * scale - duration / 2
-                              or too_long):
+        elif sample.sync and (sample.time - start >= self.segment_seconds * scale - duration / 2 or too_long):
             self._flush_queued(events)
             self._close_segment(events)
             self._open_segment(sample.time, events)
         elif too_long:
-            self._warn("gop", f"keyframe interval longer than the target duration "
-                              f"({self.target_seconds} s): segments split between keyframes")
+            self._warn(
+                "gop",
+                f"keyframe interval longer than the target duration "
+                f"({self.target_seconds} s): segments split between keyframes",
+            )
             self._flush_queued(events)
             self._close_segment(events)
             self._open_segment(sample.time, events, independent=sample.sync)

@@ -97,8 +97,9 @@ class _Writer:
 
 
 class Recorder:
-    def __init__(self, folder: Path, max_seconds: float, reconnect_seconds: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, folder: Path, max_seconds: float, reconnect_seconds: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self.folder = folder
         self.max_seconds = max_seconds
         self.reconnect_seconds = reconnect_seconds
@@ -165,8 +166,14 @@ class Recorder:
         if writer.init is not None and not (where / f"init{writer.init[0]}.mp4").exists():
             (where / f"init{writer.init[0]}.mp4").write_bytes(writer.init[1])
         (where / f"seg{opened.msn}.m4s").write_bytes(data)
-        segment = RecordedSegment(opened.msn, opened.init_id, duration, opened.program_date_time,
-                                  self._continued and opened.discontinuity, len(data))
+        segment = RecordedSegment(
+            opened.msn,
+            opened.init_id,
+            duration,
+            opened.program_date_time,
+            self._continued and opened.discontinuity,
+            len(data),
+        )
         with self._lock:
             recording.renditions.setdefault(rendition, []).append(segment)
             recording.tracks[rendition] = writer.tracks
@@ -210,8 +217,13 @@ class Recorder:
     def _view(self, recording: Recording, now: float) -> RecordingView:
         closed = recording.left_at is not None and now - recording.left_at > self.reconnect_seconds
         renditions = {name: tuple(segments) for name, segments in recording.renditions.items() if segments}
-        return RecordingView(recording.id, MappingProxyType(renditions), MappingProxyType(dict(recording.tracks)),
-                             closed, recording.trimmed)
+        return RecordingView(
+            recording.id,
+            MappingProxyType(renditions),
+            MappingProxyType(dict(recording.tracks)),
+            closed,
+            recording.trimmed,
+        )
 
     def path(self, recording_id: str, rendition: str, name: str) -> Path:
         return self.folder / recording_id / rendition / name
@@ -226,9 +238,12 @@ def render_recording(view: RecordingView, rendition: str) -> str:
     has been trimmed, as EVENT forbids removing segments), VOD with EXT-X-ENDLIST once closed."""
     segments = view.renditions.get(rendition, ())
     longest = max((s.duration for s in segments), default=1.0)
-    lines = ["#EXTM3U", "#EXT-X-VERSION:6",
-             f"#EXT-X-TARGETDURATION:{max(math.ceil(longest - 1e-9), 1)}",  # every EXTINF fits
-             f"#EXT-X-MEDIA-SEQUENCE:{segments[0].msn if segments else 0}"]
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:6",
+        f"#EXT-X-TARGETDURATION:{max(math.ceil(longest - 1e-9), 1)}",  # every EXTINF fits
+        f"#EXT-X-MEDIA-SEQUENCE:{segments[0].msn if segments else 0}",
+    ]
     if view.closed:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     elif not view.trimmed:
@@ -241,8 +256,11 @@ def render_recording(view: RecordingView, rendition: str) -> str:
         if segment.init_id != current_init:
             lines.append(f'#EXT-X-MAP:URI="init{segment.init_id}.mp4"')
             current_init = segment.init_id
-        lines += [f"#EXT-X-PROGRAM-DATE-TIME:{format_date(segment.program_date_time)}",
-                  f"#EXTINF:{segment.duration:.5f}".rstrip("0").rstrip(".") + ",", f"seg{segment.msn}.m4s"]
+        lines += [
+            f"#EXT-X-PROGRAM-DATE-TIME:{format_date(segment.program_date_time)}",
+            f"#EXTINF:{segment.duration:.5f}".rstrip("0").rstrip(".") + ",",
+            f"seg{segment.msn}.m4s",
+        ]
     if view.closed:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
@@ -256,7 +274,13 @@ def recording_variants(view: RecordingView) -> list[VariantStream]:
         tracks = view.tracks.get(name, ())
         video = next((t for t in tracks if t.kind == "video"), None)
         peak = max((s.size * 8 / s.duration for s in segments if s.duration > 0), default=0.0)
-        variants.append(VariantStream(
-            f"{name}/index.m3u8", int(peak), ",".join(c for c in map(codec_string, tracks) if c),
-            video.width if video else 0, video.height if video else 0))
+        variants.append(
+            VariantStream(
+                f"{name}/index.m3u8",
+                int(peak),
+                ",".join(c for c in map(codec_string, tracks) if c),
+                video.width if video else 0,
+                video.height if video else 0,
+            )
+        )
     return variants

@@ -1,10 +1,10 @@
 """HTTP side of recordings: `/recordings/STREAM` (JSON list), each recording's playlists and files.
 
-    GET /recordings/STREAM                         {"recordings": [{id, start, end, duration, closed,
-                                                    playlist, renditions}]}
-    GET /recordings/STREAM/ID/master.m3u8          multivariant: every rendition recorded
-    GET /recordings/STREAM/ID/RENDITION/index.m3u8 EVENT while recording, VOD (ENDLIST) once closed
-    GET /recordings/STREAM/ID/RENDITION/seg7.m4s   the files on disk (and init1.mp4)
+GET /recordings/STREAM                         {"recordings": [{id, start, end, duration, closed,
+                                                playlist, renditions}]}
+GET /recordings/STREAM/ID/master.m3u8          multivariant: every rendition recorded
+GET /recordings/STREAM/ID/RENDITION/index.m3u8 EVENT while recording, VOD (ENDLIST) once closed
+GET /recordings/STREAM/ID/RENDITION/seg7.m4s   the files on disk (and init1.mp4)
 """
 
 from __future__ import annotations
@@ -33,16 +33,19 @@ class RecordingRoutes:
         recorder = self.recorders.get(name)
         if recorder is None:
             return not_found("recorded stream")
-        body = [{
-            "id": view.id,
-            "start": format_date(view.start),
-            "end": format_date(view.end),
-            "duration": round(view.duration, 3),
-            "closed": view.closed,
-            "segments": len(view.segments),
-            "playlist": f"/recordings/{name}/{view.id}/master.m3u8",
-            "renditions": {r: f"/recordings/{name}/{view.id}/{r}/index.m3u8" for r in view.renditions},
-        } for view in recorder.recordings()]
+        body = [
+            {
+                "id": view.id,
+                "start": format_date(view.start),
+                "end": format_date(view.end),
+                "duration": round(view.duration, 3),
+                "closed": view.closed,
+                "segments": len(view.segments),
+                "playlist": f"/recordings/{name}/{view.id}/master.m3u8",
+                "renditions": {r: f"/recordings/{name}/{view.id}/{r}/index.m3u8" for r in view.renditions},
+            }
+            for view in recorder.recordings()
+        ]
         return JSONResponse({"stream": name, "recordings": body}, headers={"Cache-Control": "no-store"})
 
     def _view(self, request: Request) -> RecordingView | None:

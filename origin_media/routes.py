@@ -100,8 +100,7 @@ class MediaRoutes:
         if match := _SEGMENT.match(name):
             return await self._segment(window, int(match[1]))
         if (match := _INIT.match(name)) and int(match[1]) in window.inits:
-            return Response(window.inits[int(match[1])], media_type="video/mp4",
-                            headers={"Cache-Control": IMMUTABLE})
+            return Response(window.inits[int(match[1])], media_type="video/mp4", headers={"Cache-Control": IMMUTABLE})
         return not_found("object")
 
     async def track_object(self, request: Request) -> Response:
@@ -126,16 +125,13 @@ class MediaRoutes:
         part = window.part(msn, index)
         if part is None and window.may_appear(msn, index):
             # the preload hint (or the one after it): hold the request until the part starts
-            await window.wait_until(lambda: window.part(msn, index) is not None,
-                                    2 * window.target_duration)
+            await window.wait_until(lambda: window.part(msn, index) is not None, 2 * window.target_duration)
             part = window.part(msn, index)
         if part is None:
             return not_found("part")
         if part.duration is not None:
-            return Response(b"".join(part.chunks), media_type="video/mp4",
-                            headers={"Cache-Control": IMMUTABLE})
-        return StreamingResponse(_part_body(window, part), media_type="video/mp4",
-                                 headers={"Cache-Control": IMMUTABLE})
+            return Response(b"".join(part.chunks), media_type="video/mp4", headers={"Cache-Control": IMMUTABLE})
+        return StreamingResponse(_part_body(window, part), media_type="video/mp4", headers={"Cache-Control": IMMUTABLE})
 
     async def _segment(self, window: LiveWindow, msn: int, kind: str | None = None) -> Response:
         segment = window.segment(msn)
@@ -155,8 +151,9 @@ class MediaRoutes:
         if segment.duration is not None:
             return Response(cut(segment.data()), media_type=media_type, headers={"Cache-Control": IMMUTABLE})
         # in progress: its parts' bytes as they are made (chunked transfer)
-        return StreamingResponse(_segment_body(window, segment, cut), media_type=media_type,
-                                 headers={"Cache-Control": IMMUTABLE})
+        return StreamingResponse(
+            _segment_body(window, segment, cut), media_type=media_type, headers={"Cache-Control": IMMUTABLE}
+        )
 
     # ---- TS feed ---------------------------------------------------------------------------
 
@@ -164,8 +161,7 @@ class MediaRoutes:
         stream = self.streams.get(request.path_params["stream"])
         if stream is None or stream.state != "live":
             return not_found("live stream")
-        return StreamingResponse(stream.ts.read(), media_type="video/mp2t",
-                                 headers={"Cache-Control": "no-store"})
+        return StreamingResponse(stream.ts.read(), media_type="video/mp2t", headers={"Cache-Control": "no-store"})
 
 
 async def _part_body(window: LiveWindow, part: Part) -> AsyncIterator[bytes]:
@@ -177,8 +173,9 @@ def _no_cut(data: bytes) -> bytes:
     return data
 
 
-async def _segment_body(window: LiveWindow, segment: Segment,
-                        cut: Callable[[bytes], bytes] = _no_cut) -> AsyncIterator[bytes]:
+async def _segment_body(
+    window: LiveWindow, segment: Segment, cut: Callable[[bytes], bytes] = _no_cut
+) -> AsyncIterator[bytes]:
     """Each chunk (one moof + mdat) of the segment as it is made, through `cut`."""
     sent = 0  # parts streamed out
     limit = 2 * window.target_duration
@@ -217,8 +214,11 @@ def _directives(request: Request) -> tuple[int | None, int | None]:
 def _variant(rendition: Rendition) -> pl.VariantStream:
     window = rendition.window
     return pl.VariantStream(
-        f"{rendition.name}/index.m3u8", _bandwidth(window, rendition.nominal_bitrate),
-        _codecs(window), *_resolution(window), _frame_rate(window),
+        f"{rendition.name}/index.m3u8",
+        _bandwidth(window, rendition.nominal_bitrate),
+        _codecs(window),
+        *_resolution(window),
+        _frame_rate(window),
     )
 
 
@@ -233,7 +233,6 @@ def _codecs(window: LiveWindow) -> str:
     return ",".join(c for c in map(codec_string, window.tracks) if c)
 
 
-
 def _resolution(window: LiveWindow) -> tuple[int, int]:
     video = next((t for t in window.tracks if t.kind == "video"), None)
     return (video.width, video.height) if video else (0, 0)
@@ -244,10 +243,7 @@ def _bandwidth(window: LiveWindow, nominal: int | None) -> int:
     configured bitrate of a ladder rung (`nominal`), so a ladder keeps its order for a player
     choosing by bandwidth even when a small picture happens to compress less well. A source
     rendition has no configured bitrate: before its first segment, a guess from its tracks."""
-    rates = [
-        sum(p.size for p in s.parts) * 8 / s.duration
-        for s in window.segments if s.duration
-    ]
+    rates = [sum(p.size for p in s.parts) * 8 / s.duration for s in window.segments if s.duration]
     if nominal is None and not rates:
         nominal = _guess(window)
     return int(max([nominal or 0, *rates]))

@@ -89,8 +89,7 @@ class LiveStream:
         self.renditions = {
             name: Rendition(
                 name,
-                LiveWindow(window.segment_seconds, window.part_seconds, window.window_seconds,
-                           f"{self.epoch}/"),
+                LiveWindow(window.segment_seconds, window.part_seconds, window.window_seconds, f"{self.epoch}/"),
                 self._packager(name),
                 nominal.get(name, own),
             )
@@ -116,8 +115,7 @@ class LiveStream:
         self._arrivals: deque[tuple[float, int]] = deque()
 
     def _packager(self, rendition: str) -> CmafPackager:
-        return CmafPackager(self._settings.segment_seconds, self._settings.part_seconds,
-                            f"{self.name}/{rendition}")
+        return CmafPackager(self._settings.segment_seconds, self._settings.part_seconds, f"{self.name}/{rendition}")
 
     @property
     def window(self) -> LiveWindow:
@@ -151,8 +149,7 @@ class LiveStream:
         for rendition in self.renditions.values():
             rendition.tracks = tuple(mapping.get(rendition.name, ()))
             if rendition.tracks:
-                own = replace(start, tracks=tuple(start.tracks[i] for i in rendition.tracks),
-                              renditions=None)
+                own = replace(start, tracks=tuple(start.tracks[i] for i in rendition.tracks), renditions=None)
                 self._post_events(rendition, rendition.packager.start_session(own))
                 if self._ts_rendition is None:
                     self._ts_rendition, self._ts_session, self._ts_failed = rendition, own, False
@@ -279,8 +276,7 @@ class LiveStream:
             self.started_at = self._clock()
         log.info("stream %s: %s publisher started (session %d)", self.name, protocol, self.sessions)
 
-    def _on_end(self, events: list[tuple[LiveWindow, list[PackagerEvent]]],
-                chunks: list[TsChunk]) -> None:
+    def _on_end(self, events: list[tuple[LiveWindow, list[PackagerEvent]]], chunks: list[TsChunk]) -> None:
         for window, window_events in events:
             window.apply(window_events)
         self.ts.publish(chunks)
@@ -300,8 +296,7 @@ class LiveStream:
             self._playlist_over = True
         for rendition in self.renditions.values():
             rendition.window.end()
-        log.info("stream %s: playlist ended (no publisher for %.0f s)", self.name,
-                 self._settings.grace_seconds)
+        log.info("stream %s: playlist ended (no publisher for %.0f s)", self.name, self._settings.grace_seconds)
 
     def _count(self, size: int) -> None:
         now = self._clock()
@@ -329,6 +324,5 @@ class LiveStream:
             "renditions": list(self.renditions),
             "ts_readers": self.ts.reader_count,
             "ts_encoding": self._ts_encoder is not None,
-            "warnings": sorted({r.packager.warning for r in self.renditions.values()
-                                if r.packager.warning}),
+            "warnings": sorted({r.packager.warning for r in self.renditions.values() if r.packager.warning}),
         }

@@ -51,16 +51,16 @@ def track_fragment(fragment: bytes, track_id: int) -> bytes:
         return b""
     moof_start = moof[0] - 8
     mfhd, traf = b"", None
-    for kind, start, end in boxes(fragment[moof[0]:moof[1]]):
-        body = fragment[moof[0] + start:moof[0] + end]
+    for kind, start, end in boxes(fragment[moof[0] : moof[1]]):
+        body = fragment[moof[0] + start : moof[0] + end]
         if kind == b"mfhd":
-            mfhd = fragment[moof[0] + start - 8:moof[0] + end]
+            mfhd = fragment[moof[0] + start - 8 : moof[0] + end]
         elif kind == b"traf" and _traf_track(body) == track_id:
             traf = body
     if traf is None:
         return b""
     parts, (offset_at, data_offset, size) = _renumbered(traf)
-    payload = fragment[moof_start + data_offset:moof_start + data_offset + size]
+    payload = fragment[moof_start + data_offset : moof_start + data_offset + size]
     new_moof = bytearray(fmp4.box(b"moof", mfhd, fmp4.box(b"traf", *parts)))
     # the trun's data offset: in the rebuilt moof, 8 (moof) + len(mfhd) + 8 (traf) + offset_at
     struct.pack_into(">i", new_moof, 16 + len(mfhd) + offset_at, len(new_moof) + 8)
@@ -93,7 +93,7 @@ def _renumbered(traf: bytes) -> tuple[list[bytes], tuple[int, int, int]]:
     found: tuple[int, int, int] | None = None
     at = 0
     for kind, start, end in boxes(traf):
-        raw = bytearray(traf[start - 8:end])
+        raw = bytearray(traf[start - 8 : end])
         if kind == b"tfhd":
             struct.pack_into(">I", raw, 12, 1)
         elif kind == b"trun":
@@ -115,8 +115,7 @@ def _run_extent(trun: bytes | bytearray) -> tuple[int, int]:
     at = 20 + (4 if flags & TRUN_FIRST_SAMPLE_FLAGS else 0)
     fields = [bit for bit in _TRUN_FIELDS if flags & bit]
     size_index = fields.index(TRUN_SIZE)
-    total = sum(int(struct.unpack_from(">I", trun, at + 4 * (i * len(fields) + size_index))[0])
-                for i in range(count))
+    total = sum(int(struct.unpack_from(">I", trun, at + 4 * (i * len(fields) + size_index))[0]) for i in range(count))
     return offset, total
 
 
@@ -149,7 +148,7 @@ def _durations(traf: bytes) -> int:
     for kind, start, end in boxes(traf):
         if kind != b"trun":
             continue
-        trun = traf[start - 8:end]
+        trun = traf[start - 8 : end]
         flags = int.from_bytes(trun[9:12], "big")
         if not flags & TRUN_DURATION:
             raise ValueError("trun without sample durations")

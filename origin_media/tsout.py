@@ -91,12 +91,18 @@ class TsEncoder:
         self.audio = next((i for i, t in enumerate(self.tracks) if t.kind == "audio"), None)
         self._out_file = _Collector()
         self._mux = av.open(
-            self._out_file, "w", format="mpegts",
+            self._out_file,
+            "w",
+            format="mpegts",
             # Each packet leaves as soon as it is muxed: no waiting to interleave audio and
             # video (max_interleave_delta), video PES with their length so a reader need not
             # wait for the next one to know where one ends (measured at the edge: 154 -> 92 ms).
-            options={"pes_payload_size": "0", "flush_packets": "1", "max_interleave_delta": "1",
-                     "omit_video_pes_length": "0"},
+            options={
+                "pes_payload_size": "0",
+                "flush_packets": "1",
+                "max_interleave_delta": "1",
+                "omit_video_pes_length": "0",
+            },
         )
         self._base_time = base_time  # keeps the TS clock running across sessions
         self._shift: int | None = None
@@ -116,8 +122,7 @@ class TsEncoder:
         stream.time_base = TS_CLOCK
         return stream
 
-    def _open_audio(self) -> tuple[AudioStream | None, AudioCodecContext | None,
-                                   av.AudioResampler | None]:
+    def _open_audio(self) -> tuple[AudioStream | None, AudioCodecContext | None, av.AudioResampler | None]:
         if self.audio is None:
             return None, None, None
         track = self.tracks[self.audio]
@@ -176,7 +181,9 @@ class TsEncoder:
         else:
             self._mux_video(
                 h264.avcc_to_annexb(packet.data, track.extradata, packet.keyframe),
-                self._ts(packet.pts, track), self._ts(packet.dts, track), packet.keyframe,
+                self._ts(packet.pts, track),
+                self._ts(packet.dts, track),
+                packet.keyframe,
             )
 
     def _mux_video(self, data: bytes, pts: int, dts: int, keyframe: bool) -> None:

@@ -272,16 +272,22 @@ class LiveWindow:
         open_part = self.open_part()
         hint = f"{self.prefix}part{open_part.msn}.{open_part.index}.m4s" if open_part else None
         skipped = self._skippable(segments) if skip else 0
-        return MediaPlaylist(target, self.part_seconds, self._listed_discontinuities(listed),
-                             segments[skipped:], hint, self.ended,
-                             independent_segments=self.all_independent,
-                             skip_until=self.skip_until, skipped=skipped,
-                             first_msn=segments[0].msn if segments else 0)
+        return MediaPlaylist(
+            target,
+            self.part_seconds,
+            self._listed_discontinuities(listed),
+            segments[skipped:],
+            hint,
+            self.ended,
+            independent_segments=self.all_independent,
+            skip_until=self.skip_until,
+            skipped=skipped,
+            first_msn=segments[0].msn if segments else 0,
+        )
 
     def _skippable(self, segments: tuple[PlaylistSegment, ...]) -> int:
         """How many leading segments end more than CAN-SKIP-UNTIL before the playlist's end."""
-        remaining = sum(s.duration if s.duration is not None else sum(p.duration for p in s.parts)
-                        for s in segments)
+        remaining = sum(s.duration if s.duration is not None else sum(p.duration for p in s.parts) for s in segments)
         count = 0
         for segment in segments:
             if segment.duration is None or remaining - segment.duration < self.skip_until:
@@ -325,7 +331,12 @@ class LiveWindow:
             if with_parts and p.duration is not None
         )
         return PlaylistSegment(
-            segment.msn, f"{self.prefix}seg{segment.msn}.m4s", segment.duration, segment.program_date_time,
-            segment.discontinuity, f"{self.prefix}init{segment.init_id}.mp4", parts,
+            segment.msn,
+            f"{self.prefix}seg{segment.msn}.m4s",
+            segment.duration,
+            segment.program_date_time,
+            segment.discontinuity,
+            f"{self.prefix}init{segment.init_id}.mp4",
+            parts,
             segment.independent,
         )

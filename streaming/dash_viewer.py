@@ -37,9 +37,16 @@ START_SEGMENTS = 3  # behind the newest segment, without suggestedPresentationDe
 
 
 class DashViewer:
-    def __init__(self, mpd_url: str, fetch: Fetch, tally: Tally, *,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        mpd_url: str,
+        fetch: Fetch,
+        tally: Tally,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.mpd_url = mpd_url
         self.fetch = fetch
         self.tally = tally

@@ -100,9 +100,11 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float],
-               headers: dict[str, str] | None = None) -> Callable[[str], Awaitable[FetchResult]]:
+def make_fetch(
+    session: aiohttp.ClientSession, clock: Callable[[], float], headers: dict[str, str] | None = None
+) -> Callable[[str], Awaitable[FetchResult]]:
     """GET a URL through `session`, with `headers` (a viewer's own: its CMCD session id)."""
+
     async def fetch(url: str) -> FetchResult:
         started = clock()
         try:
@@ -110,9 +112,14 @@ def make_fetch(session: aiohttp.ClientSession, clock: Callable[[], float],
                 head = clock()
                 body = await response.read()
                 done = clock()
-                return FetchResult(response.status, body, str(response.url), done - started,
-                                   cache_status=response.headers.get("cache-status", ""),
-                                   transfer_seconds=done - head)
+                return FetchResult(
+                    response.status,
+                    body,
+                    str(response.url),
+                    done - started,
+                    cache_status=response.headers.get("cache-status", ""),
+                    transfer_seconds=done - head,
+                )
         except Exception as exc:  # translated here, once, into the kinds the report counts
             return FetchResult(0, b"", url, clock() - started, error=error_kind(exc))
 
@@ -136,20 +143,27 @@ async def read_metrics(session: aiohttp.ClientSession, urls: tuple[str, ...]) ->
     return out
 
 
-async def run_load(plan: LoadPlan, *, progress: TextIO | None = sys.stderr,
-                   clock: Callable[[], float] = time.monotonic) -> Run:
+async def run_load(
+    plan: LoadPlan, *, progress: TextIO | None = sys.stderr, clock: Callable[[], float] = time.monotonic
+) -> Run:
     """One run of `plan`; returns within `plan.duration` plus a few seconds, whatever happens."""
     if not plan.targets:
         raise ValueError("no target URL to send viewers to")
     raise_fd_limit()
     run = Run(plan, Tally())
     tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=plan.cacert) if plan.cacert else True
-    connector = aiohttp.TCPConnector(limit=plan.connections or plan.viewers + 16, limit_per_host=0,
-                                     ttl_dns_cache=300, resolver=LocalhostResolver(), ssl=tls)
+    connector = aiohttp.TCPConnector(
+        limit=plan.connections or plan.viewers + 16,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        resolver=LocalhostResolver(),
+        ssl=tls,
+    )
     timeout = aiohttp.ClientTimeout(total=plan.timeout)
     headers = {"Host": plan.host} if plan.host else {}
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
-                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
         run.metrics_before = await read_metrics(session, plan.metrics)
         started = clock()
         tasks: list[asyncio.Task[None]] = []
@@ -178,8 +192,13 @@ def cmcd_session(session_id: str) -> dict[str, str]:
     return {"CMCD-Session": f'sid="{session_id}"'}
 
 
-async def _ramp(run: Run, session: aiohttp.ClientSession,
-                tasks: list[asyncio.Task[None]], started: float, clock: Callable[[], float]) -> None:
+async def _ramp(
+    run: Run,
+    session: aiohttp.ClientSession,
+    tasks: list[asyncio.Task[None]],
+    started: float,
+    clock: Callable[[], float],
+) -> None:
     plan = run.plan
     fetch = make_fetch(session, clock)
     for index in range(plan.viewers):
@@ -189,8 +208,7 @@ async def _ramp(run: Run, session: aiohttp.ClientSession,
         target = plan.targets[index % len(plan.targets)]
         viewer: Any
         if plan.mode == "web":
-            viewer = WebClient(target, plan.objects, fetch, run.tally, zipf=plan.zipf,
-                               think=plan.think, seed=index)
+            viewer = WebClient(target, plan.objects, fetch, run.tally, zipf=plan.zipf, think=plan.think, seed=index)
         else:
             own = make_fetch(session, clock, cmcd_session(str(uuid.uuid4())))
             player = DashViewer if is_mpd(plan.path) else Viewer
@@ -212,8 +230,9 @@ async def _guarded(viewer: Any, run: Run) -> None:
         run.tally.error(f"viewer crashed: {type(exc).__name__}")
 
 
-async def _sample(run: Run, tasks: list[asyncio.Task[None]], started: float,
-                  clock: Callable[[], float], progress: TextIO | None) -> None:
+async def _sample(
+    run: Run, tasks: list[asyncio.Task[None]], started: float, clock: Callable[[], float], progress: TextIO | None
+) -> None:
     last = started
     while True:
         await asyncio.sleep(1.0)
@@ -238,15 +257,26 @@ def _snapshot(run: Run, tasks: list[asyncio.Task[None]], tick: Tick, now: float,
             stalled += 1
         else:
             playing += 1
-    return Sample(round(elapsed, 2), active, playing, stalled, 0, sum(run.tally.errors.values()),
-                  percentile(tick.fetch_seconds, 95), percentile(tick.latencies, 50), percentile(tick.latencies, 95))
+    return Sample(
+        round(elapsed, 2),
+        active,
+        playing,
+        stalled,
+        0,
+        sum(run.tally.errors.values()),
+        percentile(tick.fetch_seconds, 95),
+        percentile(tick.latencies, 50),
+        percentile(tick.latencies, 95),
+    )
 
 
 def _show(out: TextIO, run: Run, s: Sample) -> None:
     p95 = "-" if s.p95_fetch is None else f"{s.p95_fetch * 1000:.0f} ms"
     stalls = sum(getattr(v, "buffer", None) and v.buffer.stalls or 0 for v in run.viewers)
-    line = (f"[{run.plan.label}] t={s.t:5.0f}s viewers {s.active:5d} (stalled now {s.stalled})"
-            f"  stalls {stalls}  {s.requests} req/s  errors {s.errors}  p95 fetch {p95}")
+    line = (
+        f"[{run.plan.label}] t={s.t:5.0f}s viewers {s.active:5d} (stalled now {s.stalled})"
+        f"  stalls {stalls}  {s.requests} req/s  errors {s.errors}  p95 fetch {p95}"
+    )
     if out.isatty():
         out.write("\r\x1b[K" + line)
     else:

@@ -41,18 +41,32 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_argument_group("where viewers go")
-    where.add_argument("--edge", action="append", default=[], metavar="URL",
-                       help="an edge's base URL (repeat: viewers are spread round-robin)")
+    where.add_argument(
+        "--edge",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an edge's base URL (repeat: viewers are spread round-robin)",
+    )
     where.add_argument("--router", metavar="URL", help="a request router's base URL (viewers follow its 302)")
     where.add_argument("--origin", metavar="URL", help="the origin's base URL (load it directly, or for --compare)")
     where.add_argument("--config", type=Path, help="take edges (and their admin /metrics.json) from this config")
-    where.add_argument("--path", help="the stream's multivariant playlist, its DASH MPD (/live/STREAM/manifest.mpd)"
-                       " or a recording's playlist (/recordings/STREAM/ID/master.m3u8) (default: with --config, "
-                       "the first stream of its streaming distribution; else /live/demo/master.m3u8)")
-    where.add_argument("--host", help="Host header to send (default: with --config, the streaming "
-                       "distribution's first domain)")
-    where.add_argument("--metrics", action="append", default=[], metavar="URL",
-                       help="an edge's metrics JSON (admin listener /metrics.json); repeat per edge")
+    where.add_argument(
+        "--path",
+        help="the stream's multivariant playlist, its DASH MPD (/live/STREAM/manifest.mpd)"
+        " or a recording's playlist (/recordings/STREAM/ID/master.m3u8) (default: with --config, "
+        "the first stream of its streaming distribution; else /live/demo/master.m3u8)",
+    )
+    where.add_argument(
+        "--host", help="Host header to send (default: with --config, the streaming distribution's first domain)"
+    )
+    where.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an edge's metrics JSON (admin listener /metrics.json); repeat per edge",
+    )
     load = parser.add_argument_group("load")
     load.add_argument("--viewers", type=_positive_int, default=100, help="virtual viewers (or web clients)")
     load.add_argument("--duration", type=_positive_float, default=60.0, help="hard bound, seconds")
@@ -111,8 +125,15 @@ def checks(figures: Mapping[str, Any], limits: Mapping[str, float | None]) -> li
             continue
         key, what = THRESHOLDS[option]
         value = dig(figures, key)
-        out.append({"option": "--" + option.replace("_", "-"), "what": what, "limit": limit, "value": value,
-                    "passed": value is None or value <= limit})
+        out.append(
+            {
+                "option": "--" + option.replace("_", "-"),
+                "what": what,
+                "limit": limit,
+                "value": value,
+                "passed": value is None or value <= limit,
+            }
+        )
     return out
 
 
@@ -144,7 +165,9 @@ def stream_of(args: argparse.Namespace) -> tuple[str, str | None]:
         dist = next((d for d in config.distributions if d.kind == "streaming"), None)
         if dist is not None:
             host = host or dist.domains[0]
-            streams = list(config.origins[dist.origin].options.get("streams", {})) if dist.origin in config.origins else []
+            streams = (
+                list(config.origins[dist.origin].options.get("streams", {})) if dist.origin in config.origins else []
+            )
             if path is None and streams:
                 path = f"/live/{streams[0]}/master.m3u8"
     return path or "/live/demo/master.m3u8", host
@@ -166,9 +189,19 @@ def run(args: argparse.Namespace) -> int:
         return _usage("web mode needs --object PATH or --objects-file FILE")
     path, host = stream_of(args)
     common: dict[str, Any] = dict(
-        path=path, viewers=args.viewers, duration=args.duration, ramp=args.ramp,
-        connections=args.connections, host=host, timeout=args.timeout, mode=args.mode,
-        objects=tuple(objects), zipf=args.zipf, think=args.think, cacert=args.cacert)
+        path=path,
+        viewers=args.viewers,
+        duration=args.duration,
+        ramp=args.ramp,
+        connections=args.connections,
+        host=host,
+        timeout=args.timeout,
+        mode=args.mode,
+        objects=tuple(objects),
+        zipf=args.zipf,
+        think=args.think,
+        cacert=args.cacert,
+    )
     plans = []
     if args.origin and (args.compare or not edges):
         plans.append(LoadPlan((args.origin,), label="origin", **common))
@@ -184,15 +217,20 @@ def run(args: argparse.Namespace) -> int:
         direct.update(origin_requests=direct["requests"], offload=0.0)
         if direct.get("segment_seconds") and direct["seconds"]:
             direct["origin_requests_per_segment"] = round(
-                direct["requests"] / (direct["seconds"] / direct["segment_seconds"]), 2)
+                direct["requests"] / (direct["seconds"] / direct["segment_seconds"]), 2
+            )
     limits = {option: getattr(args, option) for option in THRESHOLDS}
     failed = exceeded(runs[-1], limits)
     if args.mode == "hls" and not runs[-1]["startup"]["viewers"]:
         failed.append("no viewer started playing")  # a stall ratio of 0 would pass otherwise
-    result: dict[str, Any] = {"runs": runs, "thresholds": {k: v for k, v in limits.items() if v is not None},
-                              "checks": checks(runs[-1], limits), "failed": failed,
-                              "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                              "command": shlex.join(["cdn", *sys.argv[1:]])}
+    result: dict[str, Any] = {
+        "runs": runs,
+        "thresholds": {k: v for k, v in limits.items() if v is not None},
+        "checks": checks(runs[-1], limits),
+        "failed": failed,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(["cdn", *sys.argv[1:]]),
+    }
     if len(runs) == 2:
         result["comparison"] = compare(runs[0], runs[1])
     write_json(result, args.json)
@@ -204,9 +242,11 @@ def run(args: argparse.Namespace) -> int:
 def compare(direct: Mapping[str, Any], edges: Mapping[str, Any]) -> dict[str, Any]:
     """Origin offload and QoE difference between a run at the origin and one through edges."""
     through = edges.get("origin_requests")
-    out: dict[str, Any] = {"origin_requests_direct": direct["requests"], "origin_requests_through_edges": through,
-                           "offload": None if through is None or not direct["requests"]
-                           else round(1 - through / direct["requests"], 4)}
+    out: dict[str, Any] = {
+        "origin_requests_direct": direct["requests"],
+        "origin_requests_through_edges": through,
+        "offload": None if through is None or not direct["requests"] else round(1 - through / direct["requests"], 4),
+    }
     for key in ("stall_ratio", "startup.p95", "fetch_p95", "latency_p50", "error_ratio", "request_p95"):
         a, b = (dig(r, key) for r in (direct, edges))
         if a is not None or b is not None:
@@ -241,10 +281,12 @@ def _usage(message: str) -> int:
 def _print_summary(result: Mapping[str, Any], args: argparse.Namespace) -> None:
     for r in result["runs"]:
         startup = r.get("startup", {})
-        print(f"{r['label']}: {r['viewers_started']} viewers, {r['requests']} requests, "
-              f"errors {sum(r['errors'].values())}, stalls {r.get('stalls', '-')}, "
-              f"stall ratio {r.get('stall_ratio', '-')}, startup p95 {startup.get('p95', '-')} s, "
-              f"origin requests {r.get('origin_requests', '-')}")
+        print(
+            f"{r['label']}: {r['viewers_started']} viewers, {r['requests']} requests, "
+            f"errors {sum(r['errors'].values())}, stalls {r.get('stalls', '-')}, "
+            f"stall ratio {r.get('stall_ratio', '-')}, startup p95 {startup.get('p95', '-')} s, "
+            f"origin requests {r.get('origin_requests', '-')}"
+        )
         for source in r.get("error_sources", [])[:SHOWN_ERROR_SOURCES]:
             print(f"  {source['count']} x {source['kind']} from {source['edge']}: {source['url']}")
     if "comparison" in result:

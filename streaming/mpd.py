@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
-_DURATION = re.compile(r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
-                       r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
+_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
 
 
 class MpdError(ValueError):
@@ -132,8 +134,11 @@ def _representation(adaptation: ET.Element, rep: ET.Element) -> Representation:
             time += duration
             number += 1
     return Representation(
-        id=rep_id, kind=content, bandwidth=_int(rep, "bandwidth", 0),
-        width=_int(rep, "width", 0), height=_int(rep, "height", 0),
+        id=rep_id,
+        kind=content,
+        bandwidth=_int(rep, "bandwidth", 0),
+        width=_int(rep, "width", 0),
+        height=_int(rep, "height", 0),
         timescale=_int(template, "timescale", 1),
         presentation_time_offset=_int(template, "presentationTimeOffset", 0),
         initialization=_fill(template.get("initialization", ""), rep_id, 0, 0),
@@ -142,8 +147,12 @@ def _representation(adaptation: ET.Element, rep: ET.Element) -> Representation:
 
 
 def _fill(template: str, rep_id: str, number: int, time: int) -> str:
-    return (template.replace("$RepresentationID$", rep_id).replace("$Number$", str(number))
-            .replace("$Time$", str(time)).replace("$$", "$"))
+    return (
+        template.replace("$RepresentationID$", rep_id)
+        .replace("$Number$", str(number))
+        .replace("$Time$", str(time))
+        .replace("$$", "$")
+    )
 
 
 def _int(element: ET.Element, name: str, default: int) -> int:

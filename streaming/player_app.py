@@ -84,16 +84,20 @@ def build_player_app(settings: PlayerSettings | None = None) -> Starlette:
             return found.response(request)
         if name in libraries:
             return PlainTextResponse(
-                f"{name} is not installed ({libraries[name]} is missing): run `make deps` (npm ci)\n", 503,
-                headers={"Cache-Control": "no-store", "Retry-After": "60"})
+                f"{name} is not installed ({libraries[name]} is missing): run `make deps` (npm ci)\n",
+                503,
+                headers={"Cache-Control": "no-store", "Retry-After": "60"},
+            )
         return _not_found(f"no player file {name!r}")
 
-    return Starlette(routes=[
-        Route("/", streams),
-        Route("/watch/", streams),
-        Route("/watch/{stream}", watch),
-        Route("/player/{name}", asset),
-    ])
+    return Starlette(
+        routes=[
+            Route("/", streams),
+            Route("/watch/", streams),
+            Route("/watch/{stream}", watch),
+            Route("/player/{name}", asset),
+        ]
+    )
 
 
 def _asset(path: Path) -> Asset:

@@ -112,8 +112,7 @@ def parse_multivariant(text: str) -> list[Variant]:
             bandwidth = pending.get("BANDWIDTH", "0")
             if not bandwidth.isdigit():
                 raise PlaylistError(f"bad BANDWIDTH {bandwidth!r}")
-            variants.append(Variant(line, int(bandwidth), pending.get("RESOLUTION", ""),
-                                    pending.get("CODECS", "")))
+            variants.append(Variant(line, int(bandwidth), pending.get("RESOLUTION", ""), pending.get("CODECS", "")))
             pending = None
     if not variants:
         raise PlaylistError("a multivariant playlist without EXT-X-STREAM-INF")

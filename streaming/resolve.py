@@ -23,12 +23,19 @@ class LocalhostResolver(AbstractResolver):
     def __init__(self, fallback: AbstractResolver | None = None) -> None:
         self._fallback = fallback or DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         if not is_localhost_name(host):
             return await self._fallback.resolve(host, port, family)
-        address, loopback_family = ("::1", socket.AF_INET6) if family == socket.AF_INET6 else ("127.0.0.1", socket.AF_INET)
-        return [ResolveResult(hostname=host, host=address, port=port, family=loopback_family, proto=0,
-                              flags=socket.AI_NUMERICHOST)]
+        address, loopback_family = (
+            ("::1", socket.AF_INET6) if family == socket.AF_INET6 else ("127.0.0.1", socket.AF_INET)
+        )
+        return [
+            ResolveResult(
+                hostname=host, host=address, port=port, family=loopback_family, proto=0, flags=socket.AI_NUMERICHOST
+            )
+        ]
 
     async def close(self) -> None:
         await self._fallback.close()

@@ -81,9 +81,16 @@ class Hint:
 
 
 class Viewer:
-    def __init__(self, master_url: str, fetch: Fetch, tally: Tally, *,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        master_url: str,
+        fetch: Fetch,
+        tally: Tally,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.master_url = master_url
         self.fetch = fetch
         self.tally = tally
@@ -171,17 +178,25 @@ class Viewer:
         base, date = self.playlist_url, segment.program_date_time
         if playlist.low_latency and part < len(segment.parts):
             done = sum(p.duration for p in segment.parts[: part + 1])
-            return MediaUnit(absolute(base, segment.parts[part].uri), segment.parts[part].duration,
-                             None if date is None else date + done, _join(base, segment.map_uri),
-                             (msn, part + 1))
+            return MediaUnit(
+                absolute(base, segment.parts[part].uri),
+                segment.parts[part].duration,
+                None if date is None else date + done,
+                _join(base, segment.map_uri),
+                (msn, part + 1),
+            )
         if segment.uri is None:
             return None  # its next part is not out yet
         if part > 0:  # every part of a finished segment played: on to the next
             self.position = (msn + 1, 0)
             return self._next_unit(playlist, self.position)
-        return MediaUnit(absolute(base, segment.uri), segment.duration,
-                         None if date is None else date + segment.duration,
-                         _join(base, segment.map_uri), (msn + 1, 0))
+        return MediaUnit(
+            absolute(base, segment.uri),
+            segment.duration,
+            None if date is None else date + segment.duration,
+            _join(base, segment.map_uri),
+            (msn + 1, 0),
+        )
 
     async def _reload(self) -> None:
         variant = self.variants[self.rendition]

@@ -49,8 +49,17 @@ def cache_outcome(header: str) -> str:
 class WebClient:
     """Requests objects one after another, `think` seconds apart (exponentially distributed)."""
 
-    def __init__(self, base: str, objects: Sequence[str], fetch: Callable[[str], Awaitable[FetchResult]],
-                 tally: Tally, *, zipf: float = 1.0, think: float = 0.5, seed: int = 0) -> None:
+    def __init__(
+        self,
+        base: str,
+        objects: Sequence[str],
+        fetch: Callable[[str], Awaitable[FetchResult]],
+        tally: Tally,
+        *,
+        zipf: float = 1.0,
+        think: float = 0.5,
+        seed: int = 0,
+    ) -> None:
         self.base = base
         self.rng = random.Random(seed)
         self.picker = ZipfPicker(objects, zipf, self.rng)

@@ -21,8 +21,9 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
     An edge is served as `cdn edge` serves it, on granian; everything else on uvicorn."""
     running: list[RunningServer] = []
 
-    async def _serve(app: Any, name: str = "server", listen: str = "127.0.0.1:0",
-                     engine: Engine | None = None) -> RunningServer:
+    async def _serve(
+        app: Any, name: str = "server", listen: str = "127.0.0.1:0", engine: Engine | None = None
+    ) -> RunningServer:
         if engine is None:
             engine = "granian" if isinstance(app, EdgeApp) else "uvicorn"
         server = await start_server(app, listen, name=name, engine=engine)
@@ -49,8 +50,9 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) ->
     raise AssertionError(f"{marker!r} was never printed; got {''.join(seen)!r}")
 
 
-async def until(check: Callable[[], object], limit: float = 10.0, *, what: str = "the condition",
-                every: float = 0.02) -> float:
+async def until(
+    check: Callable[[], object], limit: float = 10.0, *, what: str = "the condition", every: float = 0.02
+) -> float:
     """Poll `check` (a function, or one returning an awaitable) until it holds; the seconds it
     took. AssertionError naming `what` after `limit` seconds. The tests' one bounded wait: never
     a guessed sleep."""
@@ -67,8 +69,9 @@ async def until(check: Callable[[], object], limit: float = 10.0, *, what: str =
         await asyncio.sleep(every)
 
 
-def until_sync(check: Callable[[], object], limit: float = 10.0, *, what: str = "the condition",
-               every: float = 0.05) -> object:
+def until_sync(
+    check: Callable[[], object], limit: float = 10.0, *, what: str = "the condition", every: float = 0.05
+) -> object:
     """`until` for a test without an event loop: what `check` returned once it held."""
     deadline = time.monotonic() + limit
     while True:

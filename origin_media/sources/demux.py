@@ -58,10 +58,8 @@ def _track(stream: av.stream.Stream) -> Track | None:
     extradata = bytes(ctx.extradata or b"")
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1000)
     if stream.type == "video":
-        return Track("video", "h264", time_base, h264.normalize_config(extradata),
-                     width=ctx.width, height=ctx.height)
-    return Track("audio", "aac", time_base, extradata, sample_rate=ctx.sample_rate,
-                 channels=ctx.layout.nb_channels)
+        return Track("video", "h264", time_base, h264.normalize_config(extradata), width=ctx.width, height=ctx.height)
+    return Track("audio", "aac", time_base, extradata, sample_rate=ctx.sample_rate, channels=ctx.layout.nb_channels)
 
 
 def to_media_packet(packet: av.Packet[Any], mapping: TrackMap, shift: int = 0) -> MediaPacket | None:
@@ -91,4 +89,4 @@ def strip_adts(frame: bytes) -> bytes:
     """A raw AAC frame from an ADTS one (7-byte header, 9 with its CRC)."""
     if len(frame) < 7 or frame[0] != 0xFF or frame[1] & 0xF0 != 0xF0:
         return frame
-    return frame[7 if frame[1] & 1 else 9:]
+    return frame[7 if frame[1] & 1 else 9 :]

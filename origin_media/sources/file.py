@@ -42,8 +42,9 @@ class FileSource:
         finally:
             sink.end()
 
-    def _play_once(self, sink: SessionSink, stop: threading.Event, mapping: TrackMap,
-                   clock0: float, media_offset: float) -> float:
+    def _play_once(
+        self, sink: SessionSink, stop: threading.Event, mapping: TrackMap, clock0: float, media_offset: float
+    ) -> float:
         """One pass over the file; returns the media seconds it lasted. Its length is that
         of the video (audio usually runs a few ms longer: the overlap is dropped downstream),
         so the picture's clock runs on without a gap from one pass to the next."""

@@ -88,8 +88,15 @@ class _Connection:
 
 
 class RtmpIngest:
-    def __init__(self, listen: str, keys: Mapping[str, Publishable], *, max_pending: int = MAX_PENDING,
-                 max_pending_per_address: int = MAX_PENDING_PER_ADDRESS, auth_seconds: float = AUTH_SECONDS) -> None:
+    def __init__(
+        self,
+        listen: str,
+        keys: Mapping[str, Publishable],
+        *,
+        max_pending: int = MAX_PENDING,
+        max_pending_per_address: int = MAX_PENDING_PER_ADDRESS,
+        auth_seconds: float = AUTH_SECONDS,
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]") or "127.0.0.1", int(port)
         self._keys = dict(keys)
@@ -153,8 +160,9 @@ class RtmpIngest:
             if conn.stream is not None and not conn.started:
                 conn.stream.release()  # claimed, but FFmpeg never got as far as a session
 
-    async def _client_to_ffmpeg(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter,
-                                conn: _Connection) -> None:
+    async def _client_to_ffmpeg(
+        self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter, conn: _Connection
+    ) -> None:
         sniffer: CommandSniffer | None = CommandSniffer()
         seen = 0
         deadline = time.monotonic() + self.auth_seconds
@@ -187,8 +195,7 @@ class RtmpIngest:
             conn.pending = False
             self.pending.leave(conn.host)
 
-    def _sniff(self, sniffer: CommandSniffer, data: bytes, seen: int,
-               conn: _Connection) -> Publish | None:
+    def _sniff(self, sniffer: CommandSniffer, data: bytes, seen: int, conn: _Connection) -> Publish | None:
         try:
             publish = sniffer.feed(data)
         except (RtmpProtocolError, IndexError, struct.error) as exc:
@@ -204,13 +211,16 @@ class RtmpIngest:
         if publish.app != APP or stream is None:
             self.refused += 1
             # the key itself is a secret: log its length only
-            log.warning("RTMP client %s refused: unknown app/key (app=%r, key of %d chars)",
-                        conn.peer, publish.app, len(publish.key))
+            log.warning(
+                "RTMP client %s refused: unknown app/key (app=%r, key of %d chars)",
+                conn.peer,
+                publish.app,
+                len(publish.key),
+            )
             return False
         if not stream.claim():
             self.refused += 1
-            log.warning("RTMP client %s refused: stream %s already has a publisher",
-                        conn.peer, stream.name)
+            log.warning("RTMP client %s refused: stream %s already has a publisher", conn.peer, stream.name)
             return False
         conn.stream = stream
         self._authenticated(conn)
@@ -220,8 +230,7 @@ class RtmpIngest:
     # ---- FFmpeg side (a thread per connection) ---------------------------------------------
 
     def _spawn_listener(self, port: int, conn: _Connection) -> None:
-        thread = threading.Thread(target=self._ingest, args=(port, conn), daemon=True,
-                                  name=f"rtmp-{conn.peer}")
+        thread = threading.Thread(target=self._ingest, args=(port, conn), daemon=True, name=f"rtmp-{conn.peer}")
         self._threads.add(thread)
         thread.start()
 
@@ -259,8 +268,7 @@ class RtmpIngest:
                 stream.end()
 
 
-def _stamp_first_media(sniffer: CommandSniffer, data: bytes,
-                       conn: _Connection) -> CommandSniffer | None:
+def _stamp_first_media(sniffer: CommandSniffer, data: bytes, conn: _Connection) -> CommandSniffer | None:
     """Read on until the first audio/video frame is whole and note when it was; then (or on
     anything the sniffer cannot follow) stop reading: the sniffer is no longer needed."""
     try:

@@ -33,8 +33,9 @@ SRTO_LATENCY, SRTO_PASSPHRASE, SRTO_PBKEYLEN = 23, 26, 27  # srt.h's SRT_SOCKOPT
 LOG_CRIT = 2  # syslog's level numbers
 MAX_HANDSHAKES = 64  # callers admitted by the callback and not accepted yet (some never are)
 MESSAGE = 1500  # a live-mode SRT message is at most 1456 bytes (7 TS packets: 1316)
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-                             ctypes.c_void_p, ctypes.c_char_p)
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
+)
 
 
 def parse_stream_id(stream_id: str) -> tuple[str, str] | None:
@@ -109,9 +110,11 @@ class SrtIngest:
         address = struct.pack("=H", socket.AF_INET) + address[2:]
         latency = ctypes.c_int(self.latency_ms)  # accepted sockets inherit it
         lib.srt_setsockflag(self._listener, SRTO_LATENCY, ctypes.byref(latency), ctypes.sizeof(latency))
-        if lib.srt_bind(self._listener, address, len(address)) < 0 or \
-                lib.srt_listen_callback(self._listener, self._hook, None) < 0 or \
-                lib.srt_listen(self._listener, 8) < 0:
+        if (
+            lib.srt_bind(self._listener, address, len(address)) < 0
+            or lib.srt_listen_callback(self._listener, self._hook, None) < 0
+            or lib.srt_listen(self._listener, 8) < 0
+        ):
             raise OSError(f"SRT listen on {self.host}:{self.port}: {self._error()}")
         self._thread = threading.Thread(target=self._accept_loop, name="srt-accept", daemon=True)
         self._thread.start()
@@ -134,8 +137,9 @@ class SrtIngest:
 
     # ---- listener thread (libsrt's) --------------------------------------------------------
 
-    def _on_caller(self, _opaque: int | None, sock: int, _version: int, _peer: int | None,
-                   stream_id: bytes | None) -> int:
+    def _on_caller(
+        self, _opaque: int | None, sock: int, _version: int, _peer: int | None, stream_id: bytes | None
+    ) -> int:
         """0 accepts the caller, -1 refuses it (libsrt rejects the handshake)."""
         text = (stream_id or b"").decode(errors="replace")
         parsed = parse_stream_id(text)
@@ -169,8 +173,10 @@ class SrtIngest:
         assert entry.passphrase is not None
         secret = entry.passphrase.encode()
         keylen = ctypes.c_int(entry.pbkeylen)
-        ok: bool = (self._lib.srt_setsockflag(sock, SRTO_PASSPHRASE, secret, len(secret)) >= 0
-              and self._lib.srt_setsockflag(sock, SRTO_PBKEYLEN, ctypes.byref(keylen), ctypes.sizeof(keylen)) >= 0)
+        ok: bool = (
+            self._lib.srt_setsockflag(sock, SRTO_PASSPHRASE, secret, len(secret)) >= 0
+            and self._lib.srt_setsockflag(sock, SRTO_PBKEYLEN, ctypes.byref(keylen), ctypes.sizeof(keylen)) >= 0
+        )
         if not ok:
             log.error("SRT: cannot set the passphrase of stream %s: %s", entry.stream.name, self._error())
         return ok
@@ -192,8 +198,7 @@ class SrtIngest:
                     self._sockets.discard(sock)
                 self._lib.srt_close(sock)
                 continue
-            threading.Thread(target=self._ingest, args=(sock, stream), daemon=True,
-                             name=f"srt-{stream.name}").start()
+            threading.Thread(target=self._ingest, args=(sock, stream), daemon=True, name=f"srt-{stream.name}").start()
 
     def _ingest(self, sock: int, stream: Publishable) -> None:
         started = False

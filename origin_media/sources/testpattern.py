@@ -29,8 +29,17 @@ BEEP_SECONDS = 0.1
 
 # segments a b c d e f g (top, top-right, bottom-right, bottom, bottom-left, top-left, middle)
 _GLYPHS = {
-    "0": "abcdef", "1": "bc", "2": "abdeg", "3": "abcdg", "4": "bcfg",
-    "5": "acdfg", "6": "acdefg", "7": "abc", "8": "abcdefg", "9": "abcdfg", "-": "g",
+    "0": "abcdef",
+    "1": "bc",
+    "2": "abdeg",
+    "3": "abcdg",
+    "4": "bcfg",
+    "5": "acdfg",
+    "6": "acdefg",
+    "7": "abc",
+    "8": "abcdefg",
+    "9": "abcdfg",
+    "-": "g",
 }
 
 
@@ -86,9 +95,13 @@ class Canvas:
         w, t = 3 * s, max(1, s // 2 + 1)  # glyph width, stroke thickness
         half = 3 * s
         strokes = {
-            "a": (x, y, w, t), "g": (x, y + half, w, t), "d": (x, y + 2 * half - t, w, t),
-            "f": (x, y, t, half), "b": (x + w - t, y, t, half),
-            "e": (x, y + half, t, half), "c": (x + w - t, y + half, t, half),
+            "a": (x, y, w, t),
+            "g": (x, y + half, w, t),
+            "d": (x, y + 2 * half - t, w, t),
+            "f": (x, y, t, half),
+            "b": (x + w - t, y, t, half),
+            "e": (x, y + half, t, half),
+            "c": (x + w - t, y + half, t, half),
         }
         for stroke in _GLYPHS.get(char, ""):
             self.rect(*strokes[stroke], value)

@@ -43,8 +43,10 @@ QUEUE_FRAMES = 120  # about 2 s of video and audio frames: beyond that the encod
 # FFmpeg 8's WHIP muxer signs DTLS with a self-made certificate on secp224r1, a curve the
 # OpenSSL under aiortc no longer takes: its ClientHello cannot list it, so it answers the
 # server's certificate with an illegal_parameter alert ("DTLS session failed" at FFmpeg).
-FFMPEG_DTLS_HINT = (" FFmpeg's WHIP muxer makes its own certificate on P-224, which is refused:"
-                    " give it one on P-256 (-cert_file, -key_file)")
+FFMPEG_DTLS_HINT = (
+    " FFmpeg's WHIP muxer makes its own certificate on P-224, which is refused:"
+    " give it one on P-256 (-cert_file, -key_file)"
+)
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -108,11 +110,13 @@ class WhipIngest:
         if config is None or config.source != "whip" or config.key is None or stream is None:
             return _text("no WHIP stream by that name", 404)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                 config.key.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), config.key.encode()):
             log.warning("WHIP %s: refused, missing or wrong bearer token", name)
-            return _text("a valid 'Authorization: Bearer <stream key>' is required", 401,
-                         **{"WWW-Authenticate": 'Bearer realm="whip"'})
+            return _text(
+                "a valid 'Authorization: Bearer <stream key>' is required",
+                401,
+                **{"WWW-Authenticate": 'Bearer realm="whip"'},
+            )
         return stream
 
     async def offer(self, request: Request) -> Response:
@@ -135,8 +139,9 @@ class WhipIngest:
             return _text(f"bad SDP offer: {exc}", 400)
         location = f"/whip/{stream.name}/{session.id}"
         log.info("WHIP %s: session %s started", stream.name, session.id)
-        return Response(answer, 201, media_type="application/sdp",
-                        headers={**CORS, "Location": location, "ETag": f'"{session.id}"'})
+        return Response(
+            answer, 201, media_type="application/sdp", headers={**CORS, "Location": location, "ETag": f'"{session.id}"'}
+        )
 
     async def delete(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -177,8 +182,13 @@ class WhipIngest:
     def _start(self, session: WhipSession, tracks: list[MediaStreamTrack]) -> None:
         config = self.settings.stream(session.stream.name)
         assert config is not None
-        encoder = WhipEncoder(session.stream, config.renditions, config.bitrate,
-                              self.settings.segment_seconds, any(t.kind == "audio" for t in tracks))
+        encoder = WhipEncoder(
+            session.stream,
+            config.renditions,
+            config.bitrate,
+            self.settings.segment_seconds,
+            any(t.kind == "audio" for t in tracks),
+        )
         loop = asyncio.get_running_loop()
 
         def run() -> None:
@@ -187,8 +197,7 @@ class WhipIngest:
             finally:  # silence or an error ended it: tidy up the connection too
                 loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._finish(session)))
 
-        session.thread = threading.Thread(target=run, name=f"whip-{session.stream.name}",
-                                          daemon=True)
+        session.thread = threading.Thread(target=run, name=f"whip-{session.stream.name}", daemon=True)
         session.thread.start()
         session.readers = [asyncio.ensure_future(self._read(session, t)) for t in tracks]
 
@@ -219,10 +228,13 @@ class WhipIngest:
             task.cancel()
         await asyncio.gather(*session.readers, return_exceptions=True)
         if _dtls_failed(session.pc):
-            log.warning("WHIP %s: session %s: the DTLS handshake with the publisher failed.%s",
-                        session.stream.name, session.id, FFMPEG_DTLS_HINT if session.ffmpeg else "")
+            log.warning(
+                "WHIP %s: session %s: the DTLS handshake with the publisher failed.%s",
+                session.stream.name,
+                session.id,
+                FFMPEG_DTLS_HINT if session.ffmpeg else "",
+            )
         await session.pc.close()
         if session.thread is not None:
             await asyncio.to_thread(session.thread.join, 10)
-        log.info("WHIP %s: session %s ended (%d frames dropped)", session.stream.name,
-                 session.id, session.dropped)
+        log.info("WHIP %s: session %s ended (%d frames dropped)", session.stream.name, session.id, session.dropped)

@@ -40,8 +40,14 @@ class Arrival:
 
 
 class WhipEncoder:
-    def __init__(self, sink: Releasable, rungs: tuple[RenditionSettings, ...], bitrate: int,
-                 segment_seconds: float, has_audio: bool) -> None:
+    def __init__(
+        self,
+        sink: Releasable,
+        rungs: tuple[RenditionSettings, ...],
+        bitrate: int,
+        segment_seconds: float,
+        has_audio: bool,
+    ) -> None:
         self.sink = sink
         self._configured = rungs
         self._bitrate = bitrate
@@ -49,8 +55,7 @@ class WhipEncoder:
         self._has_audio = has_audio
         self._ladder: LadderEncoder | None = None
         self._aac: av.audio.codeccontext.AudioCodecContext | None = None
-        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE,
-                                            frame_size=AAC_FRAME)
+        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE, frame_size=AAC_FRAME)
         self._audio_track = 0
         self._t0: float | None = None
         self._video_base: tuple[int, int] | None = None  # (first RTP pts, its session pts)
@@ -104,8 +109,7 @@ class WhipEncoder:
         self.sink.start(ladder_session(rungs, self._ladder, others, "whip", time.time()))
         self.started = True
 
-    def _session_pts(self, base: tuple[int, int] | None, rtp: int, at: float, rate: int
-                     ) -> tuple[int, tuple[int, int]]:
+    def _session_pts(self, base: tuple[int, int] | None, rtp: int, at: float, rate: int) -> tuple[int, tuple[int, int]]:
         assert self._t0 is not None
         if base is None:
             base = (rtp, round((at - self._t0) * rate))
@@ -145,4 +149,3 @@ class WhipEncoder:
         if self._ladder is not None:
             for packet in self._ladder.flush():
                 self.sink.packet(packet)
-

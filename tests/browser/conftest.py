@@ -30,19 +30,24 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_INSTALLED = CHROMIUM.exists()
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
     # every name is loopback (live.localhost, localhost): nothing leaves the machine
     "--host-resolver-rules=MAP * 127.0.0.1",
     # WebRTC: offer loopback host candidates, unobfuscated (there is no other interface to use)
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 # The demo's stream, made cheaper for a test machine: small frames, a small two-rung ladder.
 RENDITIONS = {"180p": "320x180", "90p": "160x90"}
 STREAM_CHANGES = {
-    "width = 640": "width = 320", "height = 360": "height = 180",
-    'renditions = ["360p", "180p"]':
-        'renditions = ["180p", { name = "90p", width = 160, height = 90, bitrate = 120000 }]',
+    "width = 640": "width = 320",
+    "height = 360": "height = 180",
+    'renditions = ["360p", "180p"]': 'renditions = ["180p", { name = "90p", width = 160, height = 90, bitrate = 120000 }]',
 }
 
 
@@ -65,7 +70,9 @@ class DemoCdn:
         config = (self.site.parent / "cdn.toml").read_text()
         found = re.search(rf'^\[edges\.{edge}\][^\[]*?admin_listen = "([^"]+)"', config, re.M)
         assert found, f"{edge} has no admin_listen"
-        secrets = dict(line.partition("=")[::2] for line in (self.site.parent / ".cdn-secrets.env").read_text().splitlines())
+        secrets = dict(
+            line.partition("=")[::2] for line in (self.site.parent / ".cdn-secrets.env").read_text().splitlines()
+        )
         token = os.environ.get("CDN_ADMIN_TOKEN") or secrets["CDN_ADMIN_TOKEN"]
         return f"http://{found.group(1)}/?token={token}"
 
@@ -78,8 +85,9 @@ class DemoCdn:
 
     def live_client(self, edge: str = "edge-lon") -> httpx.Client:
         """An HTTP client for the streaming distribution (the resolver may not know *.localhost)."""
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.ports[edge]}",
-                            headers={"host": "live.localhost"}, timeout=30)
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.ports[edge]}", headers={"host": "live.localhost"}, timeout=30
+        )
 
 
 def free_port() -> int:
@@ -103,10 +111,13 @@ def demo_config(tmp: Path, changes: dict[str, str] = STREAM_CHANGES) -> tuple[Pa
         assert text.count(old) == 1, f"demo/cdn.toml no longer has {old!r} once"
         text = text.replace(old, new)
     assert {"site", "live", "player", "edge-lon", "edge-syd"} <= set(ports), ports
-    shutil.copytree(REPO / "demo" / "site", tmp / "site",
-                    ignore=shutil.ignore_patterns("*.bin", "gradient.png"))
-    subprocess.run([sys.executable, str(REPO / "demo" / "make_assets.py"), str(tmp / "site")],
-                   check=True, capture_output=True, timeout=120)
+    shutil.copytree(REPO / "demo" / "site", tmp / "site", ignore=shutil.ignore_patterns("*.bin", "gradient.png"))
+    subprocess.run(
+        [sys.executable, str(REPO / "demo" / "make_assets.py"), str(tmp / "site")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     config = tmp / "cdn.toml"
     config.write_text(text)
     return config, ports
@@ -118,7 +129,10 @@ def running_demo(tmp: Path, changes: dict[str, str] = STREAM_CHANGES) -> Iterato
     config, ports = demo_config(tmp, changes)
     proc = subprocess.Popen(
         [sys.executable, "-m", "web_dist.cli", "--log-level", "warning", "up", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -149,7 +163,8 @@ async def browser() -> AsyncIterator[Any]:
     async with async_playwright() as playwright:
         try:
             chromium = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000)
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000
+            )
         except Error as exc:
             pytest.skip(f"BROWSER TESTS SKIPPED: Chromium cannot start: {exc}")
         try:

@@ -19,8 +19,9 @@ from tests.browser.test_player import (
 async def test_dash_plays_through_the_edge(browser: Any, demo_cdn: DemoCdn, artifacts: Path) -> None:
     page, problems = await open_player(browser, demo_cdn.live_url() + "/watch/test?mode=dash")
     await wait_playing(page)
-    await page.wait_for_function(f"{STATS}.playedSeconds >= {PLAY_SECONDS} || {STATS}.errors.length > 0",
-                                 timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function(
+        f"{STATS}.playedSeconds >= {PLAY_SECONDS} || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS
+    )
     await page.screenshot(path=artifacts / "player-dash.png")
     seen = await stats(page)
     assert seen["errors"] == [] and problems == [], (seen, problems)

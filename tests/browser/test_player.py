@@ -39,8 +39,7 @@ async def stats(page: Any) -> dict[str, Any]:
 
 async def wait_playing(page: Any) -> float:
     """Wait for playback to start; the currentTime it started at."""
-    await page.wait_for_function(f"{STATS}.state === 'playing' || {STATS}.errors.length > 0",
-                                 timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function(f"{STATS}.state === 'playing' || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
     now = await stats(page)
     assert now["errors"] == [], now
     return float(now["currentTime"])
@@ -57,7 +56,9 @@ async def test_list_page_links_the_demo_stream(browser: Any, demo_cdn: DemoCdn) 
 
 
 async def test_hls_plays_through_the_edge_and_the_second_viewer_gets_cache_hits(
-    browser: Any, demo_cdn: DemoCdn, artifacts: Path,
+    browser: Any,
+    demo_cdn: DemoCdn,
+    artifacts: Path,
 ) -> None:
     url = demo_cdn.live_url() + "/watch/test?mode=hls"
     first, first_problems = await open_player(browser, url)
@@ -117,8 +118,9 @@ async def test_a_rendition_switch_shows_on_the_page(browser: Any, demo_cdn: Demo
 async def test_ll_hls_stays_close_to_live(browser: Any, demo_cdn: DemoCdn, artifacts: Path) -> None:
     page, problems = await open_player(browser, demo_cdn.live_url("edge-syd") + "/watch/test")
     start = await wait_playing(page)
-    await page.wait_for_function(f"{STATS}.currentTime >= {start + 2} && {STATS}.latency !== null",
-                                 timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function(
+        f"{STATS}.currentTime >= {start + 2} && {STATS}.latency !== null", timeout=PLAY_LIMIT_MS
+    )
     # On a loaded machine the start can stall and hls.js then jumps back to live: from there on
     # (a bounded wait) the latency must stay under the bound.
     await page.wait_for_function(f"{STATS}.latency < {LATENCY_BOUND}", timeout=PLAY_LIMIT_MS)
@@ -145,12 +147,12 @@ async def test_webrtc_player_decodes_frames(browser: Any, demo_cdn: DemoCdn, art
     if probe.status_code in (404, 405):
         pytest.skip(f"the edge has no WHEP endpoint yet: POST /whep/test answered {probe.status_code}")
     page, problems = await open_player(browser, base + "/watch/test?mode=webrtc")
-    await page.wait_for_function(f"{STATS}.framesDecoded > 0 || {STATS}.errors.length > 0",
-                                 timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function(f"{STATS}.framesDecoded > 0 || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
     await page.wait_for_function(f"{STATS}.currentTime > 1 || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
     await page.wait_for_function(f"{STATS}.latencySource !== null || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
-    await page.wait_for_function("document.querySelector('[data-stat=latency]').textContent.includes('sent it')",
-                                 timeout=PLAY_LIMIT_MS)  # the panel is redrawn twice a second
+    await page.wait_for_function(
+        "document.querySelector('[data-stat=latency]').textContent.includes('sent it')", timeout=PLAY_LIMIT_MS
+    )  # the panel is redrawn twice a second
     await page.screenshot(path=artifacts / "player-webrtc.png")
     seen = await stats(page)
     # behind live from the edge's RTCP sender reports: the network, the jitter buffer and the
@@ -177,11 +179,11 @@ async def test_webrtc_player_reconnects_by_itself_when_the_stream_restarts(brows
         # while the stream is away, the edge answers the page's offers 404 (not live) or 502;
         # the page hangs up (DELETE) each session it leaves, which the edge may have ended: 404
         page = await (await browser.new_context()).new_page()
-        problems = record_problems(page, allow=re.compile(
-            r"HTTP (404|50[234]): POST .*/whep/cam$|HTTP 404: DELETE .*/whep/cam/[\w-]+$"))
+        problems = record_problems(
+            page, allow=re.compile(r"HTTP (404|50[234]): POST .*/whep/cam$|HTTP 404: DELETE .*/whep/cam/[\w-]+$")
+        )
         await page.goto(demo_cdn.live_url() + "/watch/cam?mode=webrtc")
-        await page.wait_for_function(f"{STATS}.framesDecoded > 10 || {STATS}.errors.length > 0",
-                                     timeout=PLAY_LIMIT_MS)
+        await page.wait_for_function(f"{STATS}.framesDecoded > 10 || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
         first = await stats(page)
         assert first["errors"] == [] and first["whepSessions"] == 1, first
         publishers[0].kill()
@@ -189,7 +191,8 @@ async def test_webrtc_player_reconnects_by_itself_when_the_stream_restarts(brows
         publishers.append(await start_publisher(demo_cdn.rtmp_url(), 60))
         await page.wait_for_function(
             f"({STATS}.whepSessions > 1 && {STATS}.framesDecoded > 10) || {STATS}.errors.length > 0",
-            timeout=PLAY_LIMIT_MS)
+            timeout=PLAY_LIMIT_MS,
+        )
         again = await stats(page)
         assert again["errors"] == [] and again["reconnects"] >= 1, again
         assert again["whepResource"] != first["whepResource"] and again["state"] == "playing", again
@@ -219,8 +222,10 @@ def test_a_bad_stream_name_is_a_clear_404(demo_cdn: DemoCdn) -> None:
 
 def test_cdn_up_prints_the_watch_url(demo_cdn: DemoCdn) -> None:
     port = demo_cdn.ports["edge-lon"]
-    opened = re.search(rf"distribution live \(streaming\): open (https://live\.localhost:\d+/) \(or http://live\.localhost:{port}/\)",
-                       demo_cdn.printed)
+    opened = re.search(
+        rf"distribution live \(streaming\): open (https://live\.localhost:\d+/) \(or http://live\.localhost:{port}/\)",
+        demo_cdn.printed,
+    )
     assert opened, demo_cdn.printed  # HTTPS first (the demo's local CA), plain HTTP beside it
     assert f"watch test: {opened.group(1)}watch/test  (LL-HLS; ?mode=hls, ?mode=webrtc)" in demo_cdn.printed
 

@@ -36,8 +36,17 @@ async def test_pages_scripts_and_hls_js_carry_validators_and_lifetimes(serve: Ca
         assert library.status_code == 200 and library.headers["cache-control"] == "public, max-age=86400"
 
 
-@pytest.mark.parametrize("path", ["/watch/a%20b", "/watch/..%2F..%2Fetc", "/watch/" + "x" * 65,
-                                  "/player/../player_app.py", "/player/nope.js", "/player/watch.html"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/watch/a%20b",
+        "/watch/..%2F..%2Fetc",
+        "/watch/" + "x" * 65,
+        "/player/../player_app.py",
+        "/player/nope.js",
+        "/player/watch.html",
+    ],
+)
 async def test_what_is_not_a_page_is_a_404_with_a_reason(serve: Callable[..., Any], path: str) -> None:
     server = await serve(build_player_app(), name="player")
     response = await get(server, path)
@@ -53,8 +62,13 @@ async def test_missing_hls_js_says_how_to_install_it(serve: Callable[..., Any], 
 
 def test_a_player_origin_with_an_unknown_option_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "cdn.toml"
-    config.write_text('[origins.p]\nkind = "player"\nlisten = "127.0.0.1:0"\noptions = { hls = "x" }\n'
-                      '[edges.e]\nlisten = "127.0.0.1:0"\n'
-                      '[distributions.d]\nkind = "streaming"\ndomains = ["live.localhost"]\norigin = "p"\n')
+    config.write_text(
+        '[origins.p]\nkind = "player"\nlisten = "127.0.0.1:0"\noptions = { hls = "x" }\n'
+        '[edges.e]\nlisten = "127.0.0.1:0"\n'
+        '[distributions.d]\nkind = "streaming"\ndomains = ["live.localhost"]\norigin = "p"\n'
+    )
     assert cdn(["origin", "--config", str(config), "--name", "p"]) == 2
-    assert "origins.p.options.hls: unknown option; did you mean 'hls_js'? (known: hls_js, dash_js)" in capsys.readouterr().err
+    assert (
+        "origins.p.options.hls: unknown option; did you mean 'hls_js'? (known: hls_js, dash_js)"
+        in capsys.readouterr().err
+    )

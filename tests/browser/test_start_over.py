@@ -13,7 +13,9 @@ DVR = f"{STATS}.dvr"
 
 
 async def test_start_over_seeks_back_in_the_window_and_live_returns(
-    browser: Any, demo_cdn: DemoCdn, artifacts: Path,
+    browser: Any,
+    demo_cdn: DemoCdn,
+    artifacts: Path,
 ) -> None:
     page, problems = await open_player(browser, demo_cdn.live_url() + "/watch/test?mode=hls")
     await wait_playing(page)
@@ -24,8 +26,9 @@ async def test_start_over_seeks_back_in_the_window_and_live_returns(
     await page.wait_for_function(f"{DVR}.behind >= {near_live} + 4", timeout=PLAY_LIMIT_MS)
     back = await stats(page)
     # it plays on from there (video.played grows), well behind live by the program date time
-    await page.wait_for_function(f"{STATS}.playedSeconds >= {back['playedSeconds']} + 2 && {STATS}.state === 'playing'",
-                                 timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function(
+        f"{STATS}.playedSeconds >= {back['playedSeconds']} + 2 && {STATS}.state === 'playing'", timeout=PLAY_LIMIT_MS
+    )
     seen = await stats(page)
     assert seen["latency"] is not None and seen["latency"] >= near_live + 3, seen
     assert "behind the newest" in await page.locator("#dvr").inner_text()

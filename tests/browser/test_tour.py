@@ -23,7 +23,12 @@ PLAY_SECONDS = 2.0  # each mode must play this much media
 BEHIND_LIVE_BOUNDS = {"LL-HLS": 4.0, "HLS": 5.0, "WebRTC": 1.5}
 SHOWN_LATENCY = re.compile(r"(-?\d+\.\d\d) s \(")
 STATS = "window.playerStats"
-CHARTS = ["rps-chart", "ratio-chart", "bw-chart", "resp-chart"]  # requests by status, hit ratio, bandwidth, response time
+CHARTS = [
+    "rps-chart",
+    "ratio-chart",
+    "bw-chart",
+    "resp-chart",
+]  # requests by status, hit ratio, bandwidth, response time
 
 
 async def dashboard_figures(page: Any, polls_after: int = 0) -> dict[str, Any]:
@@ -37,10 +42,16 @@ async def dashboard_figures(page: Any, polls_after: int = 0) -> dict[str, Any]:
     assert polls > polls_after, "the dashboard stopped polling the edge"
     since_start = re.fullmatch(r"(\d+) requests since start", await page.inner_text("#rps-sub"))
     assert since_start, await page.inner_text("#rps-sub")
-    charts = {chart: await page.eval_on_selector_all(f"#{chart} polyline", "(ls) => ls.map((l) => l.getAttribute('points'))")
-              for chart in CHARTS}
-    return {"polls": polls, "requests": int(since_start.group(1)), "history": await page.inner_text("#uptime"),
-            "points": {chart: [len(line.split()) for line in lines] for chart, lines in charts.items()}}
+    charts = {
+        chart: await page.eval_on_selector_all(f"#{chart} polyline", "(ls) => ls.map((l) => l.getAttribute('points'))")
+        for chart in CHARTS
+    }
+    return {
+        "polls": polls,
+        "requests": int(since_start.group(1)),
+        "history": await page.inner_text("#uptime"),
+        "points": {chart: [len(line.split()) for line in lines] for chart, lines in charts.items()},
+    }
 
 
 async def watch(page: Any, mode: str) -> float:
@@ -49,14 +60,16 @@ async def watch(page: Any, mode: str) -> float:
     await page.wait_for_function(f"{STATS}.state === 'playing' || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS)
     start = await page.evaluate(f"{STATS}.currentTime")
     # played, not skipped ahead to the live edge: video.played only grows with playback
-    await page.wait_for_function(f"{STATS}.playedSeconds >= {PLAY_SECONDS} || {STATS}.errors.length > 0",
-                                 timeout=PLAY_LIMIT_MS)
+    await page.wait_for_function(
+        f"{STATS}.playedSeconds >= {PLAY_SECONDS} || {STATS}.errors.length > 0", timeout=PLAY_LIMIT_MS
+    )
     # the figure, once it comes from the frame's own clock (HLS) or the sender reports (WebRTC),
     # and under the bound: a start that stalled on a loaded machine makes the player jump back to live
     source = "rtcp-sender-report" if mode == "WebRTC" else "program-date-time"
     await page.wait_for_function(
         f"({STATS}.latencySource === '{source}' && {STATS}.latency < {BEHIND_LIVE_BOUNDS[mode]}) || {STATS}.errors.length > 0",
-        timeout=PLAY_LIMIT_MS)
+        timeout=PLAY_LIMIT_MS,
+    )
     await page.wait_for_timeout(600)  # the panel is redrawn twice a second
     seen = await page.evaluate(f"({{...{STATS}}})")
     assert seen["errors"] == [] and seen["edge"] == "edge-lon", (mode, seen)

@@ -41,15 +41,18 @@ def make_config(origin_url: str, control: dict[str, Any], tmp: Path, **dist: Any
         "origins": {"o": {"url": origin_url, "read_timeout": 5.0}},
         "edges": {e: {"listen": "127.0.0.1:0", "disk_path": str(tmp / e)} for e in EDGES},
         "distributions": {
-            "site": {"domains": ["site.test", "127.0.0.1", "localhost"], "origin": "o", "upload_token": UPLOAD_TOKEN,
-                     "default_behavior": {"default_ttl": 3600, "methods": ["GET", "HEAD", "PUT", "DELETE"]}, **dist},
+            "site": {
+                "domains": ["site.test", "127.0.0.1", "localhost"],
+                "origin": "o",
+                "upload_token": UPLOAD_TOKEN,
+                "default_behavior": {"default_ttl": 3600, "methods": ["GET", "HEAD", "PUT", "DELETE"]},
+                **dist,
+            },
             "other": {"domains": ["other.test"], "origin": "o"},  # a purge of "site" leaves it alone
         },
         "control": {"token": TOKEN, "max_paths": 5, **control},
     }
     return parse_config(raw, tmp / "cdn.toml")
-
-
 
 
 @dataclass
@@ -158,8 +161,19 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.folder)]
+        cmd = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--dir",
+            str(self.folder),
+        ]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:

@@ -20,8 +20,14 @@ def cdn(*args: str, token: str | None = TOKEN, timeout: float = 60) -> subproces
     env = {k: v for k, v in os.environ.items() if k != "CDN_CONTROL_TOKEN"}
     if token is not None:
         env["CDN_CONTROL_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "web_dist.cli", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "web_dist.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_cdn_up_starts_the_control_plane_and_cdn_invalidate_waits_for_every_edge(tmp_path: Path) -> None:
@@ -32,22 +38,28 @@ def test_cdn_up_starts_the_control_plane_and_cdn_invalidate_waits_for_every_edge
     config.write_text(f"""
 [origins.site]
 root = "site"
-listen = "127.0.0.1:{ports['origin']}"
+listen = "127.0.0.1:{ports["origin"]}"
 [edges.e1]
-listen = "127.0.0.1:{ports['e1']}"
+listen = "127.0.0.1:{ports["e1"]}"
 [edges.e2]
-listen = "127.0.0.1:{ports['e2']}"
+listen = "127.0.0.1:{ports["e2"]}"
 [distributions.site]
 domains = ["localhost", "127.0.0.1"]
 origin = "site"
 [distributions.site.default_behavior]
 default_ttl = 3600
 [control]
-listen = "127.0.0.1:{ports['control']}"
+listen = "127.0.0.1:{ports["control"]}"
 """)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CDN_CONTROL_TOKEN": TOKEN}
-    up = subprocess.Popen([sys.executable, "-m", "web_dist.cli", "up", "--config", str(config)],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO, env=env)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "web_dist.cli", "up", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     try:
         assert up.stdout is not None
         printed = ""
@@ -63,7 +75,11 @@ listen = "127.0.0.1:{ports['control']}"
 
         done = cdn("invalidate", "site", "/page.html", "--wait", "--config", str(config))
         assert done.returncode == 0, done.stderr
-        assert " Completed in " in done.stdout and "e1: applied after" in done.stdout and "e2: applied after" in done.stdout
+        assert (
+            " Completed in " in done.stdout
+            and "e1: applied after" in done.stdout
+            and "e2: applied after" in done.stdout
+        )
         assert [httpx.get(u).text for u in edges] == ["second", "second"]
 
         pushed = tmp_path / "cdn-v2.toml"
@@ -93,8 +109,13 @@ listen = "127.0.0.1:{ports['control']}"
 def test_without_config_cdn_invalidate_finds_demo_or_says_what_to_pass(tmp_path: Path) -> None:
     """No --config: ./cdn.toml, else ./demo/cdn.toml (the repo root of `make run`); neither
     there: exit 2 and what to pass, before anything is sent."""
-    result = subprocess.run([sys.executable, "-m", "web_dist.cli", "invalidate", "site", "/x"], capture_output=True,
-                            text=True, cwd=tmp_path, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "web_dist.cli", "invalidate", "site", "/x"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "no --config FILE given, and neither ./cdn.toml nor ./demo/cdn.toml is here: pass --config" in result.stderr
     from web_dist.config import find_config

@@ -130,7 +130,9 @@ async def test_a_put_through_one_edge_reaches_the_others_through_redis(cdn_facto
     cdn.origin.set("/doc.txt", b"draft", headers=LONG)
     await warm(cdn, "/doc.txt")
     cdn.origin.set("/doc.txt", b"final", headers=LONG)
-    assert (await cdn.client.put(cdn.edges["e2"][1].url + "/doc.txt", content=b"final", headers=UPLOAD_AUTH)).status_code == 200
+    assert (
+        await cdn.client.put(cdn.edges["e2"][1].url + "/doc.txt", content=b"final", headers=UPLOAD_AUTH)
+    ).status_code == 200
 
     async def everywhere_new() -> bool:
         return [(await cdn.get(e, "/doc.txt")).content for e in EDGES] == [b"final"] * 3

@@ -36,8 +36,15 @@ def demo_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     # Every listener moves to a free port, so a running `make run` does not get in the way.
     moved = {old: free_port() for old in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", text)))}
     text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{moved[m.group(1)]}", text)
-    ports = {"origin": moved["8081"], "lon": moved["8091"], "syd": moved["8092"], "router": moved["8090"],
-             "control": moved["8070"], "router_https": moved["8490"], "lon_https": moved["8443"]}
+    ports = {
+        "origin": moved["8081"],
+        "lon": moved["8091"],
+        "syd": moved["8092"],
+        "router": moved["8090"],
+        "control": moved["8070"],
+        "router_https": moved["8490"],
+        "lon_https": moved["8443"],
+    }
     config = demo / "cdn.toml"
     config.write_text(text)
     return config, ports
@@ -46,7 +53,10 @@ def demo_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
 def start_up(config: Path, cwd: Path = REPO) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "web_dist.cli", "up", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
         env={**clean_environ(), "PYTHONUNBUFFERED": "1"},
     )
 
@@ -74,7 +84,10 @@ def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config)
         assert css.headers["content-type"].startswith("text/css")
         note = f"http://localhost:{ports['lon']}/uploads/note.txt"
         assert httpx.put(note, content=b"anonymous").status_code == 403
-        upload = re.search(r"curl -T README\.md -H 'Authorization: Bearer (\S+)'( --cacert \S+)? https?://localhost:\d+/uploads/README\.md", printed)
+        upload = re.search(
+            r"curl -T README\.md -H 'Authorization: Bearer (\S+)'( --cacert \S+)? https?://localhost:\d+/uploads/README\.md",
+            printed,
+        )
         assert upload, printed
         up = httpx.put(note, content=b"through the edge", headers={"authorization": f"Bearer {upload.group(1)}"})
         assert up.status_code in (200, 201)
@@ -83,7 +96,10 @@ def test_cdn_up_serves_the_site_through_two_edges_and_stops_cleanly(demo_config)
         metrics = re.search(r"curl -H 'Authorization: Bearer (\S+)' (http://127\.0\.0\.1:\d+/metrics)", printed)
         assert metrics, printed
         assert httpx.get(metrics.group(2)).status_code == 401
-        assert "cdn_edge_requests_total" in httpx.get(metrics.group(2), headers={"authorization": f"Bearer {metrics.group(1)}"}).text
+        assert (
+            "cdn_edge_requests_total"
+            in httpx.get(metrics.group(2), headers={"authorization": f"Bearer {metrics.group(1)}"}).text
+        )
         https = re.search(r"HTTPS \(h2\): (https://localhost:(\d+)/) on edge-lon; trust the local CA (\S+)", printed)
         assert https, printed
         ca = ssl.create_default_context(cafile=https.group(3))
@@ -111,7 +127,10 @@ def test_cdn_up_refuses_a_bad_config_and_starts_nothing(demo_config) -> None:
     config.write_text(config.read_text().replace("max_ttl = 3600", "max_ttl = 1", 1))
     result = subprocess.run(
         [sys.executable, "-m", "web_dist.cli", "up", "--config", str(config)],
-        capture_output=True, text=True, cwd=REPO, timeout=30,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
     )
     assert result.returncode == 2
     assert f"cdn: bad config: {config}: distributions.site.default_behavior" in result.stderr
@@ -123,7 +142,10 @@ def test_cdn_check_prints_the_distribution(demo_config) -> None:
     config, _ = demo_config
     result = subprocess.run(
         [sys.executable, "-m", "web_dist.cli", "check", "--config", str(config)],
-        capture_output=True, text=True, cwd=REPO, timeout=30,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert "distribution site: localhost, 127.0.0.1, site.cdn.test -> site on edge-lon, edge-syd" in result.stdout
@@ -164,10 +186,9 @@ def printed_command(printed: str, starts: str, containing: str = "") -> str:
 
 def shell(command: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`command` as a user pastes it: bash, in `cwd`, without the CDN's secrets exported."""
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env=clean_environ(), capture_output=True, text=True,
-                          timeout=timeout)
-
-
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=clean_environ(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_printed_tour_works_from_the_folder_above_demo(demo_config) -> None:  # type: ignore[no-untyped-def]
@@ -212,17 +233,31 @@ def test_the_printed_tour_works_from_the_folder_above_demo(demo_config) -> None:
         assert signed.stdout.startswith("HTTP/1.1 200") and "signed URLs only" in signed.stdout, signed.stdout
         assert httpx.get(f"http://localhost:{ports['lon']}/private/report.txt").status_code == 403
 
-        watch = re.search(r"watch through the router \(302 to the nearest edge\): (https://live\.localhost:(\d+)/watch/test)", printed)
+        watch = re.search(
+            r"watch through the router \(302 to the nearest edge\): (https://live\.localhost:(\d+)/watch/test)", printed
+        )
         assert watch and int(watch.group(2)) == ports["router_https"], printed
-        routed = httpx.get(f"http://127.0.0.1:{ports['router']}/watch/test", headers={"host": f"live.localhost:{ports['router']}"})
-        assert routed.status_code == 302 and routed.headers["location"].startswith(f"http://edge-lon.live.localhost:{ports['lon']}/watch/test")
-        trust = ssl.create_default_context(cafile=str(config.parent / "tls" / "ca.pem"))  # over HTTPS: to the edge's HTTPS port
-        routed = httpx.get(f"https://127.0.0.1:{ports['router_https']}/watch/test", verify=trust,
-                           headers={"host": f"live.localhost:{ports['router_https']}"})
+        routed = httpx.get(
+            f"http://127.0.0.1:{ports['router']}/watch/test", headers={"host": f"live.localhost:{ports['router']}"}
+        )
+        assert routed.status_code == 302 and routed.headers["location"].startswith(
+            f"http://edge-lon.live.localhost:{ports['lon']}/watch/test"
+        )
+        trust = ssl.create_default_context(
+            cafile=str(config.parent / "tls" / "ca.pem")
+        )  # over HTTPS: to the edge's HTTPS port
+        routed = httpx.get(
+            f"https://127.0.0.1:{ports['router_https']}/watch/test",
+            verify=trust,
+            headers={"host": f"live.localhost:{ports['router_https']}"},
+        )
         location = f"https://edge-lon.live.localhost:{ports['lon_https']}/watch/test"
         assert routed.status_code == 302 and routed.headers["location"] == location, routed.headers
-        page = httpx.get(f"https://127.0.0.1:{ports['lon_https']}/watch/test", verify=trust,
-                         headers={"host": f"edge-lon.live.localhost:{ports['lon_https']}"})
+        page = httpx.get(
+            f"https://127.0.0.1:{ports['lon_https']}/watch/test",
+            verify=trust,
+            headers={"host": f"edge-lon.live.localhost:{ports['lon_https']}"},
+        )
         assert page.status_code == 200 and "<video" in page.text, page.text[:300]
         assert printed_command(printed, f"{REPO}/.venv/bin/cdn loadtest --config demo/cdn.toml")
     finally:

@@ -64,7 +64,9 @@ class PrivateRig:
     def signed(self, path: str, expires_in: float = 60, **policy: Any) -> str:
         """The edge URL of `path`, signed (canned unless `policy` adds a start or an IP)."""
         url = self.public_url(path)
-        signed = signed_url(self.key, "K1", url, Policy(policy.pop("resource", url), int(self.clock.now + expires_in), **policy))
+        signed = signed_url(
+            self.key, "K1", url, Policy(policy.pop("resource", url), int(self.clock.now + expires_in), **policy)
+        )
         return self.url + signed.removeprefix(f"http://{HOST}")
 
     async def get(self, target: str, **kw: Any) -> httpx.Response:
@@ -77,7 +79,9 @@ class PrivateRig:
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[rsa.RSAPrivateKey, Path]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = tmp_path_factory.mktemp("keys") / "public.pem"
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return key, public
 
 
@@ -89,8 +93,9 @@ async def make_rig(serve: Callable[..., Any], keys: tuple[rsa.RSAPrivateKey, Pat
         origin = ScriptedOrigin()
         origin_srv = await serve(origin, name="origin")
         clock, store = Clock(), CountingStore()
-        config = edge_config(origin_srv.url, [PRIVATE] if behaviors is None else behaviors,
-                             trusted_keys={"K1": str(keys[1])}, **dist)
+        config = edge_config(
+            origin_srv.url, [PRIVATE] if behaviors is None else behaviors, trusted_keys={"K1": str(keys[1])}, **dist
+        )
         edge_srv = await serve(build_edge_app(config, "edge-test", clock=clock, store=store), name="edge")
         client = httpx.AsyncClient(timeout=20)
         clients.append(client)
@@ -192,22 +197,36 @@ async def test_a_wildcard_policy_opens_what_it_names_and_no_more(rig: PrivateRig
     other_host = "http://other.test/private/*"  # a policy for another distribution's host
     await assert_refused(rig, rig.signed("/private/a.txt", resource=other_host), "does not cover")
     # A wildcard does not reach outside the path rules: dot segments are refused before signing is checked.
-    escaped = rig.signed("/private/a.txt", resource=rig.public_url("/private/*")).replace("/private/a.txt", "/private/%2e%2e/x")
+    escaped = rig.signed("/private/a.txt", resource=rig.public_url("/private/*")).replace(
+        "/private/a.txt", "/private/%2e%2e/x"
+    )
     assert (await rig.get(escaped)).status_code == 400
 
 
 async def test_a_policy_can_name_the_client_network(rig: PrivateRig) -> None:
     assert (await rig.get(rig.signed("/private/a.txt", ip=ipaddress.ip_network("127.0.0.0/8")))).status_code == 200
-    await assert_refused(rig, rig.signed("/private/a.txt", ip=ipaddress.ip_network("10.0.0.0/8")),
-                         "does not allow requests from 127.0.0.1 (only 10.0.0.0/8)")
+    await assert_refused(
+        rig,
+        rig.signed("/private/a.txt", ip=ipaddress.ip_network("10.0.0.0/8")),
+        "does not allow requests from 127.0.0.1 (only 10.0.0.0/8)",
+    )
     # An X-Forwarded-For from an untrusted peer changes nothing.
-    await assert_refused(rig, rig.signed("/private/a.txt", ip=ipaddress.ip_network("10.0.0.0/8")),
-                         "does not allow", headers={"x-forwarded-for": "10.1.2.3"})
+    await assert_refused(
+        rig,
+        rig.signed("/private/a.txt", ip=ipaddress.ip_network("10.0.0.0/8")),
+        "does not allow",
+        headers={"x-forwarded-for": "10.1.2.3"},
+    )
 
 
 async def test_a_key_the_distribution_does_not_trust_is_refused(rig: PrivateRig) -> None:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    url = signed_url(stranger, "K1", rig.public_url("/private/a.txt"), Policy(rig.public_url("/private/a.txt"), int(rig.clock.now + 60)))
+    url = signed_url(
+        stranger,
+        "K1",
+        rig.public_url("/private/a.txt"),
+        Policy(rig.public_url("/private/a.txt"), int(rig.clock.now + 60)),
+    )
     await assert_refused(rig, rig.url + url.removeprefix(f"http://{HOST}"), "does not match")
 
 
@@ -314,7 +333,10 @@ async def test_a_signed_url_is_an_upload_credential_on_an_unsigned_path(make_rig
         ({"trusted_keys": {"K1": "/nonexistent/public.pem"}}, "cannot read"),
         ({"trusted_keys": {"bad id!": "x.pem"}}, "key pair ids use letters"),
         ({"geo_restriction": {"mode": "maybe", "regions": []}}, "geo_restriction.mode"),
-        ({"geo_restriction": {"mode": "deny", "regions": ["x"], "networks": {"10.0.0.0/33": "x"}}}, "not a network in CIDR form"),
+        (
+            {"geo_restriction": {"mode": "deny", "regions": ["x"], "networks": {"10.0.0.0/33": "x"}}},
+            "not a network in CIDR form",
+        ),
         ({"geo_restriction": {"mode": "deny", "regions": ["x"]}}, "no CIDR -> region map"),
         ({"edge": {"trusted_proxies": ["proxy.example"]}}, "edges.edge-test.trusted_proxies[0]: not a network"),
         ({"edge": {"max_upload_bytes": 0}}, "edges.edge-test.max_upload_bytes"),
@@ -340,8 +362,9 @@ def test_bad_access_config_is_refused_with_file_and_key(
         ("edge-test.:8091", 8090, ()),
     ],
 )
-def test_signer_hosts_are_the_domain_behind_this_edge_s_own_name(host: str, router_port: int | None,
-                                                                 expected: tuple[str, ...]) -> None:
+def test_signer_hosts_are_the_domain_behind_this_edge_s_own_name(
+    host: str, router_port: int | None, expected: tuple[str, ...]
+) -> None:
     from edge.access import signer_hosts
 
     dist = edge_config("http://127.0.0.1:9").distributions[0]

@@ -119,7 +119,9 @@ async def test_top_objects_are_ordered_by_requests(rig: EdgeRig, serve: Callable
             metrics.count_object(key, 100)
     top = (await rig.client.get(admin + "/metrics.json", headers=AUTH)).json()["top_objects"]
     assert [(o["key"], o["requests"], o["bytes"]) for o in top] == [
-        ("site:/a", 3, 300), ("site:/c", 2, 200), ("site:/b", 1, 100)
+        ("site:/a", 3, 300),
+        ("site:/c", 2, 200),
+        ("site:/b", 1, 100),
     ]
 
 
@@ -160,7 +162,10 @@ def test_origin_requests_and_latency_histogram() -> None:
 def test_each_edge_has_its_own_registry() -> None:
     first, second = EdgeMetrics(), EdgeMetrics()
     first.count("site", "hit", 200, 10)
-    assert 'cdn_edge_requests_total{cache_status="hit",distribution="site"} 1.0' in generate_latest(first.registry).decode()
+    assert (
+        'cdn_edge_requests_total{cache_status="hit",distribution="site"} 1.0'
+        in generate_latest(first.registry).decode()
+    )
     assert "cdn_edge_requests_total{" not in generate_latest(second.registry).decode()
 
 
@@ -186,16 +191,31 @@ async def test_dashboard_renders_in_headless_chromium(rig: EdgeRig, serve: Calla
     for client in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
         live.served("/live/show/360p/ep/seg7.m4s", client, 1000)
     proc = await asyncio.create_subprocess_exec(
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-        "--virtual-time-budget=5000", "--dump-dom", admin + f"/?token={ADMIN_TOKEN}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={tmp_path}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        admin + f"/?token={ADMIN_TOKEN}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     dom, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = dom.decode()
     assert 'data-polls="' in text, "the page never polled /metrics.json"
     assert "66.7 %" in text and "site:/a" in text
     live_row = re.search(r'<table id="live">.*?<tbody>(.*?)</tbody>', text, re.S)
-    assert live_row and re.findall(r"<td[^>]*>([^<]*)</td>", live_row.group(1))[:7] == ["/live/show", "3", "0", "2.9 KiB", "1.00", "-", "-"]
+    assert live_row and re.findall(r"<td[^>]*>([^<]*)</td>", live_row.group(1))[:7] == [
+        "/live/show",
+        "3",
+        "0",
+        "2.9 KiB",
+        "1.00",
+        "-",
+        "-",
+    ]
     state = re.search(r'id="state"[^>]*>([^<]*)<', text)
     assert state and state.group(1).startswith("updated "), state and state.group(1)
 
@@ -208,8 +228,22 @@ def test_cdn_edge_serves_admin_on_its_own_listener(tmp_path: Path) -> None:
         '[distributions.site]\ndomains = ["localhost"]\norigin = "o"\n'
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "web_dist.cli", "--log-level", "warning", "edge", "--config", str(config), "--name", "e"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "web_dist.cli",
+            "--log-level",
+            "warning",
+            "edge",
+            "--config",
+            str(config),
+            "--name",
+            "e",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert proc.stdout is not None
@@ -244,7 +278,9 @@ async def test_the_admin_pages_need_the_token(rig: EdgeRig, serve: Callable[...,
     assert (await rig.client.get(admin + f"/metrics.json?token={ADMIN_TOKEN}")).status_code == 200
     first = await rig.client.get(admin + f"/?token={ADMIN_TOKEN}")
     assert first.status_code == 303 and first.headers["location"] == "/"
-    assert "httponly" in first.headers["set-cookie"].lower() and "samesite=strict" in first.headers["set-cookie"].lower()
+    assert (
+        "httponly" in first.headers["set-cookie"].lower() and "samesite=strict" in first.headers["set-cookie"].lower()
+    )
     cookie = {"cookie": first.headers["set-cookie"].split(";")[0]}
     assert (await rig.client.get(admin + "/metrics.json", headers=cookie)).status_code == 200
 
@@ -267,18 +303,26 @@ async def test_prometheus_exports_the_edge_response_time_histogram(rig: EdgeRig,
     assert 0 < got["cdn_edge_response_seconds_sum", site] < 3
     assert got["cdn_edge_start_time_seconds", ()] == pytest.approx(rig.app.flow.metrics.started)
     body = (await rig.client.get(admin + "/metrics.json", headers=AUTH)).json()
-    assert body["response_seconds"]["count"] == 3 and 0 < body["response_seconds"]["p50"] <= body["response_seconds"]["p99"]
+    assert (
+        body["response_seconds"]["count"] == 3
+        and 0 < body["response_seconds"]["p50"] <= body["response_seconds"]["p99"]
+    )
 
 
-async def test_the_grafana_dashboard_names_only_metrics_the_edge_exports(rig: EdgeRig, serve: Callable[..., Any]) -> None:
+async def test_the_grafana_dashboard_names_only_metrics_the_edge_exports(
+    rig: EdgeRig, serve: Callable[..., Any]
+) -> None:
     admin = await admin_url(rig, serve)
     await a_miss_and_two_hits(rig)
     live = rig.app.flow.metrics.live
     live.fetched("/live/show/360p/seg7.m4s")
     live.served("/live/show/360p/seg7.m4s", "viewer", 1000)
     live.webrtc_viewers = lambda: {"/live/show": 1}
-    exported = {s.name for family in text_string_to_metric_families(
-        (await rig.client.get(admin + "/metrics", headers=AUTH)).text) for s in family.samples}
+    exported = {
+        s.name
+        for family in text_string_to_metric_families((await rig.client.get(admin + "/metrics", headers=AUTH)).text)
+        for s in family.samples
+    }
     dashboard = json.loads((REPO / "edge" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
@@ -317,25 +361,31 @@ def test_history_keeps_a_bounded_ring_of_samples() -> None:
     assert len(metrics.history.samples) == 180 and metrics.history.samples[0]["time"] == (1000 - 180) * 5
 
 
-@pytest.mark.parametrize(("counts", "q", "expected"), [
-    ([0, 0, 0], 0.5, None),  # nothing counted
-    ([10, 0, 0], 0.5, 0.5),  # half way through the first bucket (0 .. 1)
-    ([0, 10, 0], 0.9, 1.9),  # 1 .. 2
-    ([5, 5, 0], 0.5, 1.0),
-    ([0, 0, 10], 0.99, 2.0),  # above the last bound: the last bound, as Prometheus says
-])
+@pytest.mark.parametrize(
+    ("counts", "q", "expected"),
+    [
+        ([0, 0, 0], 0.5, None),  # nothing counted
+        ([10, 0, 0], 0.5, 0.5),  # half way through the first bucket (0 .. 1)
+        ([0, 10, 0], 0.9, 1.9),  # 1 .. 2
+        ([5, 5, 0], 0.5, 1.0),
+        ([0, 0, 10], 0.99, 2.0),  # above the last bound: the last bound, as Prometheus says
+    ],
+)
 def test_quantile_of_a_histogram(counts: list[int], q: float, expected: float | None) -> None:
     assert quantile((1.0, 2.0), counts, q) == (pytest.approx(expected) if expected is not None else None)
 
 
-@pytest.mark.parametrize(("key", "pattern"), [
-    ("live:/live/cam/720p/index.m3u8?_HLS_msn=41&_HLS_part=2", "live:/live/cam/720p/index.m3u8"),
-    ("live:/live/cam/720p/seg41.m4s", "live:/live/cam/720p/seg*.m4s"),
-    ("live:/live/cam/720p/part41.3.m4s", "live:/live/cam/720p/part*.*.m4s"),
-    ("site:/assets/app.3f9a2b1c.js", "site:/assets/app.*.js"),
-    ("site:/img/2024/05/a.png|accept=image%2Fwebp", "site:/img/*/*/a.png"),
-    ("site:/index.html", "site:/index.html"),
-])
+@pytest.mark.parametrize(
+    ("key", "pattern"),
+    [
+        ("live:/live/cam/720p/index.m3u8?_HLS_msn=41&_HLS_part=2", "live:/live/cam/720p/index.m3u8"),
+        ("live:/live/cam/720p/seg41.m4s", "live:/live/cam/720p/seg*.m4s"),
+        ("live:/live/cam/720p/part41.3.m4s", "live:/live/cam/720p/part*.*.m4s"),
+        ("site:/assets/app.3f9a2b1c.js", "site:/assets/app.*.js"),
+        ("site:/img/2024/05/a.png|accept=image%2Fwebp", "site:/img/*/*/a.png"),
+        ("site:/index.html", "site:/index.html"),
+    ],
+)
 def test_object_patterns(key: str, pattern: str) -> None:
     assert object_pattern(key) == pattern
 
@@ -356,7 +406,9 @@ def test_top_objects_are_grouped_by_pattern_not_twenty_playlist_urls() -> None:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
-async def test_a_dashboard_opened_now_shows_the_minutes_before_it(rig: EdgeRig, serve: Callable[..., Any], tmp_path: Path) -> None:
+async def test_a_dashboard_opened_now_shows_the_minutes_before_it(
+    rig: EdgeRig, serve: Callable[..., Any], tmp_path: Path
+) -> None:
     admin = await admin_url(rig, serve)
     metrics = rig.app.flow.metrics
     start = time.time() - 300
@@ -366,9 +418,16 @@ async def test_a_dashboard_opened_now_shows_the_minutes_before_it(rig: EdgeRig, 
             metrics.count("site", "hit", 404 if n % 4 == 0 else 200, 2048, 0.004)
     metrics.clock = time.time
     proc = await asyncio.create_subprocess_exec(
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
-        "--virtual-time-budget=3000", "--dump-dom", admin + f"/?token={ADMIN_TOKEN}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={tmp_path}",
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        admin + f"/?token={ADMIN_TOKEN}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     dom, _ = await asyncio.wait_for(proc.communicate(), 60)
     text = dom.decode()

@@ -31,7 +31,9 @@ async def stalled_reader(url: str, path: str, read: int = 64 * 1024) -> asyncio.
     return (await stalled_stream(url, path, read))[1]
 
 
-async def stalled_stream(url: str, path: str, read: int = 64 * 1024) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def stalled_stream(
+    url: str, path: str, read: int = 64 * 1024
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A viewer that asks for `path`, reads `read` bytes and then stops reading."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -62,7 +64,9 @@ async def slow_readers_growth(rig: EdgeRig, path: str, readers: int) -> int:
     return growth
 
 
-async def test_slow_readers_of_a_large_memory_hit_hold_a_buffer_each_not_a_copy(rig_factory: Callable[..., Any]) -> None:
+async def test_slow_readers_of_a_large_memory_hit_hold_a_buffer_each_not_a_copy(
+    rig_factory: Callable[..., Any],
+) -> None:
     rig: EdgeRig = await rig_factory(edge={"max_object_bytes": 32 * MIB})
     rig.origin.set("/big.bin", bytes(range(256)) * (64 * 1024))  # 16 MiB
     assert len((await rig.get("/big.bin")).content) == 16 * MIB  # cached
@@ -71,8 +75,12 @@ async def test_slow_readers_of_a_large_memory_hit_hold_a_buffer_each_not_a_copy(
     assert (await rig.get("/big.bin")).headers["x-cache"].startswith("Hit")
 
 
-async def test_slow_readers_of_a_large_disk_hit_do_not_read_it_into_memory(rig_factory: Callable[..., Any], tmp_path: Path) -> None:
-    rig: EdgeRig = await rig_factory(edge={"max_object_bytes": 1 * MIB, "cache_bytes": 8 * MIB, "disk_path": str(tmp_path)})
+async def test_slow_readers_of_a_large_disk_hit_do_not_read_it_into_memory(
+    rig_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    rig: EdgeRig = await rig_factory(
+        edge={"max_object_bytes": 1 * MIB, "cache_bytes": 8 * MIB, "disk_path": str(tmp_path)}
+    )
     body = bytes(range(256)) * (64 * 1024)  # 16 MiB: too large for memory, kept on disk
     rig.origin.set("/big.bin", body)
     assert (await rig.get("/big.bin")).content == body
@@ -110,8 +118,12 @@ class CountingOrigin:
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 128 * 1024)
         await reader.readuntil(b"\r\n\r\n")
         self.requests += 1
-        writer.write((f"HTTP/1.1 200 OK\r\ncontent-length: {self.size}\r\ncontent-type: video/mp2t\r\n"
-                      f"cache-control: {self.cache_control}\r\n\r\n").encode())
+        writer.write(
+            (
+                f"HTTP/1.1 200 OK\r\ncontent-length: {self.size}\r\ncontent-type: video/mp2t\r\n"
+                f"cache-control: {self.cache_control}\r\n\r\n"
+            ).encode()
+        )
         chunk = b"x" * (64 * 1024)
         try:
             while self.sent < self.size:
@@ -161,8 +173,12 @@ async def _logged(app: Any, caplog: Any, path: str) -> str:
 
 async def test_a_fill_every_viewer_left_stops_after_abandoned_fill_bytes(serve: Callable[..., Any]) -> None:
     origin = CountingOrigin(256 * MIB, "max-age=60")
-    await pull_and_hang_up(serve, origin, cache_bytes=512 * MIB, max_object_bytes=512 * MIB, abandoned_fill_bytes=4 * MIB)
-    assert origin.requests == 1 and origin.sent < 24 * MIB, f"the edge went on filling {origin.sent / MIB:.0f} MiB nobody waits for"
+    await pull_and_hang_up(
+        serve, origin, cache_bytes=512 * MIB, max_object_bytes=512 * MIB, abandoned_fill_bytes=4 * MIB
+    )
+    assert origin.requests == 1 and origin.sent < 24 * MIB, (
+        f"the edge went on filling {origin.sent / MIB:.0f} MiB nobody waits for"
+    )
 
 
 async def test_a_fill_another_viewer_still_reads_goes_on_when_one_leaves(serve: Callable[..., Any]) -> None:

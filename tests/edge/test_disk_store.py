@@ -20,8 +20,12 @@ MiB = 1024 * 1024
 
 def response(body: bytes = b"hello", **kw: object) -> CachedResponse:
     fields: dict[str, object] = {
-        "status": 200, "headers": [("content-type", "text/plain"), ("etag", '"v1"')], "body": body,
-        "response_time": NOW, "initial_age": 3.0, "ttl": 60.0,
+        "status": 200,
+        "headers": [("content-type", "text/plain"), ("etag", '"v1"')],
+        "body": body,
+        "response_time": NOW,
+        "initial_age": 3.0,
+        "ttl": 60.0,
     }
     fields.update(kw)
     return CachedResponse(**fields)  # type: ignore[arg-type]
@@ -56,7 +60,7 @@ def truncate(path: Path) -> None:
 
 def garbage_header(path: Path) -> None:
     data = path.read_bytes()
-    path.write_bytes(b"\x00garbage" * 3 + data[HEADER.size:])
+    path.write_bytes(b"\x00garbage" * 3 + data[HEADER.size :])
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -67,9 +71,16 @@ CORRUPTIONS = [flip_body_byte, truncate, garbage_header]
 
 
 async def test_roundtrip_keeps_every_field_but_the_gzip_copy(disk: DiskStore) -> None:
-    entry = response(b"\x00\xffbody" * 100, status=203, must_revalidate=True, tags=("a", "b"),
-                     headers=[("x-caf\u00e9", "d\u00e9j\u00e0 vu"), ("vary", "accept")],
-                     stale_while_revalidate=30.0, stale_if_error=None, encoded={"gzip": b"gz"})
+    entry = response(
+        b"\x00\xffbody" * 100,
+        status=203,
+        must_revalidate=True,
+        tags=("a", "b"),
+        headers=[("x-caf\u00e9", "d\u00e9j\u00e0 vu"), ("vary", "accept")],
+        stale_while_revalidate=30.0,
+        stale_if_error=None,
+        encoded={"gzip": b"gz"},
+    )
     assert disk.put("/k?q=1", entry)
     assert await disk.get("/k?q=1") is entry  # queued: served from memory, never half-written
     await disk.flush()
@@ -96,9 +107,7 @@ async def test_restart_finds_entries_with_their_ages(disk: DiskStore) -> None:
 
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS)
-async def test_corrupt_file_is_a_miss_and_removed_at_get(
-    disk: DiskStore, corrupt: Callable[[Path], None]
-) -> None:
+async def test_corrupt_file_is_a_miss_and_removed_at_get(disk: DiskStore, corrupt: Callable[[Path], None]) -> None:
     disk.put("/bad", response(b"b" * 1000))
     disk.put("/good", response(b"g" * 1000))
     await disk.flush()
@@ -113,9 +122,7 @@ async def test_corrupt_file_is_a_miss_and_removed_at_get(
 
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS)
-async def test_corrupt_file_is_dropped_at_open(
-    disk: DiskStore, corrupt: Callable[[Path], None]
-) -> None:
+async def test_corrupt_file_is_dropped_at_open(disk: DiskStore, corrupt: Callable[[Path], None]) -> None:
     disk.put("/bad", response(b"b" * 1000))
     disk.put("/good", response(b"g" * 1000))
     await disk.close()

@@ -57,7 +57,9 @@ async def test_origin_lifetime_is_clamped_to_the_behavior(rig_factory) -> None:
 
 
 async def test_s_maxage_over_max_age_over_expires(rig: EdgeRig) -> None:
-    rig.origin.set("/s", headers={"cache-control": "max-age=5, s-maxage=100", "expires": "Thu, 01 Jan 1970 00:00:00 GMT"})
+    rig.origin.set(
+        "/s", headers={"cache-control": "max-age=5, s-maxage=100", "expires": "Thu, 01 Jan 1970 00:00:00 GMT"}
+    )
     rig.origin.set("/m", headers={"cache-control": "max-age=5", "expires": "Fri, 01 Jan 2100 00:00:00 GMT"})
     rig.origin.set("/bad-expires", headers={"expires": "not a date"})
     for path in ("/s", "/m", "/bad-expires"):
@@ -185,7 +187,9 @@ async def test_successful_put_through_the_edge_invalidates_the_cached_object(rig
     rig.origin.set("/up/f", b"v1")
     await rig.get("/up/f")
     rig.origin.set("/up/f", b"ok", status=201)
-    put = await rig.client.put(rig.url + "/up/f", content=b"v2", headers={"content-md5": "abc", "authorization": f"Bearer {token}"})
+    put = await rig.client.put(
+        rig.url + "/up/f", content=b"v2", headers={"content-md5": "abc", "authorization": f"Bearer {token}"}
+    )
     assert put.status_code == 201 and "fwd=method" in put.headers["cache-status"]
     method, _, sent = rig.origin.requests[-1]
     assert method == "PUT" and sent["content-md5"] == "abc"
@@ -293,8 +297,6 @@ async def test_one_access_log_line_per_request(rig: EdgeRig, caplog) -> None:
     assert "GET /log?x=1" in lines[1] and "status=200" in lines[1] and "bytes=5" in lines[1]
     assert "cache=hit" in lines[1] and "time=" in lines[1] and "client=127.0.0.1" in lines[1]
     assert lines[0][:4].isdigit() and lines[0][23] == "Z"  # each line has its own UTC timestamp
-
-
 
 
 async def _raw(port: int, request: bytes) -> bytes:

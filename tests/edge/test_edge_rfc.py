@@ -65,7 +65,9 @@ async def test_authorization_is_not_shared_unless_the_response_allows(rig_factor
 async def test_stale_while_revalidate_serves_stale_and_refreshes_once(rig: EdgeRig) -> None:
     rig.origin.set("/swr", b"v1", headers={"cache-control": "max-age=10, stale-while-revalidate=60"})
     await rig.get("/swr")
-    script = rig.origin.set("/swr", b"v2", headers={"cache-control": "max-age=10, stale-while-revalidate=60"}, gate=asyncio.Event())
+    script = rig.origin.set(
+        "/swr", b"v2", headers={"cache-control": "max-age=10, stale-while-revalidate=60"}, gate=asyncio.Event()
+    )
     rig.clock.advance(15)
     responses = await asyncio.gather(*(rig.get("/swr") for _ in range(30)))
     # Every viewer got the stale copy at once, while the origin still held the refresh.
@@ -166,8 +168,10 @@ async def test_origin_group_fails_over_to_the_secondary(serve) -> None:
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     raw = {
         "origins": {"p": {"url": p_srv.url}, "s": {"url": s_srv.url}, "dead": {"url": dead}},
-        "origin_groups": {"g": {"primary": "p", "secondary": "s", "failover_statuses": [503]},
-                          "gd": {"primary": "dead", "secondary": "s"}},
+        "origin_groups": {
+            "g": {"primary": "p", "secondary": "s", "failover_statuses": [503]},
+            "gd": {"primary": "dead", "secondary": "s"},
+        },
         "edges": {"edge-test": {"listen": "127.0.0.1:0"}},
         "distributions": {
             "a": {"domains": ["a.test"], "origin": "g"},
@@ -212,8 +216,13 @@ async def test_two_edges_behind_a_parent_cost_the_origin_one_request(serve) -> N
         a2 = await client.get(f"http://127.0.0.1:{ports[1]}/obj")
     assert a.content == b.content == b"x" * 5000
     assert origin.hits["/obj"] == 1
-    assert a.headers["cache-status"] == "shield; fwd=miss; fwd-status=200; stored, edge-a; fwd=miss; fwd-status=200; stored"
-    assert b.headers["cache-status"].startswith("shield; hit;") and b.headers["cache-status"].endswith("edge-b; fwd=miss; fwd-status=200; stored")
+    assert (
+        a.headers["cache-status"]
+        == "shield; fwd=miss; fwd-status=200; stored, edge-a; fwd=miss; fwd-status=200; stored"
+    )
+    assert b.headers["cache-status"].startswith("shield; hit;") and b.headers["cache-status"].endswith(
+        "edge-b; fwd=miss; fwd-status=200; stored"
+    )
     assert a2.headers["cache-status"].startswith("edge-a; hit")
     assert "via" in origin.requests[0][2] and "shield" in origin.requests[0][2]["via"]
 
@@ -237,13 +246,13 @@ async def test_range_of_an_object_too_large_to_keep_is_asked_of_the_origin(rig_f
 
 
 def _config(origin_url: str) -> Any:
-    return parse_config({
-        "origins": {"o": {"url": origin_url, "connect_timeout": 1, "read_timeout": 2}},
-        "edges": {"edge-test": {"listen": "127.0.0.1:0"}},
-        "distributions": {"site": {"domains": ["127.0.0.1"], "origin": "o"}},
-    })
-
-
+    return parse_config(
+        {
+            "origins": {"o": {"url": origin_url, "connect_timeout": 1, "read_timeout": 2}},
+            "edges": {"edge-test": {"listen": "127.0.0.1:0"}},
+            "distributions": {"site": {"domains": ["127.0.0.1"], "origin": "o"}},
+        }
+    )
 
 
 async def test_a_restarted_edge_keeps_serving_its_disk_cache(serve, tmp_path) -> None:
@@ -251,8 +260,14 @@ async def test_a_restarted_edge_keeps_serving_its_disk_cache(serve, tmp_path) ->
     origin_srv = await serve(origin, name="origin")
     raw = {
         "origins": {"o": {"url": origin_srv.url}},
-        "edges": {"edge-test": {"listen": "127.0.0.1:0", "disk_path": str(tmp_path / "cache"),
-                                "cache_bytes": 100_000, "max_object_bytes": 10_000}},
+        "edges": {
+            "edge-test": {
+                "listen": "127.0.0.1:0",
+                "disk_path": str(tmp_path / "cache"),
+                "cache_bytes": 100_000,
+                "max_object_bytes": 10_000,
+            }
+        },
         "distributions": {"site": {"domains": ["127.0.0.1"], "origin": "o"}},
     }
     config = parse_config(raw)

@@ -23,7 +23,10 @@ def test_http_date_formats_of_rfc_9110() -> None:
     # RFC 9110 5.6.7: IMF-fixdate, obsolete RFC 850 and asctime forms all parse.
     assert parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777.0
     assert parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT") == 784111777.0
-    assert parse_http_date("Sun Nov  6 08:49:37 1994") is None or parse_http_date("Sun Nov  6 08:49:37 1994") == 784111777.0
+    assert (
+        parse_http_date("Sun Nov  6 08:49:37 1994") is None
+        or parse_http_date("Sun Nov  6 08:49:37 1994") == 784111777.0
+    )
     assert parse_http_date("0") is None
     assert parse_http_date("") is None
     assert parse_http_date(DATE) == NOW
@@ -62,7 +65,14 @@ def test_malformed_delta_seconds_count_as_zero() -> None:
         (200, {"expires": "Tue, 14 Nov 2023 22:14:20 GMT", "date": DATE}, B, True, 60, "explicit"),
         (200, {"expires": "garbage", "date": DATE}, B, True, 0, "explicit"),  # invalid: already stale
         (200, {"expires": "0"}, B, True, 0, "explicit"),
-        (200, {"cache-control": "max-age=10", "expires": "Tue, 14 Nov 2023 23:13:20 GMT", "date": DATE}, B, True, 10, "explicit"),
+        (
+            200,
+            {"cache-control": "max-age=10", "expires": "Tue, 14 Nov 2023 23:13:20 GMT", "date": DATE},
+            B,
+            True,
+            10,
+            "explicit",
+        ),
         (200, {"cache-control": "no-store"}, B, False, 0, "no-store"),
         (200, {"cache-control": "private, max-age=600"}, B, False, 0, "private"),
         (200, {"cache-control": "no-cache"}, B, True, 0, "explicit"),
@@ -109,8 +119,17 @@ def test_initial_age_adds_the_round_trip_to_the_upstream_age() -> None:
 
 @pytest.mark.parametrize(
     ("age", "expected"),
-    [("30", 30), ("0", 0), ("5, 10", 5), ("junk", 2**31), ("-1", 2**31), ("1.5", 2**31), ("", 2**31),
-     ("99999999999999", 2**31), ("\u0661", 2**31)],
+    [
+        ("30", 30),
+        ("0", 0),
+        ("5, 10", 5),
+        ("junk", 2**31),
+        ("-1", 2**31),
+        ("1.5", 2**31),
+        ("", 2**31),
+        ("99999999999999", 2**31),
+        ("\u0661", 2**31),
+    ],
 )
 def test_an_age_that_is_not_a_non_negative_integer_makes_the_response_stale(age: str, expected: int) -> None:
     """RFC 9111 5.1: the first Age line counts; anything but digits is stale."""
@@ -155,7 +174,7 @@ def test_a_hold_is_not_age() -> None:
     [
         ("max-age=30", 30),
         ("max-age=30, no-store=?0", 30),
-        ("max-age=\"30\"", 600),  # a String where an Integer belongs: the whole field is ignored
+        ('max-age="30"', 600),  # a String where an Integer belongs: the whole field is ignored
         ("max-age=30,", 600),  # not a dictionary (trailing comma)
         ("MAX-AGE=30", 600),  # keys are lower case
         ("max-age=-5", 600),

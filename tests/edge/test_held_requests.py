@@ -63,7 +63,9 @@ async def test_more_than_a_thousand_held_requests_are_all_inside_the_edge_at_onc
     assert origin.hits["/live/part.m4s"] == 1  # and they were one origin request
 
 
-async def _held_then_repeated(serve: Callable[..., Any], path: str, hold: float, max_age: int) -> tuple[aiohttp.ClientResponse, aiohttp.ClientResponse]:
+async def _held_then_repeated(
+    serve: Callable[..., Any], path: str, hold: float, max_age: int
+) -> tuple[aiohttp.ClientResponse, aiohttp.ClientResponse]:
     """The origin holds the first request `hold` seconds; the edge (real clock) is asked again at once."""
     origin = ScriptedOrigin()
     gate = asyncio.Event()
@@ -83,7 +85,9 @@ async def _held_then_repeated(serve: Callable[..., Any], path: str, hold: float,
     return held, again
 
 
-async def test_a_blocking_playlist_reload_held_by_the_origin_is_fresh_when_it_arrives(serve: Callable[..., Any]) -> None:
+async def test_a_blocking_playlist_reload_held_by_the_origin_is_fresh_when_it_arrives(
+    serve: Callable[..., Any],
+) -> None:
     held, again = await _held_then_repeated(serve, "/live/index.m3u8?_HLS_msn=5", 1.5, 1)
     assert held.headers["age"] == "0"
     assert again.headers["x-cache"].startswith("Hit")

@@ -79,10 +79,18 @@ async def test_a_fill_sends_only_keyed_or_allowed_headers(rig_factory: Any) -> N
         default_behavior={"default_ttl": 60, "header_keys": ["x-device"], "origin_headers": ["x-trace"]}
     )
     rig.origin.set("/p", b"x")
-    await rig.get("/p", headers={
-        "x-device": "tv", "x-trace": "t1", "x-forwarded-host": "evil.example", "x-original-url": "/admin",
-        "user-agent": "attacker/1.0", "cookie": "a=b", "x-forwarded-for": "6.6.6.6",
-    })
+    await rig.get(
+        "/p",
+        headers={
+            "x-device": "tv",
+            "x-trace": "t1",
+            "x-forwarded-host": "evil.example",
+            "x-original-url": "/admin",
+            "user-agent": "attacker/1.0",
+            "cookie": "a=b",
+            "x-forwarded-for": "6.6.6.6",
+        },
+    )
     sent = rig.origin.requests[0][2]
     assert sent["x-device"] == "tv" and sent["x-trace"] == "t1"
     for name in ("x-forwarded-host", "x-original-url", "cookie"):
@@ -126,8 +134,9 @@ async def test_invalidating_a_path_with_a_pipe_removes_it(rig: EdgeRig) -> None:
 async def test_headers_named_in_connection_are_dropped_both_ways(rig_factory: Any) -> None:
     rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "origin_headers": ["x-secret"]})
     rig.origin.set("/c", b"x", headers={"connection": "x-internal", "x-internal": "origin-only"})
-    answer = await _raw(rig.url, b"GET /c HTTP/1.1\r\nHost: site.test\r\nConnection: close, x-secret\r\n"
-                                 b"X-Secret: hop\r\n\r\n")
+    answer = await _raw(
+        rig.url, b"GET /c HTTP/1.1\r\nHost: site.test\r\nConnection: close, x-secret\r\nX-Secret: hop\r\n\r\n"
+    )
     assert b"x-internal" not in answer.lower()
     assert "x-secret" not in rig.origin.requests[0][2]
     hit = await rig.get("/c")
@@ -153,16 +162,23 @@ async def test_bad_host_gets_400_with_nosniff(rig: EdgeRig, request_bytes: bytes
 async def test_several_cookie_lines_are_joined_with_semicolons(rig_factory: Any) -> None:
     rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "cookie_keys": "all"})
     rig.origin.set("/ck", b"x")
-    await _raw(rig.url, b"GET /ck HTTP/1.1\r\nHost: site.test\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n")
+    await _raw(
+        rig.url, b"GET /ck HTTP/1.1\r\nHost: site.test\r\nCookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n"
+    )
     assert rig.origin.requests[0][2]["cookie"] == "a=1; b=2"
 
 
 async def test_malformed_chunked_upload_gets_400(rig_factory: Any) -> None:
     token = "t" * 32
-    rig: EdgeRig = await rig_factory(default_behavior={"default_ttl": 60, "methods": ["GET", "HEAD", "PUT"]}, upload_token=token)
-    answer = await _raw(rig.url, b"PUT /up HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n"
-                                 b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
-                                 b"zz\r\nhello\r\n0\r\n\r\n")
+    rig: EdgeRig = await rig_factory(
+        default_behavior={"default_ttl": 60, "methods": ["GET", "HEAD", "PUT"]}, upload_token=token
+    )
+    answer = await _raw(
+        rig.url,
+        b"PUT /up HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+        b"zz\r\nhello\r\n0\r\n\r\n",
+    )
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
 
 
@@ -174,8 +190,13 @@ async def test_stored_is_said_only_when_the_object_was_stored(serve: Any) -> Non
     async def truncating(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"1000"), (b"cache-control", b"max-age=60")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1000"), (b"cache-control", b"max-age=60")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"x" * 400, "more_body": True})
         raise RuntimeError("the origin dies mid-body")
 
@@ -232,8 +253,11 @@ async def _raw_origin(answer: bytes) -> tuple[asyncio.AbstractServer, str]:
 @pytest.mark.parametrize(
     ("answer", "body"),
     [
-        (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
-         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: max-age=60\r\n\r\nhello", b"hello"),
+        (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCache-Control: max-age=60\r\n\r\nhello",
+            b"hello",
+        ),
     ],
     ids=["early-hints-first"],
 )

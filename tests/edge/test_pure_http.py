@@ -28,7 +28,9 @@ def test_path_patterns(pattern: str, path: str, matches: bool) -> None:
     assert path_matches(pattern, path) is matches
 
 
-def _dist(id_: str, domains: tuple[str, ...], behaviors: tuple[CacheBehavior, ...] = (CacheBehavior(),)) -> Distribution:
+def _dist(
+    id_: str, domains: tuple[str, ...], behaviors: tuple[CacheBehavior, ...] = (CacheBehavior(),)
+) -> Distribution:
     return Distribution(id_, "web", domains, "o", behaviors, ("e",))
 
 
@@ -57,11 +59,13 @@ def test_first_matching_behavior_wins_and_default_is_last() -> None:
     ],
 )
 def test_host_picks_the_distribution(host: str, dist: str | None) -> None:
-    index = DistributionIndex([
-        _dist("site", ("www.example.com",)),
-        _dist("images", ("*.img.example.com",)),
-        _dist("local", ("127.0.0.1", "[::1]")),
-    ])
+    index = DistributionIndex(
+        [
+            _dist("site", ("www.example.com",)),
+            _dist("images", ("*.img.example.com",)),
+            _dist("local", ("127.0.0.1", "[::1]")),
+        ]
+    )
     found = index.lookup(host)
     assert (found.id if found else None) == dist
 

@@ -47,18 +47,31 @@ async def handshake(port: int, ca: Path, server_name: str | None) -> tuple[int, 
     return x509.load_der_x509_certificate(der).serial_number, tls.selected_alpn_protocol()
 
 
-def raw_config(origin_url: str, site: CertFiles, other: CertFiles, https_port: int = 0, workers: int = 1) -> dict[str, Any]:
+def raw_config(
+    origin_url: str, site: CertFiles, other: CertFiles, https_port: int = 0, workers: int = 1
+) -> dict[str, Any]:
     return {
         "origins": {"o": {"url": origin_url}},
-        "edges": {"e": {"listen": "127.0.0.1:0", "https_listen": f"127.0.0.1:{https_port}", "workers": workers,
-                        "tls_cert": str(site.cert), "tls_key": str(site.key),
-                        "certificates": [{"cert": str(other.cert), "key": str(other.key)}]}},
-        "distributions": {"site": {"domains": SITE, "origin": "o"},
-                          "other": {"domains": ["other.test", "a.cdn.other"], "origin": "o"}},
+        "edges": {
+            "e": {
+                "listen": "127.0.0.1:0",
+                "https_listen": f"127.0.0.1:{https_port}",
+                "workers": workers,
+                "tls_cert": str(site.cert),
+                "tls_key": str(site.key),
+                "certificates": [{"cert": str(other.cert), "key": str(other.key)}],
+            }
+        },
+        "distributions": {
+            "site": {"domains": SITE, "origin": "o"},
+            "other": {"domains": ["other.test", "a.cdn.other"], "origin": "o"},
+        },
     }
 
 
-async def test_each_domain_gets_its_own_certificate_by_sni_and_reloads(serve: Callable[..., Any], tmp_path: Path) -> None:
+async def test_each_domain_gets_its_own_certificate_by_sni_and_reloads(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
     origin = ScriptedOrigin()
     origin.set("/page", b"one page, two names")
     served = await serve(origin, name="origin")
@@ -71,8 +84,15 @@ async def test_each_domain_gets_its_own_certificate_by_sni_and_reloads(serve: Ca
     app = build_edge_app(config, "e")
     edge = config.edges["e"]
     await serve(app, name="edge", engine="granian")  # the app's lifespan runs on its plain listener
-    server = await start_server(SharedApp(app), name="edge https", engine="granian", tls_cert=edge.tls_cert,
-                                tls_key=edge.tls_key, sni=edge.certificates, tls_check_interval=0.1)
+    server = await start_server(
+        SharedApp(app),
+        name="edge https",
+        engine="granian",
+        tls_cert=edge.tls_cert,
+        tls_key=edge.tls_key,
+        sni=edge.certificates,
+        tls_check_interval=0.1,
+    )
     try:
         port, ca = server.port, site.ca
         assert await handshake(port, ca, "other.test") == (serial_of(other_files), "http/1.1")
@@ -82,8 +102,9 @@ async def test_each_domain_gets_its_own_certificate_by_sni_and_reloads(serve: Ca
         trust = ssl.create_default_context(cafile=str(ca))
         async with aiohttp.ClientSession() as session:
             for name in ("other.test", "site.test"):
-                async with session.get(f"https://127.0.0.1:{port}/page", ssl=trust, server_hostname=name,
-                                       headers={"host": name}) as resp:
+                async with session.get(
+                    f"https://127.0.0.1:{port}/page", ssl=trust, server_hostname=name, headers={"host": name}
+                ) as resp:
                     assert resp.status == 200 and await resp.read() == b"one page, two names"
 
         renewed = make_server_cert(tmp_path, OTHER, stem="renewed")
@@ -100,15 +121,19 @@ async def test_each_domain_gets_its_own_certificate_by_sni_and_reloads(serve: Ca
 
 
 def start_edge(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "web_dist.cli", "edge", "--config", str(config), "--name", "e"],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "web_dist.cli", "edge", "--config", str(config), "--name", "e"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 async def test_cdn_edge_with_workers_chooses_by_sni(tmp_path: Path) -> None:
     site = make_server_cert(tmp_path, SITE, stem="site")
     other = make_server_cert(tmp_path, OTHER, stem="other")
     config = tmp_path / "cdn.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 [origins.o]
 url = "http://127.0.0.1:9"
 
@@ -123,7 +148,8 @@ certificates = [{{ cert = "{other.cert}", key = "{other.key}" }}]
 [distributions.site]
 domains = {SITE!r}
 origin = "o"
-""".replace("'", '"'))
+""".replace("'", '"')
+    )
     assert load_config(config).edges["e"].certificates == ((other.cert, other.key),)
     proc = start_edge(config)
     try:

@@ -41,7 +41,7 @@ def bare(members: dict[str, Item] | None) -> dict[str, object] | None:
         ("a=Foo", {"a": "Foo"}),
         ("a=::, b=:aGVsbG8=:, c=:aGVsbG8:", {"a": b"", "b": b"hello", "c": b"hello"}),
         ("a=?1, b=?0", {"a": True, "b": False}),
-        ("a=(), b=(  1  ), c=(\"s\" tok ?1 :AA==:)", {"a": [], "b": [1], "c": ["s", "tok", True, b"\0"]}),
+        ('a=(), b=(  1  ), c=("s" tok ?1 :AA==:)', {"a": [], "b": [1], "c": ["s", "tok", True, b"\0"]}),
         ("*a=1, a_b-c.d*9=2", {"*a": 1, "a_b-c.d*9": 2}),
         ("a=1, b=2, a=3", {"a": 3, "b": 2}),  # duplicate keys: last wins
     ],
@@ -144,10 +144,15 @@ def test_large_inputs_parse_in_one_pass() -> None:
     ("value", "expected"),
     [
         ("max-age=60", {"max-age": 60}),
-        ("max-age=0, s-maxage=10, stale-while-revalidate=5, stale-if-error=300",
-         {"max-age": 0, "s-maxage": 10, "stale-while-revalidate": 5, "stale-if-error": 300}),
+        (
+            "max-age=0, s-maxage=10, stale-while-revalidate=5, stale-if-error=300",
+            {"max-age": 0, "s-maxage": 10, "stale-while-revalidate": 5, "stale-if-error": 300},
+        ),
         ("no-store", {"no-store": True}),
-        ("public, must-revalidate, proxy-revalidate", {"public": True, "must-revalidate": True, "proxy-revalidate": True}),
+        (
+            "public, must-revalidate, proxy-revalidate",
+            {"public": True, "must-revalidate": True, "proxy-revalidate": True},
+        ),
         ("no-cache, private", {"no-cache": True, "private": True}),
         ('no-cache="set-cookie", private=("a" b)', {"no-cache": True, "private": True}),
         ("max-age=60;unknown=1", {"max-age": 60}),  # parameters are ignored

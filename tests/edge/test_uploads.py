@@ -47,8 +47,6 @@ class UploadRig:
         await until(condition, 30.0)
 
 
-
-
 @pytest.fixture
 async def rig(serve: Callable[..., Any], tmp_path: Path) -> AsyncIterator[UploadRig]:
     root = tmp_path / "bucket"
@@ -87,8 +85,11 @@ async def test_a_large_put_is_streamed_to_the_origin_intact(rig: UploadRig) -> N
         for _ in range(size // MiB - 1):
             yield block
 
-    headers = {"content-length": str(size), "x-amz-checksum-sha256": base64.b64encode(digest).decode(),
-               "content-type": "application/octet-stream"}
+    headers = {
+        "content-length": str(size),
+        "x-amz-checksum-sha256": base64.b64encode(digest).decode(),
+        "content-type": "application/octet-stream",
+    }
     resp = await rig.client.put(f"{rig.url}/uploads/big.bin", content=body(), headers=headers)
     assert resp.status_code == 201, resp.text
     stored = (rig.root / "uploads" / "big.bin").read_bytes()
@@ -103,7 +104,9 @@ async def test_the_origins_answer_comes_back_unchanged(rig: UploadRig) -> None:
     got = await rig.client.get(f"{rig.url}/uploads/a.txt")
     assert got.content == b"two" and got.headers["etag"] == replaced.headers["etag"]
     assert "fwd=method; fwd-status=200" in replaced.headers["cache-status"]
-    stale = await rig.client.put(f"{rig.url}/uploads/a.txt", content=b"three", headers={"if-match": created.headers["etag"]})
+    stale = await rig.client.put(
+        f"{rig.url}/uploads/a.txt", content=b"three", headers={"if-match": created.headers["etag"]}
+    )
     assert stale.status_code == 412  # the origin's precondition, passed through
     assert (rig.root / "uploads" / "a.txt").read_bytes() == b"two"
 
@@ -115,7 +118,9 @@ async def test_the_clients_checksum_reaches_the_origin(rig: UploadRig) -> None:
     assert refused.status_code == 400 and "content-md5 does not match" in refused.text
     assert not (rig.root / "uploads" / "c.bin").exists()
     sha = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
-    refused = await rig.client.put(f"{rig.url}/uploads/c.bin", content=b"payload", headers={"x-amz-checksum-sha256": sha})
+    refused = await rig.client.put(
+        f"{rig.url}/uploads/c.bin", content=b"payload", headers={"x-amz-checksum-sha256": sha}
+    )
     assert refused.status_code == 400 and "x-amz-checksum-sha256 does not match" in refused.text
     accepted = await rig.client.put(f"{rig.url}/uploads/c.bin", content=b"payload", headers={"content-md5": good})
     assert accepted.status_code == 201
@@ -154,7 +159,9 @@ async def test_a_client_that_hangs_up_mid_upload_leaves_nothing(rig: UploadRig) 
     assert ok.status_code == 201
 
 
-async def test_a_client_that_stalls_mid_upload_gets_408_and_leaves_nothing(serve: Callable[..., Any], tmp_path: Path) -> None:
+async def test_a_client_that_stalls_mid_upload_gets_408_and_leaves_nothing(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
     (tmp_path / "uploads").mkdir()
     origin = await serve(build_origin_app(tmp_path), name="origin")
     app = build_edge_app(edge_config(origin.url, [UPLOADS], upload_token=UPLOAD_TOKEN), "edge-test")
@@ -175,7 +182,9 @@ async def test_a_declared_body_over_the_limit_gets_413_before_the_origin_is_aske
     head = b"PUT /small/x HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + f"content-length: {2 * MiB}\r\n\r\n".encode()
     answer = await raw_exchange(edge.port, head, b"")
     assert answer.startswith(b"HTTP/1.1 413 ") and b"exceeds this path's 1048576-byte upload limit" in answer
-    head = b"POST /elsewhere HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + f"content-length: {5 * MiB}\r\n\r\n".encode()
+    head = (
+        b"POST /elsewhere HTTP/1.1\r\nhost: site.test\r\n" + AUTH_LINE + f"content-length: {5 * MiB}\r\n\r\n".encode()
+    )
     assert (await raw_exchange(edge.port, head, b"")).startswith(b"HTTP/1.1 405 ")
     assert not origin.requests
 
@@ -193,8 +202,9 @@ async def test_anonymous_writes_get_403_and_store_nothing(rig: UploadRig) -> Non
     anonymous = {"authorization": ""}
     put = await rig.client.put(f"{rig.url}/uploads/anon.txt", content=b"x", headers={"authorization": ""})
     assert put.status_code == 403 and "Bearer <upload token> or a signed URL" in put.text
-    wrong = await rig.client.put(f"{rig.url}/uploads/anon.txt", content=b"x",
-                                 headers={"authorization": "Bearer not-the-upload-token"})
+    wrong = await rig.client.put(
+        f"{rig.url}/uploads/anon.txt", content=b"x", headers={"authorization": "Bearer not-the-upload-token"}
+    )
     assert wrong.status_code == 403 and "wrong upload token" in wrong.text
     (rig.root / "uploads" / "kept.txt").write_bytes(b"kept")
     delete = await rig.client.delete(f"{rig.url}/uploads/kept.txt", headers=anonymous)
@@ -203,7 +213,9 @@ async def test_anonymous_writes_get_403_and_store_nothing(rig: UploadRig) -> Non
     assert (await rig.client.put(f"{rig.url}/uploads/anon.txt", content=b"x")).status_code in (200, 201)
 
 
-async def test_a_distribution_without_upload_token_or_keys_takes_no_writes(serve: Callable[..., Any], tmp_path: Path) -> None:
+async def test_a_distribution_without_upload_token_or_keys_takes_no_writes(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
     (tmp_path / "uploads").mkdir()
     origin = await serve(build_origin_app(tmp_path), name="origin")
     edge = await serve(build_edge_app(edge_config(origin.url, [UPLOADS]), "edge-test"), name="edge")
@@ -225,10 +237,13 @@ async def test_a_post_body_reaches_the_origin_and_its_answer_returns(serve: Call
     origin = ScriptedOrigin()
     origin.set("/small/form", b"accepted", status=202, headers={"location": "/small/form/1", "x-origin": "yes"})
     origin_srv = await serve(origin, name="origin")
-    edge = await serve(build_edge_app(edge_config(origin_srv.url, [SMALL], upload_token=UPLOAD_TOKEN), "edge-test"), name="edge")
+    edge = await serve(
+        build_edge_app(edge_config(origin_srv.url, [SMALL], upload_token=UPLOAD_TOKEN), "edge-test"), name="edge"
+    )
     async with httpx.AsyncClient(timeout=30, headers=AUTH) as client:
-        resp = await client.post(f"{edge.url}/small/form", content=b"a=1&b=2",
-                                 headers={"content-type": "application/x-www-form-urlencoded"})
+        resp = await client.post(
+            f"{edge.url}/small/form", content=b"a=1&b=2", headers={"content-type": "application/x-www-form-urlencoded"}
+        )
     assert resp.status_code == 202 and resp.content == b"accepted"
     assert resp.headers["location"] == "/small/form/1" and resp.headers["x-origin"] == "yes"
     method, _, headers = origin.requests[0]

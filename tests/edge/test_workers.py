@@ -55,8 +55,11 @@ class Edge:
 
 
 def start_edge(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "web_dist.cli", "edge", "--config", str(config), "--name", "e"],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "web_dist.cli", "edge", "--config", str(config), "--name", "e"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -118,8 +121,9 @@ async def test_a_second_request_is_a_hit_whichever_worker_takes_it(edge: Edge) -
     first = await edge.fresh_get("/page")
     assert "fwd=miss" in first.headers["cache-status"]
     later = await asyncio.gather(*(edge.fresh_get("/page") for _ in range(CONNECTIONS)))
-    assert all("; hit" in r.headers["cache-status"] and r.headers["x-cache"].startswith("Hit") for r in later), \
-        [r.headers["cache-status"] for r in later]
+    assert all("; hit" in r.headers["cache-status"] and r.headers["x-cache"].startswith("Hit") for r in later), [
+        r.headers["cache-status"] for r in later
+    ]
     assert edge.origin.hits["/page"] == 1
     counted = await edge.metrics()
     assert counted["requests"]["site"] == {"miss": 1, "hit": CONNECTIONS}
@@ -141,11 +145,11 @@ async def test_prometheus_adds_up_every_worker(edge: Edge) -> None:
     edge.origin.set("/a", b"a")
     await asyncio.gather(*(edge.fresh_get("/a") for _ in range(CONNECTIONS)))
     text = await edge.prometheus()
-    served = sum(float(v) for v in re.findall(r'^cdn_edge_requests_total\{[^}]*\} (\S+)$', text, re.M))
+    served = sum(float(v) for v in re.findall(r"^cdn_edge_requests_total\{[^}]*\} (\S+)$", text, re.M))
     assert served == CONNECTIONS
-    origin = sum(float(v) for v in re.findall(r'^cdn_edge_origin_requests_total\{[^}]*\} (\S+)$', text, re.M))
+    origin = sum(float(v) for v in re.findall(r"^cdn_edge_origin_requests_total\{[^}]*\} (\S+)$", text, re.M))
     assert origin == 1
-    timed = sum(float(v) for v in re.findall(r'^cdn_edge_response_seconds_count\{[^}]*\} (\S+)$', text, re.M))
+    timed = sum(float(v) for v in re.findall(r"^cdn_edge_response_seconds_count\{[^}]*\} (\S+)$", text, re.M))
     assert timed == CONNECTIONS  # every worker's response-time histogram is in the sum
     assert json.loads(json.dumps((await edge.metrics())["cache_entries"])) >= 1
 

@@ -54,7 +54,8 @@ def at(clock: str) -> float:
 def test_a_live_playlist_gives_each_part_its_program_time_and_the_next_reload() -> None:
     playlist = parse_media_playlist(PLAYLIST)
     assert [(p.msn, p.index, p.start, p.uri) for p in playlist.parts] == [
-        (7, 0, at("03.0"), "ep/part7.0.m4s"), (7, 1, at("03.5"), "ep/part7.1.m4s"),
+        (7, 0, at("03.0"), "ep/part7.0.m4s"),
+        (7, 1, at("03.5"), "ep/part7.1.m4s"),
         (8, 0, at("04.0"), "ep/part8.0.m4s"),
     ]
     assert playlist.next_part == (8, 1) and playlist.hint == "ep/part8.1.m4s"
@@ -65,8 +66,11 @@ def test_a_live_playlist_gives_each_part_its_program_time_and_the_next_reload() 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("<html>", "not a playlist"), ("#EXTM3U\n#EXTINF:1,\nseg1.m4s\n", "without EXT-X-TARGETDURATION"),
-     ("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nseg1.m4s\n", "no independent part")],
+    [
+        ("<html>", "not a playlist"),
+        ("#EXTM3U\n#EXTINF:1,\nseg1.m4s\n", "without EXT-X-TARGETDURATION"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nseg1.m4s\n", "no independent part"),
+    ],
 )
 def test_playlists_a_viewer_cannot_start_on_are_named(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -74,7 +78,9 @@ def test_playlists_a_viewer_cannot_start_on_are_named(text: str, message: str) -
 
 
 def test_first_variant() -> None:
-    assert first_variant('#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="a,b"\nsource/index.m3u8\n') == "source/index.m3u8"
+    assert (
+        first_variant('#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="a,b"\nsource/index.m3u8\n') == "source/index.m3u8"
+    )
     with pytest.raises(ValueError, match="STREAM-INF"):
         first_variant("#EXTM3U\n")
 

@@ -55,6 +55,7 @@ class CountingOrigin:
 
 ADMIN_TOKEN = "admin-token-for-tests-0123"
 
+
 @dataclass
 class LiveRig:
     origin: CountingOrigin
@@ -88,7 +89,9 @@ class LiveRig:
         await self.edges.pop(name).stop()
 
     async def admin(self, edge: str) -> RunningServer:
-        server = await start_server(build_admin_app(self.apps[edge].flow, token=ADMIN_TOKEN), "127.0.0.1:0", name=f"{edge}-admin")
+        server = await start_server(
+            build_admin_app(self.apps[edge].flow, token=ADMIN_TOKEN), "127.0.0.1:0", name=f"{edge}-admin"
+        )
         self.edges[f"{edge}-admin"] = server
         return server
 
@@ -101,21 +104,22 @@ def free_port() -> int:
 
 def live_config(origin_url: str, edges: dict[str, dict[str, Any]]) -> CdnConfig:
     raw = {
-        "origins": {"media": {"kind": "media", "url": origin_url, "options": {"part_seconds": 0.25, "segment_seconds": 1.0}}},
+        "origins": {
+            "media": {"kind": "media", "url": origin_url, "options": {"part_seconds": 0.25, "segment_seconds": 1.0}}
+        },
         "edges": {name: {"listen": f"127.0.0.1:{free_port()}", **body} for name, body in edges.items()},
         "distributions": {"live": {"kind": "streaming", "domains": ["127.0.0.1", "localhost"], "origin": "media"}},
     }
     return parse_config(raw)
 
 
-
-
 @pytest.fixture
 async def make_live() -> AsyncIterator[Callable[..., Awaitable[LiveRig]]]:
     rigs: list[LiveRig] = []
 
-    async def make(edges: dict[str, dict[str, Any]] | None = None, streams: dict[str, Any] | None = None,
-                   **options: Any) -> LiveRig:
+    async def make(
+        edges: dict[str, dict[str, Any]] | None = None, streams: dict[str, Any] | None = None, **options: Any
+    ) -> LiveRig:
         settings = MediaOriginSettings.from_options({**SMALL, **options, "streams": streams or PATTERN}, where="test")
         origin = CountingOrigin(build_media_origin_app(settings))
         server = await start_server(origin, "127.0.0.1:0", name="media")

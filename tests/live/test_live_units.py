@@ -12,11 +12,15 @@ from web_dist.config.behaviors import behavior_for
 
 
 def _config(origin: dict[str, Any], dist: dict[str, Any] | None = None) -> Any:
-    return parse_config({
-        "origins": {"media": {"kind": "media", "url": "http://127.0.0.1:9", **origin}},
-        "edges": {"e": {"listen": "127.0.0.1:9001"}},
-        "distributions": {"live": {"kind": "streaming", "domains": ["live.test"], "origin": "media", **(dist or {})}},
-    })
+    return parse_config(
+        {
+            "origins": {"media": {"kind": "media", "url": "http://127.0.0.1:9", **origin}},
+            "edges": {"e": {"listen": "127.0.0.1:9001"}},
+            "distributions": {
+                "live": {"kind": "streaming", "domains": ["live.test"], "origin": "media", **(dist or {})}
+            },
+        }
+    )
 
 
 def test_a_streaming_distribution_without_behaviors_gets_live_defaults() -> None:
@@ -45,16 +49,19 @@ def test_a_media_origin_read_timeout_must_outlast_a_held_reload() -> None:
     assert _config({"options": {"segment_seconds": 20}}).origins["media"].read_timeout == 90
 
 
-@pytest.mark.parametrize(("path", "stream", "kind"), [
-    ("/live/cam/master.m3u8", "/live/cam", "playlist"),
-    ("/live/cam/manifest.mpd", "/live/cam", "playlist"),
-    ("/live/cam/source/index.m3u8?_HLS_msn=3", "/live/cam", "playlist"),
-    ("/live/cam/source/ab/init1.mp4", "/live/cam", "init"),
-    ("/live/cam/source/ab/seg7.m4s", "/live/cam", "segment"),
-    ("/live/cam/source/ab/part7.2.m4s", "/live/cam", "part"),
-    ("/live/cam%20b/x.ts", "/live/cam b", "segment"),
-    ("/streams", None, None),
-])
+@pytest.mark.parametrize(
+    ("path", "stream", "kind"),
+    [
+        ("/live/cam/master.m3u8", "/live/cam", "playlist"),
+        ("/live/cam/manifest.mpd", "/live/cam", "playlist"),
+        ("/live/cam/source/index.m3u8?_HLS_msn=3", "/live/cam", "playlist"),
+        ("/live/cam/source/ab/init1.mp4", "/live/cam", "init"),
+        ("/live/cam/source/ab/seg7.m4s", "/live/cam", "segment"),
+        ("/live/cam/source/ab/part7.2.m4s", "/live/cam", "part"),
+        ("/live/cam%20b/x.ts", "/live/cam b", "segment"),
+        ("/streams", None, None),
+    ],
+)
 def test_stream_and_kind_of_a_path(path: str, stream: str | None, kind: str | None) -> None:
     assert stream_of(path) == stream
     assert object_kind(path) == kind
@@ -75,23 +82,35 @@ def test_viewers_are_distinct_clients_seen_in_the_window() -> None:
 
 def test_origin_requests_per_object() -> None:
     stats = LiveStats()
-    for path in ("/live/cam/source/ab/seg1.m4s", "/live/cam/source/ab/seg2.m4s", "/live/cam/source/ab/seg2.m4s",
-                 "/live/cam/source/ab/part2.0.m4s", "/streams"):
+    for path in (
+        "/live/cam/source/ab/seg1.m4s",
+        "/live/cam/source/ab/seg2.m4s",
+        "/live/cam/source/ab/seg2.m4s",
+        "/live/cam/source/ab/part2.0.m4s",
+        "/streams",
+    ):
         stats.fetched(path)
     live = stats.snapshot()["/live/cam"]
     assert live["origin_requests"]["segment"] == 3 and live["objects_fetched"]["segment"] == 2
     assert live["origin_requests_per_object"] == {"playlist": 0.0, "init": 0.0, "segment": 1.5, "part": 1.0}
 
 
-@pytest.mark.parametrize(("client", "query", "headers", "session"), [
-    # hls.js with cmcd.useHeaders, and `cdn loadtest`: the CMCD session id names the viewer
-    ("10.0.0.1", "", {"cmcd-session": 'cid="demo",sid="6e2fb550-c457-11e9-bb97-0800200c9a66"'},
-     "sid 6e2fb550-c457-11e9-bb97-0800200c9a66"),
-    ("10.0.0.1", "_HLS_msn=4&CMCD=bl%3D21300%2Csid%3D%22abc%22", {}, "sid abc"),  # CMCD as a query parameter
-    ("10.0.0.1", "", {"cmcd-session": 'sid="' + "x" * 65 + '"', "user-agent": "UA"}, "10.0.0.1 UA"),  # too long
-    ("10.0.0.1", "", {"user-agent": "Firefox"}, "10.0.0.1 Firefox"),  # no session id: address and browser
-    ("10.0.0.1", "", {}, "10.0.0.1 "),
-])
+@pytest.mark.parametrize(
+    ("client", "query", "headers", "session"),
+    [
+        # hls.js with cmcd.useHeaders, and `cdn loadtest`: the CMCD session id names the viewer
+        (
+            "10.0.0.1",
+            "",
+            {"cmcd-session": 'cid="demo",sid="6e2fb550-c457-11e9-bb97-0800200c9a66"'},
+            "sid 6e2fb550-c457-11e9-bb97-0800200c9a66",
+        ),
+        ("10.0.0.1", "_HLS_msn=4&CMCD=bl%3D21300%2Csid%3D%22abc%22", {}, "sid abc"),  # CMCD as a query parameter
+        ("10.0.0.1", "", {"cmcd-session": 'sid="' + "x" * 65 + '"', "user-agent": "UA"}, "10.0.0.1 UA"),  # too long
+        ("10.0.0.1", "", {"user-agent": "Firefox"}, "10.0.0.1 Firefox"),  # no session id: address and browser
+        ("10.0.0.1", "", {}, "10.0.0.1 "),
+    ],
+)
 def test_a_viewer_is_a_playback_session(client: str, query: str, headers: dict[str, str], session: str) -> None:
     assert session_of(client, query, headers) == session
 

@@ -28,19 +28,34 @@ MASTER = "/live/demo/master.m3u8"
 def streaming_config(origin_url: str, edges: int = 1, router: dict[str, Any] | None = None) -> CdnConfig:
     """A streaming distribution: playlists keyed by the blocking-reload query, media for a day."""
     extra = {"router": router} if router else {}
-    return parse_config({**extra,
-        "origins": {"media": {"kind": "media", "url": origin_url, "read_timeout": 10.0}},
-        "edges": {f"edge-{i}": {"listen": "127.0.0.1:0"} for i in range(edges)},
-        "distributions": {"live": {
-            "kind": "streaming", "domains": ["127.0.0.1", "localhost"], "origin": "media",
-            "behaviors": [{"path": "/live/*.m3u8", "query_keys": ["_HLS_msn", "_HLS_part"],
-                           "min_ttl": 0, "default_ttl": 1, "max_ttl": 1}],
-            "default_behavior": {"default_ttl": 86400},
-        }},
-    })
+    return parse_config(
+        {
+            **extra,
+            "origins": {"media": {"kind": "media", "url": origin_url, "read_timeout": 10.0}},
+            "edges": {f"edge-{i}": {"listen": "127.0.0.1:0"} for i in range(edges)},
+            "distributions": {
+                "live": {
+                    "kind": "streaming",
+                    "domains": ["127.0.0.1", "localhost"],
+                    "origin": "media",
+                    "behaviors": [
+                        {
+                            "path": "/live/*.m3u8",
+                            "query_keys": ["_HLS_msn", "_HLS_part"],
+                            "min_ttl": 0,
+                            "default_ttl": 1,
+                            "max_ttl": 1,
+                        }
+                    ],
+                    "default_behavior": {"default_ttl": 86400},
+                }
+            },
+        }
+    )
 
 
 ADMIN_TOKEN = "admin-token-for-tests-0123"
+
 
 @dataclass
 class Edge:
@@ -82,7 +97,9 @@ async def wait_for_stream(url: str, limit: float = 30.0) -> None:
 async def make_stack() -> AsyncIterator[Callable[..., Any]]:
     servers: list[RunningServer] = []
 
-    async def make(edges: int = 1, stream: dict[str, Any] | None = None, router: bool | dict[str, Any] = False) -> Stack:
+    async def make(
+        edges: int = 1, stream: dict[str, Any] | None = None, router: bool | dict[str, Any] = False
+    ) -> Stack:
         settings = MediaOriginSettings.from_options({**LIVE, "streams": {"demo": stream or STREAM}}, where="test")
         origin = await start_server(build_media_origin_app(settings), name="media")
         servers.append(origin)

@@ -83,7 +83,11 @@ def test_an_mpd_expands_to_the_segments_a_player_fetches() -> None:
     [period] = mpd.periods
     video, audio = period.of_kind("video")[0], period.of_kind("audio")[0]
     assert [(s.number, s.start, s.url) for s in video.segments] == [
-        (7, 9000, "hi/s7.m4s"), (8, 99000, "hi/s8.m4s"), (9, 189000, "hi/s9.m4s"), (10, 279000, "hi/s10.m4s")]
+        (7, 9000, "hi/s7.m4s"),
+        (8, 99000, "hi/s8.m4s"),
+        (9, 189000, "hi/s9.m4s"),
+        (10, 279000, "hi/s10.m4s"),
+    ]
     assert video.initialization == "hi/init.mp4" and video.seconds(9000) == pytest.approx(0.09)
     assert audio.segments[0].url == "a/0.m4s"
     # 2 s behind the end of the newest: back over the 0.5 s segment and two of the 1 s ones

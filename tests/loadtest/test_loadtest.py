@@ -92,8 +92,16 @@ async def test_stopping_the_edge_midway_shows_the_stalls_and_errors_it_caused(
 
 async def _cdn(*args: str, cwd: Path) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web_dist.cli", "--log-level", "warning", "loadtest", *args,
-        cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "web_dist.cli",
+        "--log-level",
+        "warning",
+        "loadtest",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     out, err = await asyncio.wait_for(process.communicate(), 90)
@@ -102,14 +110,32 @@ async def _cdn(*args: str, cwd: Path) -> tuple[int, str, str]:
 
 
 async def test_compare_writes_both_runs_and_a_threshold_gives_exit_code_3(
-    make_stack: Callable[..., Any], tmp_path: Path,
+    make_stack: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     stack: Stack = await make_stack()
     edge = stack.edges[0]
     code, out, err = await _cdn(
-        "--compare", "--origin", stack.origin.url, "--edge", edge.url, "--metrics", edge.metrics,
-        "--path", MASTER, "--viewers", "6", "--duration", "4", "--ramp", "20",
-        "--max-p95-startup", "0.000001", "--max-stall-ratio", "0.5", cwd=tmp_path,
+        "--compare",
+        "--origin",
+        stack.origin.url,
+        "--edge",
+        edge.url,
+        "--metrics",
+        edge.metrics,
+        "--path",
+        MASTER,
+        "--viewers",
+        "6",
+        "--duration",
+        "4",
+        "--ramp",
+        "20",
+        "--max-p95-startup",
+        "0.000001",
+        "--max-stall-ratio",
+        "0.5",
+        cwd=tmp_path,
     )
     assert code == 3, (out, err)
     assert "threshold exceeded: p95 startup" in out and "stall ratio" not in out.split("threshold")[1]
@@ -128,10 +154,15 @@ async def test_compare_writes_both_runs_and_a_threshold_gives_exit_code_3(
     assert "6 viewers, started 20 a second, for 4 s" in html and re.search(r"<th>date</th><td>20\d\d-", html)
     # each threshold with its limit, the value and pass or fail
     startup = edge_run["startup"]["p95"]
-    assert (f"<td>p95 startup (s)</td><td><code>--max-p95-startup</code></td><td>1e-06</td><td>{startup:g}</td>"
-            "<td class=fail>FAIL</td>") in html
-    assert re.search(r"<td>stall ratio</td><td><code>--max-stall-ratio</code></td><td>0.5</td><td>[0-9.e-]+</td>"
-                     r"<td class=pass>pass</td>", html)
+    assert (
+        f"<td>p95 startup (s)</td><td><code>--max-p95-startup</code></td><td>1e-06</td><td>{startup:g}</td>"
+        "<td class=fail>FAIL</td>"
+    ) in html
+    assert re.search(
+        r"<td>stall ratio</td><td><code>--max-stall-ratio</code></td><td>0.5</td><td>[0-9.e-]+</td>"
+        r"<td class=pass>pass</td>",
+        html,
+    )
     assert re.search(r"<th>edges: media fetch \(s\)</th>(<td>[0-9.]+</td>){5}</tr>", html), "p50 p90 p95 p99 max"
     assert "latency and p95 fetch time over time" in html and 'aria-label="viewers and requests per second"' in html
     two_axes = html.split('aria-label="viewers and requests per second"')[1].split("</svg>")[0]
@@ -140,14 +171,32 @@ async def test_compare_writes_both_runs_and_a_threshold_gives_exit_code_3(
 
 
 async def test_thresholds_met_exit_0_and_the_report_opens_in_chromium(
-    make_stack: Callable[..., Any], tmp_path: Path,
+    make_stack: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     stack: Stack = await make_stack()
     edge = stack.edges[0]
     code, out, err = await _cdn(
-        "--edge", edge.url, "--metrics", edge.metrics, "--path", MASTER, "--viewers", "5",
-        "--duration", "4", "--max-stall-ratio", "0.5", "--max-p95-startup", "30",
-        "--json", "r.json", "--html", "r.html", "--quiet", cwd=tmp_path,
+        "--edge",
+        edge.url,
+        "--metrics",
+        edge.metrics,
+        "--path",
+        MASTER,
+        "--viewers",
+        "5",
+        "--duration",
+        "4",
+        "--max-stall-ratio",
+        "0.5",
+        "--max-p95-startup",
+        "30",
+        "--json",
+        "r.json",
+        "--html",
+        "r.html",
+        "--quiet",
+        cwd=tmp_path,
     )
     assert code == 0, (out, err)
     assert err == ""
@@ -165,9 +214,16 @@ async def _open_in_chromium(page_file: Path) -> dict[str, Any]:
     errors: list[str] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"])
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = await browser.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -192,17 +248,28 @@ async def test_web_mode_spreads_requests_by_zipf_popularity(serve: Callable[...,
     for path in objects:
         (site / path[1:]).write_bytes(path.encode() * 100)
     origin = await serve(build_origin_app(site, name="site"), name="origin")
-    config = parse_config({
-        "origins": {"site": {"url": origin.url}},
-        "edges": {"edge-w": {"listen": "127.0.0.1:0"}},
-        "distributions": {"site": {"domains": ["127.0.0.1"], "origin": "site",
-                                   "default_behavior": {"default_ttl": 3600}}},
-    })
+    config = parse_config(
+        {
+            "origins": {"site": {"url": origin.url}},
+            "edges": {"edge-w": {"listen": "127.0.0.1:0"}},
+            "distributions": {
+                "site": {"domains": ["127.0.0.1"], "origin": "site", "default_behavior": {"default_ttl": 3600}}
+            },
+        }
+    )
     app = build_edge_app(config, "edge-w")
     admin = await serve(build_admin_app(app.flow, token="admin-token-for-tests-0123"), name="admin")
     edge = await serve(app, name="edge")
-    plan = LoadPlan((edge.url,), viewers=20, duration=3, ramp=100, mode="web", objects=tuple(objects),
-                    think=0.02, metrics=(admin.url + "/metrics.json?token=admin-token-for-tests-0123",))
+    plan = LoadPlan(
+        (edge.url,),
+        viewers=20,
+        duration=3,
+        ramp=100,
+        mode="web",
+        objects=tuple(objects),
+        think=0.02,
+        metrics=(admin.url + "/metrics.json?token=admin-token-for-tests-0123",),
+    )
     figures = summarize(await run_load(plan, progress=None))
     assert figures["errors"] == {} and figures["requests"] > 200
     # every object is fetched from the origin once; everything after is a hit
@@ -218,14 +285,16 @@ async def test_viewers_spread_over_edges_and_follow_the_router(make_stack: Calla
     urls = tuple(e.url for e in stack.edges)
     hosts = {u.removeprefix("http://") for u in urls}
     metrics = tuple(e.metrics for e in stack.edges)
-    spread = summarize(await run_load(LoadPlan(urls, MASTER, viewers=8, duration=4, ramp=50, metrics=metrics),
-                                      progress=None))
+    spread = summarize(
+        await run_load(LoadPlan(urls, MASTER, viewers=8, duration=4, ramp=50, metrics=metrics), progress=None)
+    )
     assert spread["viewers_by_host"] == dict.fromkeys(sorted(hosts), 4)
     assert [e["edge"] for e in spread["edges"]] == ["edge-0", "edge-1"]
     assert all(e["requests"] > 0 for e in spread["edges"])
     assert stack.router is not None
-    routed = summarize(await run_load(LoadPlan((stack.router.url,), MASTER, viewers=8, duration=4, ramp=50),
-                                      progress=None))
+    routed = summarize(
+        await run_load(LoadPlan((stack.router.url,), MASTER, viewers=8, duration=4, ramp=50), progress=None)
+    )
     assert routed["errors"] == {} and routed["startup"]["never_started"] == 0
     assert set(routed["viewers_by_host"]) <= hosts  # each viewer played from the edge the 302 named
 
@@ -243,8 +312,13 @@ async def test_viewers_follow_a_router_to_edge_names_under_localhost(make_stack:
 
 
 async def test_a_two_rendition_ladder_plays_through_the_edge(make_stack: Callable[..., Any]) -> None:
-    ladder = {**STREAM, "renditions": [{"name": "lo", "width": 160, "height": 90, "bitrate": 100_000},
-                                       {"name": "hi", "width": 320, "height": 180, "bitrate": 300_000}]}
+    ladder = {
+        **STREAM,
+        "renditions": [
+            {"name": "lo", "width": 160, "height": 90, "bitrate": 100_000},
+            {"name": "hi", "width": 320, "height": 180, "bitrate": 300_000},
+        ],
+    }
     stack: Stack = await make_stack(stream=ladder)
     edge = stack.edges[0]
     plan = LoadPlan((edge.url,), MASTER, viewers=12, duration=6, ramp=50, metrics=(edge.metrics,))

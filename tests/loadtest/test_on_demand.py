@@ -20,7 +20,8 @@ def write_stream(root: Path) -> None:
     (root / "master.m3u8").write_text(
         "#EXTM3U\n"
         "#EXT-X-STREAM-INF:BANDWIDTH=100000000000,RESOLUTION=1920x1080\nbig/index.m3u8\n"
-        "#EXT-X-STREAM-INF:BANDWIDTH=200000,RESOLUTION=320x180\nsmall/index.m3u8\n")
+        "#EXT-X-STREAM-INF:BANDWIDTH=200000,RESOLUTION=320x180\nsmall/index.m3u8\n"
+    )
     for name, size in (("big", 60_000), ("small", 20_000)):
         folder = root / name
         folder.mkdir()
@@ -32,7 +33,8 @@ def write_stream(root: Path) -> None:
 
 
 async def test_on_demand_plays_to_the_end_switching_to_the_rendition_that_fits(
-    serve: Callable[..., Any], tmp_path: Path,
+    serve: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     write_stream(tmp_path)
     origin = await serve(build_origin_app(tmp_path, name="vod"), name="vod")

@@ -31,7 +31,8 @@ async def recorded(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, dict[st
     """An edge before a media origin holding one closed recording of an RTMP push (source + 90p)."""
     stream = {"source": "rtmp", "key": KEY, "renditions": LADDER, "record": True, "record_reconnect_seconds": 0.5}
     settings = MediaOriginSettings.from_options(
-        {**LIVE, "recordings_dir": str(tmp_path), "streams": {"demo": stream}}, where="test")
+        {**LIVE, "recordings_dir": str(tmp_path), "streams": {"demo": stream}}, where="test"
+    )
     app = build_media_origin_app(settings)
     origin = await start_server(app, name="media")
     edge = await start_server(build_edge_app(streaming_config(origin.url), "edge-0"), name="edge-0")
@@ -66,7 +67,6 @@ async def test_viewers_play_a_closed_recording_to_its_end(recorded: tuple[Runnin
     assert time.monotonic() - started < 20
     fetched = sum(d for _, d in run.tally.fetches.items)
     assert fetched == pytest.approx(4 * recording["duration"], rel=0.05)
-
 
 
 @pytest.mark.parametrize("start", [0.1, 17.3, 1000.7, 1e6 + 0.3])

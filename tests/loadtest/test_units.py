@@ -82,8 +82,9 @@ def test_multivariant_lists_variants_in_order() -> None:
     assert parse_multivariant(CLASSIC) == []  # a media playlist: played directly
 
 
-@pytest.mark.parametrize("text", ["", "hello", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=x\na.m3u8\n",
-                                  "#EXTM3U\n#EXT-X-VERSION:6\n"])
+@pytest.mark.parametrize(
+    "text", ["", "hello", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=x\na.m3u8\n", "#EXTM3U\n#EXT-X-VERSION:6\n"]
+)
 def test_bad_multivariant_playlists_are_refused(text: str) -> None:
     with pytest.raises(PlaylistError):
         parse_multivariant(text)
@@ -94,26 +95,38 @@ def test_low_latency_media_playlist() -> None:
     assert (p.target_duration, p.media_sequence, p.part_target, p.part_hold_back) == (2, 7, 0.5, 1.5)
     assert p.low_latency and p.preload_hint == "e1/part9.2.m4s" and not p.ended
     assert [(s.msn, s.uri, s.duration, len(s.parts)) for s in p.segments] == [
-        (7, "e1/seg7.m4s", 2.0, 0), (8, "e1/seg8.m4s", 2.0, 4), (9, None, 1.0, 2)]
+        (7, "e1/seg7.m4s", 2.0, 0),
+        (8, "e1/seg8.m4s", 2.0, 4),
+        (9, None, 1.0, 2),
+    ]
     assert p.segments[2].program_date_time - p.segments[0].program_date_time == pytest.approx(4.0)
     assert {s.map_uri for s in p.segments} == {"e1/init1.mp4"}
     assert p.next_msn() == 10 and p.segment(9) is p.segments[2] and p.segment(6) is None
 
 
-@pytest.mark.parametrize("text, start", [
-    # 1.5 s hold-back from 5.0 s of media: the last independent part at or before 3.5 s is 8.0
-    (LL_MEDIA, (8, 0)),
-    # no parts: three target durations (12 s) back from the end of 19.5 s of segments
-    (CLASSIC, (101, 0)),
-    (CLASSIC.replace("#EXT-X-TARGETDURATION:4", "#EXT-X-TARGETDURATION:40"), (100, 0)),
-    (CLASSIC + "#EXT-X-ENDLIST\n", (100, 0)),  # on demand: from the start
-])
+@pytest.mark.parametrize(
+    "text, start",
+    [
+        # 1.5 s hold-back from 5.0 s of media: the last independent part at or before 3.5 s is 8.0
+        (LL_MEDIA, (8, 0)),
+        # no parts: three target durations (12 s) back from the end of 19.5 s of segments
+        (CLASSIC, (101, 0)),
+        (CLASSIC.replace("#EXT-X-TARGETDURATION:4", "#EXT-X-TARGETDURATION:40"), (100, 0)),
+        (CLASSIC + "#EXT-X-ENDLIST\n", (100, 0)),  # on demand: from the start
+    ],
+)
 def test_start_position(text: str, start: tuple[int, int]) -> None:
     assert start_position(parse_media(text)) == start
 
 
-@pytest.mark.parametrize("text", ["#EXTM3U\n#EXTINF:4,\na.ts\n", "#EXTM3U\n#EXT-X-TARGETDURATION:x\n",
-                                  "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PROGRAM-DATE-TIME:soon\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#EXTM3U\n#EXTINF:4,\na.ts\n",
+        "#EXTM3U\n#EXT-X-TARGETDURATION:x\n",
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PROGRAM-DATE-TIME:soon\n",
+    ],
+)
 def test_bad_media_playlists_are_refused(text: str) -> None:
     with pytest.raises(PlaylistError):
         parse_media(text)
@@ -129,8 +142,9 @@ BUFFER_CASES = [
 
 
 @pytest.mark.parametrize("events, stalls, stalled_before_end", BUFFER_CASES)
-def test_playback_buffer_counts_stalls(events: list[tuple[float, float]], stalls: int,
-                                       stalled_before_end: float) -> None:
+def test_playback_buffer_counts_stalls(
+    events: list[tuple[float, float]], stalls: int, stalled_before_end: float
+) -> None:
     buffer = PlaybackBuffer()
     for at, seconds in events:
         buffer.append(seconds, at)
@@ -156,38 +170,50 @@ def test_zipf_popularity_ranks_objects() -> None:
     assert counts["/o0"] > counts["/o4"] > counts["/o9"] > 0
 
 
-@pytest.mark.parametrize("header, outcome", [
-    ("edge-a; hit; ttl=25", "hit"), ("edge-a; fwd=miss; fwd-status=200; stored", "miss"),
-    ("edge-a; fwd=stale; fwd-status=304", "stale"), ("", "-"),
-])
+@pytest.mark.parametrize(
+    "header, outcome",
+    [
+        ("edge-a; hit; ttl=25", "hit"),
+        ("edge-a; fwd=miss; fwd-status=200; stored", "miss"),
+        ("edge-a; fwd=stale; fwd-status=304", "stale"),
+        ("", "-"),
+    ],
+)
 def test_cache_outcome(header: str, outcome: str) -> None:
     assert cache_outcome(header) == outcome
 
 
-@pytest.mark.parametrize("limits, failed", [
-    ({"max_stall_ratio": 0.01}, ["stall ratio 0.02 > 0.01"]),
-    ({"max_stall_ratio": 0.05, "max_p95_startup": 2.0}, []),
-    ({"max_p95_startup": 1.0, "max_p95_latency": 1.0}, ["p95 startup (s) 1.5 > 1"]),  # no latency figure
-    ({"max_error_ratio": None}, []),
-])
+@pytest.mark.parametrize(
+    "limits, failed",
+    [
+        ({"max_stall_ratio": 0.01}, ["stall ratio 0.02 > 0.01"]),
+        ({"max_stall_ratio": 0.05, "max_p95_startup": 2.0}, []),
+        ({"max_p95_startup": 1.0, "max_p95_latency": 1.0}, ["p95 startup (s) 1.5 > 1"]),  # no latency figure
+        ({"max_error_ratio": None}, []),
+    ],
+)
 def test_thresholds(limits: dict[str, float | None], failed: list[str]) -> None:
     figures = {"stall_ratio": 0.02, "startup": {"p95": 1.5}, "error_ratio": 0.0}
     assert exceeded(figures, limits) == failed
 
 
-@pytest.mark.parametrize("wanted, directive", [
-    ((9, 2), (9, 2)),  # the next part of the segment in progress
-    ((8, 4), (8, 4)),  # a whole segment: asked as it is (the playlist answers at once)
-    ((10, 0), (10, 0)),
-])
+@pytest.mark.parametrize(
+    "wanted, directive",
+    [
+        ((9, 2), (9, 2)),  # the next part of the segment in progress
+        ((8, 4), (8, 4)),  # a whole segment: asked as it is (the playlist answers at once)
+        ((10, 0), (10, 0)),
+    ],
+)
 def test_blocking_directive(wanted: tuple[int, int], directive: tuple[int, int]) -> None:
     assert blocking_directive(parse_media(LL_MEDIA), *wanted) == directive
 
 
 def test_blocking_directive_moves_to_the_next_segment_once_this_one_is_full() -> None:
-    full = LL_MEDIA.replace('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="e1/part9.2.m4s"',
-                            '#EXT-X-PART:DURATION=0.5,URI="e1/part9.2.m4s"\n'
-                            '#EXT-X-PART:DURATION=0.5,URI="e1/part9.3.m4s"')
+    full = LL_MEDIA.replace(
+        '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="e1/part9.2.m4s"',
+        '#EXT-X-PART:DURATION=0.5,URI="e1/part9.2.m4s"\n#EXT-X-PART:DURATION=0.5,URI="e1/part9.3.m4s"',
+    )
     assert blocking_directive(parse_media(full), 9, 4) == (10, 0)
     assert blocking_directive(parse_media(LL_MEDIA), 9, 2) == (9, 2)
 
@@ -205,11 +231,14 @@ def test_a_config_names_the_edges_and_their_metrics(tmp_path: Path) -> None:
         '[origins.media]\nkind = "media"\nurl = "http://127.0.0.1:8080"\n'
         '[edges.a]\nlisten = "127.0.0.1:8091"\nadmin_listen = "127.0.0.1:9091"\nadmin_token = "admin-token-for-tests-0123"\n'
         '[edges.b]\nlisten = "127.0.0.1:8092"\n'
-        '[distributions.live]\nkind = "streaming"\ndomains = ["localhost"]\norigin = "media"\n')
+        '[distributions.live]\nkind = "streaming"\ndomains = ["localhost"]\norigin = "media"\n'
+    )
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert targets_of(parser.parse_args(["--config", str(config)])) == (
-        ("http://127.0.0.1:8091", "http://127.0.0.1:8092"), ("http://127.0.0.1:9091/metrics.json?token=admin-token-for-tests-0123",))
+        ("http://127.0.0.1:8091", "http://127.0.0.1:8092"),
+        ("http://127.0.0.1:9091/metrics.json?token=admin-token-for-tests-0123",),
+    )
     routed = parser.parse_args(["--config", str(config), "--router", "http://127.0.0.1:8000"])
     assert targets_of(routed)[0] == ("http://127.0.0.1:8000",)
 
@@ -250,8 +279,13 @@ def test_failed_requests_are_kept_with_their_edge_and_url_up_to_a_bound() -> Non
     from streaming.viewer import FetchResult
 
     tally = Tally()
-    miss = FetchResult(404, b"", "http://edge-lon.live.localhost:8091/live/x/master.m3u8", 0.1,
-                       cache_status="edge-lon; fwd=miss; fwd-status=404")
+    miss = FetchResult(
+        404,
+        b"",
+        "http://edge-lon.live.localhost:8091/live/x/master.m3u8",
+        0.1,
+        cache_status="edge-lon; fwd=miss; fwd-status=404",
+    )
     refused = FetchResult(0, b"", "http://127.0.0.1:8092/live/x/master.m3u8", 0.1, error="connection refused")
     assert (miss.edge, refused.edge) == ("edge-lon", "127.0.0.1:8092")
     for result in (miss, miss, refused):
@@ -272,8 +306,12 @@ def test_loadtest_help_says_the_defaults(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["loadtest", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for option in ("--viewers VIEWERS virtual viewers (or web clients) (default: 100)", "(default: 60.0)",
-                   "--ramp RAMP viewers started per second (default: 50.0)", "(default: loadtest.html)",
-                   "--mode {hls,web} play a stream, or fetch --object paths (default: hls)"):
+    for option in (
+        "--viewers VIEWERS virtual viewers (or web clients) (default: 100)",
+        "(default: 60.0)",
+        "--ramp RAMP viewers started per second (default: 50.0)",
+        "(default: loadtest.html)",
+        "--mode {hls,web} play a stream, or fetch --object paths (default: hls)",
+    ):
         assert option in text, option
     assert "(default: None)" not in text and "(default: [])" not in text

@@ -21,8 +21,13 @@ from web_dist.server import RunningServer, start_server
 from . import hls
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {"segment_seconds": 1.0, "part_seconds": 0.25, "window_seconds": 6.0,
-         "rtmp_listen": "127.0.0.1:0", "reconnect_grace_seconds": 2.0}
+SMALL = {
+    "segment_seconds": 1.0,
+    "part_seconds": 0.25,
+    "window_seconds": 6.0,
+    "rtmp_listen": "127.0.0.1:0",
+    "reconnect_grace_seconds": 2.0,
+}
 
 
 class Origin:
@@ -62,8 +67,7 @@ async def make_origin() -> AsyncIterator[Callable[..., Awaitable[Origin]]]:
     started: list[Origin] = []
 
     async def make(streams: dict[str, dict[str, Any]], **options: Any) -> Origin:
-        settings = MediaOriginSettings.from_options({**SMALL, **options, "streams": streams},
-                                                    where="test")
+        settings = MediaOriginSettings.from_options({**SMALL, **options, "streams": streams}, where="test")
         app = build_media_origin_app(settings)
         origin = Origin(await start_server(app, "127.0.0.1:0", name="media"), app)
         started.append(origin)
@@ -75,17 +79,34 @@ async def make_origin() -> AsyncIterator[Callable[..., Awaitable[Origin]]]:
         await origin.server.stop()
 
 
-async def start_publisher(url: str, seconds: float, bframes: int = 0, gop: int = 25,
-                          tracks: str = "av", stdout: int = asyncio.subprocess.DEVNULL,
-                          *, cli: bool = False) -> asyncio.subprocess.Process:
+async def start_publisher(
+    url: str,
+    seconds: float,
+    bframes: int = 0,
+    gop: int = 25,
+    tracks: str = "av",
+    stdout: int = asyncio.subprocess.DEVNULL,
+    *,
+    cli: bool = False,
+) -> asyncio.subprocess.Process:
     """A publisher process; with `stdout=PIPE`, its first line is "first-packet UNIX_TIME".
     `cli`: Debian's ffmpeg CLI instead (no such line), sending what OBS sends."""
     if cli:
         return await asyncio.create_subprocess_exec(
-            *ffmpeg_push(url, seconds, bframes, gop, tracks), stdout=stdout, stderr=asyncio.subprocess.PIPE)
+            *ffmpeg_push(url, seconds, bframes, gop, tracks), stdout=stdout, stderr=asyncio.subprocess.PIPE
+        )
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.origin_media.publisher", url, str(seconds), str(bframes),
-        str(gop), tracks, cwd=ROOT, stdout=stdout, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.origin_media.publisher",
+        url,
+        str(seconds),
+        str(bframes),
+        str(gop),
+        tracks,
+        cwd=ROOT,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -98,10 +119,47 @@ def ffmpeg_push(url: str, seconds: float, bframes: int, gop: int, tracks: str) -
     tone = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"] if "a" in tracks else []
     only = {"av": [], "a": ["-vn"], "v": ["-an"]}[tracks]
     return [
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", *picture, *tone, "-t", str(seconds), "-c:v", "libx264", "-profile:v", "high", "-preset", "veryfast",
-        "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-        "-bf", str(bframes), "-threads", "1", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k",
-        *only, "-flush_packets", "1", "-f", "flv", url,
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        *picture,
+        *tone,
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "high",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(gop),
+        "-keyint_min",
+        str(gop),
+        "-sc_threshold",
+        "0",
+        "-bf",
+        str(bframes),
+        "-threads",
+        "1",
+        "-c:a",
+        "aac",
+        "-ar",
+        "48000",
+        "-ac",
+        "2",
+        "-b:a",
+        "128k",
+        *only,
+        "-flush_packets",
+        "1",
+        "-f",
+        "flv",
+        url,
     ]
 
 

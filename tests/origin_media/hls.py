@@ -63,8 +63,13 @@ def parse(text: str) -> Playlist:
             msn = int(value)
         if name == "EXT-X-SKIP":  # a delta update: the first segments are left out
             msn = (msn or 0) + int(attributes(value)["SKIPPED-SEGMENTS"])
-        if pending is None and name in ("EXT-X-DISCONTINUITY", "EXT-X-MAP", "EXT-X-PART",
-                                         "EXT-X-PROGRAM-DATE-TIME", "EXTINF"):
+        if pending is None and name in (
+            "EXT-X-DISCONTINUITY",
+            "EXT-X-MAP",
+            "EXT-X-PART",
+            "EXT-X-PROGRAM-DATE-TIME",
+            "EXTINF",
+        ):
             assert msn is not None, "segment before EXT-X-MEDIA-SEQUENCE"
             pending = Segment(None, None, msn, map_uri=current_map)
         if name == "EXT-X-DISCONTINUITY":

@@ -23,14 +23,27 @@ import av
 WIDTH, HEIGHT, FPS, RATE = 320, 180, 25, 48_000
 
 
-def publish(url: str, seconds: float, *, stop: threading.Event | None = None,
-            bframes: int = 0, gop: int = FPS, tracks: str = "av") -> int:
+def publish(
+    url: str,
+    seconds: float,
+    *,
+    stop: threading.Event | None = None,
+    bframes: int = 0,
+    gop: int = FPS,
+    tracks: str = "av",
+) -> int:
     """Publish for `seconds` (or until `stop`); returns the number of video frames sent."""
     whip = url.startswith("http")
     # flush_packets: each packet goes out as it is muxed, as from a live encoder (not 32 KiB later)
     out = av.open(url, "w", **(_whip_options() if whip else {"format": "flv", "options": {"flush_packets": "1"}}))
-    options = {"preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
-               "bf": str(bframes), "threads": "1"}
+    options = {
+        "preset": "veryfast",
+        "g": str(gop),
+        "keyint_min": str(gop),
+        "sc_threshold": "0",
+        "bf": str(bframes),
+        "threads": "1",
+    }
     if whip:  # what FFmpeg's WHIP muxer takes: H.264 baseline (no B-frames) and stereo Opus
         options["profile"] = "baseline"
     video = audio = None
@@ -103,5 +116,5 @@ def _tone(start: int, samples: int, layout: str) -> av.AudioFrame:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:] + ["0", str(FPS), "av"][len(sys.argv) - 3:]
+    args = sys.argv[1:] + ["0", str(FPS), "av"][len(sys.argv) - 3 :]
     publish(args[0], float(args[1]), bframes=int(args[2]), gop=int(args[3]), tracks=args[4])

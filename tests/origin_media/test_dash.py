@@ -21,16 +21,21 @@ NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 T = dash.TimelineSegment
 
 
-@pytest.mark.parametrize(("segments", "expected"), [
-    ([], []),
-    ([T(0, 90000)], ['<S t="0" d="90000"/>']),
-    ([T(0, 90000), T(90000, 90000), T(180000, 90000)], ['<S t="0" d="90000" r="2"/>']),
-    # a shorter segment breaks the run but not the timeline: no t
-    ([T(10, 90000), T(90010, 45000), T(135010, 90000)],
-     ['<S t="10" d="90000"/>', '<S d="45000"/>', '<S d="90000"/>']),
-    # a jump (a gap on the timeline) names its t again, even with the same duration
-    ([T(0, 90000), T(270000, 90000)], ['<S t="0" d="90000"/>', '<S t="270000" d="90000"/>']),
-])
+@pytest.mark.parametrize(
+    ("segments", "expected"),
+    [
+        ([], []),
+        ([T(0, 90000)], ['<S t="0" d="90000"/>']),
+        ([T(0, 90000), T(90000, 90000), T(180000, 90000)], ['<S t="0" d="90000" r="2"/>']),
+        # a shorter segment breaks the run but not the timeline: no t
+        (
+            [T(10, 90000), T(90010, 45000), T(135010, 90000)],
+            ['<S t="10" d="90000"/>', '<S d="45000"/>', '<S d="90000"/>'],
+        ),
+        # a jump (a gap on the timeline) names its t again, even with the same duration
+        ([T(0, 90000), T(270000, 90000)], ['<S t="0" d="90000"/>', '<S t="270000" d="90000"/>']),
+    ],
+)
 def test_segment_timeline(segments: list[dash.TimelineSegment], expected: list[str]) -> None:
     assert dash.timeline(segments) == expected
 
@@ -42,15 +47,44 @@ def test_durations(seconds: float, text: str) -> None:
 
 def _manifest(offset: float) -> dash.Manifest:
     rep = dash.DashRepresentation(
-        "source", 900000, "avc1.42c00d,mp4a.40.2", "video/mp4", 90000, 45, 7,
-        "source/e1/init1.mp4", "source/e1/seg$Number$.m4s", (T(630000, 90000), T(720000, 90000)),
-        width=320, height=180)
-    audio = dash.DashRepresentation("aud", 96000, "mp4a.40.2", "audio/mp4", 48000, 0, 7,
-                                    "aud/e1/init1.mp4", "aud/e1/seg$Number$.m4s", (T(0, 48000),),
-                                    audio_sampling_rate=48000)
-    return dash.Manifest(1_700_000_000.0, 1_700_000_100.5, 1.0, 1.0, 6.0, 3.0,
-                         (dash.DashPeriod("p1", 0.25, (rep, audio)),),
-                         ((dash.UTC_HTTP_ISO, "http://o/time"),), offset, 0.75)
+        "source",
+        900000,
+        "avc1.42c00d,mp4a.40.2",
+        "video/mp4",
+        90000,
+        45,
+        7,
+        "source/e1/init1.mp4",
+        "source/e1/seg$Number$.m4s",
+        (T(630000, 90000), T(720000, 90000)),
+        width=320,
+        height=180,
+    )
+    audio = dash.DashRepresentation(
+        "aud",
+        96000,
+        "mp4a.40.2",
+        "audio/mp4",
+        48000,
+        0,
+        7,
+        "aud/e1/init1.mp4",
+        "aud/e1/seg$Number$.m4s",
+        (T(0, 48000),),
+        audio_sampling_rate=48000,
+    )
+    return dash.Manifest(
+        1_700_000_000.0,
+        1_700_000_100.5,
+        1.0,
+        1.0,
+        6.0,
+        3.0,
+        (dash.DashPeriod("p1", 0.25, (rep, audio)),),
+        ((dash.UTC_HTTP_ISO, "http://o/time"),),
+        offset,
+        0.75,
+    )
 
 
 def test_mpd_is_a_dynamic_manifest_a_player_can_expand() -> None:
@@ -114,8 +148,9 @@ def _expand(root: ET.Element) -> list[tuple[str, str, list[tuple[int, str]]]]:
 
 
 async def test_mpd_of_a_running_origin_names_segments_that_exist(make_origin) -> None:  # type: ignore[no-untyped-def]
-    origin: Origin = await make_origin({"demo": {"source": "test", "width": 320, "height": 180,
-                                                 "renditions": ["180p", "240p"]}})
+    origin: Origin = await make_origin(
+        {"demo": {"source": "test", "width": 320, "height": 180, "renditions": ["180p", "240p"]}}
+    )
 
     async def three_segments() -> bool:
         response = await origin.http.get("/live/demo/manifest.mpd")
@@ -128,8 +163,9 @@ async def test_mpd_of_a_running_origin_names_segments_that_exist(make_origin) ->
     root = ET.fromstring(response.text)
     sets = root.findall("d:Period/d:AdaptationSet", NS)
     # one track per Representation (dash.js plays no muxed ones): the ladder's video, one audio
-    assert [(s.get("mimeType"), [r.get("codecs", "")[:4] for r in s.findall("d:Representation", NS)])
-            for s in sets] == [("video/mp4", ["avc1", "avc1"]), ("audio/mp4", ["mp4a"])]
+    assert [
+        (s.get("mimeType"), [r.get("codecs", "")[:4] for r in s.findall("d:Representation", NS)]) for s in sets
+    ] == [("video/mp4", ["avc1", "avc1"]), ("audio/mp4", ["mp4a"])]
     representations = _expand(root)
     assert [r[0] for r in representations] == ["180p", "240p", "180p-audio"]
     for rep_id, init_uri, segments in representations:
@@ -167,8 +203,11 @@ async def test_one_track_views_of_unknown_things_are_404(make_origin) -> None:  
     origin: Origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 96}})
     await origin.wait_for(lambda: _ok(origin, "/live/demo/manifest.mpd"))
     _, init_uri, segments = _expand(ET.fromstring((await origin.http.get("/live/demo/manifest.mpd")).text))[0]
-    for wrong in (init_uri.replace("/video/", "/subtitles/"), segments[0][1].replace("seg", "segx"),
-                  init_uri.replace("init1", "init9")):
+    for wrong in (
+        init_uri.replace("/video/", "/subtitles/"),
+        segments[0][1].replace("seg", "segx"),
+        init_uri.replace("init1", "init9"),
+    ):
         response = await origin.http.get(f"/live/demo/{wrong}")
         assert response.status_code == 404, wrong
         assert response.headers["cache-control"] == "no-store"
@@ -213,7 +252,9 @@ async def test_a_reconnect_is_a_new_period_that_starts_after_the_first_ends(make
         template = period.find(".//d:SegmentTemplate", NS)
         assert template is not None
         assert template.get("initialization", "").endswith(f"init{period.get('id', '')[1:]}.mp4")
-        [(_, init_uri, segments), *_] = _expand(ET.fromstring(f'<MPD xmlns="{NS["d"]}">{ET.tostring(period).decode()}</MPD>'))
+        [(_, init_uri, segments), *_] = _expand(
+            ET.fromstring(f'<MPD xmlns="{NS["d"]}">{ET.tostring(period).decode()}</MPD>')
+        )
         offset, scale = int(template.get("presentationTimeOffset", "0")), int(template.get("timescale", "1"))
         first, last = segments[0][0], segments[-1][0]
         assert first >= offset  # the period's media starts at (or after) its start
@@ -233,14 +274,15 @@ def test_a_track_view_keeps_one_tracks_samples_and_points_at_them() -> None:
     assert audio.endswith(b"mdat" + b"AAAaa") and b"VVVV" not in audio
     # the trun's data offset (from the moof's start) lands on the first sample
     offset = struct.unpack_from(">i", audio, audio.index(b"trun") + 12)[0]
-    assert audio[offset:offset + 3] == b"AAA"
+    assert audio[offset : offset + 3] == b"AAA"
     assert track_view.track_fragments(fragment(9, [TrackRun(1, video)]), 2) == b""
     assert track_view.track_fragments(b"junk", 2) == b""
 
 
 async def test_dvr_seconds_is_the_start_over_window_of_both_hls_and_dash(make_origin) -> None:  # type: ignore[no-untyped-def]
-    origin: Origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 96}},
-                                       window_seconds=6, dvr_seconds=30)
+    origin: Origin = await make_origin(
+        {"demo": {"source": "test", "width": 160, "height": 96}}, window_seconds=6, dvr_seconds=30
+    )
     await origin.wait_for(lambda: _ok(origin, "/live/demo/manifest.mpd"))
     root = ET.fromstring((await origin.http.get("/live/demo/manifest.mpd")).text)
     assert root.get("timeShiftBufferDepth") == "PT30S"  # dash.js may seek back this far

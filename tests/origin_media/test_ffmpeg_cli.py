@@ -50,8 +50,11 @@ def _pdt(segment: hls.Segment) -> float:
 def _session_ends(playlist: hls.Playlist) -> list[float]:
     """By PDT, where each publisher's session ended: before a discontinuity, and at the end."""
     full = playlist.full_segments
-    return [_pdt(s) + (s.duration or 0) for s, after in zip(full, [*full[1:], None], strict=True)
-            if after is None or after.discontinuity]
+    return [
+        _pdt(s) + (s.duration or 0)
+        for s, after in zip(full, [*full[1:], None], strict=True)
+        if after is None or after.discontinuity
+    ]
 
 
 def lateness(seen: Seen) -> list[float]:

@@ -13,8 +13,7 @@ from .conftest import Origin, decode
 
 def make_mp4(path: Path, seconds: float = 1.0, fps: int = 25) -> None:
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps, options={"g": str(fps), "bf": "0",
-                                                             "preset": "ultrafast"})
+        video = out.add_stream("libx264", rate=fps, options={"g": str(fps), "bf": "0", "preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = 160, 96, "yuv420p"
         audio = out.add_stream("aac", rate=48_000)
         audio.layout = "mono"

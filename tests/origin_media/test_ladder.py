@@ -45,8 +45,9 @@ def _boundaries(playlist: hls.Playlist) -> dict[int, tuple[float | None, str | N
 
 
 async def test_two_rendition_test_stream(make_origin) -> None:  # type: ignore[no-untyped-def]
-    origin: Origin = await make_origin({"abr": {
-        "source": "test", "width": 320, "height": 180, "fps": 10, "renditions": TWO_RUNGS}})
+    origin: Origin = await make_origin(
+        {"abr": {"source": "test", "width": 320, "height": 180, "fps": 10, "renditions": TWO_RUNGS}}
+    )
     await _ready(origin, "abr", ["180p", "90p"])
 
     master = await origin.http.get("/live/abr/master.m3u8")
@@ -78,12 +79,21 @@ async def test_two_rendition_test_stream(make_origin) -> None:  # type: ignore[n
 async def test_passthrough_source_plus_transcoded_rung(make_origin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "clip.mp4"
     make_mp4(path, seconds=2.0)
-    origin: Origin = await make_origin({"clip": {"source": "file", "path": str(path), "renditions": [
-        {"name": "small", "width": 80, "height": 48, "bitrate": 50_000}]}})
+    origin: Origin = await make_origin(
+        {
+            "clip": {
+                "source": "file",
+                "path": str(path),
+                "renditions": [{"name": "small", "width": 80, "height": 48, "bitrate": 50_000}],
+            }
+        }
+    )
     await _ready(origin, "clip", ["source", "small"])
     master = m3u8.loads((await origin.http.get("/live/clip/master.m3u8")).text)
     assert [(v.uri, v.stream_info.resolution) for v in master.playlists] == [
-        ("source/index.m3u8", (160, 96)), ("small/index.m3u8", (80, 48))]
+        ("source/index.m3u8", (160, 96)),
+        ("small/index.m3u8", (80, 48)),
+    ]
     source, source_frames = await _rendition(origin, "clip", "source")
     small, small_frames = await _rendition(origin, "clip", "small")
     common = sorted(set(source_frames) & set(small_frames))
@@ -96,8 +106,15 @@ async def test_passthrough_source_plus_transcoded_rung(make_origin, tmp_path: Pa
 
 
 async def test_rtmp_with_b_frames_plus_rung_then_publisher_leaves(make_origin) -> None:  # type: ignore[no-untyped-def]
-    origin: Origin = await make_origin({"cam": {"source": "rtmp", "key": "k1", "renditions": [
-        {"name": "small", "width": 160, "height": 90, "bitrate": 100_000}]}})
+    origin: Origin = await make_origin(
+        {
+            "cam": {
+                "source": "rtmp",
+                "key": "k1",
+                "renditions": [{"name": "small", "width": 160, "height": 90, "bitrate": 100_000}],
+            }
+        }
+    )
     publisher = await start_publisher(origin.rtmp_url("k1"), 3.5, bframes=2)
     await _ready(origin, "cam", ["source", "small"], count=2)
     source, source_frames = await _rendition(origin, "cam", "source")

@@ -49,9 +49,7 @@ async def test_blocking_reload_returns_when_the_part_exists_and_not_before(origi
     msn, part = (await origin.playlist("demo")).last_part()
     want = (msn, part + 1) if part < 3 else (msn + 1, 0)
     started = time.monotonic()
-    response = await origin.http.get(
-        f"/live/demo/source/index.m3u8?_HLS_msn={want[0]}&_HLS_part={want[1]}"
-    )
+    response = await origin.http.get(f"/live/demo/source/index.m3u8?_HLS_msn={want[0]}&_HLS_part={want[1]}")
     held = time.monotonic() - started
     playlist = hls.parse(response.text)
     # not before: the asked-for part is in the answer; as soon as: nothing after it yet
@@ -153,8 +151,12 @@ async def test_streams_list(origin: Origin) -> None:
 
 
 async def test_unknown_objects_are_404(origin: Origin) -> None:
-    for path in ("/live/nope/master.m3u8", "/live/demo/source/0/seg1.m4s",
-                 "/live/demo/hd/index.m3u8", "/live/demo/source/index.m3u8x"):
+    for path in (
+        "/live/nope/master.m3u8",
+        "/live/demo/source/0/seg1.m4s",
+        "/live/demo/hd/index.m3u8",
+        "/live/demo/source/index.m3u8x",
+    ):
         assert (await origin.http.get(path)).status_code == 404, path
 
 
@@ -171,4 +173,3 @@ async def test_ts_reencodes_rtmp_b_frames(make_origin) -> None:  # type: ignore[
 
 async def _live(origin: Origin) -> bool:
     return (await origin.stream_info("cam"))["state"] == "live"
-

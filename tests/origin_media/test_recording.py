@@ -27,9 +27,18 @@ async def _playlist(origin: Origin, url: str) -> hls.Playlist:
 async def test_a_recording_grows_as_made_and_keeps_only_its_newest_seconds(make_origin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ladder = ["180p", {"name": "90p", "width": 160, "height": 90, "bitrate": 120_000}]
     origin: Origin = await make_origin(
-        {"demo": {"source": "test", "width": 320, "height": 180, "renditions": ladder,
-                  "record": True, "record_max_seconds": 3}},
-        recordings_dir=str(tmp_path))
+        {
+            "demo": {
+                "source": "test",
+                "width": 320,
+                "height": 180,
+                "renditions": ladder,
+                "record": True,
+                "record_max_seconds": 3,
+            }
+        },
+        recordings_dir=str(tmp_path),
+    )
 
     async def segments(count: int) -> bool:
         found = await _recordings(origin, "demo")
@@ -79,7 +88,8 @@ async def test_a_recording_grows_as_made_and_keeps_only_its_newest_seconds(make_
 async def test_a_reconnect_continues_the_recording_and_leaving_closes_it(make_origin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     origin: Origin = await make_origin(
         {"cam": {"source": "rtmp", "key": KEY, "record": True, "record_reconnect_seconds": 4}},
-        recordings_dir=str(tmp_path))
+        recordings_dir=str(tmp_path),
+    )
     for _ in range(2):
         assert await finish(await start_publisher(origin.rtmp_url(KEY), 2.2)) == 0
 

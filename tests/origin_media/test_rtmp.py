@@ -19,9 +19,10 @@ FRAME = 3600  # 90 kHz ticks per frame at 25 fps
 @pytest.fixture
 async def origin(make_origin) -> Origin:  # type: ignore[no-untyped-def]
     # a returning publisher must make it back within the grace period, probing included
-    return await make_origin({"cam": {"source": "rtmp", "key": KEY},
-                              "other": {"source": "rtmp", "key": "other-key"}},
-                             reconnect_grace_seconds=10.0)
+    return await make_origin(
+        {"cam": {"source": "rtmp", "key": KEY}, "other": {"source": "rtmp", "key": "other-key"}},
+        reconnect_grace_seconds=10.0,
+    )
 
 
 async def has_segments(origin: Origin, stream: str, count: int) -> bool:

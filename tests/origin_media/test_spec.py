@@ -131,8 +131,7 @@ async def _ended(origin: Origin) -> bool:
 
 
 async def test_delta_updates_skip_the_oldest_segments(make_origin) -> None:  # type: ignore[no-untyped-def]
-    origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 90}},
-                               window_seconds=8.0)
+    origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 90}}, window_seconds=8.0)
     full = await _reload(origin, "demo")
     assert full is None or "CAN-SKIP-UNTIL=6," in full.tags["EXT-X-SERVER-CONTROL"]
     await origin.wait_for(lambda: _listed_at_least(origin, 8.0), limit=15)
@@ -157,7 +156,8 @@ async def test_delta_updates_skip_the_oldest_segments(make_origin) -> None:  # t
 async def _next_delta(origin: Origin, full: hls.Playlist, value: str) -> hls.Playlist:
     msn, part = full.last_part()
     response = await origin.http.get(
-        f"/live/demo/source/index.m3u8?_HLS_msn={msn}&_HLS_part={part + 1}&_HLS_skip={value}")
+        f"/live/demo/source/index.m3u8?_HLS_msn={msn}&_HLS_part={part + 1}&_HLS_skip={value}"
+    )
     assert response.status_code == 200
     return hls.parse(response.text)
 
@@ -168,8 +168,9 @@ async def _listed_at_least(origin: Origin, seconds: float) -> bool:
 
 
 async def test_multivariant_gives_frame_rate_and_a_bandwidth_that_fits(make_origin) -> None:  # type: ignore[no-untyped-def]
-    origin = await make_origin({"demo": {"source": "test", "width": 160, "height": 90},
-                                "radio": {"source": "rtmp", "key": KEY}})
+    origin = await make_origin(
+        {"demo": {"source": "test", "width": 160, "height": 90}, "radio": {"source": "rtmp", "key": KEY}}
+    )
     await origin.wait_for(lambda: _has_full(origin, "demo"), limit=10)
     demo = (await origin.http.get("/live/demo/master.m3u8")).text
     assert "FRAME-RATE=25.000" in demo and "RESOLUTION=160x90" in demo
@@ -204,8 +205,7 @@ def _pdt(segment: hls.Segment) -> float:
 @pytest.mark.parametrize("tracks", ["av", "v", "a"])
 async def test_program_date_time_is_the_arrival_of_the_first_frame(make_origin, tracks: str) -> None:  # type: ignore[no-untyped-def]
     origin = await _rtmp_origin(make_origin)
-    publisher = await start_publisher(origin.rtmp_url(KEY), 4, tracks=tracks,
-                                      stdout=asyncio.subprocess.PIPE)
+    publisher = await start_publisher(origin.rtmp_url(KEY), 4, tracks=tracks, stdout=asyncio.subprocess.PIPE)
     try:
         sent = await _first_packet_time(publisher)
         await origin.wait_for(lambda: _has_segments(origin, 2), limit=15)
@@ -220,8 +220,7 @@ async def test_program_date_time_is_the_arrival_of_the_first_frame(make_origin, 
         start = _pdt(first)
         for segment in playlist.full_segments[1:]:
             previous = next(s for s in playlist.segments if s.msn == segment.msn - 1)
-            assert _pdt(segment) - start == pytest.approx(
-                _pdt(previous) - start + (previous.duration or 0), abs=0.002)
+            assert _pdt(segment) - start == pytest.approx(_pdt(previous) - start + (previous.duration or 0), abs=0.002)
     finally:
         await _stop(publisher)
 

@@ -20,20 +20,49 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs De
 async def push(origin: Origin, stream_id: str, seconds: float, extra: str = "") -> asyncio.subprocess.Process:
     port = origin.app.state.srt.port
     return await asyncio.create_subprocess_exec(
-        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
-        "-f", "lavfi", "-i", "testsrc=size=320x180:rate=25",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-bf", "0",
-        "-c:a", "aac", "-f", "mpegts", f"srt://127.0.0.1:{port}?streamid={stream_id}{extra}",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x180:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "25",
+        "-bf",
+        "0",
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+        f"srt://127.0.0.1:{port}?streamid={stream_id}{extra}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
 @pytest.fixture
 async def origin(make_origin) -> Origin:  # type: ignore[no-untyped-def]
-    return await make_origin({"cam": {"source": "srt", "key": KEY},
-                              "vault": {"source": "srt", "key": KEY, "passphrase": SECRET, "pbkeylen": 32}},
-                             srt_listen="127.0.0.1:0", srt_latency_ms=200)
+    return await make_origin(
+        {
+            "cam": {"source": "srt", "key": KEY},
+            "vault": {"source": "srt", "key": KEY, "passphrase": SECRET, "pbkeylen": 32},
+        },
+        srt_listen="127.0.0.1:0",
+        srt_latency_ms=200,
+    )
 
 
 async def test_an_srt_push_becomes_decodable_segments(origin: Origin) -> None:
@@ -87,8 +116,12 @@ async def test_an_encrypted_stream_takes_only_callers_with_its_passphrase(origin
 
 
 async def test_a_publisher_that_comes_back_continues_the_stream(make_origin) -> None:  # type: ignore[no-untyped-def]
-    origin = await make_origin({"cam": {"source": "srt", "key": KEY}}, srt_listen="127.0.0.1:0",
-                               srt_latency_ms=200, reconnect_grace_seconds=10.0)
+    origin = await make_origin(
+        {"cam": {"source": "srt", "key": KEY}},
+        srt_listen="127.0.0.1:0",
+        srt_latency_ms=200,
+        reconnect_grace_seconds=10.0,
+    )
     for _ in range(2):  # back within the grace period: one playlist, no ENDLIST in between
         assert await finish(await push(origin, f"publish:cam:{KEY}", 2.0)) == 0
         assert not await _ended(origin)

@@ -28,22 +28,34 @@ def test_target_duration_is_the_configured_length_rounded_up(configured: float, 
 
 def test_media_playlist_rendering() -> None:
     part = pl.PlaylistPart("a/part5.0.m4s", 0.5, True)
-    rendered = pl.render_media(pl.MediaPlaylist(
-        target_duration=2, part_target=0.5, discontinuity_sequence=1,
-        segments=(
-            pl.PlaylistSegment(4, "a/seg4.m4s", 2.0, 0.0, False, "a/init1.mp4"),
-            pl.PlaylistSegment(5, "a/seg5.m4s", None, 2.0, True, "a/init2.mp4", (part,)),
-        ),
-        preload_hint_uri="a/part5.1.m4s", ended=False,
-    ))
+    rendered = pl.render_media(
+        pl.MediaPlaylist(
+            target_duration=2,
+            part_target=0.5,
+            discontinuity_sequence=1,
+            segments=(
+                pl.PlaylistSegment(4, "a/seg4.m4s", 2.0, 0.0, False, "a/init1.mp4"),
+                pl.PlaylistSegment(5, "a/seg5.m4s", None, 2.0, True, "a/init2.mp4", (part,)),
+            ),
+            preload_hint_uri="a/part5.1.m4s",
+            ended=False,
+        )
+    )
     assert rendered.splitlines() == [
-        "#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:4",
-        "#EXT-X-DISCONTINUITY-SEQUENCE:1", "#EXT-X-INDEPENDENT-SEGMENTS",
+        "#EXTM3U",
+        "#EXT-X-VERSION:9",
+        "#EXT-X-TARGETDURATION:2",
+        "#EXT-X-MEDIA-SEQUENCE:4",
+        "#EXT-X-DISCONTINUITY-SEQUENCE:1",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5",
         "#EXT-X-PART-INF:PART-TARGET=0.5",
-        '#EXT-X-MAP:URI="a/init1.mp4"', "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z",
-        "#EXTINF:2,", "a/seg4.m4s",
-        "#EXT-X-DISCONTINUITY", '#EXT-X-MAP:URI="a/init2.mp4"',
+        '#EXT-X-MAP:URI="a/init1.mp4"',
+        "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z",
+        "#EXTINF:2,",
+        "a/seg4.m4s",
+        "#EXT-X-DISCONTINUITY",
+        '#EXT-X-MAP:URI="a/init2.mp4"',
         "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:02.000Z",
         '#EXT-X-PART:DURATION=0.5,URI="a/part5.0.m4s",INDEPENDENT=YES',
         '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="a/part5.1.m4s"',
@@ -58,9 +70,9 @@ def test_ended_playlist_has_endlist_and_no_hint() -> None:
 
 
 def test_multivariant() -> None:
-    text = pl.render_multivariant([pl.VariantStream("source/index.m3u8", 900_000,
-                                                    "avc1.42c01e,mp4a.40.2", 640, 360)])
+    text = pl.render_multivariant([pl.VariantStream("source/index.m3u8", 900_000, "avc1.42c01e,mp4a.40.2", 640, 360)])
     assert '#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.42c01e,mp4a.40.2",RESOLUTION=640x360' in text
+
 
 # ---- RTMP sniffing ----------------------------------------------------------------------------
 
@@ -104,6 +116,7 @@ def test_sniffer_rejects_non_rtmp(garbage: bytes) -> None:
     with pytest.raises(RtmpProtocolError):
         CommandSniffer().feed(garbage)
 
+
 # ---- H.264 framing ----------------------------------------------------------------------------
 
 
@@ -115,12 +128,15 @@ def test_annexb_avcc_round_trip() -> None:
     avcc = h264.annexb_to_avcc(annexb)
     assert avcc == struct.pack(">I", len(idr)) + idr
     assert h264.avcc_to_annexb(avcc, config, keyframe=True) == (
-        b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps + b"\x00\x00\x00\x01" + idr)
+        b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps + b"\x00\x00\x00\x01" + idr
+    )
+
 
 # ---- packager ---------------------------------------------------------------------------------
 
-VIDEO = Track("video", "h264", Fraction(1, 1000), h264.avcc_config([b"\x67\x42\xc0\x1e"], [b"\x68"]),
-              width=320, height=180)
+VIDEO = Track(
+    "video", "h264", Fraction(1, 1000), h264.avcc_config([b"\x67\x42\xc0\x1e"], [b"\x68"]), width=320, height=180
+)
 AUDIO = Track("audio", "aac", Fraction(1, 1000), b"\x11\x88", sample_rate=48_000, channels=1)
 
 
@@ -169,50 +185,75 @@ def _tfdt(fragment: bytes) -> int:
     at = fragment.index(b"tfdt")
     return int(struct.unpack(">Q", fragment[at + 8 : at + 16])[0])
 
+
 # ---- settings ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"segment_seconds": "2"}, "test.segment_seconds: expected a number"),
-    ({"part_seconds": 5.0}, "test.part_seconds: 5.0 is outside"),
-    ({"streams": {"a": {"source": "rtmp"}}}, "test.streams.a.key: an RTMP stream needs"),
-    ({"streams": {"a": {"source": "tv"}}}, "test.streams.a.source: expected one of"),
-    ({"streams": {"a b": {"source": "test"}}}, "test.streams.a b: stream names"),
-    ({"bogus": 1}, "test.bogus: unknown option"),
-    ({"streams": {"a": {"source": "file"}}}, "test.streams.a.path"),
-    ({"streams": {"a": {"source": "whip"}}}, "test.streams.a.key: a WHIP stream needs a key"),
-    ({"streams": {"a": {"source": "test", "renditions": "720p"}}}, "test.streams.a.renditions: expected a list"),
-    ({"streams": {"a": {"source": "test", "renditions": ["999p"]}}}, "test.streams.a.renditions[0]: unknown preset"),
-    ({"streams": {"a": {"source": "test", "renditions": [{"width": 640, "height": 361, "bitrate": 1}]}}},
-     "test.streams.a.renditions[0].width: width and height must be even"),
-    ({"streams": {"a": {"source": "test", "renditions": [{"width": 640, "height": 360}]}}},
-     "test.streams.a.renditions[0].bitrate: expected a positive integer"),
-    ({"streams": {"a": {"source": "test", "renditions": ["360p", "360p"]}}}, "must be unique"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"segment_seconds": "2"}, "test.segment_seconds: expected a number"),
+        ({"part_seconds": 5.0}, "test.part_seconds: 5.0 is outside"),
+        ({"streams": {"a": {"source": "rtmp"}}}, "test.streams.a.key: an RTMP stream needs"),
+        ({"streams": {"a": {"source": "tv"}}}, "test.streams.a.source: expected one of"),
+        ({"streams": {"a b": {"source": "test"}}}, "test.streams.a b: stream names"),
+        ({"bogus": 1}, "test.bogus: unknown option"),
+        ({"streams": {"a": {"source": "file"}}}, "test.streams.a.path"),
+        ({"streams": {"a": {"source": "whip"}}}, "test.streams.a.key: a WHIP stream needs a key"),
+        ({"streams": {"a": {"source": "test", "renditions": "720p"}}}, "test.streams.a.renditions: expected a list"),
+        (
+            {"streams": {"a": {"source": "test", "renditions": ["999p"]}}},
+            "test.streams.a.renditions[0]: unknown preset",
+        ),
+        (
+            {"streams": {"a": {"source": "test", "renditions": [{"width": 640, "height": 361, "bitrate": 1}]}}},
+            "test.streams.a.renditions[0].width: width and height must be even",
+        ),
+        (
+            {"streams": {"a": {"source": "test", "renditions": [{"width": 640, "height": 360}]}}},
+            "test.streams.a.renditions[0].bitrate: expected a positive integer",
+        ),
+        ({"streams": {"a": {"source": "test", "renditions": ["360p", "360p"]}}}, "must be unique"),
+    ],
+)
 def test_settings_errors_name_the_key(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         MediaOriginSettings.from_options(options, where="test")
 
 
 def test_settings_from_the_documented_example() -> None:
-    settings = MediaOriginSettings.from_options({
-        "rtmp_listen": "127.0.0.1:1935", "segment_seconds": 2.0, "part_seconds": 0.5,
-        "streams": {"demo": {"source": "test"}, "cam1": {"source": "rtmp", "key": "secret123"}},
-    }, where="origins.media.options")
+    settings = MediaOriginSettings.from_options(
+        {
+            "rtmp_listen": "127.0.0.1:1935",
+            "segment_seconds": 2.0,
+            "part_seconds": 0.5,
+            "streams": {"demo": {"source": "test"}, "cam1": {"source": "rtmp", "key": "secret123"}},
+        },
+        where="origins.media.options",
+    )
     assert [s.name for s in settings.streams] == ["demo", "cam1"]
     assert "secret123" not in repr(settings)
 
 
 def test_renditions_from_presets_and_tables() -> None:
-    settings = MediaOriginSettings.from_options({"streams": {
-        "ladder": {"source": "test", "renditions": [
-            "360p", {"name": "tiny", "width": 160, "height": 90, "bitrate": 100_000}]},
-        "cam": {"source": "rtmp", "key": "k", "renditions": ["720p"]},
-        "plain": {"source": "test"},
-    }}, where="test")
+    settings = MediaOriginSettings.from_options(
+        {
+            "streams": {
+                "ladder": {
+                    "source": "test",
+                    "renditions": ["360p", {"name": "tiny", "width": 160, "height": 90, "bitrate": 100_000}],
+                },
+                "cam": {"source": "rtmp", "key": "k", "renditions": ["720p"]},
+                "plain": {"source": "test"},
+            }
+        },
+        where="test",
+    )
     ladder, cam, plain = settings.streams
     assert [(r.name, r.width, r.height, r.bitrate) for r in ladder.renditions] == [
-        ("360p", 640, 360, 800_000), ("tiny", 160, 90, 100_000)]
+        ("360p", 640, 360, 800_000),
+        ("tiny", 160, 90, 100_000),
+    ]
     # an encoding source serves its ladder; a passthrough one keeps its own encoding too
     assert ladder.rendition_names == ("360p", "tiny")
     assert cam.rendition_names == ("source", "720p")

@@ -70,8 +70,10 @@ async def publishers() -> AsyncIterator[Callable[[], RTCPeerConnection]]:
 
 async def publish(origin: Origin, pc: RTCPeerConnection, token: str = KEY) -> httpx.Response:
     response = await origin.http.post(
-        "/whip/cam", content=await offer_sdp(pc),
-        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
+        "/whip/cam",
+        content=await offer_sdp(pc),
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    )
     if response.status_code == 201:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
     return response
@@ -104,8 +106,10 @@ async def test_refusals_create_no_stream(make_origin, publishers) -> None:  # ty
 async def test_an_oversized_offer_is_refused_while_it_is_read(make_origin) -> None:  # type: ignore[no-untyped-def]
     origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
     reader, writer = await asyncio.open_connection("127.0.0.1", origin.server.port)
-    writer.write(f"POST /whip/cam HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n"
-                 "content-type: application/sdp\r\ntransfer-encoding: chunked\r\n\r\n".encode())
+    writer.write(
+        f"POST /whip/cam HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n"
+        "content-type: application/sdp\r\ntransfer-encoding: chunked\r\n\r\n".encode()
+    )
     chunk = b"a=" + b"x" * (32 * 1024)
     for _ in range(4):  # 128 KiB of an offer that never ends: the answer must not wait for its end
         writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
@@ -113,15 +117,17 @@ async def test_an_oversized_offer_is_refused_while_it_is_read(make_origin) -> No
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 413 ")
     writer.close()
-    declared = await origin.http.post("/whip/cam", content=b"v=0\r\n" * 20000,
-                                      headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {KEY}"})
+    declared = await origin.http.post(
+        "/whip/cam",
+        content=b"v=0\r\n" * 20000,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {KEY}"},
+    )
     assert declared.status_code == 413
     assert (await origin.stream_info("cam"))["sessions"] == 0
 
 
 async def test_whip_publish_delete_and_return(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]
-    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}},
-                                       reconnect_grace_seconds=30.0)
+    origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}}, reconnect_grace_seconds=30.0)
     first = await publish(origin, publishers())
     assert first.status_code == 201, first.text
     assert first.headers["content-type"].startswith("application/sdp")
@@ -139,8 +145,9 @@ async def test_whip_publish_delete_and_return(make_origin, publishers) -> None: 
     playlist = await _playlist(origin)
     assert playlist is not None
     segment = playlist.full_segments[-1]
-    frames, packets, audio = decode(await origin.fetch("cam", segment.map_uri or ""),
-                                    await origin.fetch("cam", segment.uri or ""))
+    frames, packets, audio = decode(
+        await origin.fetch("cam", segment.map_uri or ""), await origin.fetch("cam", segment.uri or "")
+    )
     assert packets[0].is_keyframe and (frames[0].width, frames[0].height) == (WIDTH, HEIGHT)
     assert audio, "the publisher's sound is in the segment (as AAC)"
 
@@ -160,16 +167,17 @@ async def test_whip_publish_delete_and_return(make_origin, publishers) -> None: 
 
     async def continued() -> bool:
         playlist = await _playlist(origin)
-        return playlist is not None and not playlist.ended and any(
-            s.discontinuity and s.uri for s in playlist.segments)
+        return playlist is not None and not playlist.ended and any(s.discontinuity and s.uri for s in playlist.segments)
 
     await origin.wait_for(continued, limit=30)
     assert (await origin.stream_info("cam"))["sessions"] == 2
 
 
 async def test_whip_with_a_ladder(make_origin, publishers) -> None:  # type: ignore[no-untyped-def]
-    rungs = [{"name": "mid", "width": 160, "height": 96, "bitrate": 150_000},
-             {"name": "small", "width": 80, "height": 48, "bitrate": 60_000}]
+    rungs = [
+        {"name": "mid", "width": 160, "height": 96, "bitrate": 150_000},
+        {"name": "small", "width": 80, "height": 48, "bitrate": 60_000},
+    ]
     origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY, "renditions": rungs}})
     assert (await publish(origin, publishers())).status_code == 201
 
@@ -214,21 +222,36 @@ def _p256_certificate(folder: Path) -> dict[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "whip publisher")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return {"WHIP_CERT": str(folder / "cert.pem"), "WHIP_KEY": str(folder / "key.pem")}
 
 
 async def _ffmpeg_whip(origin: Origin, seconds: float, env: dict[str, str]) -> asyncio.subprocess.Process:
     """FFmpeg's own WHIP muxer (PyAV's FFmpeg 8) publishing, as a process."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.origin_media.publisher", f"{origin.server.url}/whip/cam", str(seconds),
-        cwd=ROOT, env={**os.environ, "WHIP_TOKEN": KEY, **env},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tests.origin_media.publisher",
+        f"{origin.server.url}/whip/cam",
+        str(seconds),
+        cwd=ROOT,
+        env={**os.environ, "WHIP_TOKEN": KEY, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def test_ffmpegs_whip_muxer_publishes_and_plays(make_origin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -244,7 +267,8 @@ async def test_ffmpegs_whip_muxer_publishes_and_plays(make_origin, tmp_path: Pat
 
 
 async def test_ffmpegs_default_whip_certificate_fails_and_the_log_says_why(
-    make_origin, caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+    make_origin,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
     origin: Origin = await make_origin({"cam": {"source": "whip", "key": KEY}})
     publisher = await _ffmpeg_whip(origin, 3, {})

@@ -39,8 +39,13 @@ class HeldDownload:
         if scope["type"] != "http":
             return
         held = scope["path"] == "/big"
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(CHUNK) * (16 if held else 1)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(CHUNK) * (16 if held else 1)).encode())],
+            }
+        )
         for i in range(16 if held else 1):
             if held and i == 8:
                 await self.release.wait()
@@ -50,8 +55,9 @@ class HeldDownload:
 
 async def serial(port: int, ca: Path) -> int:
     """The serial number of the certificate a new TLS connection to `port` gets."""
-    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ssl.create_default_context(cafile=str(ca)),
-                                              server_hostname="localhost")
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ssl.create_default_context(cafile=str(ca)), server_hostname="localhost"
+    )
     der = writer.get_extra_info("ssl_object").getpeercert(True)
     writer.close()
     return x509.load_der_x509_certificate(der).serial_number
@@ -65,8 +71,11 @@ def install(files: CertFiles, cert: Path, key: Path) -> None:
 
 
 def start_edge(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "web_dist.cli", "edge", "--config", str(config), "--name", "e"],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "web_dist.cli", "edge", "--config", str(config), "--name", "e"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float) -> None:
@@ -77,14 +86,16 @@ async def until(check: Callable[[], Awaitable[bool]], within: float) -> None:
 
 
 @pytest.mark.parametrize("engine", ["granian", "uvicorn"])
-async def test_a_changed_certificate_serves_new_connections_and_cuts_none(engine: Engine, tmp_path: Path,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_changed_certificate_serves_new_connections_and_cuts_none(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     old, new = (make_server_cert(tmp_path, ["localhost"], stem=stem) for stem in ("old", "new"))
     cert, key = tmp_path / "edge.pem", tmp_path / "edge-key.pem"
     install(old, cert, key)
     app = HeldDownload()
-    server = await start_server(SharedApp(app), name="edge https", engine=engine, tls_cert=cert, tls_key=key,
-                                tls_check_interval=INTERVAL)
+    server = await start_server(
+        SharedApp(app), name="edge https", engine=engine, tls_cert=cert, tls_key=key, tls_check_interval=INTERVAL
+    )
     old_serial = await serial(server.port, old.ca)
     trust = ssl.create_default_context(cafile=str(old.ca))
     try:
@@ -114,7 +125,6 @@ async def test_a_changed_certificate_serves_new_connections_and_cuts_none(engine
             assert download.status_code == 200 and b"".join(body) == CHUNK * 16  # not cut
     finally:
         await server.stop()
-
 
 
 async def test_every_worker_of_an_edge_serves_the_new_certificate(tmp_path: Path) -> None:

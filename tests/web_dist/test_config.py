@@ -66,26 +66,63 @@ def test_good_config_loads_into_frozen_values(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("min_ttl = 10", "min_ttl = 100000"), "distributions.site.behaviors[0]: TTLs must satisfy min_ttl <= default_ttl <= max_ttl"),
+        (
+            ("min_ttl = 10", "min_ttl = 100000"),
+            "distributions.site.behaviors[0]: TTLs must satisfy min_ttl <= default_ttl <= max_ttl",
+        ),
         (('origin = "site"', 'origin = "nowhere"'), "distributions.site.origin: 'nowhere' is not one of: site"),
-        (('listen = "127.0.0.1:8092"', 'listen = "127.0.0.1:8091"'), "edges.edge-syd.listen: 127.0.0.1:8091 is already used by edges.edge-lon.listen"),
+        (
+            ('listen = "127.0.0.1:8092"', 'listen = "127.0.0.1:8091"'),
+            "edges.edge-syd.listen: 127.0.0.1:8091 is already used by edges.edge-lon.listen",
+        ),
         (('listen = "127.0.0.1:8092"', 'listen = "nowhere"'), "edges.edge-syd.listen: 'nowhere' is not HOST:PORT"),
-        (('path = "/images/*.jpg"', 'path = "images"'), "distributions.site.behaviors[0].path: 'images' is not a path pattern"),
-        (('methods = ["GET", "HEAD", "PUT"]', 'methods = ["GET", "HEAD", "FETCH"]'), "distributions.site.default_behavior.methods[2]: 'FETCH' is not one of"),
-        (('methods = ["GET", "HEAD", "PUT"]', 'methods = ["PUT"]'), "distributions.site.default_behavior.methods: must include GET and HEAD"),
-        (("default_ttl = 60", 'default_ttl = "sixty"'), "distributions.site.default_behavior.default_ttl: must be a number, not str 'sixty'"),
-        (("compress = true", "compres = true"), "distributions.site.default_behavior.compres: unknown key; did you mean 'compress'?"),
+        (
+            ('path = "/images/*.jpg"', 'path = "images"'),
+            "distributions.site.behaviors[0].path: 'images' is not a path pattern",
+        ),
+        (
+            ('methods = ["GET", "HEAD", "PUT"]', 'methods = ["GET", "HEAD", "FETCH"]'),
+            "distributions.site.default_behavior.methods[2]: 'FETCH' is not one of",
+        ),
+        (
+            ('methods = ["GET", "HEAD", "PUT"]', 'methods = ["PUT"]'),
+            "distributions.site.default_behavior.methods: must include GET and HEAD",
+        ),
+        (
+            ("default_ttl = 60", 'default_ttl = "sixty"'),
+            "distributions.site.default_behavior.default_ttl: must be a number, not str 'sixty'",
+        ),
+        (
+            ("compress = true", "compres = true"),
+            "distributions.site.default_behavior.compres: unknown key; did you mean 'compress'?",
+        ),
         (('region = "eu-west"', "region = 5"), "edges.edge-lon.region: must be a string, not int 5"),
         (('root = "site"', 'root = "missing"'), "origins.site.root:"),
-        (('domains = ["localhost", "*.example.com"]', "domains = []"), "distributions.site.domains: needs at least one domain name"),
-        (('domains = ["localhost", "*.example.com"]', 'domains = ["bad domain"]'), "distributions.site.domains[0]: 'bad domain' is not a domain name"),
-        (('[distributions.site]', '[distributions.site]\nedges = ["edge-nyc"]'), "distributions.site.edges[0]: no edge named 'edge-nyc'"),
-        (('[edges.edge-lon]', '[edges."bad name!"]'), "edges.bad name!: names use letters"),
-        (('region = "eu-west"', 'region = "eu-west"\nabandoned_fill_bytes = -1'), "edges.edge-lon.abandoned_fill_bytes: must not be negative"),
-        (('listen = "127.0.0.1:8081"', 'listen = "127.0.0.1:8081"\ncache_tags = { "/a" = ["has space"] }'),
-         'origins.site.cache_tags."/a": must be a non-empty list of tags'),
-        (('listen = "127.0.0.1:8081"', 'listen = "127.0.0.1:8081"\ncache_tags = { "images" = ["images"] }'),
-         'origins.site.cache_tags."images": a path pattern starts with /'),
+        (
+            ('domains = ["localhost", "*.example.com"]', "domains = []"),
+            "distributions.site.domains: needs at least one domain name",
+        ),
+        (
+            ('domains = ["localhost", "*.example.com"]', 'domains = ["bad domain"]'),
+            "distributions.site.domains[0]: 'bad domain' is not a domain name",
+        ),
+        (
+            ("[distributions.site]", '[distributions.site]\nedges = ["edge-nyc"]'),
+            "distributions.site.edges[0]: no edge named 'edge-nyc'",
+        ),
+        (("[edges.edge-lon]", '[edges."bad name!"]'), "edges.bad name!: names use letters"),
+        (
+            ('region = "eu-west"', 'region = "eu-west"\nabandoned_fill_bytes = -1'),
+            "edges.edge-lon.abandoned_fill_bytes: must not be negative",
+        ),
+        (
+            ('listen = "127.0.0.1:8081"', 'listen = "127.0.0.1:8081"\ncache_tags = { "/a" = ["has space"] }'),
+            'origins.site.cache_tags."/a": must be a non-empty list of tags',
+        ),
+        (
+            ('listen = "127.0.0.1:8081"', 'listen = "127.0.0.1:8081"\ncache_tags = { "images" = ["images"] }'),
+            'origins.site.cache_tags."images": a path pattern starts with /',
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_fault(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -116,16 +153,26 @@ def test_one_domain_served_twice_on_an_edge_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('region = "eu-west"', 'admin_listen = "127.0.0.1:9091"'),
-         "edges.edge-lon.admin_token: missing: the admin listener needs a token"),
-        (('region = "eu-west"', 'admin_listen = "0.0.0.0:9091"\nadmin_token = "admin-token-0123456789"'),
-         "edges.edge-lon.admin_listen: '0.0.0.0:9091' is beyond loopback: this listener has no TLS"),
-        (('region = "eu-west"', 'admin_listen = "127.0.0.1:9091"\nadmin_token = "short"'),
-         "edges.edge-lon.admin_token: must be at least 16 characters"),
-        (('[distributions.site]', '[control]\nlisten = "192.0.2.7:8070"\n[distributions.site]'),
-         "control.listen: '192.0.2.7:8070' is beyond loopback"),
-        (('origin = "site"', 'origin = "site"\nupload_token = "has spaces in it, sixteen+"'),
-         "distributions.site.upload_token: must be printable ASCII without spaces"),
+        (
+            ('region = "eu-west"', 'admin_listen = "127.0.0.1:9091"'),
+            "edges.edge-lon.admin_token: missing: the admin listener needs a token",
+        ),
+        (
+            ('region = "eu-west"', 'admin_listen = "0.0.0.0:9091"\nadmin_token = "admin-token-0123456789"'),
+            "edges.edge-lon.admin_listen: '0.0.0.0:9091' is beyond loopback: this listener has no TLS",
+        ),
+        (
+            ('region = "eu-west"', 'admin_listen = "127.0.0.1:9091"\nadmin_token = "short"'),
+            "edges.edge-lon.admin_token: must be at least 16 characters",
+        ),
+        (
+            ("[distributions.site]", '[control]\nlisten = "192.0.2.7:8070"\n[distributions.site]'),
+            "control.listen: '192.0.2.7:8070' is beyond loopback",
+        ),
+        (
+            ('origin = "site"', 'origin = "site"\nupload_token = "has spaces in it, sixteen+"'),
+            "distributions.site.upload_token: must be printable ASCII without spaces",
+        ),
     ],
 )
 def test_admin_and_control_doors_are_locked_and_local(
@@ -165,14 +212,23 @@ source = "test"
         (MEDIA.format(options="part_seconds = 99", stream=""), "origins.live.options.part_seconds: 99 is outside"),
         (MEDIA.format(options="", stream='renditions = ["9000p"]'), "unknown preset '9000p'"),
         (None, "edges.edge-syd.admin_listen: 127.0.0.1:9100 is already used by edges.edge-lon.admin_listen"),
-        (MEDIA.format(options="segment_second = 2", stream=""),
-         "origins.live.options.segment_second: unknown option; did you mean 'segment_seconds'?"),
+        (
+            MEDIA.format(options="segment_second = 2", stream=""),
+            "origins.live.options.segment_second: unknown option; did you mean 'segment_seconds'?",
+        ),
         (MEDIA.format(options="", stream='renditions = ["360"]'), "unknown preset '360'; did you mean '360p'?"),
     ],
-    ids=["part-longer-than-segment", "unknown-preset", "two-edges-one-admin-port", "misspelt-option", "misspelt-preset"],
+    ids=[
+        "part-longer-than-segment",
+        "unknown-preset",
+        "two-edges-one-admin-port",
+        "misspelt-option",
+        "misspelt-preset",
+    ],
 )
-def test_cdn_check_refuses_what_cdn_up_would_fail_on(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                    extra: str | None, message: str) -> None:
+def test_cdn_check_refuses_what_cdn_up_would_fail_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str | None, message: str
+) -> None:
     from web_dist.cli import main
 
     text = GOOD
@@ -181,7 +237,9 @@ def test_cdn_check_refuses_what_cdn_up_would_fail_on(tmp_path: Path, capsys: pyt
     else:
         token = 'admin_token = "' + "t" * 32 + '"'
         text = text.replace('region = "eu-west"', f'region = "eu-west"\nadmin_listen = "127.0.0.1:9100"\n{token}')
-        text = text.replace('listen = "127.0.0.1:8092"', f'listen = "127.0.0.1:8092"\nadmin_listen = "127.0.0.1:9100"\n{token}')
+        text = text.replace(
+            'listen = "127.0.0.1:8092"', f'listen = "127.0.0.1:8092"\nadmin_listen = "127.0.0.1:9100"\n{token}'
+        )
     path = write(tmp_path, text)
     assert main(["check", "--config", str(path)]) == 2
     err = capsys.readouterr().err

@@ -53,8 +53,6 @@ def get_request(target: str, method: str = "GET") -> bytes:
     return f"{method} {target} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n".encode()
 
 
-
-
 def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
@@ -470,9 +468,7 @@ async def test_oversize_put_gives_413_and_stores_nothing(start_origin: OriginFac
     assert temp_files(origin) == []
 
 
-async def test_truncated_upload_stores_nothing(
-    origin: OriginSite, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_truncated_upload_stores_nothing(origin: OriginSite, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="cdn.origin")
     parts = urlsplit(origin.url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)

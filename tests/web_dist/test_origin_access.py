@@ -25,14 +25,22 @@ def locked_edge_config(origin_url: str, **dist: Any) -> Any:
     raw = {
         "origins": {"o": {"url": origin_url, "access_secret": SECRET}},
         "edges": {"edge-test": {"listen": "127.0.0.1:0"}},
-        "distributions": {"site": {"domains": ["127.0.0.1"], "origin": "o", "upload_token": TOKEN,
-                                   "behaviors": [{"path": "/up/*", "methods": ["GET", "HEAD", "PUT", "DELETE"]}],
-                                   **dist}},
+        "distributions": {
+            "site": {
+                "domains": ["127.0.0.1"],
+                "origin": "o",
+                "upload_token": TOKEN,
+                "behaviors": [{"path": "/up/*", "methods": ["GET", "HEAD", "PUT", "DELETE"]}],
+                **dist,
+            }
+        },
     }
     return parse_config(raw)
 
 
-async def test_the_web_origin_answers_the_edge_and_refuses_everyone_else(serve: Callable[..., Any], tmp_path: Path) -> None:
+async def test_the_web_origin_answers_the_edge_and_refuses_everyone_else(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
     (tmp_path / "up").mkdir()
     (tmp_path / "page.html").write_bytes(b"<p>hi</p>")
     origin = await serve(build_origin_app(tmp_path, access_secret=SECRET), name="origin")
@@ -46,7 +54,9 @@ async def test_the_web_origin_answers_the_edge_and_refuses_everyone_else(serve: 
         assert put.status_code == 403 and not (tmp_path / "up" / "sneaky.txt").exists()
         through = await client.get(edge.url + "/page.html")
         assert through.status_code == 200 and through.content == b"<p>hi</p>"
-        upload = await client.put(edge.url + "/up/ok.txt", content=b"via the edge", headers={"authorization": f"Bearer {TOKEN}"})
+        upload = await client.put(
+            edge.url + "/up/ok.txt", content=b"via the edge", headers={"authorization": f"Bearer {TOKEN}"}
+        )
         assert upload.status_code in (200, 201) and (tmp_path / "up" / "ok.txt").read_bytes() == b"via the edge"
         assert ORIGIN_SECRET_HEADER not in through.headers
 
@@ -85,8 +95,11 @@ async def test_the_edge_never_proxies_the_mpeg_ts_feed_to_viewers(serve: Callabl
 
 def test_secrets_come_from_the_file_or_the_environment_and_must_be_long(tmp_path: Path) -> None:
     def load(origin: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
-        raw = {"origins": {"o": {"url": "http://127.0.0.1:9", **origin}}, "edges": {"e": {"listen": "127.0.0.1:0"}},
-               "distributions": {"d": {"domains": ["localhost"], "origin": "o"}}}
+        raw = {
+            "origins": {"o": {"url": "http://127.0.0.1:9", **origin}},
+            "edges": {"e": {"listen": "127.0.0.1:0"}},
+            "distributions": {"d": {"domains": ["localhost"], "origin": "o"}},
+        }
         return parse_config(raw, tmp_path / "cdn.toml", environ or {})
 
     assert load({"access_secret_env": "S"}, {"S": SECRET}).origins["o"].access_secret == SECRET

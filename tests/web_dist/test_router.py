@@ -50,7 +50,11 @@ def test_region_of_takes_the_most_specific_network(client: str, region: str | No
     assert region_of(regions, client) == region
 
 
-EDGES = [EdgeState("lon", "eu-west", "a:1"), EdgeState("bom", "ap-south", "b:1"), EdgeState("syd", "ap-southeast", "c:1")]
+EDGES = [
+    EdgeState("lon", "eu-west", "a:1"),
+    EdgeState("bom", "ap-south", "b:1"),
+    EdgeState("syd", "ap-southeast", "c:1"),
+]
 NEARBY = {"ap-southeast": ("ap-south", "eu-west"), "eu-west": ("ap-south",)}
 
 
@@ -120,15 +124,17 @@ async def rig(origin: Any, serve: Callable[..., Any]) -> AsyncIterator[Rig]:
         name: await serve(build_edge_app(edge_config, name), name=name, listen=edge_config.edges[name].listen)
         for name in EDGE_HOSTS
     }
-    config = parse_config(_raw(
-        origin.url,
-        dns_listen="127.0.0.1:0",
-        health_interval=INTERVAL,
-        health_timeout=0.5,
-        regions={f"{AP}/32": "ap-southeast", f"{EU}/32": "eu-west", "127.0.0.1/32": "eu-west"},
-        nearby={"ap-southeast": ["eu-west"]},
-        addresses={name: f"{EDGE_HOSTS[name]}:{server.port}" for name, server in edges.items()},
-    ))
+    config = parse_config(
+        _raw(
+            origin.url,
+            dns_listen="127.0.0.1:0",
+            health_interval=INTERVAL,
+            health_timeout=0.5,
+            regions={f"{AP}/32": "ap-southeast", f"{EU}/32": "eu-west", "127.0.0.1/32": "eu-west"},
+            nearby={"ap-southeast": ["eu-west"]},
+            addresses={name: f"{EDGE_HOSTS[name]}:{server.port}" for name, server in edges.items()},
+        )
+    )
     app = build_router_app(Router(config))
     router = await serve(app, name="router")
     rig = Rig(config, edge_config, edges, router.url, app)
@@ -145,8 +151,6 @@ def client_from(address: str) -> httpx.AsyncClient:
 async def routed_to(rig: Rig, client: str, path: str = "/hello.txt") -> httpx.Response:
     async with client_from(client) as http:
         return await http.get(rig.router_url + path)
-
-
 
 
 async def test_redirects_each_client_to_the_edge_of_its_region_keeping_path_and_query(rig: Rig) -> None:
@@ -168,8 +172,12 @@ async def test_players_and_the_load_tester_are_sent_to_the_edge_for_live_and_wat
     (origin.root / "live" / "test").mkdir(parents=True)
     (origin.root / "live" / "test" / "master.m3u8").write_text(playlist)
     port = rig.edges["edge-syd"].port
-    for path in ("/live/test/master.m3u8", "/live/test/source/index.m3u8?_HLS_msn=12&_HLS_part=3",
-                 "/watch/test?mode=hls", "/live/test/source/ep/part12.3.m4s"):
+    for path in (
+        "/live/test/master.m3u8",
+        "/live/test/source/index.m3u8?_HLS_msn=12&_HLS_part=3",
+        "/watch/test?mode=hls",
+        "/live/test/source/ep/part12.3.m4s",
+    ):
         async with client_from(AP) as http:
             resp = await http.get(rig.router_url + path, headers={"Host": LIVE})
         assert resp.status_code == 302, resp.text
@@ -220,7 +228,9 @@ async def test_no_healthy_edge_is_a_clear_503_and_a_dns_servfail(rig: Rig) -> No
 async def test_client_reported_rtts_pick_the_edge_for_clients_of_no_region(rig: Rig) -> None:
     near_syd, near_lon = UNMAPPED
     async with client_from(near_syd) as http:
-        assert (await http.post(rig.router_url + "/_router/rtt", json={"edge-syd": 0.02, "edge-lon": 0.3})).status_code == 204
+        assert (
+            await http.post(rig.router_url + "/_router/rtt", json={"edge-syd": 0.02, "edge-lon": 0.3})
+        ).status_code == 204
         assert (await http.post(rig.router_url + "/_router/rtt", json={"nope": 1})).status_code == 400
     async with client_from(near_lon) as http:
         await http.post(rig.router_url + "/_router/rtt", json={"edge-syd": 0.3, "edge-lon": 0.02})
@@ -238,10 +248,13 @@ async def test_measured_rtt_picks_the_nearer_edge_and_follows_a_change(origin: A
             edge = await serve(build_edge_app(edge_config, name), name=name, listen=edge_config.edges[name].listen)
             relays[name] = DelayRelay((EDGE_HOSTS[name], 0), (EDGE_HOSTS[name], edge.port), delay)
             await relays[name].start()
-        config = parse_config(_raw(
-            origin.url, health_interval=0.05,
-            addresses={name: f"{EDGE_HOSTS[name]}:{relay.port}" for name, relay in relays.items()},
-        ))
+        config = parse_config(
+            _raw(
+                origin.url,
+                health_interval=0.05,
+                addresses={name: f"{EDGE_HOSTS[name]}:{relay.port}" for name, relay in relays.items()},
+            )
+        )
         app = build_router_app(Router(config))
         router = await serve(app, name="router")
         rig = Rig(config, edge_config, {}, router.url, app)
@@ -271,7 +284,9 @@ def _ask(rig: Rig, name: str, source: str, qtype: str = "A") -> DNSRecord:
 
 async def test_dns_answers_a_records_with_the_nearest_edge(rig: Rig) -> None:
     port = rig.app.state.dns.port
-    plain = DNSRecord.parse(await asyncio.to_thread(DNSRecord.question("SITE.test.").send, "127.0.0.1", port, timeout=2))
+    plain = DNSRecord.parse(
+        await asyncio.to_thread(DNSRecord.question("SITE.test.").send, "127.0.0.1", port, timeout=2)
+    )
     assert plain.header.rcode == RCODE.NOERROR and plain.header.aa == 1
     assert [(str(rr.rdata), rr.rtype, rr.ttl) for rr in plain.rr] == [(EDGE_HOSTS["edge-lon"], QTYPE.A, 5)]
     from_ap = await asyncio.to_thread(_ask, rig, "site.test", AP)
@@ -297,9 +312,18 @@ async def test_dns_follows_health(rig: Rig) -> None:
 @pytest.mark.parametrize(
     ("router", "message"),
     [
-        ({"listen": "127.0.0.1:1", "regions": {"10.0.0.1/8": "x"}}, r"router.regions.10.0.0.1/8: not a network.*host bits"),
-        ({"listen": "127.0.0.1:1", "addresses": {"edge-nope": "1.2.3.4:80"}}, r"router.addresses.edge-nope: no edge named"),
-        ({"listen": "127.0.0.1:1", "addresses": {"edge-lon": "nowhere"}}, r"router.addresses.edge-lon: 'nowhere' is not HOST:PORT"),
+        (
+            {"listen": "127.0.0.1:1", "regions": {"10.0.0.1/8": "x"}},
+            r"router.regions.10.0.0.1/8: not a network.*host bits",
+        ),
+        (
+            {"listen": "127.0.0.1:1", "addresses": {"edge-nope": "1.2.3.4:80"}},
+            r"router.addresses.edge-nope: no edge named",
+        ),
+        (
+            {"listen": "127.0.0.1:1", "addresses": {"edge-lon": "nowhere"}},
+            r"router.addresses.edge-lon: 'nowhere' is not HOST:PORT",
+        ),
         ({"listen": "127.0.0.1:1", "nearby": {"eu": "ap"}}, r"router.nearby.eu: must be a list"),
         ({"listen": "127.0.0.1:1", "health_interval": 0}, r"router.health_interval: must be greater than 0"),
         ({"dns_listen": "127.0.0.1:53"}, r"router.listen: missing"),
@@ -326,10 +350,10 @@ async def test_cdn_router_command_redirects_and_answers_dns(rig: Rig, tmp_path: 
 [origins.site]
 url = "http://127.0.0.1:9"
 [edges.edge-lon]
-listen = "{EDGE_HOSTS['edge-lon']}:0"
+listen = "{EDGE_HOSTS["edge-lon"]}:0"
 region = "eu-west"
 [edges.edge-syd]
-listen = "{EDGE_HOSTS['edge-syd']}:0"
+listen = "{EDGE_HOSTS["edge-syd"]}:0"
 region = "ap-southeast"
 [distributions.site]
 domains = ["site.test", "127.0.0.1"]
@@ -344,8 +368,14 @@ dns_listen = "127.0.0.1:{dns_port}"
 {addresses}
 """)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "web_dist.cli", "router", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "web_dist.cli",
+        "router",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -354,7 +384,9 @@ dns_listen = "127.0.0.1:{dns_port}"
         async with client_from(AP) as http:
             resp = await http.get(f"http://127.0.0.1:{http_port}/a/b.txt?q=1")
         assert resp.status_code == 302 and resp.headers["x-cdn-edge"] == "edge-syd"
-        reply = DNSRecord.parse(await asyncio.to_thread(DNSRecord.question("site.test").send, "127.0.0.1", dns_port, timeout=2))
+        reply = DNSRecord.parse(
+            await asyncio.to_thread(DNSRecord.question("site.test").send, "127.0.0.1", dns_port, timeout=2)
+        )
         assert [str(rr.rdata) for rr in reply.rr] == [EDGE_HOSTS["edge-lon"]]
     finally:
         if proc.returncode is None:
@@ -368,8 +400,12 @@ async def test_edge_hostnames_keep_the_distribution_for_browsers(rig: Rig, origi
     distribution's here), and the router's DNS answers that name with that edge."""
     (origin.root / "live" / "test").mkdir(parents=True)
     (origin.root / "live" / "test" / "master.m3u8").write_text("#EXTM3U\n")
-    raw = _raw(origin.url, edge_hostnames=True, regions={f"{AP}/32": "ap-southeast"},
-               addresses={name: f"{EDGE_HOSTS[name]}:{server.port}" for name, server in rig.edges.items()})
+    raw = _raw(
+        origin.url,
+        edge_hostnames=True,
+        regions={f"{AP}/32": "ap-southeast"},
+        addresses={name: f"{EDGE_HOSTS[name]}:{server.port}" for name, server in rig.edges.items()},
+    )
     router = Router(parse_config(raw))
     port = rig.edges["edge-syd"].port
     response = await _via(router, AP, LIVE, "/live/test/master.m3u8?x=1")
@@ -411,20 +447,34 @@ async def test_a_canned_signed_url_keeps_working_after_the_302_to_the_edge_host(
     (origin.root / "private" / "a.txt").write_text("for signed viewers\n")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = tmp_path / "public.pem"
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     router_port = _free_port()
     raw = _raw(origin.url, edge_hostnames=True, regions={"127.0.0.1/32": "eu-west"})
     raw["router"]["listen"] = f"127.0.0.1:{router_port}"
-    raw["distributions"]["live"] |= {"trusted_keys": {"K1": str(public)},
-                                     "behaviors": [{"path": "/private/*", "signed": True}]}
+    raw["distributions"]["live"] |= {
+        "trusted_keys": {"K1": str(public)},
+        "behaviors": [{"path": "/private/*", "signed": True}],
+    }
     config = parse_config(raw)
     edge = await serve(build_edge_app(config, "edge-lon"), name="edge-lon", listen=config.edges["edge-lon"].listen)
     addresses = {"edge-lon": f"{EDGE_HOSTS['edge-lon']}:{edge.port}", "edge-syd": "127.0.0.99:9"}
-    router = await serve(build_router_app(Router(parse_config(raw | {"router": raw["router"] | {"addresses": addresses}}))),
-                         name="router", listen=f"127.0.0.1:{router_port}")
-    url = signed_url(key, "K1", f"http://{LIVE}:{router_port}/private/a.txt", Policy(f"http://{LIVE}:{router_port}/private/a.txt", int(time.time()) + 60))
+    router = await serve(
+        build_router_app(Router(parse_config(raw | {"router": raw["router"] | {"addresses": addresses}}))),
+        name="router",
+        listen=f"127.0.0.1:{router_port}",
+    )
+    url = signed_url(
+        key,
+        "K1",
+        f"http://{LIVE}:{router_port}/private/a.txt",
+        Policy(f"http://{LIVE}:{router_port}/private/a.txt", int(time.time()) + 60),
+    )
     async with httpx.AsyncClient(timeout=5) as http:
-        found = await http.get(router.url + url.removeprefix(f"http://{LIVE}:{router_port}"), headers={"Host": f"{LIVE}:{router_port}"})
+        found = await http.get(
+            router.url + url.removeprefix(f"http://{LIVE}:{router_port}"), headers={"Host": f"{LIVE}:{router_port}"}
+        )
         assert found.status_code == 302
         location = httpx.URL(found.headers["location"])
         assert location.host == f"edge-lon.{LIVE}" and location.port == edge.port
@@ -439,8 +489,9 @@ async def test_a_canned_signed_url_keeps_working_after_the_302_to_the_edge_host(
 
 
 # -- HTTPS: the router over TLS, and to the edges' HTTPS ports ---------------------------------------
-async def test_https_viewers_and_https_behaviors_are_sent_to_the_edges_https_port(origin: Any, serve: Callable[..., Any],
-                                                                                tmp_path: Any) -> None:
+async def test_https_viewers_and_https_behaviors_are_sent_to_the_edges_https_port(
+    origin: Any, serve: Callable[..., Any], tmp_path: Any
+) -> None:
     """A viewer that came to the router over HTTPS is sent to the edge's HTTPS address (and
     gets the file there, over real TLS); so is a plain viewer of a path whose behavior wants
     HTTPS; plain viewers of other paths stay on HTTP; a distribution without an HTTPS edge is
@@ -449,23 +500,38 @@ async def test_https_viewers_and_https_behaviors_are_sent_to_the_edges_https_por
     lon = EDGE_HOSTS["edge-lon"]
     https_port = _free_port()
     raw = _raw(origin.url)
-    raw["edges"]["edge-lon"].update(https_listen=f"{lon}:{https_port}", tls_cert=str(files.cert), tls_key=str(files.key))
+    raw["edges"]["edge-lon"].update(
+        https_listen=f"{lon}:{https_port}", tls_cert=str(files.cert), tls_key=str(files.key)
+    )
     raw["edges"] = {"edge-lon": raw["edges"]["edge-lon"], "edge-plain": {"listen": "127.0.0.13:0"}}
-    raw["distributions"]["site"].update(edges=["edge-lon"], behaviors=[{"path": "/secure/*", "viewer_protocol": "https-only"}])
+    raw["distributions"]["site"].update(
+        edges=["edge-lon"], behaviors=[{"path": "/secure/*", "viewer_protocol": "https-only"}]
+    )
     raw["distributions"]["live"]["edges"] = ["edge-plain"]
     edge_config = parse_config(raw)
     app = build_edge_app(edge_config, "edge-lon")
     edge = await serve(app, name="edge-lon", listen=edge_config.edges["edge-lon"].listen)
-    edge_https = await start_server(SharedApp(app), f"{lon}:{https_port}", name="edge-lon https", engine="granian",
-                                    tls_cert=files.cert, tls_key=files.key)
+    edge_https = await start_server(
+        SharedApp(app),
+        f"{lon}:{https_port}",
+        name="edge-lon https",
+        engine="granian",
+        tls_cert=files.cert,
+        tls_key=files.key,
+    )
     # edge-plain is only health-checked: edge-lon answers for it
-    raw["router"].update(https_listen="127.0.0.1:0", tls_cert=str(files.cert), tls_key=str(files.key),
-                         addresses={"edge-lon": f"{lon}:{edge.port}", "edge-plain": f"{lon}:{edge.port}"})
+    raw["router"].update(
+        https_listen="127.0.0.1:0",
+        tls_cert=str(files.cert),
+        tls_key=str(files.key),
+        addresses={"edge-lon": f"{lon}:{edge.port}", "edge-plain": f"{lon}:{edge.port}"},
+    )
     router = Router(parse_config(raw))
     router_app = build_router_app(router)
     plain = await serve(router_app, name="router")
-    secure = await start_server(SharedApp(router_app), "127.0.0.1:0", name="router https",
-                                tls_cert=files.cert, tls_key=files.key)
+    secure = await start_server(
+        SharedApp(router_app), "127.0.0.1:0", name="router https", tls_cert=files.cert, tls_key=files.key
+    )
     trust = ssl.create_default_context(cafile=str(files.ca))
     try:
         async with httpx.AsyncClient(verify=trust, timeout=5, follow_redirects=True) as client:
@@ -478,7 +544,9 @@ async def test_https_viewers_and_https_behaviors_are_sent_to_the_edges_https_por
             assert moved.headers["location"] == f"https://{lon}:{https_port}/secure/x"
             nowhere = await client.get(f"https://localhost:{secure.port}/watch/x", headers={"host": LIVE})
             assert nowhere.status_code == 503 and "no edge of distribution live has HTTPS" in nowhere.text
-            assert (await client.get(f"{plain.url}/watch/x", headers={"host": LIVE}, follow_redirects=False)).status_code == 302
+            assert (
+                await client.get(f"{plain.url}/watch/x", headers={"host": LIVE}, follow_redirects=False)
+            ).status_code == 302
     finally:
         await secure.stop()
         await plain.stop()

@@ -35,9 +35,13 @@ def key() -> rsa.RSAPrivateKey:
 
 def test_canned_policy_is_cloudfronts_exact_bytes() -> None:
     # The statement from CloudFront's developer guide, without whitespace.
-    expected = ('{"Statement":[{"Resource":"https://d111111abcdef8.cloudfront.net/horizon.jpg?size=large",'
-                '"Condition":{"DateLessThan":{"AWS:EpochTime":1357034400}}}]}')
-    assert canned_policy("https://d111111abcdef8.cloudfront.net/horizon.jpg?size=large", 1357034400) == expected.encode()
+    expected = (
+        '{"Statement":[{"Resource":"https://d111111abcdef8.cloudfront.net/horizon.jpg?size=large",'
+        '"Condition":{"DateLessThan":{"AWS:EpochTime":1357034400}}}]}'
+    )
+    assert (
+        canned_policy("https://d111111abcdef8.cloudfront.net/horizon.jpg?size=large", 1357034400) == expected.encode()
+    )
 
 
 def test_cloudfront_base64_uses_url_safe_characters() -> None:
@@ -60,9 +64,15 @@ def test_custom_policy_round_trips() -> None:
         (b'{"Statement":[]}', "one statement"),
         (b'{"Statement":[{"Resource":"*","Condition":{}}]}', "DateLessThan"),
         (b'{"Statement":[{"Resource":"*","Condition":{"DateLessThan":{"AWS:EpochTime":"soon"}}}]}', "integer"),
-        (b'{"Statement":[{"Resource":"*","Condition":{"DateLessThan":{"AWS:EpochTime":5},"Odd":{}}}]}', "unknown condition"),
-        (b'{"Statement":[{"Resource":"*","Condition":{"DateLessThan":{"AWS:EpochTime":5},'
-         b'"IpAddress":{"AWS:SourceIp":"300.1.1.1/8"}}}]}', "one statement"),
+        (
+            b'{"Statement":[{"Resource":"*","Condition":{"DateLessThan":{"AWS:EpochTime":5},"Odd":{}}}]}',
+            "unknown condition",
+        ),
+        (
+            b'{"Statement":[{"Resource":"*","Condition":{"DateLessThan":{"AWS:EpochTime":5},'
+            b'"IpAddress":{"AWS:SourceIp":"300.1.1.1/8"}}}]}',
+            "one statement",
+        ),
         (b'{"Statement":[{"Resource":7,"Condition":{"DateLessThan":{"AWS:EpochTime":5}}}]}', "Resource"),
         (b"{" + b" " * 5000 + b"}", "longer than"),
     ],
@@ -145,7 +155,9 @@ def test_keygen_then_sign_from_the_command_line(tmp_path: Path, capsys: pytest.C
         ({"--key": "public.pem"}, "not an unencrypted RSA private key"),
     ],
 )
-def test_sign_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], message: str) -> None:
+def test_sign_refuses_bad_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], message: str
+) -> None:
     assert main(["keygen", "--private", str(tmp_path / "private.pem"), "--public", str(tmp_path / "public.pem")]) == 0
     values = {"--key": "private.pem", "--key-pair-id": "K1", "--url": "http://site.test/a", "--expires": "60", **change}
     values["--key"] = str(tmp_path / values["--key"])
@@ -163,12 +175,17 @@ def test_keygen_prints_the_trusted_keys_path_relative_to_the_config(
     (tmp_path / "demo" / "keys").mkdir(parents=True)
     (tmp_path / "demo" / "site").mkdir()
     config = tmp_path / "demo" / "cdn.toml"
-    config.write_text('[origins.o]\nurl = "http://127.0.0.1:9"\n[edges.e]\nlisten = "127.0.0.1:0"\n'
-                      '[distributions.d]\ndomains = ["d.test"]\norigin = "o"\n')
+    config.write_text(
+        '[origins.o]\nurl = "http://127.0.0.1:9"\n[edges.e]\nlisten = "127.0.0.1:0"\n'
+        '[distributions.d]\ndomains = ["d.test"]\norigin = "o"\n'
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["keygen", "--private", "demo/keys/k.pem", "--public", "demo/keys/k.pub.pem"]) == 0
     printed = capsys.readouterr().out
-    assert f'trust it in a distribution of {Path("demo/cdn.toml")}: trusted_keys = {{ KEY_PAIR_ID = "keys/k.pub.pem" }}' in printed
+    assert (
+        f'trust it in a distribution of {Path("demo/cdn.toml")}: trusted_keys = {{ KEY_PAIR_ID = "keys/k.pub.pem" }}'
+        in printed
+    )
     line = printed.strip().splitlines()[-1].partition(": ")[2].replace("KEY_PAIR_ID", "K1")
     config.write_text(config.read_text() + line + "\n")
     assert set(load_config(config).distributions[0].trusted_keys) == {"K1"}

@@ -20,8 +20,7 @@ from origin_media.app import MediaOriginSettings, build_media_origin_app
 from web_dist.config import parse_config
 from web_dist.server import RunningServer, start_server
 
-ORIGIN_OPTIONS = {"segment_seconds": 1.0, "part_seconds": 0.25, "window_seconds": 6.0,
-                  "rtmp_listen": "127.0.0.1:0"}
+ORIGIN_OPTIONS = {"segment_seconds": 1.0, "part_seconds": 0.25, "window_seconds": 6.0, "rtmp_listen": "127.0.0.1:0"}
 
 
 class FeedCounter:
@@ -42,8 +41,6 @@ class FeedCounter:
             await self.app(scope, receive, send)
         finally:
             self.open -= 1
-
-
 
 
 @dataclass
@@ -83,8 +80,7 @@ class Stack:
         pc, sdp = await self.offer_sdp(kinds)
         tracks: dict[str, MediaStreamTrack] = {}
         pc.on("track", lambda track: tracks.__setitem__(track.kind, track))
-        response = await self.http.post(f"/whep/{stream}", content=sdp,
-                                        headers={"content-type": "application/sdp"})
+        response = await self.http.post(f"/whep/{stream}", content=sdp, headers={"content-type": "application/sdp"})
         assert response.status_code == 201, response.text
         assert response.headers["content-type"].startswith("application/sdp")
         await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
@@ -106,8 +102,8 @@ async def make_stack() -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
 
     async def make(grace: float = 0.3, **edge_options: Any) -> Stack:
         settings = MediaOriginSettings.from_options(
-            {**ORIGIN_OPTIONS, "streams": {"demo": {"source": "test", "width": 320, "height": 180}}},
-            where="test")
+            {**ORIGIN_OPTIONS, "streams": {"demo": {"source": "test", "width": 320, "height": 180}}}, where="test"
+        )
         feeds = FeedCounter(build_media_origin_app(settings))
         origin = await start_server(feeds, "127.0.0.1:0", name="media")
         async with httpx.AsyncClient(base_url=origin.url) as client:
@@ -115,11 +111,14 @@ async def make_stack() -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
             while (await client.get("/streams")).json()["streams"][0]["state"] != "live":
                 assert time.monotonic() < deadline, "the test pattern did not go live"
                 await asyncio.sleep(0.05)
-        config = parse_config({
-            "origins": {"media": {"kind": "media", "url": origin.url}},
-            "edges": {"edge-a": {"listen": "127.0.0.1:1", "webrtc_grace": grace, **edge_options}},
-            "distributions": {"live": {"kind": "streaming", "domains": ["127.0.0.1"], "origin": "media"}},
-        }, Path("test.toml"))
+        config = parse_config(
+            {
+                "origins": {"media": {"kind": "media", "url": origin.url}},
+                "edges": {"edge-a": {"listen": "127.0.0.1:1", "webrtc_grace": grace, **edge_options}},
+                "distributions": {"live": {"kind": "streaming", "domains": ["127.0.0.1"], "origin": "media"}},
+            },
+            Path("test.toml"),
+        )
         app = build_edge_app(config, "edge-a")
         edge = await start_server(app, "127.0.0.1:0", name="edge-a")
         stack = Stack(origin, feeds, edge, app, httpx.AsyncClient(base_url=edge.url, timeout=30))

@@ -43,11 +43,13 @@ async def test_offer_without_h264_is_refused(make_stack) -> None:  # type: ignor
     stack: Stack = await make_stack()
     pc, sdp = await stack.offer_sdp(("video",))
     try:
-        vp8_only = "\r\n".join(line for line in sdp.split("\r\n") if "H264" not in line and "apt=" not in line
-                               and "profile-level-id" not in line)
+        vp8_only = "\r\n".join(
+            line
+            for line in sdp.split("\r\n")
+            if "H264" not in line and "apt=" not in line and "profile-level-id" not in line
+        )
         vp8_only = vp8_only.replace(" 99 100 101 102", "").replace(" 101 102 99 100", "")
-        response = await stack.http.post("/whep/demo", content=vp8_only,
-                                         headers={"content-type": "application/sdp"})
+        response = await stack.http.post("/whep/demo", content=vp8_only, headers={"content-type": "application/sdp"})
         assert response.status_code == 400, response.text
     finally:
         await pc.close()
@@ -55,17 +57,23 @@ async def test_offer_without_h264_is_refused(make_stack) -> None:  # type: ignor
 
 async def test_cors_preflight_and_no_trickle(make_stack) -> None:  # type: ignore[no-untyped-def]
     stack: Stack = await make_stack()
-    preflight = await stack.http.options("/whep/demo", headers={
-        "origin": "http://player.example", "access-control-request-method": "POST",
-        "access-control-request-headers": "content-type"})
+    preflight = await stack.http.options(
+        "/whep/demo",
+        headers={
+            "origin": "http://player.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type",
+        },
+    )
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "content-type" in preflight.headers["access-control-allow-headers"].lower()
     assert preflight.headers["accept-post"] == "application/sdp"
     viewer = await stack.watch()
-    patch = await stack.http.patch(viewer.location, content=b"a=candidate",
-                                   headers={"content-type": "application/trickle-ice-sdpfrag"})
+    patch = await stack.http.patch(
+        viewer.location, content=b"a=candidate", headers={"content-type": "application/trickle-ice-sdpfrag"}
+    )
     assert patch.status_code == 405
 
 

@@ -1,14 +1,14 @@
 """The `cdn` command: start a whole CDN from a config, or one edge or origin of it.
 
-    cdn up --config FILE              every origin and edge of FILE, each its own process
-    cdn edge --config FILE --name N   one edge location
-    cdn origin --config FILE --name N one origin of FILE (web or media)
-    cdn origin --root DIR --listen A  a web origin serving DIR, without a config
-    cdn check --config FILE           check FILE and print what it describes
-    cdn router --config FILE          the request router of FILE's [router] (HTTP 302 and DNS)
-    cdn control / invalidate / purge  the control plane and its client (web_dist/cli/control.py)
-    cdn loadtest --edge URL ...       virtual viewers against edges, a router or an origin
-    cdn keygen / cdn sign             key pairs, signed URLs and cookies (web_dist/cli/signing.py)
+cdn up --config FILE              every origin and edge of FILE, each its own process
+cdn edge --config FILE --name N   one edge location
+cdn origin --config FILE --name N one origin of FILE (web or media)
+cdn origin --root DIR --listen A  a web origin serving DIR, without a config
+cdn check --config FILE           check FILE and print what it describes
+cdn router --config FILE          the request router of FILE's [router] (HTTP 302 and DNS)
+cdn control / invalidate / purge  the control plane and its client (web_dist/cli/control.py)
+cdn loadtest --edge URL ...       virtual viewers against edges, a router or an origin
+cdn keygen / cdn sign             key pairs, signed URLs and cookies (web_dist/cli/signing.py)
 """
 
 from __future__ import annotations
@@ -105,8 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         add_arguments,
     )
 
-    loadtest = sub.add_parser("loadtest", help="load test playback (or a web distribution) with virtual viewers",
-                              formatter_class=HelpFormatter)
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="load test playback (or a web distribution) with virtual viewers",
+        formatter_class=HelpFormatter,
+    )
 
     add_arguments(loadtest)
     loadtest.set_defaults(run=_cmd_loadtest)
@@ -153,8 +156,17 @@ def _cmd_edge(args: argparse.Namespace) -> int:
             public = await start_server(app, edge.listen, name=what, engine=edge.server)
             started.append(public)
             if edge.https_listen is not None:
-                started.append(await start_server(SharedApp(app), edge.https_listen, name=f"{what} https", engine=edge.server,
-                                                  tls_cert=edge.tls_cert, tls_key=edge.tls_key, sni=edge.certificates))
+                started.append(
+                    await start_server(
+                        SharedApp(app),
+                        edge.https_listen,
+                        name=f"{what} https",
+                        engine=edge.server,
+                        tls_cert=edge.tls_cert,
+                        tls_key=edge.tls_key,
+                        sni=edge.certificates,
+                    )
+                )
         except BaseException:
             for server in reversed(started):
                 await server.stop()
@@ -196,7 +208,9 @@ def _cmd_origin(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     origin = config.origins.get(args.name)
     if origin is None:
-        raise ConfigError(f"{config.source}: origins: no origin named {args.name!r} (origins: {', '.join(config.origins)})")
+        raise ConfigError(
+            f"{config.source}: origins: no origin named {args.name!r} (origins: {', '.join(config.origins)})"
+        )
     if origin.listen is None:
         raise ConfigError(f"{config.source}: origins.{origin.id}.listen: missing: nothing to start here")
     return _serve_until_signal(lambda: build_origin(origin, config), origin.listen, f"origin {origin.id}")
@@ -213,7 +227,9 @@ def check_runnable(config: CdnConfig) -> None:
             continue
         host = host.strip("[]")
         wildcard = host in ("", "0.0.0.0", "::")
-        clash = next((w for (h, p), w in seen.items() if p == port and (wildcard or h in ("", "0.0.0.0", "::", host))), None)
+        clash = next(
+            (w for (h, p), w in seen.items() if p == port and (wildcard or h in ("", "0.0.0.0", "::", host))), None
+        )
         if clash is not None:
             raise ConfigError(f"{config.source}: {where}: {listen} is already used by {clash}")
         seen[(host, port)] = where
@@ -239,8 +255,9 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
         from web_dist.origin import build_origin_app
 
         assert origin.root is not None  # checked by the config loader
-        return build_origin_app(origin.root, name=origin.id, access_secret=origin.access_secret,
-                                cache_tags=origin.cache_tags)
+        return build_origin_app(
+            origin.root, name=origin.id, access_secret=origin.access_secret, cache_tags=origin.cache_tags
+        )
     settings = origin.settings  # read and checked when the config was loaded
     if origin.kind == "player":
         from streaming.player_app import build_player_app
@@ -252,17 +269,32 @@ def build_origin(origin: Origin, config: CdnConfig) -> Any:
     return build_media_origin_app(settings, access_secret=origin.access_secret)
 
 
-def _serve_until_signal(build: Callable[[], Any], listen: str, what: str, *, engine: Engine = "uvicorn",
-                        https: tuple[str, Path | None, Path | None] | None = None) -> int:
+def _serve_until_signal(
+    build: Callable[[], Any],
+    listen: str,
+    what: str,
+    *,
+    engine: Engine = "uvicorn",
+    https: tuple[str, Path | None, Path | None] | None = None,
+) -> int:
     """Serve the app `build` makes on `listen` (and, with `https` = (listen, cert, key), on an
     HTTPS listener beside it) until SIGINT or SIGTERM."""
+
     async def serve() -> None:
         app = build()
         servers = [await start_server(app, listen, name=what, engine=engine)]
         try:
             if https is not None:
-                servers.append(await start_server(SharedApp(app), https[0], name=f"{what} https", engine=engine,
-                                                  tls_cert=https[1], tls_key=https[2]))
+                servers.append(
+                    await start_server(
+                        SharedApp(app),
+                        https[0],
+                        name=f"{what} https",
+                        engine=engine,
+                        tls_cert=https[1],
+                        tls_key=https[2],
+                    )
+                )
         except BaseException:
             await servers[0].stop()
             raise
@@ -343,8 +375,16 @@ def make_missing_certs(path: Path) -> list[Path]:
         return []
     edges: dict[str, Any] = raw["edges"] if isinstance(raw.get("edges"), dict) else {}
     dists: dict[str, Any] = raw["distributions"] if isinstance(raw.get("distributions"), dict) else {}
-    domains = [d for body in dists.values() if isinstance(body, dict) for d in body.get("domains", []) if isinstance(d, str)]
-    names = ["localhost", "*.localhost", "127.0.0.1", *domains, *(f"*.{d}" for d in domains if not d[0].isdigit() and not d.startswith("*"))]
+    domains = [
+        d for body in dists.values() if isinstance(body, dict) for d in body.get("domains", []) if isinstance(d, str)
+    ]
+    names = [
+        "localhost",
+        "*.localhost",
+        "127.0.0.1",
+        *domains,
+        *(f"*.{d}" for d in domains if not d[0].isdigit() and not d.startswith("*")),
+    ]
     made: list[Path] = []
     for body in edges.values():
         cert, key = (body.get(k) if isinstance(body, dict) else None for k in ("tls_cert", "tls_key"))
@@ -407,8 +447,18 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _spawn(config: CdnConfig, kind: str, name: str, listen: str) -> tuple[str, str, subprocess.Popen[bytes]]:
-    cmd = [sys.executable, "-m", "web_dist.cli", "--log-level", logging.getLevelName(log.getEffectiveLevel()).lower(),
-           kind, "--config", str(config.source), "--name", name]
+    cmd = [
+        sys.executable,
+        "-m",
+        "web_dist.cli",
+        "--log-level",
+        logging.getLevelName(log.getEffectiveLevel()).lower(),
+        kind,
+        "--config",
+        str(config.source),
+        "--name",
+        name,
+    ]
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
     return f"{kind} {name}", listen, child
 
@@ -478,13 +528,19 @@ def _print_summary(config: CdnConfig) -> None:
         if edge.https_listen and edge.tls_cert is not None and (edge.tls_cert.parent / "ca.pem").exists():
             ca = edge.tls_cert.parent / "ca.pem"
             host, port = parse_listen(edge.https_listen)
-            lines += ["", f"  HTTPS (h2): https://localhost:{port}/ on {edge.name}; trust the local CA {ca}",
-                      f"    curl --cacert {ca} -sI https://localhost:{port}/"]
+            lines += [
+                "",
+                f"  HTTPS (h2): https://localhost:{port}/ on {edge.name}; trust the local CA {ca}",
+                f"    curl --cacert {ca} -sI https://localhost:{port}/",
+            ]
             break
     watched = next((e for e in config.edges.values() if e.admin_listen), None)
     if watched is not None:
-        lines += ["", "  metrics (Prometheus: bearer_token, or this header):",
-                  f"    curl -H 'Authorization: Bearer {watched.admin_token}' http://{watched.admin_listen}/metrics"]
+        lines += [
+            "",
+            "  metrics (Prometheus: bearer_token, or this header):",
+            f"    curl -H 'Authorization: Bearer {watched.admin_token}' http://{watched.admin_listen}/metrics",
+        ]
     print("\n".join(lines), flush=True)
 
 
@@ -520,19 +576,27 @@ def _tour_lines(config: CdnConfig) -> list[str]:
         origin = config.origins.get(site.origin)
         tags = list(dict.fromkeys(t for _, ts in origin.cache_tags for t in ts)) if origin is not None else []
         if tags:
-            lines += [f"    purge by cache tag ({', '.join(tags)}; the origin's cache_tags):",
-                      f"      {cdn} purge {site.id} --tag {tags[0]}{flag} --wait"]
+            lines += [
+                f"    purge by cache tag ({', '.join(tags)}; the origin's cache_tags):",
+                f"      {cdn} purge {site.id} --tag {tags[0]}{flag} --wait",
+            ]
     for dist in config.distributions:
         lines += _signed_lines(config, dist, cdn)
     live = next((d for d in config.distributions if d.kind == "streaming"), None)
     if live is not None:
-        lines += ["    load test the stream (a report in loadtest.html):",
-                  f"      {cdn} loadtest --config {_shown(config.source)} --viewers 20 --duration 20"]
+        lines += [
+            "    load test the stream (a report in loadtest.html):",
+            f"      {cdn} loadtest --config {_shown(config.source)} --viewers 20 --duration 20",
+        ]
     if config.router is not None and live is not None:
-        scheme, listen = ("https", config.router.https_listen) if config.router.https_listen else ("http", config.router.listen)
+        scheme, listen = (
+            ("https", config.router.https_listen) if config.router.https_listen else ("http", config.router.listen)
+        )
         port = parse_listen(listen)[1]
-        lines += [f"  watch through the router (302 to the nearest edge): {scheme}://{_domain(live)}:{port}/watch/{name}"
-                  for name in _streams(config, live)]
+        lines += [
+            f"  watch through the router (302 to the nearest edge): {scheme}://{_domain(live)}:{port}/watch/{name}"
+            for name in _streams(config, live)
+        ]
     return lines
 
 
@@ -546,14 +610,18 @@ def _upload_lines(config: CdnConfig, dist: Distribution) -> list[str]:
     auth = f"-H 'Authorization: Bearer {dist.upload_token}'"
     url, _, cacert = _dist_url(dist, config.edges[dist.edges[0]])
     host = "" if _opens_as_is(_domain(dist)) else f" -H 'Host: {_domain(dist)}'"
-    lines = [f"    upload through {dist.edges[0]} (anonymous writes get 403):",
-             f"      curl -T README.md {auth}{host}{cacert} {url}{path}README.md"]
+    lines = [
+        f"    upload through {dist.edges[0]} (anonymous writes get 403):",
+        f"      curl -T README.md {auth}{host}{cacert} {url}{path}README.md",
+    ]
     if len(dist.edges) > 1:
         other, _, other_ca = _dist_url(dist, config.edges[dist.edges[1]])
-        lines += [f"    read it from {dist.edges[1]} at once, delete it, and it is gone there too:",
-                  f"      curl -s{host}{other_ca} {other}{path}README.md | head -3",
-                  f"      curl -X DELETE {auth}{host}{cacert} {url}{path}README.md",
-                  f"      curl -s -o /dev/null -w '%{{http_code}}\\n'{host}{other_ca} {other}{path}README.md"]
+        lines += [
+            f"    read it from {dist.edges[1]} at once, delete it, and it is gone there too:",
+            f"      curl -s{host}{other_ca} {other}{path}README.md | head -3",
+            f"      curl -X DELETE {auth}{host}{cacert} {url}{path}README.md",
+            f"      curl -s -o /dev/null -w '%{{http_code}}\\n'{host}{other_ca} {other}{path}README.md",
+        ]
     return lines
 
 
@@ -571,8 +639,10 @@ def _signed_lines(config: CdnConfig, dist: Distribution, cdn: str) -> list[str]:
         return []
     _, plain, _ = _dist_url(dist, config.edges[dist.edges[0]])
     target = f"{plain}{signed.path_pattern.strip('/*')}/{sample}"
-    return [f"    {signed.path_pattern} is for signed URLs only (unsigned: 403); sign one for an hour and fetch it:",
-            f'      curl -i "$({cdn} sign --key {_shown(private)} --key-pair-id {key_id} --url {target} --expires 3600)"']
+    return [
+        f"    {signed.path_pattern} is for signed URLs only (unsigned: 403); sign one for an hour and fetch it:",
+        f'      curl -i "$({cdn} sign --key {_shown(private)} --key-pair-id {key_id} --url {target} --expires 3600)"',
+    ]
 
 
 def _cdn_command() -> str:
@@ -601,7 +671,9 @@ def _opens_as_is(domain: str) -> bool:
 
 def _watch_lines(config: CdnConfig, dist: Distribution, url: str) -> list[str]:
     """The player pages of a streaming distribution, when a behavior routes to a player origin."""
-    return [f"    watch {name}: {url}watch/{name}  (LL-HLS; ?mode=hls, ?mode=webrtc)" for name in _streams(config, dist)]
+    return [
+        f"    watch {name}: {url}watch/{name}  (LL-HLS; ?mode=hls, ?mode=webrtc)" for name in _streams(config, dist)
+    ]
 
 
 def _streams(config: CdnConfig, dist: Distribution) -> list[str]:
@@ -629,8 +701,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for dist in config.distributions:
         print(f"  distribution {dist.id}: {', '.join(dist.domains)} -> {dist.origin} on {', '.join(dist.edges)}")
         for b in dist.behaviors:
-            print(f"    {b.path_pattern}: ttl {b.min_ttl:g}/{b.default_ttl:g}/{b.max_ttl:g} "
-                  f"methods {','.join(sorted(b.allowed_methods))} compress={b.compress}")
+            print(
+                f"    {b.path_pattern}: ttl {b.min_ttl:g}/{b.default_ttl:g}/{b.max_ttl:g} "
+                f"methods {','.join(sorted(b.allowed_methods))} compress={b.compress}"
+            )
     return 0
 
 

@@ -54,9 +54,13 @@ def add_commands(sub: Any) -> None:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="the config whose [control] to use (default ./cdn.toml, else ./demo/cdn.toml)")
+    parser.add_argument(
+        "--config", type=Path, help="the config whose [control] to use (default ./cdn.toml, else ./demo/cdn.toml)"
+    )
     parser.add_argument("--control", metavar="URL", help="the control API's URL (instead of --config)")
-    parser.add_argument("--soft", action="store_true", help="mark stale instead of removing (stale-if-error keeps a copy)")
+    parser.add_argument(
+        "--soft", action="store_true", help="mark stale instead of removing (stale-if-error keeps a copy)"
+    )
     parser.add_argument("--wait", action="store_true", help="wait until every edge has applied it")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
 

@@ -35,13 +35,19 @@ def add_commands(sub: Any) -> None:
     keygen.add_argument("--private", required=True, type=Path, help="where to write the private key (PEM, mode 0600)")
     keygen.add_argument("--public", required=True, type=Path, help="where to write the public key (PEM)")
     keygen.add_argument("--bits", type=int, default=2048, choices=[2048, 3072, 4096])
-    keygen.add_argument("--config", type=Path, help="the config whose trusted_keys will name the public key: the "
-                        "path printed is relative to its folder (default ./cdn.toml, else ./demo/cdn.toml)")
+    keygen.add_argument(
+        "--config",
+        type=Path,
+        help="the config whose trusted_keys will name the public key: the "
+        "path printed is relative to its folder (default ./cdn.toml, else ./demo/cdn.toml)",
+    )
     keygen.set_defaults(run=_run(cmd_keygen, "keygen"), finds_config=True)
 
     sign = sub.add_parser("sign", help="print a signed URL (or signed cookies) for a private distribution")
     sign.add_argument("--key", required=True, type=Path, help="the private key (PEM)")
-    sign.add_argument("--key-pair-id", required=True, help="the name the distribution's trusted_keys gives the public key")
+    sign.add_argument(
+        "--key-pair-id", required=True, help="the name the distribution's trusted_keys gives the public key"
+    )
     sign.add_argument("--url", required=True, help="the URL to sign, http(s)://host/path")
     sign.add_argument("--expires", required=True, type=int, help="seconds from now until it stops working")
     sign.add_argument("--starts", type=int, help="seconds from now before which it does not work yet")
@@ -106,7 +112,9 @@ def cmd_keygen(args: argparse.Namespace, now: float) -> str:
     else:
         where = os.path.relpath(args.public.resolve(), config.resolve().parent)
         told = f"trust it in a distribution of {config}"
-    return f"wrote {args.private} (keep it secret) and {args.public}\n{told}: trusted_keys = {{ KEY_PAIR_ID = \"{where}\" }}"
+    return (
+        f'wrote {args.private} (keep it secret) and {args.public}\n{told}: trusted_keys = {{ KEY_PAIR_ID = "{where}" }}'
+    )
 
 
 def write_key_pair(private_path: Path, public_path: Path, bits: int = 2048) -> None:
@@ -115,7 +123,9 @@ def write_key_pair(private_path: Path, public_path: Path, bits: int = 2048) -> N
         if path.exists():
             raise SignError(f"{path} exists; not overwriting a key")
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -146,7 +156,7 @@ def make_missing_key_pairs(config: Path) -> list[Path]:
     made: list[Path] = []
     for body in dists.values():
         keys = body.get("trusted_keys") if isinstance(body, dict) else None
-        for value in (keys.values() if isinstance(keys, dict) else ()):
+        for value in keys.values() if isinstance(keys, dict) else ():
             public = (config.parent / value).resolve() if isinstance(value, str) else None
             if public is None or public.exists() or private_key_beside(public).exists():
                 continue

@@ -48,7 +48,9 @@ LIVE_PART_SECONDS = 0.5  # the media origin's default part duration
 LIVE_HOLD_TARGETS = 3  # a media origin holds a blocking reload up to 3 target durations
 HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[0-9a-fA-F:]+\]$")
+_DOMAIN = re.compile(
+    r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^\[[0-9a-fA-F:]+\]$"
+)
 _PATTERN = re.compile(r"^(\*|/[A-Za-z0-9_.*?/~+\-%=&:@!$',;]*)$")
 # An edge sends its origin's `access_secret` in this header; the origin refuses requests without it.
 ORIGIN_SECRET_HEADER = "x-cdn-origin-secret"
@@ -214,7 +216,6 @@ class Distribution:
         return self.behaviors[-1]
 
 
-
 @dataclass(frozen=True)
 class RouterConfig:
     """The request router: sends each client to the nearest healthy edge, by HTTP 302 or DNS.
@@ -305,7 +306,9 @@ def find_config(given: Path | None, cwd: Path | None = None) -> Path | None:
 
 def no_config_error(what: str) -> ConfigError:
     looked = " nor ".join(f"./{p}" for p in DEFAULT_CONFIGS)
-    return ConfigError(f"{what}: no --config FILE given, and neither {looked} is here: pass --config with the file `cdn up` runs")
+    return ConfigError(
+        f"{what}: no --config FILE given, and neither {looked} is here: pass --config with the file `cdn up` runs"
+    )
 
 
 def load_config(path: str | Path) -> CdnConfig:
@@ -330,14 +333,15 @@ def parse_config(
     r = _Reader(source, os.environ if environ is None else environ)
     r.keys(raw, "", {"origins", "origin_groups", "edges", "distributions", "router", "control"})
     origins = {
-        name: _origin(r, name, body, source.parent)
-        for name, body in r.table(raw, "", "origins", required=True).items()
+        name: _origin(r, name, body, source.parent) for name, body in r.table(raw, "", "origins", required=True).items()
     }
     groups = {name: _origin_group(r, name, body, origins) for name, body in r.table(raw, "", "origin_groups").items()}
     for name in groups:
         if name in origins:
             raise r.fail(f"origin_groups.{name}", "an origin has that name too")
-    edges = {name: _edge(r, name, body, source.parent) for name, body in r.table(raw, "", "edges", required=True).items()}
+    edges = {
+        name: _edge(r, name, body, source.parent) for name, body in r.table(raw, "", "edges", required=True).items()
+    }
     _check_parents(r, edges)
     targets: dict[str, Origin | OriginGroup] = {**origins, **groups}
     dists = tuple(
@@ -349,9 +353,14 @@ def parse_config(
     router = _router(r, raw["router"], edges) if "router" in raw else None
     for dist in dists:
         if dist.geo_restriction is not None and not dist.geo_restriction.networks and not (router and router.regions):
-            raise r.fail(f"distributions.{dist.id}.geo_restriction.networks", "missing: no CIDR -> region map here or in [router].regions")
+            raise r.fail(
+                f"distributions.{dist.id}.geo_restriction.networks",
+                "missing: no CIDR -> region map here or in [router].regions",
+            )
     control = _control(r, raw["control"]) if "control" in raw else None
-    return CdnConfig(source, MappingProxyType(origins), MappingProxyType(edges), dists, MappingProxyType(groups), router, control)
+    return CdnConfig(
+        source, MappingProxyType(origins), MappingProxyType(edges), dists, MappingProxyType(groups), router, control
+    )
 
 
 class _Reader:
@@ -370,9 +379,7 @@ class _Reader:
                 known = ", ".join(sorted(allowed))
                 raise self.fail(_join(where, key), f"unknown key{did_you_mean(key, allowed)} (known keys: {known})")
 
-    def table(
-        self, body: Mapping[str, Any], where: str, key: str, *, required: bool = False
-    ) -> dict[str, Any]:
+    def table(self, body: Mapping[str, Any], where: str, key: str, *, required: bool = False) -> dict[str, Any]:
         value = body.get(key)
         if value is None:
             if required:
@@ -438,8 +445,23 @@ class _Reader:
 
 def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     where = f"origins.{name}"
-    r.keys(body, where, {"kind", "url", "listen", "root", "connect_timeout", "read_timeout", "options",
-                         "access_secret", "access_secret_env", "ca_file", "cache_tags"})
+    r.keys(
+        body,
+        where,
+        {
+            "kind",
+            "url",
+            "listen",
+            "root",
+            "connect_timeout",
+            "read_timeout",
+            "options",
+            "access_secret",
+            "access_secret_env",
+            "ca_file",
+            "cache_tags",
+        },
+    )
     kind = r.get(body, where, "kind", str, "web", _one_of(ORIGIN_KINDS))
     listen = r.get(body, where, "listen", str, None, _listen_problem)
     url = r.get(body, where, "url", str, None, _url_problem)
@@ -457,8 +479,11 @@ def _origin(r: _Reader, name: str, body: dict[str, Any], base: Path) -> Origin:
     segment = getattr(settings, "segment_seconds", 0.0)  # a media origin's
     if kind == "media" and read_timeout <= LIVE_HOLD_TARGETS * segment:
         if "read_timeout" in body:
-            raise r.fail(f"{where}.read_timeout", f"{read_timeout:g} s is too short: the origin holds blocking "
-                         f"playlist reloads up to {LIVE_HOLD_TARGETS} target durations ({LIVE_HOLD_TARGETS * segment:g} s)")
+            raise r.fail(
+                f"{where}.read_timeout",
+                f"{read_timeout:g} s is too short: the origin holds blocking "
+                f"playlist reloads up to {LIVE_HOLD_TARGETS} target durations ({LIVE_HOLD_TARGETS * segment:g} s)",
+            )
         read_timeout = LIVE_HOLD_TARGETS * segment + 30.0
     return Origin(
         id=name,
@@ -504,7 +529,9 @@ def _cache_tags(r: _Reader, where: str, raw: Any, kind: str) -> tuple[tuple[str,
         if not _PATTERN.match(pattern):
             raise r.fail(f'{where}."{pattern}"', "a path pattern starts with / (or is *)")
         if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and CACHE_TAG.match(t) for t in tags):
-            raise r.fail(f'{where}."{pattern}"', "must be a non-empty list of tags (1 to 256 characters, no spaces or commas)")
+            raise r.fail(
+                f'{where}."{pattern}"', "must be a non-empty list of tags (1 to 256 characters, no spaces or commas)"
+            )
         rules.append((pattern, tuple(tags)))
     return tuple(rules)
 
@@ -525,10 +552,34 @@ def _origin_group(r: _Reader, name: str, body: dict[str, Any], origins: Mapping[
 
 def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocation:
     where = f"edges.{name}"
-    r.keys(body, where, {"listen", "region", "cache_bytes", "max_object_bytes", "disk_path", "disk_bytes",
-                         "disk_max_object_bytes", "parent", "admin_listen", "max_upload_bytes", "trusted_proxies",
-                         "server", "admin_token", "admin_token_env", "https_listen", "tls_cert", "tls_key",
-                         "certificates", "webrtc_grace", "webrtc_max_viewers", "abandoned_fill_bytes", "workers"})
+    r.keys(
+        body,
+        where,
+        {
+            "listen",
+            "region",
+            "cache_bytes",
+            "max_object_bytes",
+            "disk_path",
+            "disk_bytes",
+            "disk_max_object_bytes",
+            "parent",
+            "admin_listen",
+            "max_upload_bytes",
+            "trusted_proxies",
+            "server",
+            "admin_token",
+            "admin_token_env",
+            "https_listen",
+            "tls_cert",
+            "tls_key",
+            "certificates",
+            "webrtc_grace",
+            "webrtc_max_viewers",
+            "abandoned_fill_bytes",
+            "workers",
+        },
+    )
     cache_bytes = r.get(body, where, "cache_bytes", int, _default(EdgeLocation, "cache_bytes"), _positive)
     max_object = r.get(body, where, "max_object_bytes", int, min(cache_bytes, 64 * 1024 * 1024), _positive)
     if max_object > cache_bytes:
@@ -536,13 +587,19 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
     admin_listen = r.get(body, where, "admin_listen", str, None, _private_listen_problem)
     admin_token = r.secret(body, where, "admin_token", "CDN_ADMIN_TOKEN")
     if admin_listen is not None and admin_token is None:
-        raise r.fail(f"{where}.admin_token", "missing: the admin listener needs a token (admin_token, admin_token_env "
-                     "or the environment variable CDN_ADMIN_TOKEN)")
+        raise r.fail(
+            f"{where}.admin_token",
+            "missing: the admin listener needs a token (admin_token, admin_token_env "
+            "or the environment variable CDN_ADMIN_TOKEN)",
+        )
     https_listen = r.get(body, where, "https_listen", str, None, _listen_problem)
     tls_cert = _pem_file(r, body, where, "tls_cert", base, b"-----BEGIN CERTIFICATE-----")
     tls_key = _pem_file(r, body, where, "tls_key", base, b"PRIVATE KEY-----")
     if https_listen is not None and (tls_cert is None or tls_key is None):
-        raise r.fail(f"{where}.{'tls_key' if tls_cert else 'tls_cert'}", "missing: https_listen needs tls_cert and tls_key (PEM files)")
+        raise r.fail(
+            f"{where}.{'tls_key' if tls_cert else 'tls_cert'}",
+            "missing: https_listen needs tls_cert and tls_key (PEM files)",
+        )
     certificates = _certificates(r, body, where, base)
     if certificates and https_listen is None:
         raise r.fail(f"{where}.certificates", "needs https_listen (and tls_cert, tls_key: the default certificate)")
@@ -558,16 +615,24 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         max_object_bytes=max_object,
         disk_path=(base / disk).resolve() if (disk := r.get(body, where, "disk_path", str, None)) else None,
         disk_bytes=r.get(body, where, "disk_bytes", int, _default(EdgeLocation, "disk_bytes"), _positive),
-        disk_max_object_bytes=r.get(body, where, "disk_max_object_bytes", int, _default(EdgeLocation, "disk_max_object_bytes"), _positive),
+        disk_max_object_bytes=r.get(
+            body, where, "disk_max_object_bytes", int, _default(EdgeLocation, "disk_max_object_bytes"), _positive
+        ),
         parent=r.get(body, where, "parent", str, None),
         admin_listen=admin_listen,
         admin_token=admin_token,
         server=r.get(body, where, "server", str, _default(EdgeLocation, "server"), _one_of(("granian", "uvicorn"))),
-        max_upload_bytes=r.get(body, where, "max_upload_bytes", int, _default(EdgeLocation, "max_upload_bytes"), _positive),
+        max_upload_bytes=r.get(
+            body, where, "max_upload_bytes", int, _default(EdgeLocation, "max_upload_bytes"), _positive
+        ),
         trusted_proxies=_networks(r, f"{where}.trusted_proxies", r.strings(body, where, "trusted_proxies", ())),
         webrtc_grace=r.get(body, where, "webrtc_grace", float, _default(EdgeLocation, "webrtc_grace"), _not_negative),
-        webrtc_max_viewers=r.get(body, where, "webrtc_max_viewers", int, _default(EdgeLocation, "webrtc_max_viewers"), _positive),
-        abandoned_fill_bytes=r.get(body, where, "abandoned_fill_bytes", int, _default(EdgeLocation, "abandoned_fill_bytes"), _not_negative),
+        webrtc_max_viewers=r.get(
+            body, where, "webrtc_max_viewers", int, _default(EdgeLocation, "webrtc_max_viewers"), _positive
+        ),
+        abandoned_fill_bytes=r.get(
+            body, where, "abandoned_fill_bytes", int, _default(EdgeLocation, "abandoned_fill_bytes"), _not_negative
+        ),
         workers=r.get(body, where, "workers", int, None, _worker_count_problem),
     )
 
@@ -627,7 +692,9 @@ def _check_parents(r: _Reader, edges: Mapping[str, EdgeLocation]) -> None:
             if current.parent not in edges:
                 raise r.fail(f"edges.{current.name}.parent", f"no edge named {current.parent!r}")
             if current.parent in seen:
-                raise r.fail(f"edges.{edge.name}.parent", f"parents form a loop: {' -> '.join([*seen, current.parent])}")
+                raise r.fail(
+                    f"edges.{edge.name}.parent", f"parents form a loop: {' -> '.join([*seen, current.parent])}"
+                )
             seen.append(current.parent)
             current = edges[current.parent]
 
@@ -640,9 +707,25 @@ def _distribution(
     edges: Mapping[str, EdgeLocation],
 ) -> Distribution:
     where = f"distributions.{name}"
-    r.keys(body, where, {"kind", "domains", "origin", "edges", "behaviors", "default_behavior", "error_ttl", "error_pages",
-                         "trusted_keys", "geo_restriction", "upload_token", "upload_token_env",
-                         "hsts_max_age"})
+    r.keys(
+        body,
+        where,
+        {
+            "kind",
+            "domains",
+            "origin",
+            "edges",
+            "behaviors",
+            "default_behavior",
+            "error_ttl",
+            "error_pages",
+            "trusted_keys",
+            "geo_restriction",
+            "upload_token",
+            "upload_token_env",
+            "hsts_max_age",
+        },
+    )
     kind = r.get(body, where, "kind", str, "web", _one_of(DISTRIBUTION_KINDS))
     origin = r.get(body, where, "origin", str, ..., _one_of(tuple(origins)))
     domains = r.strings(body, where, "domains")
@@ -657,8 +740,7 @@ def _distribution(
             raise r.fail(f"{where}.edges[{i}]", f"no edge named {edge!r} (edges: {', '.join(edges)})")
     raw_behaviors = r.get(body, where, "behaviors", list, [])
     behaviors = [
-        _behavior(r, f"{where}.behaviors[{i}]", b, origins, default_pattern=False)
-        for i, b in enumerate(raw_behaviors)
+        _behavior(r, f"{where}.behaviors[{i}]", b, origins, default_pattern=False) for i, b in enumerate(raw_behaviors)
     ]
     if kind == "streaming" and "behaviors" not in body:
         behaviors += _live_playlist_behaviors(origins[origin])
@@ -670,10 +752,15 @@ def _distribution(
         plain = [e for e in dist_edges if edges[e].https_listen is None]
         if b.viewer_protocol != "allow-all" and plain:
             key = f"{where}.default_behavior" if b is behaviors[-1] else f"{where}.behaviors[{i}]"
-            raise r.fail(f"{key}.viewer_protocol", f"{b.viewer_protocol!r} needs HTTPS, but edge {plain[0]!r} has no https_listen")
+            raise r.fail(
+                f"{key}.viewer_protocol",
+                f"{b.viewer_protocol!r} needs HTTPS, but edge {plain[0]!r} has no https_listen",
+            )
     trusted_keys = _trusted_keys(r, f"{where}.trusted_keys", body.get("trusted_keys", {}), r.source.parent)
     if any(b.signed for b in behaviors) and not trusted_keys:
-        raise r.fail(f"{where}.trusted_keys", "missing: a behavior has signed = true, so the distribution needs a public key")
+        raise r.fail(
+            f"{where}.trusted_keys", "missing: a behavior has signed = true, so the distribution needs a public key"
+        )
     return Distribution(
         id=name,
         kind=kind,
@@ -685,8 +772,12 @@ def _distribution(
         error_ttl=r.get(body, where, "error_ttl", float, 1.0 if kind == "streaming" else 10.0, _not_negative),
         error_pages=_error_pages(r, f"{where}.error_pages", body.get("error_pages", {})),
         trusted_keys=trusted_keys,
-        trusted_key_files=MappingProxyType({k: (r.source.parent / v).resolve() for k, v in body.get("trusted_keys", {}).items()}),
-        geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"]) if "geo_restriction" in body else None,
+        trusted_key_files=MappingProxyType(
+            {k: (r.source.parent / v).resolve() for k, v in body.get("trusted_keys", {}).items()}
+        ),
+        geo_restriction=_geo_restriction(r, f"{where}.geo_restriction", body["geo_restriction"])
+        if "geo_restriction" in body
+        else None,
         upload_token=r.secret(body, where, "upload_token"),
         hsts_max_age=r.get(body, where, "hsts_max_age", int, None, _not_negative),
     )
@@ -703,8 +794,7 @@ def _live_playlist_behaviors(origin: Origin | OriginGroup) -> list[CacheBehavior
     return [
         # a recording's playlist: the origin's own max-age (1 s while it grows, a day once VOD)
         CacheBehavior(path_pattern="/recordings/*", min_ttl=0.0, default_ttl=1.0),
-        CacheBehavior(path_pattern="/*.m3u8", min_ttl=0.0, default_ttl=part, max_ttl=part,
-                      query_keys=LIVE_QUERY_KEYS),
+        CacheBehavior(path_pattern="/*.m3u8", min_ttl=0.0, default_ttl=part, max_ttl=part, query_keys=LIVE_QUERY_KEYS),
         CacheBehavior(path_pattern="/*.mpd", min_ttl=0.0, default_ttl=part, max_ttl=part),
     ]
 
@@ -712,7 +802,7 @@ def _live_playlist_behaviors(origin: Origin | OriginGroup) -> list[CacheBehavior
 def _error_pages(r: _Reader, where: str, raw: Any) -> Mapping[int, str]:
     """`error_pages = { 404 = "/errors/404.html" }`: the origin path answered for a status."""
     if not isinstance(raw, dict):
-        raise r.fail(where, "must be a table of status = \"/path\"")
+        raise r.fail(where, 'must be a table of status = "/path"')
     pages: dict[int, str] = {}
     for status, path in raw.items():
         if not status.isdigit() or not 400 <= int(status) <= 599:
@@ -728,15 +818,31 @@ def _behavior(
 ) -> CacheBehavior:
     if not isinstance(body, dict):
         raise r.fail(where, "must be a table")
-    allowed = {"min_ttl", "default_ttl", "max_ttl", "methods", "query_keys", "header_keys", "compress", "origin",
-               "max_upload_bytes", "signed", "origin_headers", "cookie_keys", "viewer_protocol"}
+    allowed = {
+        "min_ttl",
+        "default_ttl",
+        "max_ttl",
+        "methods",
+        "query_keys",
+        "header_keys",
+        "compress",
+        "origin",
+        "max_upload_bytes",
+        "signed",
+        "origin_headers",
+        "cookie_keys",
+        "viewer_protocol",
+    }
     r.keys(body, where, allowed if default_pattern else allowed | {"path"})
     pattern = "*" if default_pattern else r.get(body, where, "path", str, ..., _pattern_problem)
     min_ttl = r.get(body, where, "min_ttl", float, _default(CacheBehavior, "min_ttl"), _not_negative)
     default_ttl = r.get(body, where, "default_ttl", float, _default(CacheBehavior, "default_ttl"), _not_negative)
     max_ttl = r.get(body, where, "max_ttl", float, max(31536000.0, default_ttl), _not_negative)
     if not min_ttl <= default_ttl <= max_ttl:
-        raise r.fail(where, f"TTLs must satisfy min_ttl <= default_ttl <= max_ttl (got {min_ttl:g}, {default_ttl:g}, {max_ttl:g})")
+        raise r.fail(
+            where,
+            f"TTLs must satisfy min_ttl <= default_ttl <= max_ttl (got {min_ttl:g}, {default_ttl:g}, {max_ttl:g})",
+        )
     methods = r.strings(body, where, "methods", ("GET", "HEAD"))
     for i, method in enumerate(methods):
         if method not in HTTP_METHODS:
@@ -767,7 +873,9 @@ def _behavior(
         signed=r.get(body, where, "signed", bool, _default(CacheBehavior, "signed")),
         origin_headers=_header_names(r, where, body, "origin_headers"),
         cookie_keys=cookies,
-        viewer_protocol=r.get(body, where, "viewer_protocol", str, _default(CacheBehavior, "viewer_protocol"), _one_of(VIEWER_PROTOCOLS)),
+        viewer_protocol=r.get(
+            body, where, "viewer_protocol", str, _default(CacheBehavior, "viewer_protocol"), _one_of(VIEWER_PROTOCOLS)
+        ),
     )
 
 
@@ -828,8 +936,9 @@ def _control(r: _Reader, body: Any) -> ControlConfig:
     """`[control]`: listen, url, token or token_env, redis_url, redis_prefix, max_paths."""
     if not isinstance(body, dict):
         raise r.fail("control", "must be a table")
-    r.keys(body, "control", {"listen", "url", "token", "token_env", "redis_url", "redis_prefix", "max_paths",
-                             "journal"})
+    r.keys(
+        body, "control", {"listen", "url", "token", "token_env", "redis_url", "redis_prefix", "max_paths", "journal"}
+    )
     redis_url = r.get(body, "control", "redis_url", str, None)
     if redis_url is not None and not re.match(r"^(redis|rediss|unix)://\S+$", redis_url):
         raise r.fail("control.redis_url", f"{redis_url!r} is not a redis://, rediss:// or unix:// URL")
@@ -839,9 +948,13 @@ def _control(r: _Reader, body: Any) -> ControlConfig:
         token=r.get(body, "control", "token", str, None, _secret_problem),
         token_env=r.get(body, "control", "token_env", str, "CDN_CONTROL_TOKEN"),
         redis_url=redis_url,
-        redis_prefix=r.get(body, "control", "redis_prefix", str, "cdn", lambda v: None if _NAME.match(v) else f"{v!r} is not a name"),
+        redis_prefix=r.get(
+            body, "control", "redis_prefix", str, "cdn", lambda v: None if _NAME.match(v) else f"{v!r} is not a name"
+        ),
         max_paths=r.get(body, "control", "max_paths", int, 3000, _positive),
-        journal=(r.source.parent / journal).resolve() if (journal := r.get(body, "control", "journal", str, None)) else None,
+        journal=(r.source.parent / journal).resolve()
+        if (journal := r.get(body, "control", "journal", str, None))
+        else None,
     )
 
 
@@ -850,9 +963,25 @@ def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterC
     `nearby` (region = [regions, nearest first]) and `addresses` (edge = "host:port")."""
     if not isinstance(body, dict):
         raise r.fail("router", "must be a table")
-    r.keys(body, "router", {"listen", "dns_listen", "health_interval", "health_timeout", "dns_ttl",
-                            "regions", "nearby", "addresses", "https_addresses", "edge_hostnames",
-                            "https_listen", "tls_cert", "tls_key"})
+    r.keys(
+        body,
+        "router",
+        {
+            "listen",
+            "dns_listen",
+            "health_interval",
+            "health_timeout",
+            "dns_ttl",
+            "regions",
+            "nearby",
+            "addresses",
+            "https_addresses",
+            "edge_hostnames",
+            "https_listen",
+            "tls_cert",
+            "tls_key",
+        },
+    )
     regions = _region_map(r, "router", "regions", body)
     raw_nearby = r.get(body, "router", "nearby", dict, {})
     nearby = {region: r.strings(raw_nearby, "router.nearby", region) for region in raw_nearby}
@@ -864,7 +993,10 @@ def _router(r: _Reader, body: Any, edges: Mapping[str, EdgeLocation]) -> RouterC
     tls_cert = _pem_file(r, body, "router", "tls_cert", r.source.parent, b"-----BEGIN CERTIFICATE-----")
     tls_key = _pem_file(r, body, "router", "tls_key", r.source.parent, b"PRIVATE KEY-----")
     if https_listen is not None and (tls_cert is None or tls_key is None):
-        raise r.fail(f"router.{'tls_key' if tls_cert else 'tls_cert'}", "missing: https_listen needs tls_cert and tls_key (PEM files)")
+        raise r.fail(
+            f"router.{'tls_key' if tls_cert else 'tls_cert'}",
+            "missing: https_listen needs tls_cert and tls_key (PEM files)",
+        )
     return RouterConfig(
         listen=r.get(body, "router", "listen", str, ..., _listen_problem),
         https_listen=https_listen,
@@ -928,7 +1060,14 @@ def _join(*parts: str) -> str:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
@@ -962,7 +1101,11 @@ def _private_listen_problem(v: str) -> str | None:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    return None if loopback else f"{v!r} is beyond loopback: this listener has no TLS, so its token would cross the network in clear"
+    return (
+        None
+        if loopback
+        else f"{v!r} is beyond loopback: this listener has no TLS, so its token would cross the network in clear"
+    )
 
 
 def _secret_problem(v: str) -> str | None:

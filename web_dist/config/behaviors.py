@@ -56,7 +56,7 @@ class DistributionIndex:
         host = host_name(host_header)
         found = self._match(host)
         if found is None and self._edge_prefix and host.startswith(self._edge_prefix):
-            found = self._match(host[len(self._edge_prefix):])
+            found = self._match(host[len(self._edge_prefix) :])
         return found
 
     def _match(self, host: str) -> Distribution | None:

@@ -86,19 +86,32 @@ class Event:
     origin_edge: str | None = None  # the edge that caused it (a PUT through it) and applied it already
 
     def to_json(self) -> str:
-        return json.dumps({
-            "id": self.id, "kind": self.kind, "distribution": self.distribution, "paths": list(self.paths),
-            "tags": list(self.tags), "soft": self.soft, "created": self.created, "config": self.config,
-            "origin_edge": self.origin_edge,
-        })
+        return json.dumps(
+            {
+                "id": self.id,
+                "kind": self.kind,
+                "distribution": self.distribution,
+                "paths": list(self.paths),
+                "tags": list(self.tags),
+                "soft": self.soft,
+                "created": self.created,
+                "config": self.config,
+                "origin_edge": self.origin_edge,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:
         raw = json.loads(text)
         return cls(
-            id=str(raw["id"]), kind=raw["kind"], distribution=raw.get("distribution", ""),
-            paths=tuple(raw.get("paths", ())), tags=tuple(raw.get("tags", ())), soft=bool(raw.get("soft")),
-            created=float(raw.get("created", 0.0)), config=raw.get("config", ""),
+            id=str(raw["id"]),
+            kind=raw["kind"],
+            distribution=raw.get("distribution", ""),
+            paths=tuple(raw.get("paths", ())),
+            tags=tuple(raw.get("tags", ())),
+            soft=bool(raw.get("soft")),
+            created=float(raw.get("created", 0.0)),
+            config=raw.get("config", ""),
             origin_edge=raw.get("origin_edge"),
         )
 
@@ -126,8 +139,12 @@ class Invalidation:
         """The JSON body the control API answers with."""
         event = self.event
         body: dict[str, Any] = {
-            "id": event.id, "distribution": event.distribution, "status": self.status, "soft": event.soft,
-            "created": event.created, "completed": self.completed_at,
+            "id": event.id,
+            "distribution": event.distribution,
+            "status": self.status,
+            "soft": event.soft,
+            "created": event.created,
+            "completed": self.completed_at,
             "edges": {e: {"applied": self.applied.get(e)} for e in self.edges},
         }
         body["paths" if event.kind == "invalidation" else "tags"] = list(event.paths or event.tags)

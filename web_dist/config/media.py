@@ -28,9 +28,12 @@ class RenditionSettings:
 # name -> (width, height, video bits/s): the usual 16:9 ladder (4:2:0 wants even sizes, hence
 # 852 and 424 rather than 854 and 426)
 PRESETS = {
-    "1080p": (1920, 1080, 5_000_000), "720p": (1280, 720, 2_800_000),
-    "540p": (960, 540, 1_600_000), "480p": (852, 480, 1_200_000),
-    "360p": (640, 360, 800_000), "240p": (424, 240, 400_000),
+    "1080p": (1920, 1080, 5_000_000),
+    "720p": (1280, 720, 2_800_000),
+    "540p": (960, 540, 1_600_000),
+    "480p": (852, 480, 1_200_000),
+    "360p": (640, 360, 800_000),
+    "240p": (424, 240, 400_000),
     "180p": (320, 180, 250_000),
 }
 
@@ -85,11 +88,23 @@ class MediaOriginSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, where: str) -> MediaOriginSettings:
-        known = {"streams", "rtmp_listen", "srt_listen", "srt_latency_ms", "segment_seconds", "part_seconds",
-                 "window_seconds", "dvr_seconds", "recordings_dir", "reconnect_grace_seconds"}
+        known = {
+            "streams",
+            "rtmp_listen",
+            "srt_listen",
+            "srt_latency_ms",
+            "segment_seconds",
+            "part_seconds",
+            "window_seconds",
+            "dvr_seconds",
+            "recordings_dir",
+            "reconnect_grace_seconds",
+        }
         for key in options:
             if key not in known:
-                raise ValueError(f"{where}.{key}: unknown option{did_you_mean(key, known)} (known: {', '.join(sorted(known))})")
+                raise ValueError(
+                    f"{where}.{key}: unknown option{did_you_mean(key, known)} (known: {', '.join(sorted(known))})"
+                )
         segment = _number(options, "segment_seconds", 2.0, where, 0.5, 30)
         part = _number(options, "part_seconds", 0.5, where, 0.1, segment)
         window = _number(options, "window_seconds", max(12.0, 3 * segment), where, 2 * segment, 3600)
@@ -102,8 +117,18 @@ class MediaOriginSettings:
         if not isinstance(recordings, str) or not recordings:
             raise ValueError(f"{where}.recordings_dir: expected the path of a folder")
         latency = _number(options, "srt_latency_ms", 120, where, 20, 10_000)
-        return cls(streams, listen, srt_listen, int(latency), segment, part, window, dvr,
-                   reconnect_grace_seconds=grace, recordings_dir=recordings)
+        return cls(
+            streams,
+            listen,
+            srt_listen,
+            int(latency),
+            segment,
+            part,
+            window,
+            dvr,
+            reconnect_grace_seconds=grace,
+            recordings_dir=recordings,
+        )
 
 
 def _listen(options: Mapping[str, Any], key: str, default: str, where: str) -> str:
@@ -113,8 +138,7 @@ def _listen(options: Mapping[str, Any], key: str, default: str, where: str) -> s
     return listen
 
 
-def _number(options: Mapping[str, Any], key: str, default: float, where: str,
-            low: float, high: float) -> float:
+def _number(options: Mapping[str, Any], key: str, default: float, where: str, low: float, high: float) -> float:
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{where}.{key}: expected a number of seconds, got {value!r}")
@@ -143,17 +167,17 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
         raise ValueError(f"{where}.source: expected one of {', '.join(SOURCE_KINDS)}, got {source!r}")
     key = body.get("key")
     if source in ("rtmp", "whip", "srt") and (not isinstance(key, str) or not key):
-        what = {"rtmp": "an RTMP stream needs a stream key",
-                "srt": "an SRT stream needs a key (streamid=publish:STREAM:KEY)"}.get(
-                    source, "a WHIP stream needs a key (its bearer token)")
+        what = {
+            "rtmp": "an RTMP stream needs a stream key",
+            "srt": "an SRT stream needs a key (streamid=publish:STREAM:KEY)",
+        }.get(source, "a WHIP stream needs a key (its bearer token)")
         raise ValueError(f"{where}.key: {what}")
     if key is not None and (not isinstance(key, str) or not re.match(r"^[\x21-\x7e]{1,128}$", key)):
         raise ValueError(f"{where}.key: printable ASCII without spaces, at most 128 characters")
     path = body.get("path")
     if source == "file" and (not isinstance(path, str) or not path):
         raise ValueError(f"{where}.path: a file source needs the path of a media file")
-    sizes = {k: body.get(k, d) for k, d in (("width", 640), ("height", 360), ("fps", 25),
-                                             ("bitrate", 800_000))}
+    sizes = {k: body.get(k, d) for k, d in (("width", 640), ("height", 360), ("fps", 25), ("bitrate", 800_000))}
     for k, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{where}.{k}: expected a positive integer, got {v!r}")
@@ -170,15 +194,25 @@ def _stream(name: str, body: Any, where: str) -> StreamSettings:
         raise ValueError(f"{where}.passphrase: SRT passphrases are 10 to 79 characters")
     if pbkeylen not in (16, 24, 32) or isinstance(pbkeylen, bool):
         raise ValueError(f"{where}.pbkeylen: expected 16, 24 or 32, got {pbkeylen!r}")
-    return StreamSettings(name, source, key, path, **sizes, renditions=renditions,
-                          passphrase=passphrase, pbkeylen=pbkeylen, record=record,
-                          record_max_seconds=max_seconds, record_reconnect_seconds=reconnect)
+    return StreamSettings(
+        name,
+        source,
+        key,
+        path,
+        **sizes,
+        renditions=renditions,
+        passphrase=passphrase,
+        pbkeylen=pbkeylen,
+        record=record,
+        record_max_seconds=max_seconds,
+        record_reconnect_seconds=reconnect,
+    )
 
 
 def _renditions(raw: Any, where: str) -> tuple[RenditionSettings, ...]:
     """`["720p", "360p"]` (presets) or tables `{name, width, height, bitrate}`, mixed freely."""
     if not isinstance(raw, list):
-        raise ValueError(f"{where}: expected a list like [\"720p\", \"360p\"]")
+        raise ValueError(f'{where}: expected a list like ["720p", "360p"]')
     rungs = tuple(_rendition(item, f"{where}[{i}]") for i, item in enumerate(raw))
     names = [r.name for r in rungs]
     if len(names) != len(set(names)) or SOURCE_RENDITION in names:
@@ -189,7 +223,9 @@ def _renditions(raw: Any, where: str) -> tuple[RenditionSettings, ...]:
 def _rendition(item: Any, where: str) -> RenditionSettings:
     if isinstance(item, str):
         if item not in PRESETS:
-            raise ValueError(f"{where}: unknown preset {item!r}{did_you_mean(item, PRESETS)} (known: {', '.join(PRESETS)})")
+            raise ValueError(
+                f"{where}: unknown preset {item!r}{did_you_mean(item, PRESETS)} (known: {', '.join(PRESETS)})"
+            )
         return RenditionSettings(item, *PRESETS[item])
     if not isinstance(item, Mapping):
         raise ValueError(f"{where}: expected a preset name or a table")

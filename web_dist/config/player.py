@@ -26,7 +26,9 @@ class PlayerSettings:
         the config's folder."""
         for key in options:
             if key not in OPTIONS:
-                raise ValueError(f"{where}.{key}: unknown option{did_you_mean(key, OPTIONS)} (known: {', '.join(OPTIONS)})")
+                raise ValueError(
+                    f"{where}.{key}: unknown option{did_you_mean(key, OPTIONS)} (known: {', '.join(OPTIONS)})"
+                )
         paths = {}
         for key in OPTIONS:
             raw = options.get(key)

@@ -38,7 +38,6 @@ _TO_CF = str.maketrans("+=/", "-_~")
 _FROM_CF = str.maketrans("-_~", "+=/")
 
 
-
 class PolicyError(ValueError):
     """A policy that cannot be read; the message says what is wrong with it."""
 
@@ -151,8 +150,11 @@ def signing_values(private_key: rsa.RSAPrivateKey, key_pair_id: str, url: str, p
     """The values to send (as query parameters or, prefixed, as cookies): canned when the
     policy is only this URL and an expiry, custom otherwise."""
     if policy.resource == url and policy.starts is None and policy.ip is None:
-        return {"Expires": str(policy.expires), "Signature": sign(private_key, canned_policy(url, policy.expires)),
-                "Key-Pair-Id": key_pair_id}
+        return {
+            "Expires": str(policy.expires),
+            "Signature": sign(private_key, canned_policy(url, policy.expires)),
+            "Key-Pair-Id": key_pair_id,
+        }
     raw = custom_policy(policy)
     return {"Policy": cf_b64encode(raw), "Signature": sign(private_key, raw), "Key-Pair-Id": key_pair_id}
 
@@ -167,5 +169,8 @@ def signed_url(private_key: rsa.RSAPrivateKey, key_pair_id: str, url: str, polic
 def signed_cookies(private_key: rsa.RSAPrivateKey, key_pair_id: str, policy: Policy) -> dict[str, str]:
     """Cookies always carry a custom policy: a cookie is sent for many URLs, not one."""
     raw = custom_policy(policy)
-    return {f"{COOKIE_PREFIX}Policy": cf_b64encode(raw), f"{COOKIE_PREFIX}Signature": sign(private_key, raw),
-            f"{COOKIE_PREFIX}Key-Pair-Id": key_pair_id}
+    return {
+        f"{COOKIE_PREFIX}Policy": cf_b64encode(raw),
+        f"{COOKIE_PREFIX}Signature": sign(private_key, raw),
+        f"{COOKIE_PREFIX}Key-Pair-Id": key_pair_id,
+    }

@@ -71,8 +71,16 @@ class ControlPlane:
         assert self.config.control is not None
         paths = check_paths(body.get("paths"), self.config.control.max_paths) if kind == "invalidation" else ()
         tags = check_tags(body.get("tags")) if kind == "purge" else ()
-        event = Event(new_id("I" if kind == "invalidation" else "P"), kind, dist_id, paths, tags, soft,
-                      self.clock(), origin_edge=origin_edge)
+        event = Event(
+            new_id("I" if kind == "invalidation" else "P"),
+            kind,
+            dist_id,
+            paths,
+            tags,
+            soft,
+            self.clock(),
+            origin_edge=origin_edge,
+        )
         await self.log.publish(event, dist.edges)
         found = await self.log.record(event.id)
         return found or Invalidation(event, dist.edges)
@@ -105,7 +113,11 @@ def build_control_app(
     if len(token) < MIN_SECRET_LENGTH:
         raise ValueError(f"{config.source}: control: the API token must be at least {MIN_SECRET_LENGTH} characters")
     if log is None:
-        log = RedisEventLog(control.redis_url, control.redis_prefix) if control.redis_url else MemoryEventLog(control.journal)
+        log = (
+            RedisEventLog(control.redis_url, control.redis_prefix)
+            if control.redis_url
+            else MemoryEventLog(control.journal)
+        )
     plane = ControlPlane(config, log, clock=clock)
     guard = _Guard(token)
 
@@ -159,16 +171,19 @@ def build_control_app(
         yield
         await log.close()
 
-    return Starlette(routes=[
-        Route("/health", health),
-        Route("/distributions/{dist}/invalidations", guard(create), methods=["POST"]),
-        Route("/distributions/{dist}/invalidations/{id}", guard(show)),
-        Route("/distributions/{dist}/purges", guard(create), methods=["POST"]),
-        Route("/distributions/{dist}/purges/{id}", guard(show)),
-        Route("/config", guard(put_config), methods=["PUT"]),
-        Route("/events", guard(events)),
-        Route("/events/applied", guard(applied), methods=["POST"]),
-    ], lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/distributions/{dist}/invalidations", guard(create), methods=["POST"]),
+            Route("/distributions/{dist}/invalidations/{id}", guard(show)),
+            Route("/distributions/{dist}/purges", guard(create), methods=["POST"]),
+            Route("/distributions/{dist}/purges/{id}", guard(show)),
+            Route("/config", guard(put_config), methods=["PUT"]),
+            Route("/events", guard(events)),
+            Route("/events/applied", guard(applied), methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
 
 
 class _Guard:
@@ -250,5 +265,3 @@ def _poll_args(request: Request) -> tuple[str, int | None, float]:
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-

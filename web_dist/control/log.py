@@ -141,7 +141,7 @@ class MemoryEventLog:
             record = self._records.get(event.id)
             edges = record.edges if record else ()
             lines.append({"t": "event", "seq": seq, "event": event.to_json(), "edges": list(edges)})
-            for edge, at in (record.applied.items() if record else ()):
+            for edge, at in record.applied.items() if record else ():
                 lines.append({"t": "applied", "id": event.id, "edge": edge, "at": at})
         lines += [{"t": "advance", "edge": edge, "seq": seq} for edge, seq in self._cursors.items()]
         temporary = self._journal_path.with_suffix(self._journal_path.suffix + ".tmp")
@@ -223,5 +223,7 @@ class _RedisErrors:
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         import redis.exceptions
 
-        if exc is not None and isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)):
+        if exc is not None and isinstance(
+            exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        ):
             raise ControlStoreDown(f"redis: {exc}") from exc

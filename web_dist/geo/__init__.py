@@ -117,8 +117,9 @@ class GeoResult:
     live: dict[str, LiveRow] = field(default_factory=dict)
 
 
-async def run_geography(topology: Topology, workdir: Path, *, repeat: int = 3, web: bool = True,
-                        live: bool = False, follow: float = 4.0) -> GeoResult:
+async def run_geography(
+    topology: Topology, workdir: Path, *, repeat: int = 3, web: bool = True, live: bool = False, follow: float = 4.0
+) -> GeoResult:
     """Build the geography, start origin and edge, time the requests, tear everything down.
 
     `web`: objects from a web origin; `live`: a live stream's startup and latency (geo_live),
@@ -133,8 +134,11 @@ async def run_geography(topology: Topology, workdir: Path, *, repeat: int = 3, w
         cli = ["-m", "web_dist.cli", "--log-level", "warning"]
         await asyncio.gather(
             geo.spawn(origin.name, [*cli, "origin", "--config", str(config), "--name", "origin"], "origin"),
-            *([geo.spawn(origin.name, [*cli, "origin", "--config", str(config), "--name", "live"], "media origin")]
-              if live else []),
+            *(
+                [geo.spawn(origin.name, [*cli, "origin", "--config", str(config), "--name", "live"], "media origin")]
+                if live
+                else []
+            ),
             geo.spawn(edge.name, [*cli, "edge", "--config", str(config), "--name", f"edge-{edge.name}"], "edge"),
             _expose(geo, origin, ORIGIN_PORT, *([LIVE_PORT] if live else [])),
             _expose(geo, edge, EDGE_PORT),
@@ -147,7 +151,9 @@ async def run_geography(topology: Topology, workdir: Path, *, repeat: int = 3, w
     return result
 
 
-async def _time_objects(geo: Geography, client: Location, edge: Location, origin: Location, repeat: int) -> dict[str, Row]:
+async def _time_objects(
+    geo: Geography, client: Location, edge: Location, origin: Location, repeat: int
+) -> dict[str, Row]:
     topology = geo.topology
     to_edge, to_origin = topology.link(client.name, edge.name), topology.link(client.name, origin.name)
     edge_origin = topology.link(edge.name, origin.name)
@@ -155,8 +161,10 @@ async def _time_objects(geo: Geography, client: Location, edge: Location, origin
     at_origin = f"{geo.address(origin.name, client.name)}:{ORIGIN_PORT}"
     rows = {
         "origin": Row(f"straight to the origin ({origin.name})", 2 * to_origin.rtt),
-        "first": Row(f"via edge {edge.name}: first request (miss, new edge-origin connection)",
-                     2 * to_edge.rtt + 2 * edge_origin.rtt),
+        "first": Row(
+            f"via edge {edge.name}: first request (miss, new edge-origin connection)",
+            2 * to_edge.rtt + 2 * edge_origin.rtt,
+        ),
         "miss": Row(f"via edge {edge.name}: miss", 2 * to_edge.rtt + edge_origin.rtt),
         "hit": Row(f"via edge {edge.name}: repeat (hit)", 2 * to_edge.rtt),
     }
@@ -171,15 +179,26 @@ async def _time_objects(geo: Geography, client: Location, edge: Location, origin
     return rows
 
 
-async def _time_live(geo: Geography, client: Location, edge: Location, origin: Location,
-                     repeat: int, follow: float) -> dict[str, LiveRow]:
+async def _time_live(
+    geo: Geography, client: Location, edge: Location, origin: Location, repeat: int, follow: float
+) -> dict[str, LiveRow]:
     topology = geo.topology
     to_edge, to_origin = topology.link(client.name, edge.name), topology.link(client.name, origin.name)
     edge_origin = topology.link(edge.name, origin.name)
     rows = geo_live.live_rows(to_origin.rtt, to_edge.rtt, edge_origin.rtt, edge.name, origin.name)
-    argv = ["-m", "web_dist.geo.live", "measure", "--repeat", str(repeat), "--follow", str(follow),
-            "--origin", f"{geo.address(origin.name, client.name)}:{LIVE_PORT}",
-            "--edge", f"{geo.address(edge.name, client.name)}:{EDGE_PORT}"]
+    argv = [
+        "-m",
+        "web_dist.geo.live",
+        "measure",
+        "--repeat",
+        str(repeat),
+        "--follow",
+        str(follow),
+        "--origin",
+        f"{geo.address(origin.name, client.name)}:{LIVE_PORT}",
+        "--edge",
+        f"{geo.address(edge.name, client.name)}:{EDGE_PORT}",
+    ]
     budget = geo_live.READY_TIMEOUT + 2 * repeat * (follow + 20 * max(to_origin.rtt, to_edge.rtt + edge_origin.rtt) + 5)
     out = await geo.run(client.name, argv, budget)
     for kind, samples in json.loads(out).items():
@@ -206,8 +225,13 @@ async def timed_get(address: str, path: str, host: str = DOMAIN) -> dict[str, An
             total = time.perf_counter() - started
         finally:
             writer.close()
-    return {"status": int(lines[0].split()[1]), "bytes": len(body), "ttfb": ttfb, "total": total,
-            "cache": headers.get("x-cache", "")}
+    return {
+        "status": int(lines[0].split()[1]),
+        "bytes": len(body),
+        "ttfb": ttfb,
+        "total": total,
+        "cache": headers.get("x-cache", ""),
+    }
 
 
 async def _measure(plan: list[list[str]]) -> list[dict[str, Any]]:
@@ -222,22 +246,33 @@ def _ms(seconds: float) -> str:
 def format_table(result: GeoResult) -> str:
     topo = result.topology
     delays = ", ".join(f"{link.a}-{link.b} {_ms(link.delay)} ms" for link in topo.links)
-    lines = [f"client in {result.client}, edge in {result.edge}, origin in {result.origin}",
-             f"one-way delays: {delays}; object {topo.object_bytes} bytes, new connection per request"]
+    lines = [
+        f"client in {result.client}, edge in {result.edge}, origin in {result.origin}",
+        f"one-way delays: {delays}; object {topo.object_bytes} bytes, new connection per request",
+    ]
     if result.rows:
         lines += ["", f"{'request':<70} {'TTFB ms':>8} {'total ms':>9} {'model':>6}  x-cache"]
         for row in result.rows.values():
-            lines.append(f"{row.label:<70} {_ms(row.ttfb):>8} {_ms(row.total):>9} {_ms(row.model_ttfb):>6}  {row.cache}")
+            lines.append(
+                f"{row.label:<70} {_ms(row.ttfb):>8} {_ms(row.total):>9} {_ms(row.model_ttfb):>6}  {row.cache}"
+            )
         lines.append("(medians; model = the TTFB the link delays alone give, handshake included)")
     if result.live:
-        lines += ["", f"{'live stream (320x180, 1 s segments, 0.25 s parts)':<70} {'startup':>8} {'latency':>9} "
-                  f"{'model':>6}  x-cache at startup"]
+        lines += [
+            "",
+            f"{'live stream (320x180, 1 s segments, 0.25 s parts)':<70} {'startup':>8} {'latency':>9} "
+            f"{'model':>6}  x-cache at startup",
+        ]
         for live in result.live.values():
-            lines.append(f"{live.label:<70} {_ms(live.startup):>8} {_ms(live.latency):>9} "
-                         f"{_ms(live.model_startup):>6}  {live.cache}")
-        lines.append("(ms, medians; startup = multivariant playlist request to the last byte of the first "
-                     "independent part,\n model = its link delays alone; latency = a part's last byte arriving "
-                     "vs its PROGRAM-DATE-TIME)")
+            lines.append(
+                f"{live.label:<70} {_ms(live.startup):>8} {_ms(live.latency):>9} "
+                f"{_ms(live.model_startup):>6}  {live.cache}"
+            )
+        lines.append(
+            "(ms, medians; startup = multivariant playlist request to the last byte of the first "
+            "independent part,\n model = its link delays alone; latency = a part's last byte arriving "
+            "vs its PROGRAM-DATE-TIME)"
+        )
     return "\n".join(lines)
 
 
@@ -253,8 +288,10 @@ def _chart(groups: list[tuple[str, list[Bar]]]) -> str:
         svg.append(f'<text x="{left - 8}" y="{y + bar_h + 4}" text-anchor="end">{html.escape(label[:62])}</text>')
         for j, (value, colour, name) in enumerate(bars):
             w = max(1.0, width * value / top)
-            svg.append(f'<rect x="{left}" y="{y + j * bar_h}" width="{w:.1f}" height="{bar_h - 2}" fill="{colour}"/>'
-                       f'<text x="{left + w + 4:.1f}" y="{y + j * bar_h + 13}">{name} {_ms(value)} ms</text>')
+            svg.append(
+                f'<rect x="{left}" y="{y + j * bar_h}" width="{w:.1f}" height="{bar_h - 2}" fill="{colour}"/>'
+                f'<text x="{left + w + 4:.1f}" y="{y + j * bar_h + 13}">{name} {_ms(value)} ms</text>'
+            )
         y += len(bars) * bar_h + gap
     return f'<svg width="{left + width + 160}" height="{y}">{"".join(svg)}</svg>'
 
@@ -263,35 +300,51 @@ def write_html(result: GeoResult, path: Path) -> None:
     """The tables and a bar chart (TTFB and total per kind of request; a live viewer's startup and
     latency behind live) as one self-contained page."""
     groups: list[tuple[str, list[Bar]]] = [
-        (r.label, [(r.ttfb, "#2b7bb9", "TTFB"), (r.total, "#9cc3e4", "total")]) for r in result.rows.values()]
-    groups += [(r.label, [(r.startup, "#d9822b", "startup"), (r.latency, "#f2c18d", "latency behind live")])
-               for r in result.live.values()]
+        (r.label, [(r.ttfb, "#2b7bb9", "TTFB"), (r.total, "#9cc3e4", "total")]) for r in result.rows.values()
+    ]
+    groups += [
+        (r.label, [(r.startup, "#d9822b", "startup"), (r.latency, "#f2c18d", "latency behind live")])
+        for r in result.live.values()
+    ]
     tables = ""
     if result.rows:
-        tables += "<table><tr><th>request</th><th>TTFB ms</th><th>total ms</th><th>model TTFB ms</th><th>x-cache</th></tr>"
+        tables += (
+            "<table><tr><th>request</th><th>TTFB ms</th><th>total ms</th><th>model TTFB ms</th><th>x-cache</th></tr>"
+        )
         tables += "".join(
             f"<tr><td>{html.escape(r.label)}</td><td>{_ms(r.ttfb)}</td><td>{_ms(r.total)}</td>"
-            f"<td>{_ms(r.model_ttfb)}</td><td>{html.escape(r.cache)}</td></tr>" for r in result.rows.values())
+            f"<td>{_ms(r.model_ttfb)}</td><td>{html.escape(r.cache)}</td></tr>"
+            for r in result.rows.values()
+        )
         tables += "</table><p>Medians; model = what the link delays alone give (a TCP handshake and the request).</p>"
     if result.live:
-        tables += ("<table><tr><th>live viewer</th><th>startup ms</th><th>latency behind live ms</th>"
-                   "<th>model startup ms</th><th>x-cache at startup</th></tr>")
+        tables += (
+            "<table><tr><th>live viewer</th><th>startup ms</th><th>latency behind live ms</th>"
+            "<th>model startup ms</th><th>x-cache at startup</th></tr>"
+        )
         tables += "".join(
             f"<tr><td>{html.escape(r.label)}</td><td>{_ms(r.startup)}</td><td>{_ms(r.latency)}</td>"
-            f"<td>{_ms(r.model_startup)}</td><td>{html.escape(r.cache)}</td></tr>" for r in result.live.values())
-        tables += ("</table><p>Startup: from the multivariant playlist request to the last byte of the first "
-                   "independent part (playlists, init, part). Latency: the wall clock when a part's last byte "
-                   "arrives minus its EXT-X-PROGRAM-DATE-TIME, while following the live edge with blocking "
-                   "reloads, each sent with a request for the hinted next part (a part's own 0.25 s "
-                   "included).</p>")
+            f"<td>{_ms(r.model_startup)}</td><td>{html.escape(r.cache)}</td></tr>"
+            for r in result.live.values()
+        )
+        tables += (
+            "</table><p>Startup: from the multivariant playlist request to the last byte of the first "
+            "independent part (playlists, init, part). Latency: the wall clock when a part's last byte "
+            "arrives minus its EXT-X-PROGRAM-DATE-TIME, while following the live edge with blocking "
+            "reloads, each sent with a request for the hinted next part (a part's own 0.25 s "
+            "included).</p>"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"""<!doctype html><meta charset="utf-8"><title>CDN geography</title>
+    path.write_text(
+        f"""<!doctype html><meta charset="utf-8"><title>CDN geography</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em}}td,th{{padding:4px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}svg text{{font-size:12px}}</style>
 <h1>Edge locations near users</h1><pre>{html.escape(format_table(result).split(chr(10) + chr(10))[0])}</pre>
 {_chart(groups)}
 {tables}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -321,8 +374,11 @@ def _demo(args: argparse.Namespace) -> int:
     if args.scale != 1:
         topology = topology.scaled(args.scale)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(run_geography(topology, args.workdir.resolve(), repeat=args.repeat,
-                                       web=args.web, live=args.live, follow=args.follow))
+    result = asyncio.run(
+        run_geography(
+            topology, args.workdir.resolve(), repeat=args.repeat, web=args.web, live=args.live, follow=args.follow
+        )
+    )
     print(format_table(result))
     write_html(result, args.report)
     print(f"\nreport: {args.report}")

@@ -112,8 +112,9 @@ def parse_media_playlist(text: str) -> LivePlaylist:
         if clock is None:
             continue
         for index, part in enumerate(segment.parts):
-            parts.append(MediaPart(segment.msn, index, clock, part.duration, part.uri, part.independent,
-                                   segment.map_uri or ""))
+            parts.append(
+                MediaPart(segment.msn, index, clock, part.duration, part.uri, part.independent, segment.map_uri or "")
+            )
             clock += part.duration
     last = playlist.segments[-1] if playlist.segments else None
     if last is None:
@@ -123,8 +124,6 @@ def parse_media_playlist(text: str) -> LivePlaylist:
     else:
         following = (last.msn + 1, 0)
     return LivePlaylist(tuple(parts), following, playlist.preload_hint)
-
-
 
 
 # -- one viewer (runs in the client's namespace) --------------------------------------------------
@@ -146,8 +145,10 @@ class LiveViewer:
         import aiohttp  # only the measuring process needs a client
 
         self._session = aiohttp.ClientSession(
-            headers={"Host": self.host} if self.host else {}, auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
+            headers={"Host": self.host} if self.host else {},
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -223,8 +224,11 @@ class LiveViewer:
         self._arrived[key] = time.time()
 
     def sample(self) -> dict[str, Any]:
-        latencies = [at - self._starts[key] for key, at in sorted(self._arrived.items())
-                     if at is not None and key in self._starts]
+        latencies = [
+            at - self._starts[key]
+            for key, at in sorted(self._arrived.items())
+            if at is not None and key in self._starts
+        ]
         return {"startup": self.startup, "latencies": latencies, "cache": self.cache}
 
 
@@ -241,7 +245,9 @@ async def wait_for_stream(base: str) -> None:
                 return
             except (OSError, ValueError, TimeoutError) as exc:
                 if time.monotonic() > deadline:
-                    raise OSError(f"the live stream at {base} did not start within {READY_TIMEOUT:.0f} s: {exc}") from None
+                    raise OSError(
+                        f"the live stream at {base} did not start within {READY_TIMEOUT:.0f} s: {exc}"
+                    ) from None
             await asyncio.sleep(0.2)
 
 
@@ -298,8 +304,9 @@ class LiveRow:
         return "; ".join(seen)
 
 
-def live_rows(rtt_client_origin: float, rtt_client_edge: float, rtt_edge_origin: float,
-              edge: str, origin: str) -> dict[str, LiveRow]:
+def live_rows(
+    rtt_client_origin: float, rtt_client_edge: float, rtt_edge_origin: float, edge: str, origin: str
+) -> dict[str, LiveRow]:
     """The rows, with models: a new connection and four requests in turn; through the edge,
     the playlists are fetched from the origin (they live a part), init and part too when cold."""
     return {

@@ -37,7 +37,9 @@ class DelayRelay:
     `delay` may be changed while connections are open: later chunks take the new one.
     """
 
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int], delay: float, *, handshake: bool = True) -> None:
+    def __init__(
+        self, listen: tuple[str, int], target: tuple[str, int], delay: float, *, handshake: bool = True
+    ) -> None:
         self.listen, self.target, self.delay, self.handshake = listen, target, delay, handshake
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], list[asyncio.WriteTransport]] = {}
@@ -210,8 +212,20 @@ class Geography:
     def _build_link(self, i: int, link: Link) -> None:
         ends = ((link.a, link.b, f"10.99.{i}.1"), (link.b, link.a, f"10.99.{i}.2"))
         dev = {loc: f"v{i}-{peer}" for loc, peer, _ in ends}
-        _ip("link", "add", dev[link.a], "netns", self.namespace(link.a), "type", "veth",
-            "peer", "name", dev[link.b], "netns", self.namespace(link.b))
+        _ip(
+            "link",
+            "add",
+            dev[link.a],
+            "netns",
+            self.namespace(link.a),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            dev[link.b],
+            "netns",
+            self.namespace(link.b),
+        )
         for loc, peer, address in ends:
             ns = self.namespace(loc)
             _ip("-n", ns, "addr", "add", f"{address}/30", "dev", dev[loc])
@@ -220,17 +234,43 @@ class Geography:
             if link.rate_mbit:
                 rate_bytes = link.rate_mbit * 1e6 / 8
                 burst = max(64 * 1024, int(rate_bytes / 250))  # >= one GSO super-packet
-                subprocess.run(["tc", "-n", ns, "qdisc", "add", "dev", dev[loc], "root", "tbf",
-                                "rate", f"{link.rate_mbit}mbit", "burst", str(burst), "latency", "100ms"],
-                               check=True, capture_output=True, timeout=10)
+                subprocess.run(
+                    [
+                        "tc",
+                        "-n",
+                        ns,
+                        "qdisc",
+                        "add",
+                        "dev",
+                        dev[loc],
+                        "root",
+                        "tbf",
+                        "rate",
+                        f"{link.rate_mbit}mbit",
+                        "burst",
+                        str(burst),
+                        "latency",
+                        "100ms",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=10,
+                )
 
     async def spawn(self, location: str, argv: Sequence[str], what: str) -> asyncio.subprocess.Process:
         """Start `python -m ...argv` in `location`'s namespace; return once it prints "ready"."""
         log = _log_file(self.workdir / f"{what.replace(' ', '-')}.log")
         with log:
             proc = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", self.namespace(location), sys.executable, *argv,
-                stdout=asyncio.subprocess.PIPE, stderr=log, start_new_session=True,
+                "ip",
+                "netns",
+                "exec",
+                self.namespace(location),
+                sys.executable,
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
             )
         self._processes.append(proc)
         assert proc.stdout is not None
@@ -246,8 +286,15 @@ class Geography:
     async def run(self, location: str, argv: Sequence[str], time_limit: float) -> str:
         """Run `python -m ...argv` to its end in `location`'s namespace; its standard output."""
         proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", self.namespace(location), sys.executable, *argv,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            "ip",
+            "netns",
+            "exec",
+            self.namespace(location),
+            sys.executable,
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
         self._processes.append(proc)
         try:

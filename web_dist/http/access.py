@@ -33,12 +33,24 @@ class OriginSecretGuard:
         self.open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.secret is None or scope["type"] != "http" or scope["path"].startswith(self.open_prefixes)
-                or has_secret(scope["headers"], self.secret)):
+        if (
+            self.secret is None
+            or scope["type"] != "http"
+            or scope["path"].startswith(self.open_prefixes)
+            or has_secret(scope["headers"], self.secret)
+        ):
             await self.app(scope, receive, send)
             return
         body = b"Forbidden: this origin answers its CDN's edges only\n"
-        await send({"type": "http.response.start", "status": 403, "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

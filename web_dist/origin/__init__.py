@@ -518,7 +518,9 @@ class _Origin:
         except ClientDisconnect:
             log.warning(
                 "PUT %s abandoned: client left after %d of %s bytes; nothing stored",
-                request.url.path, upload.received, declared if declared is not None else "?",
+                request.url.path,
+                upload.received,
+                declared if declared is not None else "?",
             )
             raise RequestError(400, "client disconnected before the whole body arrived") from None
         if declared is not None and upload.received != declared:
@@ -584,7 +586,11 @@ class _AccessLog:
 
 
 def build_origin_app(
-    root: Path, *, name: str = "origin", max_upload_bytes: int = 5 * 1024**3, access_secret: str | None = None,
+    root: Path,
+    *,
+    name: str = "origin",
+    max_upload_bytes: int = 5 * 1024**3,
+    access_secret: str | None = None,
     cache_tags: CacheTagRules = (),
 ) -> Starlette:
     """A web origin serving the folder `root` like a storage bucket.

@@ -56,8 +56,15 @@ class EdgeState:
 
     def snapshot(self) -> dict[str, object]:
         rtt_ms = None if self.rtt is None else round(self.rtt * 1000, 2)
-        return {"edge": self.name, "region": self.region, "address": self.address,
-                "https_address": self.https_address, "healthy": self.healthy, "rtt_ms": rtt_ms, "problem": self.problem}
+        return {
+            "edge": self.name,
+            "region": self.region,
+            "address": self.address,
+            "https_address": self.https_address,
+            "healthy": self.healthy,
+            "rtt_ms": rtt_ms,
+            "problem": self.problem,
+        }
 
 
 @dataclass(frozen=True)
@@ -144,8 +151,12 @@ class Router:
         self.settings: RouterConfig = config.router
         self.clock = clock
         self.edges = {
-            e.name: EdgeState(e.name, e.region, self.settings.addresses.get(e.name, e.listen),
-                              self.settings.https_addresses.get(e.name, e.https_listen))
+            e.name: EdgeState(
+                e.name,
+                e.region,
+                self.settings.addresses.get(e.name, e.listen),
+                self.settings.https_addresses.get(e.name, e.https_listen),
+            )
             for e in config.edges.values()
         }
         self.latency = LatencyTable()
@@ -176,7 +187,7 @@ class Router:
         name = host_name(host)
         for edge in self.edges.values():
             if name.startswith(edge.name.lower() + "."):
-                dist = self._index.lookup(name[len(edge.name) + 1:])
+                dist = self._index.lookup(name[len(edge.name) + 1 :])
                 if dist is not None and edge.name in dist.edges:
                     return edge
         return None
@@ -300,8 +311,9 @@ def build_router_app(router: Router) -> Starlette:
 
 
 def _redirect(router: Router, request: Request) -> Response:
-    routing = router.route(request.headers.get("host", ""), _client(request), request.url.path,
-                           secure=request.url.scheme == "https")
+    routing = router.route(
+        request.headers.get("host", ""), _client(request), request.url.path, secure=request.url.scheme == "https"
+    )
     headers = {"cache-control": "no-store", "x-cdn-route": routing.reason}
     if routing.region is not None:
         headers["x-cdn-client-region"] = routing.region

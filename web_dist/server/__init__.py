@@ -66,7 +66,9 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
     return sock
 
 
-def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
+def guarded_protocol(
+    header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES
+) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol, with a deadline and a size cap on each request's head
     (uvicorn has neither for httptools: a client dripping header bytes kept its connection)."""
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -120,9 +122,19 @@ def guarded_protocol(header_timeout: float = HEADER_TIMEOUT, max_header_bytes: i
 
         def _refuse(self, status: int, message: str) -> None:
             body = message.encode("ascii") + b"\n"
-            self.transport.write(b"".join([STATUS_LINE[status], b"content-type: text/plain; charset=utf-8\r\n",
-                                           b"content-length: ", str(len(body)).encode(), b"\r\n",
-                                           b"connection: close\r\n\r\n", body]))
+            self.transport.write(
+                b"".join(
+                    [
+                        STATUS_LINE[status],
+                        b"content-type: text/plain; charset=utf-8\r\n",
+                        b"content-length: ",
+                        str(len(body)).encode(),
+                        b"\r\n",
+                        b"connection: close\r\n\r\n",
+                        body,
+                    ]
+                )
+            )
             self.transport.close()
 
     return GuardedProtocol
@@ -203,25 +215,42 @@ class RunningServer:
 
         assert self.tls_files is not None, f"{self.name} serves no TLS"
         if self.sni is None:
-            self._watchers = [asyncio.create_task(watch(*self.tls_files, self.reload_tls, what=self.name, interval=interval),
-                                                  name=f"watch-tls-{self.name}")]
+            self._watchers = [
+                asyncio.create_task(
+                    watch(*self.tls_files, self.reload_tls, what=self.name, interval=interval),
+                    name=f"watch-tls-{self.name}",
+                )
+            ]
             return
         sni = self.sni
 
         def reloader(index: int) -> Callable[[], Awaitable[None]]:
             async def reload() -> None:
                 sni.reload(index)
+
             return reload
 
-        self._watchers = [asyncio.create_task(watch(*pair, reloader(i), what=self.name, interval=interval),
-                                              name=f"watch-tls-{self.name}-{i}") for i, pair in enumerate(sni.pairs)]
+        self._watchers = [
+            asyncio.create_task(
+                watch(*pair, reloader(i), what=self.name, interval=interval), name=f"watch-tls-{self.name}-{i}"
+            )
+            for i, pair in enumerate(sni.pairs)
+        ]
 
 
 async def start_server(
-    app: Any, listen: str = "127.0.0.1:0", *, name: str = "server", engine: Engine = "uvicorn",
-    header_timeout: float = HEADER_TIMEOUT, max_header_bytes: int = MAX_HEADER_BYTES,
-    tls_cert: Path | None = None, tls_key: Path | None = None, sock: socket.socket | None = None,
-    tls_check_interval: float = TLS_CHECK_INTERVAL, sni: Sequence[tuple[Path, Path]] = (),
+    app: Any,
+    listen: str = "127.0.0.1:0",
+    *,
+    name: str = "server",
+    engine: Engine = "uvicorn",
+    header_timeout: float = HEADER_TIMEOUT,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    sock: socket.socket | None = None,
+    tls_check_interval: float = TLS_CHECK_INTERVAL,
+    sni: Sequence[tuple[Path, Path]] = (),
 ) -> RunningServer:
     """Start `app` on `listen` and return once it accepts connections (uvicorn: a request head
     must arrive within `header_timeout` seconds and `max_header_bytes`). With `tls_cert` and
@@ -237,8 +266,9 @@ async def start_server(
         from web_dist.server.sni import SniCertificates
 
         certificates, engine = SniCertificates((tls_cert, tls_key), sni), "uvicorn"
-    server = await _start(app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock,
-                          certificates)
+    server = await _start(
+        app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock, certificates
+    )
     if tls_cert is not None and tls_key is not None:
         server.tls_files = (tls_cert, tls_key)
         if tls_check_interval > 0 and (engine == "uvicorn" or isinstance(app, SharedApp)):
@@ -246,9 +276,18 @@ async def start_server(
     return server
 
 
-async def _start(app: Any, listen: str, name: str, engine: Engine, header_timeout: float, max_header_bytes: int,
-                 tls_cert: Path | None, tls_key: Path | None, sock: socket.socket | None,
-                 sni: SniCertificates | None = None) -> RunningServer:
+async def _start(
+    app: Any,
+    listen: str,
+    name: str,
+    engine: Engine,
+    header_timeout: float,
+    max_header_bytes: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    sock: socket.socket | None,
+    sni: SniCertificates | None = None,
+) -> RunningServer:
     host, port = parse_listen(listen)
     if sock is None:
         sock = bind(host, port)
@@ -313,14 +352,26 @@ def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None,
     # A connection's write buffer is what a slow viewer costs the edge: hyper's default (408 KiB,
     # then granian's queue) came to about 1.1 MiB per stalled viewer (bench.slow_readers).
     http1 = HTTP1Settings(max_buffer_size=HTTP1_BUFFER)
-    return BoundServer(app, address=host, port=port, interface=Interfaces.ASGI, websockets=False,
-                       backlog=1024, backpressure=MAX_CONCURRENT_REQUESTS, log_enabled=False,
-                       http=HTTPModes.auto, http1_settings=http1, ssl_cert=tls_cert, ssl_key=tls_key,
-                       ssl_protocol_min=SSLProtocols.tls12)
+    return BoundServer(
+        app,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        websockets=False,
+        backlog=1024,
+        backpressure=MAX_CONCURRENT_REQUESTS,
+        log_enabled=False,
+        http=HTTPModes.auto,
+        http1_settings=http1,
+        ssl_cert=tls_cert,
+        ssl_key=tls_key,
+        ssl_protocol_min=SSLProtocols.tls12,
+    )
 
 
-async def _serve_granian(app: Any, sock: socket.socket, name: str, tls_cert: Path | None = None,
-                         tls_key: Path | None = None) -> tuple[Any, asyncio.Task[None]]:
+async def _serve_granian(
+    app: Any, sock: socket.socket, name: str, tls_cert: Path | None = None, tls_key: Path | None = None
+) -> tuple[Any, asyncio.Task[None]]:
     """A granian server serving `app` on `sock` (the socket is left open when it fails), and its task."""
     started = asyncio.Event()
     server = _granian_server(_SignalsStartup(app, started), sock, tls_cert, tls_key)

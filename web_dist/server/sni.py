@@ -28,7 +28,9 @@ def certificate_names(cert: Path) -> list[str]:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return [n.lower() for n in san.get_values_for_type(x509.DNSName)] + [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+    return [n.lower() for n in san.get_values_for_type(x509.DNSName)] + [
+        str(a) for a in san.get_values_for_type(x509.IPAddress)
+    ]
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
