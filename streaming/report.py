@@ -322,6 +322,8 @@ def _run_sections(run: dict[str, Any], wide: bool) -> list[str]:
     stall_ratio = [(s["t"], s["stalled"] / max(s["playing"] + s["stalled"], 1)) for s in series]
     worst = max((r for _, r in stall_ratio), default=0.0)
     out = [f"<section{' class=wide' if wide else ''}><h2>{escape(label)}: edges</h2>{_edge_table(run)}</section>"]
+    if run.get("error_sources"):
+        out.append(_errors_table(label, run["error_sources"]))
     samples = run.get("samples", {})
     if run["mode"] == "web":
         out.append(
@@ -401,6 +403,17 @@ def _comparison(comparison: dict[str, Any]) -> str:
         '<section class="wide"><h2>Origin vs edges</h2><table><tr><th></th><th>straight at the origin</th>'
         f"<th>through the edges</th><th>difference</th></tr>{''.join(rows)}</table></section>"
     )
+
+
+def _errors_table(label: str, sources: Sequence[dict[str, Any]]) -> str:
+    """Which requests failed: kind, the edge that answered (or was asked) and the URL."""
+    rows = "".join(
+        f"<tr><td>{escape(str(e['kind']))}</td><td>{escape(str(e['edge']))}</td>"
+        f"<td>{escape(str(e['url']))}</td><td>{e['count']}</td></tr>"
+        for e in sources
+    )
+    table = f"<table><tr><th>error</th><th>edge</th><th>URL</th><th>requests</th></tr>{rows}</table>"
+    return f'<section class="wide"><h2>{escape(label)}: errors</h2>{table}</section>'
 
 
 def _section(title: str, body: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from streaming.loadtest import LoadPlan, run_load
-from streaming.report import summarize
+from streaming.report import render_html, summarize
 
 from .conftest import MASTER, STREAM, Stack
 
@@ -86,6 +87,10 @@ async def test_stopping_the_edge_midway_shows_the_stalls_and_errors_it_caused(
     refused = [s for s in done.tally.error_report() if s["kind"] == "connection refused"]
     assert refused and all(s["edge"] == edge.url.removeprefix("http://") for s in refused), refused
     assert all(str(s["url"]).startswith(f"{edge.url}/") for s in refused), refused
+    page = render_html({"runs": [figures | {"error_sources": done.tally.error_report()}], "checks": [], "failed": []})
+    assert (
+        f"<td>{edge.url.removeprefix('http://')}</td><td>{html.escape(str(refused[0]['url']))}</td>" in page
+    )  # in HTML too
     stalled_at_end = figures["series"][-1]["stalled"]
     assert stalled_at_end == 20
 
