@@ -102,6 +102,14 @@ def target_seconds(segment_seconds: float) -> int:
     return max(1, math.ceil(segment_seconds - 1e-9))
 
 
+def keyframe_cuts(elapsed: float, duration: int, segment_ticks: float, target_ticks: int) -> bool:
+    """Whether a keyframe `elapsed` ticks into the open segment, lasting `duration` ticks, opens the
+    next one: once the segment has its length (within half a frame), or when keeping this frame
+    in it would carry it past the target duration. An encoder that places keyframes (WHIP's)
+    asks the same question, so its keyframes are the ones cut."""
+    return elapsed >= segment_ticks - duration / 2 or elapsed + duration > target_ticks + 1
+
+
 class CmafPackager:
     """Cuts one rendition; one instance lives as long as the live stream (across sessions)."""
 
@@ -242,7 +250,9 @@ class CmafPackager:
         too_long = start is not None and sample.time + duration - start > self.target_seconds * scale + 1
         if start is None:
             self._open_segment(sample.time, events)
-        elif sample.sync and (sample.time - start >= self.segment_seconds * scale - duration / 2 or too_long):
+        elif sample.sync and keyframe_cuts(
+            sample.time - start, duration, self.segment_seconds * scale, self.target_seconds * scale
+        ):
             self._flush_queued(events)
             self._close_segment(events)
             self._open_segment(sample.time, events)

@@ -22,6 +22,7 @@ from web_dist.config.media import SOURCE_RENDITION, RenditionSettings
 from .. import encoders
 from ..ladder import LadderEncoder, ladder_session
 from ..media import Track
+from ..packager import keyframe_cuts, target_seconds
 from . import Releasable
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class WhipEncoder:
         self.sink = sink
         self._configured = rungs
         self._bitrate = bitrate
-        self._key_every = round(segment_seconds * VIDEO_CLOCK)
+        self._segment_ticks = round(segment_seconds * VIDEO_CLOCK)
+        self._target_ticks = target_seconds(segment_seconds) * VIDEO_CLOCK
         self._has_audio = has_audio
         self._ladder: LadderEncoder | None = None
         self._aac: av.audio.codeccontext.AudioCodecContext | None = None
@@ -61,7 +63,8 @@ class WhipEncoder:
         self._video_base: tuple[int, int] | None = None  # (first RTP pts, its session pts)
         self._audio_base: tuple[int, int] | None = None
         self._last_video = -1
-        self._next_key = 0
+        self._held: av.VideoFrame | None = None  # the last picture: encoded once the next one's time is known
+        self._segment_start: int | None = None  # pts of the last keyframe
         self._audio_next: int | None = None
         self.started = False
 
@@ -121,10 +124,24 @@ class WhipEncoder:
         pts, self._video_base = self._session_pts(self._video_base, rtp, at, VIDEO_CLOCK)
         pts = max(pts, self._last_video + 1)  # x264 wants strictly increasing timestamps
         self._last_video = pts
-        keyframe = pts >= self._next_key
-        if keyframe:  # on a grid of segment durations, so segments come out on target
-            self._next_key = pts + self._key_every - VIDEO_CLOCK // 60
         frame.pts, frame.time_base = pts, Fraction(1, VIDEO_CLOCK)
+        held, self._held = self._held, frame
+        if held is not None:
+            self._encode(held, pts)
+
+    def _encode(self, frame: av.VideoFrame, next_pts: int | None) -> None:
+        """Encode `frame`, as a keyframe where the packager will cut a segment: how long the frame
+        lasts (to `next_pts`) decides that. WebRTC frames come at uneven times (29.97 fps, a
+        browser's canvas), so a keyframe placed by a fixed grid could land just past the
+        target duration, and the packager would split the segment before it."""
+        assert self._ladder is not None and frame.pts is not None
+        start = self._segment_start
+        keyframe = start is None or (
+            next_pts is not None
+            and keyframe_cuts(frame.pts - start, next_pts - frame.pts, self._segment_ticks, self._target_ticks)
+        )
+        if keyframe:
+            self._segment_start = frame.pts
         for packet in self._ladder.encode(frame, keyframe):
             self.sink.packet(packet)
 
@@ -147,5 +164,8 @@ class WhipEncoder:
         if not self.started:
             return
         if self._ladder is not None:
+            if self._held is not None:
+                self._encode(self._held, None)
+                self._held = None
             for packet in self._ladder.flush():
                 self.sink.packet(packet)
