@@ -353,3 +353,55 @@ def test_sniffer_notes_the_timestamp_of_the_first_media_frame() -> None:
     assert sniffer.first_media is None
     sniffer.feed(header1 + frame)
     assert sniffer.first_media == (9, 1040), "type 0 is absolute, type 1 a delta (rtmppkt.c)"
+
+
+@pytest.mark.parametrize(
+    ("step", "jitter"),
+    [(3003, 0), (3000, 900), (2970, 1200), (3000, 0)],
+    ids=["29.97fps", "30fps-jittered", "30.3fps-jittered", "30fps"],
+)
+def test_whip_frames_at_any_rate_make_segments_that_start_on_a_keyframe(step: int, jitter: int) -> None:
+    """A WHIP publisher's frames (29.97 fps, a browser's uneven canvas) through the encoder and
+    the packager: every segment starts on a keyframe and none is longer than the target."""
+    import queue
+    import random
+    import threading
+    from fractions import Fraction
+
+    import av
+
+    from origin_media.packager import CmafPackager, SegmentClosed, SegmentOpened
+    from origin_media.sources.whip_encode import Arrival, WhipEncoder
+
+    class Sink:
+        def __init__(self) -> None:
+            self.packager = CmafPackager(1.0, 0.25)
+            self.events: list[object] = []
+
+        def start(self, session: object) -> None:
+            self.events += self.packager.start_session(session)
+
+        def packet(self, packet: MediaPacket) -> None:
+            if packet.track == 0:
+                self.events += self.packager.push(packet)
+
+        def end(self) -> None:
+            self.events += self.packager.end_session()
+
+        def release(self) -> None:
+            pass
+
+    sink = Sink()
+    frames: queue.Queue[Arrival | None] = queue.Queue()
+    rng = random.Random(1)
+    for i in range(200):
+        frame = av.VideoFrame(64, 48, "yuv420p")
+        frame.pts = round(i * step + (rng.uniform(-jitter, jitter) if i else 0))
+        frame.time_base = Fraction(1, 90000)
+        frames.put(Arrival(frame, 0.0))
+    frames.put(None)
+    WhipEncoder(sink, (), 300_000, 1.0, False).run(frames, threading.Event())  # type: ignore[arg-type]
+    opened = [e for e in sink.events if isinstance(e, SegmentOpened)]
+    closed = [e.duration for e in sink.events if isinstance(e, SegmentClosed)]
+    assert len(opened) >= 5 and all(o.independent for o in opened)
+    assert max(closed) <= 1.0 + 1e-9
