@@ -25,7 +25,7 @@
       cell(row, (s.renditions || []).join(", ") || "-");
       cell(row, s.bitrate ? `${Math.round(s.bitrate / 1000)} kbit/s` : "-");
       const links = row.insertCell();
-      for (const [label, mode] of [["LL-HLS", "llhls"], ["HLS", "hls"], ["WebRTC", "webrtc"]]) {
+      for (const [label, mode] of [["LL-HLS", "llhls"], ["HLS", "hls"], ["WebRTC", "webrtc"], ["DASH", "dash"]]) {
         const a = document.createElement("a");
         a.href = `/watch/${encodeURIComponent(s.name)}${mode === "llhls" ? "" : `?mode=${mode}`}`;
         a.textContent = label;

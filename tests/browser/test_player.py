@@ -51,7 +51,7 @@ async def test_list_page_links_the_demo_stream(browser: Any, demo_cdn: DemoCdn) 
     await row.wait_for(timeout=15_000)
     assert "live" in await row.inner_text()
     links = [await a.get_attribute("href") for a in await row.locator("a").all()]
-    assert links == ["/watch/test", "/watch/test?mode=hls", "/watch/test?mode=webrtc"]
+    assert links == ["/watch/test", "/watch/test?mode=hls", "/watch/test?mode=webrtc", "/watch/test?mode=dash"]
     assert problems == []
 
 
@@ -227,7 +227,7 @@ def test_cdn_up_prints_the_watch_url(demo_cdn: DemoCdn) -> None:
         demo_cdn.printed,
     )
     assert opened, demo_cdn.printed  # HTTPS first (the demo's local CA), plain HTTP beside it
-    assert f"watch test: {opened.group(1)}watch/test  (LL-HLS; ?mode=hls, ?mode=webrtc)" in demo_cdn.printed
+    assert f"watch test: {opened.group(1)}watch/test  (LL-HLS; ?mode=hls, ?mode=webrtc, ?mode=dash)" in demo_cdn.printed
 
 
 @pytest.mark.parametrize("mode", ["llhls", "webrtc"])

@@ -672,7 +672,8 @@ def _opens_as_is(domain: str) -> bool:
 def _watch_lines(config: CdnConfig, dist: Distribution, url: str) -> list[str]:
     """The player pages of a streaming distribution, when a behavior routes to a player origin."""
     return [
-        f"    watch {name}: {url}watch/{name}  (LL-HLS; ?mode=hls, ?mode=webrtc)" for name in _streams(config, dist)
+        f"    watch {name}: {url}watch/{name}  (LL-HLS; ?mode=hls, ?mode=webrtc, ?mode=dash)"
+        for name in _streams(config, dist)
     ]
 
 
