@@ -25,11 +25,14 @@
     const sync = window.hls && window.hls.liveSyncPosition;  // hls.js: its target behind live
     return sync && sync <= r.end ? sync : Math.max(r.start, r.end - 3);
   }
+  const START_MARGIN = 3;  // seconds
   function seek(to) {
     const r = range();
     if (!r) return;
-    // a little after the window's start: the oldest segment may slide out while we load it
-    video.currentTime = Math.min(Math.max(to, r.start + 1), r.end);
+    // a few seconds after the window's start: the oldest segments slide out while we load them
+    // (with 1 s segments on a loaded machine, 1 s was not enough: the player lost the position
+    // and went back to live)
+    video.currentTime = Math.min(Math.max(to, r.start + START_MARGIN), r.end);
     if (video.paused) video.play().catch(() => {});
   }
 
