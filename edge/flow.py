@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ from web_dist.http.semantics import response_length
 if TYPE_CHECKING:
     from edge.workers import Workers
 
+log = logging.getLogger("cdn.edge")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Result = tuple[int, int, Outcome]  # status, body bytes sent, how the cache served it
 
@@ -160,14 +162,16 @@ class EdgeFlow:
         self.edge = edge
         self.name = edge.name
         self.clock = clock
-        self.store = store or MemoryStore(edge.cache_bytes, edge.max_object_bytes)
+        self.store = (
+            store if store is not None else MemoryStore(edge.cache_bytes, edge.max_object_bytes)
+        )  # (an empty store is falsy)
         self.disk = DiskStore(edge.disk_path, edge.disk_bytes, edge.disk_max_object_bytes) if edge.disk_path else None
         self.cache = Tiers(self.store, self.disk)
         self.metrics = EdgeMetrics()
         self.metrics.bind_store("memory", self.store)
         if self.disk is not None:
             self.metrics.bind_store("disk", self.disk)
-        self.upstream = upstream or OriginClient(user_agent=f"cdn-edge/{edge.name}")
+        self.upstream = upstream if upstream is not None else OriginClient(user_agent=f"cdn-edge/{edge.name}")
         self.flights = Coalescer()
         self.access = AccessLog()
         self.upload_idle_timeout = IDLE_TIMEOUT
@@ -232,6 +236,14 @@ class EdgeFlow:
             status, sent, cache = await self._try_error(send, bad_body)
         except ViewerLeft as gone:  # mid-body: the log says what really went out
             status, sent, cache = gone.status, gone.sent, GONE
+        except Exception:  # a fault of the edge's own: the viewer gets a 500, the log the traceback
+            log.exception("%s: %s %s failed", self.name, req.method, req.path)
+            try:
+                status, sent, cache = await self.deliver_error(
+                    send, EdgeError(500, "Internal Server Error: the edge failed")
+                )
+            except Exception:  # the connection is gone too
+                status, sent, cache = 500, 0, ERROR
         finally:
             self._log(req, route, cache.label, status, sent)
 
@@ -647,6 +659,9 @@ class EdgeFlow:
             await self._try_error(send, from_upstream(exc))
         except ViewerLeft:
             pass
+        except Exception:
+            log.exception("%s: a worker's fill of %s failed", self.name, req.path)
+            await self._try_error(send, EdgeError(500, "Internal Server Error: the edge failed"))
 
     async def _answer_worker(self, req: EdgeRequest, route: Route, send: Send, *, retry: bool) -> None:
         names = self._vary.get(route.primary)

@@ -12,8 +12,9 @@ import brotli
 import httpx
 
 from edge.app import build_edge_app
+from edge.store import MemoryStore
 from tests.conftest import until
-from tests.edge.conftest import Clock, EdgeRig, ScriptedOrigin
+from tests.edge.conftest import Clock, EdgeRig, ScriptedOrigin, edge_config
 from web_dist.config import parse_config
 
 
@@ -295,3 +296,19 @@ async def test_a_restarted_edge_keeps_serving_its_disk_cache(serve, tmp_path) ->
             fetched = await client.get(third.url + path)
             assert fetched.content == body and "fwd=miss" in fetched.headers["cache-status"]
         assert origin.hits["/small"] == origin.hits["/large"] == 2
+
+
+async def test_a_fault_of_the_edge_is_a_500_with_a_message_not_a_dropped_connection(serve: Any) -> None:
+    class BrokenStore(MemoryStore):
+        def get(self, key: str) -> Any:
+            raise RuntimeError("a bug in the store")
+
+    origin = ScriptedOrigin()
+    origin.set("/x", b"x")
+    served = await serve(origin, name="origin")
+    edge = await serve(
+        build_edge_app(edge_config(served.url), "edge-test", store=BrokenStore(1 << 20, 1 << 16)), name="edge"
+    )
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(edge.url + "/x")
+    assert answer.status_code == 500 and "the edge failed" in answer.text
