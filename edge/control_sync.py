@@ -79,10 +79,7 @@ class ControlSync:
             self.adopt_config(event.config)
             self.applied.append(event.id)
             return
-        if event.kind == "invalidation":
-            count = await self.flow.invalidate(event.distribution, list(event.paths), soft=event.soft)
-        else:
-            count = await self.flow.purge_tags(list(event.tags), soft=event.soft, dist_id=event.distribution)
+        count = await apply_event(self.flow, event)
         if self.flow.workers is not None:  # applied on every worker of the edge before it is reported
             await self.flow.workers.event(event)
         self.applied.append(event.id)
@@ -95,11 +92,7 @@ class ControlSync:
 
     def _reconfigure(self, text: str) -> None:
         self._config_text = text
-        try:
-            config = parse_config(tomllib.loads(text), self.flow.config.source)
-            self.flow.reconfigure(config)
-        except (tomllib.TOMLDecodeError, ConfigError, ValueError) as exc:
-            log.error("%s: published config not applied: %s", self.flow.name, exc)
+        if not reconfigure(self.flow, text):
             return
         if self.flow.workers is not None:
             task = asyncio.create_task(self.flow.workers.event(Event(id=new_id("C"), kind="config", config=text)))
@@ -138,3 +131,24 @@ class ControlSync:
             await self.feed.publish(event, dist.edges if dist is not None else (self.flow.name,))
         except Exception as exc:
             log.warning("%s: could not publish the invalidation of %s: %s", self.flow.name, event.paths[0], exc)
+
+
+async def apply_event(flow: EdgeFlow, event: Event) -> int:
+    """Apply one event to this process's cache (a config: to its routing); how many objects it
+    touched. What the edge, and each of its workers, does with an event."""
+    if event.kind == "config":
+        reconfigure(flow, event.config)
+        return 0
+    if event.kind == "invalidation":
+        return await flow.invalidate(event.distribution, list(event.paths), soft=event.soft)
+    return await flow.purge_tags(list(event.tags), soft=event.soft, dist_id=event.distribution)
+
+
+def reconfigure(flow: EdgeFlow, text: str) -> bool:
+    """Route by a published config (TOML text); False, and logged, when it cannot be used."""
+    try:
+        flow.reconfigure(parse_config(tomllib.loads(text), flow.config.source))
+    except (tomllib.TOMLDecodeError, ConfigError, ValueError) as exc:
+        log.error("%s: published config not applied: %s", flow.name, exc)
+        return False
+    return True

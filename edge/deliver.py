@@ -29,6 +29,10 @@ NOT_MODIFIED_KEEP = frozenset({"cache-control", "content-location", "date", "eta
 # Headers the edge computes itself for the viewer.
 RECOMPUTED = frozenset({"content-length", "age", "cache-status", "x-cache"})
 RANGE_HEADERS = ("content-range", "accept-ranges")
+# Request headers that make an answer more than "send the stored response": this viewer's own.
+SHAPING_HEADERS = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"}
+)
 # A stored body larger than WHOLE goes out in slices, each send awaited: a viewer holds what the
 # server buffers of a few slices, not a copy of the object. granian queues about seven sends per
 # connection whatever their size, so a slice is SLICE_MIN until the viewer has shown, over at

@@ -38,7 +38,7 @@ from edge.cache_key import (
     key_field,
 )
 from edge.coalesce import Coalescer, Flight, Head, ResponseHead, ServeStale
-from edge.deliver import RECOMPUTED, WHOLE, Answer, Departure, Send, ViewerLeft, deliver, send_body
+from edge.deliver import RECOMPUTED, SHAPING_HEADERS, WHOLE, Answer, Departure, Send, ViewerLeft, deliver, send_body
 from edge.disk_store import DiskStore
 from edge.errors import EdgeError, error_body, from_upstream
 from edge.freshness import (
@@ -111,10 +111,6 @@ MAX_UNCACHEABLE = 50_000  # keys remembered as not storable, oldest forgotten fi
 WHOLE_BEFORE_HEAD = 256 * 1024  # bodies up to this size are read whole before the viewer's head
 MAX_VARY_SPECS = 100_000
 MAX_ROUTES = 10_000
-# Request headers that make a hit more than "send the stored response".
-SHAPING_HEADERS = frozenset(
-    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "range", "if-range"}
-)
 
 
 @dataclass
@@ -319,21 +315,27 @@ class EdgeFlow:
         return known
 
     # -- lookup ----------------------------------------------------------------------------
-    async def lookup(self, req: EdgeRequest, route: Route, send: Send, *, retry: bool = True) -> Result:
+    async def lookup(
+        self, req: EdgeRequest, route: Route, send: Send, *, retry: bool = True, worker: bool = False
+    ) -> Result:
+        """Answer from the cache, or through one coalesced fetch. `worker`: the request is a
+        sibling worker's fill (edge/workers.py), answered with the response as stored rather
+        than shaped for a viewer; the decisions are the same."""
         names = self._vary.get(route.primary)
         route.key = _variant_key(route.primary, names, req.headers) if names else route.primary
         entry = self.cache.peek(route.key)
         if entry is None and self.disk is not None:
             entry = await self._get(route.key)
         if entry is None:
-            return await self.miss(req, route, send, stale=None, retry=retry)
+            return await self.miss(req, route, send, stale=None, retry=retry, worker=worker)
+        stored = self._send_stored if worker else self.hit
         now = self.clock()
         if entry.fresh(now):
-            return await self.hit(req, route, entry, send, HIT)
+            return await stored(req, route, entry, send, HIT)
         if entry.usable_while_revalidating(now):
             self._refresh_in_background(req, route, entry)
-            return await self.hit(req, route, entry, send, SWR_HIT)
-        return await self.miss(req, route, send, stale=entry, retry=retry)
+            return await stored(req, route, entry, send, SWR_HIT)
+        return await self.miss(req, route, send, stale=entry, retry=retry, worker=worker)
 
     async def hit(self, req: EdgeRequest, route: Route, entry: CachedResponse, send: Send, outcome: Outcome) -> Result:
         if route.dist.error_pages and entry.status in route.dist.error_pages:
@@ -394,8 +396,17 @@ class EdgeFlow:
 
     # -- miss and stale: one coalesced fetch ----------------------------------------------------
     async def miss(
-        self, req: EdgeRequest, route: Route, send: Send, *, stale: CachedResponse | None, retry: bool = True
+        self,
+        req: EdgeRequest,
+        route: Route,
+        send: Send,
+        *,
+        stale: CachedResponse | None,
+        retry: bool = True,
+        worker: bool = False,
     ) -> Result:
+        stored = self._send_stored if worker else self.hit
+        streamed = self._send_flight if worker else self._deliver_flight
         flight, leader = self.flights.join(route.key, lambda f: self._fetch(f, route, stale, req))
         cursor = flight.subscribe()  # before any await, so no byte is trimmed before we read it
         fwd = "stale" if stale is not None else "miss"
@@ -405,13 +416,13 @@ class EdgeFlow:
             except (UpstreamError, EdgeError) as exc:
                 if stale is not None and stale.usable_on_error(self.clock()):
                     status = exc.status if isinstance(exc, EdgeError) else from_upstream(exc).status
-                    return await self.hit(req, route, stale, send, stale_if_error(status))
+                    return await stored(req, route, stale, send, stale_if_error(status))
                 raise
             if isinstance(head, ServeStale):
                 assert stale is not None
-                return await self.hit(req, route, stale, send, stale_if_error(head.status or 502))
+                return await stored(req, route, stale, send, stale_if_error(head.status or 502))
             if isinstance(head, CachedResponse):  # revalidated: a 304 refreshed the entry
-                return await self.hit(req, route, head, send, Outcome(fwd=fwd, fwd_status=304))
+                return await stored(req, route, head, send, Outcome(fwd=fwd, fwd_status=304))
             if (
                 not leader
                 and retry
@@ -420,14 +431,14 @@ class EdgeFlow:
             ):
                 flight.release(cursor)  # this viewer wants another variant: look it up as one
                 route.key = route.primary
-                return await self.lookup(req, route, send, retry=False)
+                return await self.lookup(req, route, send, retry=False, worker=worker)
             if (not head.shared and not leader) or (not head.stored and "range" in req.headers):
                 # Not for sharing, or too large to keep: this viewer asks the origin itself
                 # (a range then costs the origin that range, not the whole object).
                 flight.release(cursor)
                 return await self.pass_(req, route, send)
             outcome = Outcome(fwd=fwd, fwd_status=head.status, stored=head.confirmed, collapsed=not leader)
-            return await self._deliver_flight(req, route, flight, cursor, head, send, outcome)
+            return await streamed(req, route, flight, cursor, head, send, outcome)
         finally:
             flight.release(cursor)
 
@@ -652,7 +663,7 @@ class EdgeFlow:
             route = self.recv(req, trusted=True)
             if req.method not in ("GET", "HEAD"):
                 raise EdgeError(405, f"Method Not Allowed: a worker fill is GET or HEAD, not {req.method}")
-            await self._answer_worker(req, route, send, retry=True)
+            await self.lookup(req, route, send, worker=True)
         except EdgeError as exc:
             await self._try_error(send, exc)
         except UpstreamError as exc:
@@ -663,88 +674,44 @@ class EdgeFlow:
             log.exception("%s: a worker's fill of %s failed", self.name, req.path)
             await self._try_error(send, EdgeError(500, "Internal Server Error: the edge failed"))
 
-    async def _answer_worker(self, req: EdgeRequest, route: Route, send: Send, *, retry: bool) -> None:
-        names = self._vary.get(route.primary)
-        route.key = _variant_key(route.primary, names, req.headers) if names else route.primary
-        entry = await self._get(route.key)
-        now = self.clock()
-        if entry is not None and entry.fresh(now):
-            await self._send_stored(req, entry, send, HIT)
-            return
-        if entry is not None and entry.usable_while_revalidating(now):
-            self._refresh_in_background(req, route, entry)
-            await self._send_stored(req, entry, send, SWR_HIT)
-            return
-        flight, leader = self.flights.join(route.key, lambda f: self._fetch(f, route, entry, req))
-        cursor = flight.subscribe()
-        fwd = "stale" if entry is not None else "miss"
+    async def _send_flight(
+        self,
+        req: EdgeRequest,
+        route: Route,
+        flight: Flight,
+        cursor: int,
+        head: ResponseHead,
+        send: Send,
+        outcome: Outcome,
+    ) -> Result:
+        """A fill in flight as it comes from upstream (headers, Age, tags), for a sibling worker."""
+        chain = f"{head.upstream_status}, " if head.upstream_status else ""
+        body = None if req.method == "HEAD" else flight.body(cursor)
+        answer = Answer(head.status, head.headers, body, response_length(head.headers))
+        extra = _worker_stamp(chain + outcome.cache_status(self.name), head.age, head.tags)
         try:
-            try:
-                head = await self._await_head(flight, route)
-            except (UpstreamError, EdgeError) as exc:
-                if entry is not None and entry.usable_on_error(self.clock()):
-                    status = exc.status if isinstance(exc, EdgeError) else from_upstream(exc).status
-                    await self._send_stored(req, entry, send, stale_if_error(status))
-                    return
-                raise
-            if isinstance(head, ServeStale):
-                assert entry is not None
-                await self._send_stored(req, entry, send, stale_if_error(head.status or 502))
-                return
-            if isinstance(head, CachedResponse):
-                await self._send_stored(req, head, send, Outcome(fwd=fwd, fwd_status=304))
-                return
-            if (
-                not leader
-                and retry
-                and head.vary
-                and _vary_values(head.vary, req.headers) != _vary_values(head.vary, flight.request_headers)
-            ):
-                flight.release(cursor)
-                route.key = route.primary
-                await self._answer_worker(req, route, send, retry=False)
-                return
-            if not head.shared and not leader:
-                flight.release(cursor)
-                await self.pass_(req, route, send)
-                return
-            outcome = Outcome(fwd=fwd, fwd_status=head.status, stored=head.confirmed, collapsed=not leader)
-            cache_status = (
-                f"{head.upstream_status + ', ' if head.upstream_status else ''}{outcome.cache_status(self.name)}"
-            )
-            answer = Answer(
-                head.status,
-                head.headers,
-                None if req.method == "HEAD" else flight.body(cursor),
-                response_length(head.headers),
-            )
-            try:
-                with _departure(req) as departure:
-                    await deliver(
-                        send,
-                        {},
-                        req.method,
-                        answer,
-                        _worker_stamp(cache_status, head.age, head.tags),
-                        departure=departure,
-                    )
-            except ViewerLeft:
-                flight.depart(cursor)
-                raise
-        finally:
-            flight.release(cursor)
+            with _departure(req) as departure:
+                status, sent = await deliver(send, {}, req.method, answer, extra, departure=departure)
+        except ViewerLeft:
+            flight.depart(cursor)
+            raise
+        return status, sent, outcome
 
-    async def _send_stored(self, req: EdgeRequest, entry: CachedResponse, send: Send, outcome: Outcome) -> None:
+    async def _send_stored(
+        self, req: EdgeRequest, route: Route, entry: CachedResponse, send: Send, outcome: Outcome
+    ) -> Result:
+        """A stored response as it is stored (headers, Age, tags), for a sibling worker."""
         age = int(entry.age(self.clock()))
         extra = _worker_stamp(outcome.cache_status(self.name, int(entry.ttl) - age), age, entry.tags)
         etag, modified = req.headers.get("if-none-match"), req.headers.get("if-modified-since")
         if entry.status == 200 and ((etag and etag == entry.etag) or (modified and modified == entry.last_modified)):
             headers = [h for h in entry.headers if h[0] != "content-length"]
-            await deliver(send, {}, req.method, Answer(304, headers, None, None), extra)
-            return
+            status, sent = await deliver(send, {}, req.method, Answer(304, headers, None, None), extra)
+            return status, sent, outcome
         answer = Answer(entry.status, entry.headers, None if req.method == "HEAD" else entry.body, len(entry.body))
         with _departure(req) as departure:
-            await deliver(send, {}, req.method, answer, extra, departure=departure)
+            status, sent = await deliver(send, {}, req.method, answer, extra, departure=departure)
+        return status, sent, outcome
 
     # -- pass: straight to the origin ----------------------------------------------------------
     async def pass_(self, req: EdgeRequest, route: Route, send: Send) -> Result:

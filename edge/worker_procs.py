@@ -137,7 +137,9 @@ async def _serve(
             )
         host, port = peer.getsockname()[:2]
         started.append(
-            await start_server(app.peer_app(), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer)
+            await start_server(
+                SharedApp(app.peer_app()), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer
+            )
         )
     except BaseException:
         for server in reversed(started):

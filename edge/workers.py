@@ -34,7 +34,6 @@ import hmac
 import json
 import logging
 import os
-import tomllib
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,9 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from edge.control_sync import apply_event
+from edge.deliver import SHAPING_HEADERS
 from edge.metrics import EdgeMetrics
 from edge.upstream import HOP_BY_HOP, OriginClient, UpstreamError, UpstreamResponse
-from web_dist.config import ORIGIN_SECRET_HEADER, EdgeLocation, Origin, parse_config
+from web_dist.config import ORIGIN_SECRET_HEADER, EdgeLocation, Origin
 from web_dist.config.invalidation import Event
 
 if TYPE_CHECKING:
@@ -59,20 +60,7 @@ ENV = "CDN_EDGE_WORKER"  # the plan a worker process is started with (JSON)
 CLIENT_HEADER = "x-cdn-worker-client"  # the viewer's address, on a sibling's fill
 CONTROL_PREFIX = "/_cdn/worker/"
 # Headers of the viewer's request that shape only its own answer: a fill leaves them out.
-NOT_ON_FILL = HOP_BY_HOP | frozenset(
-    {
-        "range",
-        "if-range",
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "content-length",
-        "expect",
-        CLIENT_HEADER,
-        ORIGIN_SECRET_HEADER,
-    }
-)
+NOT_ON_FILL = HOP_BY_HOP | SHAPING_HEADERS | {"content-length", "expect", CLIENT_HEADER, ORIGIN_SECRET_HEADER}
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a control message between workers (a published config)
 
 
@@ -307,10 +295,7 @@ class PeerApp:
         self.on_written = on_written
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":  # the public listener runs the app's lifespan
-            await _no_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # (served through SharedApp: the public listener runs the lifespan)
             return
         if not hmac.compare_digest(_header(scope, ORIGIN_SECRET_HEADER).encode(), self.workers.plan.secret.encode()):
             await _plain(send, 403, "Forbidden: this port is for the edge's own workers")
@@ -342,7 +327,7 @@ class PeerApp:
         body = json.loads(raw or b"{}")
         answer: dict[str, Any] = {"index": self.workers.index}
         if what == "event":
-            answer["count"] = await apply_here(self.flow, Event.from_json(body["event"]))
+            answer["count"] = await apply_event(self.flow, Event.from_json(body["event"]))
         elif what == "written":
             answer["count"] = await self.flow.invalidate(body["distribution"], [body["path"]])
             if self.on_written is not None:  # the leader: the other edges hear of it too
@@ -361,24 +346,3 @@ class PeerApp:
             }
         )
         await send({"type": "http.response.body", "body": data})
-
-
-async def apply_here(flow: EdgeFlow, event: Event) -> int:
-    """Apply a control-plane event to this worker's cache (or, a config, to its routing)."""
-    if event.kind == "config":
-        if event.config:
-            flow.reconfigure(parse_config(tomllib.loads(event.config), flow.config.source))
-        return 0
-    if event.kind == "invalidation":
-        return await flow.invalidate(event.distribution, list(event.paths), soft=event.soft)
-    return await flow.purge_tags(list(event.tags), soft=event.soft, dist_id=event.distribution)
-
-
-async def _no_lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
