@@ -41,11 +41,12 @@ async def lead(
     wait: Callable[[], Awaitable[None]],
     log_level: str,
 ) -> None:
-    """Serve `edge` with `count` worker processes until `wait` returns."""
+    """Serve `edge` with `count` worker processes until `wait` returns (1: this process alone,
+    with no loopback port)."""
     what = f"edge {edge.name}"
     public = _sockets(edge.listen, count)
     https = _sockets(edge.https_listen, count) if edge.https_listen else []
-    peers = [bind("127.0.0.1", 0) for _ in range(count)]
+    peers = [bind("127.0.0.1", 0) for _ in range(count)] if count > 1 else []
     for sock in peers:
         sock.listen(1024)
     urls = tuple(f"http://127.0.0.1:{s.getsockname()[1]}" for s in peers)
@@ -62,15 +63,15 @@ async def lead(
                 **({"https": https[i].fileno()} if https else {}),
             },
         )
-        for i in range(count)
+        for i in range(len(peers))
     ]
-    app = build_edge_app(config, edge.name, control_token=token, workers=plans[0])
+    app = build_edge_app(config, edge.name, control_token=token, workers=plans[0] if plans else None)
     started: list[RunningServer] = []
     others = Siblings(config.source, edge.name, plans[1:], log_level)
     try:
         if edge.admin_listen is not None:
             started.append(await start_server(build_admin_app(app.flow), edge.admin_listen, name=f"{what} admin"))
-        started += await _serve(app, edge, public[0], https[0] if https else None, peers[0])
+        started += await _serve(app, edge, public[0], https[0] if https else None, peers[0] if peers else None)
         await others.start()
     except BaseException:
         await others.stop()
@@ -83,7 +84,7 @@ async def lead(
         for s in started
         if s is not front and not s.name.endswith("peer")
     )
-    log.info("%s listening on %s%s (%d workers)", what, front.url, extra, count)
+    log.info("%s listening on %s%s (workers: %d)", what, front.url, extra, count)
     print(f"ready {what} {front.url}{extra}", flush=True)
     await wait()
     log.info("%s stopping", what)
@@ -113,9 +114,10 @@ async def work(
 
 
 async def _serve(
-    app: EdgeApp, edge: EdgeLocation, public: socket.socket, https: socket.socket | None, peer: socket.socket
+    app: EdgeApp, edge: EdgeLocation, public: socket.socket, https: socket.socket | None, peer: socket.socket | None
 ) -> list[RunningServer]:
-    """This worker's listeners: the public ports (listening from now on) and its loopback port."""
+    """This worker's listeners: the public ports (listening from now on) and its loopback port
+    (none when it is the edge's only process)."""
     what = f"edge {edge.name}"
     started: list[RunningServer] = []
     try:
@@ -135,12 +137,13 @@ async def _serve(
                     sni=edge.certificates,
                 )
             )
-        host, port = peer.getsockname()[:2]
-        started.append(
-            await start_server(
-                SharedApp(app.peer_app()), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer
+        if peer is not None:
+            host, port = peer.getsockname()[:2]
+            started.append(
+                await start_server(
+                    SharedApp(app.peer_app()), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer
+                )
             )
-        )
     except BaseException:
         for server in reversed(started):
             await server.stop()
@@ -149,9 +152,10 @@ async def _serve(
 
 
 def _sockets(listen: str, count: int) -> list[socket.socket]:
-    """`count` sockets bound to one address (not yet listening): port 0 picks one for all."""
+    """`count` sockets bound to one address (not yet listening): port 0 picks one for all. One
+    alone does not share its port (another process binding it is refused, as it should be)."""
     host, port = parse_listen(listen)
-    first = bind(host, port, reuse_port=True, listen=False)
+    first = bind(host, port, reuse_port=count > 1, listen=False)
     port = first.getsockname()[1]
     return [first, *(bind(host, port, reuse_port=True, listen=False) for _ in range(count - 1))]
 

@@ -127,60 +127,18 @@ def _cmd_edge(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.name not in config.edges:
         raise ConfigError(f"{config.source}: edges: no edge named {args.name!r} (edges: {', '.join(config.edges)})")
-    from edge.app import build_admin_app, build_edge_app  # the edge is only loaded where it runs
+    from edge.worker_procs import lead, work  # the edge is only loaded where it runs
+    from edge.workers import ENV, WorkerPlan, worker_count
 
     edge = config.edges[args.name]
-    what = f"edge {edge.name}"
     token = resolve_token(config.control.token, config.control.token_env, os.environ) if config.control else None
-
-    from edge.worker_procs import lead, work
-    from edge.workers import ENV, WorkerPlan, worker_count
 
     plan = os.environ.pop(ENV, None)
     if plan is not None:  # one of the edge's workers, started by its leader
         _run(work(config, edge, WorkerPlan.from_env(plan), token, _wait_for_signal))
         return 0
-    count = worker_count(edge)
-    if count > 1:
-        level = logging.getLevelName(log.getEffectiveLevel()).lower()
-        _run(lead(config, edge, count, token, _wait_for_signal, level))
-        return 0
-
-    async def serve() -> None:
-        app = build_edge_app(config, edge.name, control_token=token)
-        started = []
-        try:
-            # The admin port first: once "ready" is printed, every listener answers.
-            if edge.admin_listen is not None:
-                started.append(await start_server(build_admin_app(app.flow), edge.admin_listen, name=f"{what} admin"))
-            public = await start_server(app, edge.listen, name=what, engine=edge.server)
-            started.append(public)
-            if edge.https_listen is not None:
-                started.append(
-                    await start_server(
-                        SharedApp(app),
-                        edge.https_listen,
-                        name=f"{what} https",
-                        engine=edge.server,
-                        tls_cert=edge.tls_cert,
-                        tls_key=edge.tls_key,
-                        sni=edge.certificates,
-                    )
-                )
-        except BaseException:
-            for server in reversed(started):
-                await server.stop()
-            raise
-        others = [s for s in started if s is not public]
-        extra = "".join(f" {'admin' if 'admin' in s.name else 'https'} {s.url}" for s in others)
-        log.info("%s listening on %s%s", what, public.url, extra)
-        print(f"ready {what} {public.url}{extra}", flush=True)
-        await _wait_for_signal()
-        log.info("%s stopping", what)
-        for server in reversed(started):
-            await server.stop()
-
-    _run(serve())
+    level = logging.getLevelName(log.getEffectiveLevel()).lower()
+    _run(lead(config, edge, worker_count(edge), token, _wait_for_signal, level))
     return 0
 
 
