@@ -208,17 +208,20 @@ class EdgeFlow:
         self.cache.delete(key)
 
     # -- recv ------------------------------------------------------------------------------
-    async def handle(self, req: EdgeRequest, send: Send) -> None:
+    async def handle(self, req: EdgeRequest, send: Send, *, worker: bool = False) -> None:
+        """Answer a viewer's request; `worker`: a sibling worker's fill of a key this worker owns
+        (edge/workers.py), answered as stored and not logged or counted here (the asking worker
+        does that for its viewer)."""
         route: Route | None = None
         status, sent, cache = 500, 0, ERROR
         try:
-            route = self.recv(req)
+            route = self.recv(req, trusted=worker)
             if (
                 req.method in ("GET", "HEAD")
                 and route.behavior.cookie_keys == "none"
                 and (not self._remembered_uncacheable(route.primary))
             ):
-                status, sent, cache = await self.lookup(req, route, send)
+                status, sent, cache = await self.lookup(req, route, send, worker=worker)
             else:
                 status, sent, cache = await self.pass_(req, route, send)
         except EdgeError as exc:
@@ -241,7 +244,8 @@ class EdgeFlow:
             except Exception:  # the connection is gone too
                 status, sent, cache = 500, 0, ERROR
         finally:
-            self._log(req, route, cache.label, status, sent)
+            if not worker:
+                self._log(req, route, cache.label, status, sent)
 
     def recv(self, req: EdgeRequest, *, trusted: bool = False) -> Route:
         """The request's route, after the checks a viewer's request must pass (`trusted`: a
@@ -654,26 +658,6 @@ class EdgeFlow:
         return _variant_key(route.primary, vary, req.headers)
 
     # -- a sibling worker's fill of a key this worker owns (edge/workers.py) ---------------------
-    async def serve_worker(self, req: EdgeRequest, send: Send) -> None:
-        """Answer another worker of this edge with the stored response as it is stored (the
-        origin's headers, Age, tags and this worker's Cache-Status), filled from the origin at
-        most once through the coalescer. Nothing is logged or counted here: the asking worker
-        does that for its viewer."""
-        try:
-            route = self.recv(req, trusted=True)
-            if req.method not in ("GET", "HEAD"):
-                raise EdgeError(405, f"Method Not Allowed: a worker fill is GET or HEAD, not {req.method}")
-            await self.lookup(req, route, send, worker=True)
-        except EdgeError as exc:
-            await self._try_error(send, exc)
-        except UpstreamError as exc:
-            await self._try_error(send, from_upstream(exc))
-        except ViewerLeft:
-            pass
-        except Exception:
-            log.exception("%s: a worker's fill of %s failed", self.name, req.path)
-            await self._try_error(send, EdgeError(500, "Internal Server Error: the edge failed"))
-
     async def _send_flight(
         self,
         req: EdgeRequest,

@@ -312,7 +312,7 @@ class PeerApp:
             req = self.request(scope, receive)
             req.headers.pop(ORIGIN_SECRET_HEADER, None)
             req.headers.pop(CLIENT_HEADER, None)
-            await self.flow.serve_worker(req, send)
+            await self.flow.handle(req, send, worker=True)
 
     async def _control(self, what: str, receive: Receive, send: Send) -> None:
         raw = bytearray()
