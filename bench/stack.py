@@ -58,7 +58,7 @@ def start_origin(children: Children, site: Path) -> Server:
 
 
 def write_edge_config(
-    folder: Path, origin_url: str, port: int, server: str = "granian", *, edge_lines: str = "", name: str | None = None
+    folder: Path, origin_url: str, port: int, server: str = "auto", *, edge_lines: str = "", name: str | None = None
 ) -> Path:
     """A config with one edge in front of `origin_url`, caching everything for a day;
     `edge_lines` are more keys of the edge's table (TLS, say)."""
@@ -89,7 +89,7 @@ def start_edge(
     children: Children,
     folder: Path,
     origin_url: str,
-    server: str = "granian",
+    server: str = "auto",
     *,
     workers: int | None = None,
     name: str = "edge",

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,9 +25,10 @@ from edge.control_sync import ControlSync
 from edge.flow import EdgeFlow, EdgeRequest
 from edge.store import MemoryStore
 from edge.upstream import OriginClient, connection_names
-from edge.webrtc import MAX_OFFER_BYTES, WhepService, WhepSettings
+from edge.webrtc import MAX_OFFER_BYTES, WHEP_PREFIX, WhepService, WhepSettings
 from edge.workers import PeerApp, WorkerPlan, Workers
 from web_dist.config import CdnConfig
+from web_dist.server.fast_lane import QuickAnswer
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -62,6 +64,17 @@ class EdgeApp:
             await self.flow.handle(_edge_request(scope, receive), send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def shortcut(
+        self, method: str, target: bytes, raw_headers: list[tuple[bytes, bytes]], client: str
+    ) -> QuickAnswer | None:
+        """web_dist.server.fast_lane's question: can the flow answer this head at once (a fresh
+        hit)? None for anything __call__ routes elsewhere or the flow must wait for."""
+        path, _, query = target.decode("latin-1").partition("?")
+        routed = unquote(path) if "%" in path else path
+        if routed.startswith((ADMIN_PREFIX, WHEP_PREFIX)):
+            return None
+        return self.flow.quick_hit(edge_request(method, path, query, raw_headers, client, _no_body))
 
     def peer_app(self) -> PeerApp:
         """The app of this worker's loopback port, where its sibling workers reach it."""
@@ -152,10 +165,38 @@ def build_edge_app(
     return EdgeApp(flow, sync, whep)
 
 
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
 def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    client = scope.get("client") or ("-", 0)
+    return edge_request(
+        scope["method"],
+        raw_path.decode("latin-1").split("?", 1)[0],
+        scope.get("query_string", b"").decode("latin-1"),
+        scope["headers"],
+        str(client[0]),
+        receive,
+        scope.get("scheme", "http"),
+    )
+
+
+def edge_request(
+    method: str,
+    path: str,
+    query: str,
+    raw_headers: Iterable[tuple[bytes, bytes]],
+    client: str,
+    receive: Receive,
+    scheme: str = "http",
+) -> EdgeRequest:
+    """The flow's view of a request: header names lower-cased, repeats joined, hop-by-hop
+    fields dropped, a malformed Host noted as the request's problem."""
     headers: dict[str, str] = {}
     problem: str | None = None
-    for raw_name, raw_value in scope["headers"]:
+    for raw_name, raw_value in raw_headers:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         if name in headers:
@@ -165,20 +206,18 @@ def _edge_request(scope: Scope, receive: Receive) -> EdgeRequest:
             headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
         else:
             headers[name] = value
-    for named in connection_names(headers.get("connection")):
-        headers.pop(named, None)  # RFC 9110 7.6.1: these were for the hop, not for us to pass on
-    raw_path = scope.get("raw_path") or scope["path"].encode()
-    path = raw_path.decode("latin-1").split("?", 1)[0]
-    client = scope.get("client") or ("-", 0)
+    if "connection" in headers:
+        for named in connection_names(headers["connection"]):
+            headers.pop(named, None)  # RFC 9110 7.6.1: these were for the hop, not for us to pass on
     return EdgeRequest(
-        method=scope["method"],
+        method=method,
         path=path,
-        query=scope.get("query_string", b"").decode("latin-1"),
+        query=query,
         headers=headers,
-        client=str(client[0]),
+        client=client,
         receive=receive,
         problem=problem or _host_problem(headers.get("host", "")),
-        scheme=scope.get("scheme", "http"),
+        scheme=scheme,
     )
 
 

@@ -29,6 +29,7 @@ class CachedResponse:
     encoded: dict[str, bytes] = field(default_factory=dict, repr=False)  # coding -> body, made at the edge
     # The headers of a plain 200 hit, encoded for the wire once (made by the flow on first use).
     wire: list[tuple[bytes, bytes]] | None = field(default=None, repr=False, compare=False)
+    head: bytes | None = field(default=None, repr=False, compare=False)  # ... with the status line, for the fast lane
 
     def age(self, now: float) -> float:
         return self.initial_age + max(0.0, now - self.response_time)

@@ -25,7 +25,7 @@ from pathlib import Path
 from edge.app import EdgeApp, build_admin_app, build_edge_app
 from edge.workers import ENV, WorkerPlan
 from web_dist.config import CdnConfig, EdgeLocation
-from web_dist.server import RunningServer, SharedApp, bind, parse_listen, start_server
+from web_dist.server import Engine, RunningServer, SharedApp, bind, parse_listen, start_server
 
 log = logging.getLogger("cdn.edge.workers")
 START_TIMEOUT = 60.0  # seconds a worker may take to say it is ready
@@ -122,7 +122,10 @@ async def _serve(
     started: list[RunningServer] = []
     try:
         public.listen(1024)
-        started.append(await start_server(app, edge.listen, name=what, engine=edge.server, sock=public))
+        plain: Engine = "granian" if edge.server == "granian" else "uvicorn"
+        started.append(
+            await start_server(app, edge.listen, name=what, engine=plain, sock=public, shortcut=app.shortcut)
+        )
         if https is not None:
             https.listen(1024)
             started.append(
@@ -130,7 +133,7 @@ async def _serve(
                     SharedApp(app),
                     edge.https_listen or "",
                     name=f"{what} https",
-                    engine=edge.server,
+                    engine="uvicorn" if edge.server == "uvicorn" else "granian",
                     tls_cert=edge.tls_cert,
                     tls_key=edge.tls_key,
                     sock=https,
@@ -141,7 +144,7 @@ async def _serve(
             host, port = peer.getsockname()[:2]
             started.append(
                 await start_server(
-                    SharedApp(app.peer_app()), f"{host}:{port}", name=f"{what} peer", engine=edge.server, sock=peer
+                    SharedApp(app.peer_app()), f"{host}:{port}", name=f"{what} peer", engine=plain, sock=peer
                 )
             )
     except BaseException:

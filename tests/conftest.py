@@ -18,15 +18,15 @@ from web_dist.server import Engine, RunningServer, start_server
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Any]]:
     """`await serve(app, name=...)` starts `app` on 127.0.0.1:0; all are stopped at the end.
-    An edge is served as `cdn edge` serves it, on granian; everything else on uvicorn."""
+    An edge is served as `cdn edge` serves its plain-HTTP port, on uvicorn with the fast lane;
+    everything else on uvicorn."""
     running: list[RunningServer] = []
 
     async def _serve(
         app: Any, name: str = "server", listen: str = "127.0.0.1:0", engine: Engine | None = None
     ) -> RunningServer:
-        if engine is None:
-            engine = "granian" if isinstance(app, EdgeApp) else "uvicorn"
-        server = await start_server(app, listen, name=name, engine=engine)
+        shortcut = app.shortcut if isinstance(app, EdgeApp) and engine in (None, "uvicorn") else None
+        server = await start_server(app, listen, name=name, engine=engine or "uvicorn", shortcut=shortcut)
         running.append(server)
         return server
 

@@ -119,7 +119,9 @@ class EdgeLocation:
     # More (cert, key) pairs on the HTTPS listener, each chosen by SNI for the names in its
     # certificate; tls_cert is the default. Served by uvicorn (HTTP/1.1): see web_dist/server/sni.py.
     certificates: tuple[tuple[Path, Path], ...] = ()
-    server: Literal["granian", "uvicorn"] = "granian"  # the public port's HTTP server
+    # The public ports' HTTP server: "auto" serves plain HTTP on uvicorn with the fast lane for
+    # fresh hits (web_dist/server/fast_lane.py) and HTTPS on granian; "granian" or "uvicorn" both.
+    server: Literal["auto", "granian", "uvicorn"] = "auto"
     max_upload_bytes: int = 5 * 1024**3  # a larger PUT/POST body gets 413 (a behavior may lower it)
     # Peers whose X-Forwarded-For names the client (load balancers in front of the edge).
     trusted_proxies: tuple[Network, ...] = ()
@@ -621,7 +623,9 @@ def _edge(r: _Reader, name: str, body: dict[str, Any], base: Path) -> EdgeLocati
         parent=r.get(body, where, "parent", str, None),
         admin_listen=admin_listen,
         admin_token=admin_token,
-        server=r.get(body, where, "server", str, _default(EdgeLocation, "server"), _one_of(("granian", "uvicorn"))),
+        server=r.get(
+            body, where, "server", str, _default(EdgeLocation, "server"), _one_of(("auto", "granian", "uvicorn"))
+        ),
         max_upload_bytes=r.get(
             body, where, "max_upload_bytes", int, _default(EdgeLocation, "max_upload_bytes"), _positive
         ),

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
 
+from web_dist.server.fast_lane import Shortcut, fast_lane_protocol
+
 if TYPE_CHECKING:
     from web_dist.server.sni import SniCertificates
 
@@ -32,6 +34,7 @@ MAX_CONCURRENT_REQUESTS = 65536  # granian: requests served at once (held live r
 # long and this size, or the connection gets 408 / 431 and is closed (slowloris, huge headers).
 HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
+KEEP_ALIVE = 30  # uvicorn: seconds an idle keep-alive connection is kept
 TLS_CHECK_INTERVAL = 5.0  # seconds between looks at a TLS listener's certificate files
 
 
@@ -75,6 +78,7 @@ def guarded_protocol(
 
     class GuardedProtocol(HttpToolsProtocol):
         _in_head = True
+        _mid_request = False  # a request's bytes have started arriving and it is not complete
         _head_bytes = 0
         _head_timer: asyncio.TimerHandle | None = None
 
@@ -101,8 +105,26 @@ def guarded_protocol(
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._mid_request = True
             if self._head_timer is None:  # a keep-alive connection's next request starts
                 self._arm()
+
+        def on_message_complete(self) -> None:
+            self._mid_request = False
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            lane = getattr(self, "lane", None)  # set by a FastLane that handed this connection over
+            if lane is None or self._mid_request or self.pipeline or self.transport.is_closing():
+                return
+            # idle between requests: the connection goes back to the lane
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+                self.timeout_keep_alive_task = None
+            self._disarm()
+            self.connections.discard(self)
+            lane.take_back(self.transport, write_paused=self.flow.write_paused)
 
         def on_headers_complete(self) -> None:
             self._in_head = False
@@ -251,6 +273,7 @@ async def start_server(
     sock: socket.socket | None = None,
     tls_check_interval: float = TLS_CHECK_INTERVAL,
     sni: Sequence[tuple[Path, Path]] = (),
+    shortcut: Shortcut | None = None,
 ) -> RunningServer:
     """Start `app` on `listen` and return once it accepts connections (uvicorn: a request head
     must arrive within `header_timeout` seconds and `max_header_bytes`). With `tls_cert` and
@@ -260,14 +283,16 @@ async def start_server(
     uvicorn serves such a listener, whatever `engine` says: granian has one certificate per listener.
     Over TLS the certificate files are looked at every `tls_check_interval` seconds (0: never)
     and reloaded when they change (web_dist.server.cert_reload); on granian only for a `SharedApp`
-    (an edge's HTTPS port), whose lifespan a server replaced for a reload does not end."""
+    (an edge's HTTPS port), whose lifespan a server replaced for a reload does not end.
+    `shortcut`: answers some requests from their head alone (web_dist.server.fast_lane; uvicorn,
+    plain HTTP: an edge's fresh cache hits)."""
     certificates = None
     if sni and tls_cert is not None and tls_key is not None:
         from web_dist.server.sni import SniCertificates
 
         certificates, engine = SniCertificates((tls_cert, tls_key), sni), "uvicorn"
     server = await _start(
-        app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock, certificates
+        app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock, certificates, shortcut
     )
     if tls_cert is not None and tls_key is not None:
         server.tls_files = (tls_cert, tls_key)
@@ -287,6 +312,7 @@ async def _start(
     tls_key: Path | None,
     sock: socket.socket | None,
     sni: SniCertificates | None = None,
+    shortcut: Shortcut | None = None,
 ) -> RunningServer:
     host, port = parse_listen(listen)
     if sock is None:
@@ -300,14 +326,19 @@ async def _start(
             sock.close()
             raise
         return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None, app=app)
+    http = guarded_protocol(header_timeout, max_header_bytes)
+    if shortcut is not None and tls_cert is None:
+        http = fast_lane_protocol(
+            shortcut, http, header_timeout=header_timeout, max_header_bytes=max_header_bytes, keep_alive=KEEP_ALIVE
+        )
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         lifespan="on",
         loop="none",
-        http=guarded_protocol(header_timeout, max_header_bytes),
-        timeout_keep_alive=30,
+        http=http,
+        timeout_keep_alive=KEEP_ALIVE,
         timeout_graceful_shutdown=3,
         # Apps set their own Date and Server: an edge passes the origin's through.
         server_header=False,
