@@ -1,5 +1,6 @@
 """What an edge costs before anyone watches: no WebRTC stack (aiortc, PyAV) until a WHEP viewer
-comes, which is about 36 MiB per edge process (docs/MEASUREMENTS.md, RSS at rest)."""
+comes and no cryptography until a key is used, about 38 MiB per edge process together
+(docs/MEASUREMENTS.md, RSS at rest)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from web_dist.config import load_config
 from edge.app import build_edge_app
 import web_dist.cli
 app = build_edge_app(load_config(sys.argv[1]), "edge-test")
-print(" ".join(m for m in ("av", "aiortc", "aioice") if m in sys.modules))
+print(" ".join(m for m in ("av", "aiortc", "aioice", "cryptography") if m in sys.modules))
 """
 
 
-def test_an_edge_without_webrtc_viewers_loads_no_webrtc_stack(tmp_path: Path) -> None:
+def test_an_edge_without_webrtc_viewers_or_keys_loads_neither_stack(tmp_path: Path) -> None:
     config = tmp_path / "cdn.toml"
     config.write_text(edge_config_toml())
     loaded = subprocess.run(
