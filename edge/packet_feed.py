@@ -20,13 +20,14 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import av
+from typing import TYPE_CHECKING, Any
 
 from edge.packet_relay import PacketRelay
 from edge.upstream import OriginClient, UpstreamError, UpstreamResponse
 from web_dist.config import Origin
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger("cdn.edge")
 CODECS = {"video": "h264", "audio": "opus"}  # what WebRTC viewers get, as the origin encoded it
@@ -143,6 +144,8 @@ class StreamFeed:
             self._loop.call_soon_threadsafe(callback, *args)
 
     def _demux(self) -> None:
+        import av  # loaded with the first feed (edge/whep_session.py says why)
+
         try:
             with av.open(self._reader, "r", format="mpegts", options=DEMUX_OPTIONS) as container:
                 streams = [s for s in container.streams if CODECS.get(s.type) == s.codec_context.name]

@@ -17,29 +17,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
-from aiortc import (
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, Router
 
 from edge.packet_feed import FeedSettings, FeedUnavailable, StreamFeed, StreamFeeds
-from edge.packet_relay import RelayViewer
 from edge.upstream import OriginClient
-from edge.whep_offer import offered_kinds, pin_host_addresses, without_mdns_candidates
+from edge.whep_offer import offered_kinds, pin_host_addresses
 from web_dist.config import CdnConfig, Distribution, EdgeLocation
 from web_dist.config.behaviors import DistributionIndex
+
+if TYPE_CHECKING:
+    from edge.whep_session import WhepSession
 
 log = logging.getLogger("cdn.edge")
 WHEP_PREFIX = "/whep/"
@@ -71,78 +64,6 @@ class WhepSettings:
     def for_edge(cls, edge: EdgeLocation) -> WhepSettings:
         """What the config says for this edge (`webrtc_grace`, `webrtc_max_viewers`)."""
         return cls(FeedSettings(grace_seconds=edge.webrtc_grace), max_sessions=edge.webrtc_max_viewers)
-
-
-class RelayTrack(MediaStreamTrack):
-    """One viewer's track: recv() hands aiortc the relayed encoded packets as they come."""
-
-    def __init__(self, kind: str, session: WhepSession) -> None:
-        super().__init__()
-        self.kind = kind
-        self._session = session
-
-    async def recv(self) -> av.Packet[Any]:
-        packet = await self._session.viewer().next(self.kind)
-        if packet is None:
-            self._session.ended()
-            raise MediaStreamError
-        return packet
-
-
-class WhepSession:
-    """One viewer: a peer connection, the feed it holds and its place in the relay."""
-
-    def __init__(self, service: WhepService, stream: str, feed: StreamFeed) -> None:
-        self.id = secrets.token_urlsafe(16)
-        self.stream = stream
-        self.feed = feed
-        self.kinds: tuple[str, ...] = ()
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self._service = service
-        self._viewer: RelayViewer[av.Packet[Any]] | None = None
-        self.released = False  # its hold on the feed is given back
-        self._closing: asyncio.Task[None] | None = None
-
-    @property
-    def location(self) -> str:
-        return f"{WHEP_PREFIX}{self.stream}/{self.id}"
-
-    def viewer(self) -> RelayViewer[av.Packet[Any]]:
-        """Joined on the first packet asked for (after DTLS): nothing queues before."""
-        if self._viewer is None:
-            self._viewer = self.feed.relay.join(self.kinds, on_drop=self.ended)
-        return self._viewer
-
-    async def answer(self, offer: str, offered: tuple[str, ...]) -> str:
-        # an unmatched transceiver breaks aiortc's answer: only the kinds both sides have
-        for kind in [k for k in self.feed.relay.kinds if k in offered]:
-            transceiver = self.pc.addTransceiver(RelayTrack(kind, self), "sendonly")
-            transceiver.setCodecPreferences(
-                [
-                    codec
-                    for codec in RTCRtpSender.getCapabilities(kind).codecs
-                    if codec.mimeType.lower() in SENT_CODECS[kind]
-                ]
-            )
-        if self._service.settings.ice_addresses is not None:
-            offer = without_mdns_candidates(offer)
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-        self.kinds = tuple(t.kind for t in self.pc.getTransceivers() if t.mid is not None and t.sender.track)
-        if not self.kinds:
-            raise ValueError("the offer has no media section this stream can fill")
-        await self.pc.setLocalDescription(await self.pc.createAnswer())  # gathers ICE completely
-        return self.pc.localDescription.sdp
-
-    def ended(self) -> None:
-        """The relay ended this viewer (stream over, or too slow), or its connection failed."""
-        if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(self.close())
-
-    async def close(self) -> None:
-        if self._viewer is not None:
-            self.feed.relay.leave(self._viewer)
-        self._service.forget(self)
-        await self.pc.close()
 
 
 class WhepService:
@@ -225,6 +146,10 @@ class WhepService:
         return await self._start_session(stream, feed, offer, offered)
 
     async def _start_session(self, stream: str, feed: StreamFeed, offer: str, offered: tuple[str, ...]) -> Response:
+        # aiortc and PyAV are loaded with the first viewer: an edge (or worker) serving none
+        # does without their ~36 MiB (docs/MEASUREMENTS.md, RSS at rest)
+        from edge.whep_session import WhepSession, check_connected, on_state
+
         session = WhepSession(self, stream, feed)
         try:
             answer = await session.answer(offer, offered)
@@ -235,8 +160,8 @@ class WhepService:
             await session.close()
             return _error(400, f"bad SDP offer: {exc or type(exc).__name__}")
         self.sessions[session.id] = session
-        session.pc.on("connectionstatechange", lambda: _on_state(session))
-        asyncio.get_running_loop().call_later(self.settings.connect_timeout, _check_connected, session)
+        session.pc.on("connectionstatechange", lambda: on_state(session))
+        asyncio.get_running_loop().call_later(self.settings.connect_timeout, check_connected, session)
         return Response(
             answer, 201, media_type=SDP, headers={**CORS, "location": session.location, "cache-control": "no-store"}
         )
@@ -255,17 +180,6 @@ class WhepService:
     def _distribution(self, scope: Mapping[str, Any]) -> Distribution | None:
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         return self._index.lookup(host)
-
-
-def _on_state(session: WhepSession) -> None:
-    if session.pc.connectionState in ("failed", "closed"):
-        session.ended()
-
-
-def _check_connected(session: WhepSession) -> None:
-    if session.pc.connectionState not in ("connected", "closed"):
-        log.info("WHEP session %s did not connect in time", session.id)
-        session.ended()
 
 
 async def _body(request: Request) -> bytes | None:

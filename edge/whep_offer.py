@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import aioice.ice
-
 
 def offered_kinds(sdp: str) -> tuple[str, ...]:
     """The media kinds an offer asks to receive; ValueError says what is wrong with it."""
@@ -50,6 +48,8 @@ def pin_host_addresses(addresses: tuple[str, ...]) -> Callable[[], None]:
     called. aioice skips loopback and has no option for it, so its address lookup is replaced:
     process-wide, like the interfaces. Pins nest (several edges in one process): the addresses
     of every pin in force are offered, and aioice's own lookup is back once none is."""
+    import aioice.ice  # (here: the edge loads aioice only when it has streaming distributions)
+
     ice: Any = aioice.ice
     if not hasattr(ice, "_cdn_pins"):
         ice._cdn_pins, ice._cdn_original = [], ice.get_host_addresses

@@ -16,13 +16,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from web_dist.config.signing import Policy, load_private_key, signed_cookies, signed_url
+
+if TYPE_CHECKING:  # loaded when a key is made: `cdn edge` and friends do without it
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 class SignError(Exception):
@@ -122,6 +122,9 @@ def write_key_pair(private_path: Path, public_path: Path, bits: int = 2048) -> N
     for path in (private_path, public_path):
         if path.exists():
             raise SignError(f"{path} exists; not overwriting a key")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -20,15 +20,14 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from web_dist.config import Network
 from web_dist.config.glob import glob_match
+
+if TYPE_CHECKING:  # loaded with the first key: a process that signs or checks nothing does without it
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 # Query parameters that carry a signature; they never reach the origin or the cache key.
 SIGNING_PARAMS = frozenset({"Expires", "Signature", "Key-Pair-Id", "Policy", "Hash-Algorithm"})
@@ -119,6 +118,9 @@ def resource_matches(pattern: str, url: str) -> bool:
 
 
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("not an RSA private key")
@@ -128,6 +130,9 @@ def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
 @lru_cache(maxsize=64)
 def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
     """An RSA public key from PEM (cached: the edge checks every signed request against it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = serialization.load_pem_public_key(pem)
     if not isinstance(key, rsa.RSAPublicKey):
         raise ValueError("not an RSA public key")
@@ -135,10 +140,17 @@ def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
 
 
 def sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     return cf_b64encode(private_key.sign(message, padding.PKCS1v15(), hashes.SHA256()))
 
 
 def verify(public_key: rsa.RSAPublicKey, message: bytes, signature: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     try:
         public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
