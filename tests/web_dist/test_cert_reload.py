@@ -22,7 +22,7 @@ from cryptography import x509
 
 from tests.conftest import read_until
 from web_dist.cli.tls import CertFiles, make_server_cert
-from web_dist.server import TLS_CHECK_INTERVAL, Engine, SharedApp, start_server
+from web_dist.server import TLS_CHECK_INTERVAL, Engine, SharedApp, cert_reload, start_server
 
 CHUNK = b"x" * 64 * 1024
 INTERVAL = 0.1
@@ -177,6 +177,29 @@ async def test_a_reload_cuts_no_connection_granian_has_accepted(tmp_path: Path) 
         await server.stop()
     assert len(answers) >= CLIENTS * RELOADS
     assert {answer: answers.count(answer) for answer in answers} == {"200": len(answers)}
+
+
+async def test_a_server_that_cannot_stop_accepting_is_stopped_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the socket filter is refused, a reload still serves the new certificate; the old
+    server stops at once (as before stop_accepting), not after the grace."""
+    monkeypatch.setattr(cert_reload, "SO_ATTACH_FILTER", -1)  # an option no system has
+    pairs = [make_server_cert(tmp_path, ["localhost"], stem=stem) for stem in ("a", "b")]
+    cert, key = tmp_path / "edge.pem", tmp_path / "edge-key.pem"
+    install(pairs[0], cert, key)
+    server = await start_server(
+        SharedApp(HeldDownload()), name="edge https", engine="granian", tls_cert=cert, tls_key=key, tls_check_interval=0
+    )
+    try:
+        install(pairs[1], cert, key)
+        await server.reload_tls()
+        assert "cannot stop accepting" in caplog.text
+        await asyncio.wait_for(asyncio.gather(*server._draining), 5)  # not 30 s
+        new_serial = x509.load_pem_x509_certificate(pairs[1].cert.read_bytes()).serial_number
+        assert {await serial(server.port, pairs[0].ca) for _ in range(4)} == {new_serial}
+    finally:
+        await server.stop()
 
 
 async def test_every_worker_of_an_edge_serves_the_new_certificate(tmp_path: Path) -> None:

@@ -200,7 +200,8 @@ class RunningServer:
             task.cancel()
 
     async def reload_tls(self) -> None:
-        """New connections get the certificate and key now in `tls_files`; requests in flight finish."""
+        """New connections get the certificate and key now in `tls_files`; requests in flight finish,
+        and none of the connections accepted meanwhile is cut."""
         assert self.tls_files is not None, f"{self.name} serves no TLS"
         cert, key = self.tls_files
         if isinstance(self.server, uvicorn.Server):
@@ -216,12 +217,12 @@ class RunningServer:
 
         old_server, old_task = self.server, self.task
         self.server, self.task = await _serve_granian(self.app, self.sock, self.name, cert, key)
-        if not old_task.done():  # its descriptor is still its own: granian closes it only when stopped
-            stop_accepting(old_server.listener_fd)
+        # (While it runs, its descriptor is its own: granian closes it only when stopped.)
+        grace = self.tls_reload_grace if not old_task.done() and stop_accepting(old_server.listener_fd) else 0
 
         async def drain() -> None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.tls_reload_grace)
+                await asyncio.wait_for(self._stopping.wait(), grace)
             await self._stop_engine(old_server, old_task)
 
         draining = asyncio.create_task(drain(), name=f"drain-{self.name}")

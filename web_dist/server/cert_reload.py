@@ -33,12 +33,13 @@ SO_ATTACH_FILTER = 26  # Linux: a classic BPF program run on each packet the soc
 _DROP_ALL = struct.pack("=HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K 0: keep none of the packet
 
 
-def stop_accepting(fd: int) -> None:
+def stop_accepting(fd: int) -> bool:
     """Make `fd`, a server's own copy of a listening socket it accepts from, a listening
     socket that no connection reaches: the server finds nothing to accept from then on, while
     the socket it shared goes on listening (the other copies accept from it), and the
     connections the server already has are untouched. (The server's poller still wakes for the
-    shared socket, whose registration it keeps until it stops; each such accept finds none.)"""
+    shared socket, whose registration it keeps until it stops; each such accept finds none.)
+    False, logged, when the system refuses (no SO_ATTACH_FILTER): the server still accepts."""
     quiet = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         program = ctypes.create_string_buffer(_DROP_ALL)
@@ -47,8 +48,12 @@ def stop_accepting(fd: int) -> None:
         quiet.listen(1)  # a SYN to it is dropped by the filter: it never has a connection
         quiet.setblocking(False)  # so an accept on `fd` returns at once, finding none
         os.dup2(quiet.fileno(), fd, inheritable=False)  # atomic: `fd` is never a closed descriptor
+    except OSError:
+        log.exception("a server replaced by a certificate reload cannot stop accepting; it stops now")
+        return False
     finally:
         quiet.close()
+    return True
 
 
 def digest(cert: Path, key: Path) -> str | None:
