@@ -36,6 +36,10 @@ HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 KEEP_ALIVE = 30  # uvicorn: seconds an idle keep-alive connection is kept
 TLS_CHECK_INTERVAL = 5.0  # seconds between looks at a TLS listener's certificate files
+# granian: how long a server replaced by a certificate reload goes on serving the connections it
+# has accepted: its header_read_timeout (HTTP1Settings' default, kept by _granian_server), past
+# which granian itself closes a connection that has not sent its request head.
+TLS_RELOAD_GRACE = 30.0
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -184,8 +188,10 @@ class RunningServer:
     app: Any = field(default=None, repr=False)
     tls_files: tuple[Path, Path] | None = None  # (cert, key) when serving HTTPS
     sni: SniCertificates | None = field(default=None, repr=False)  # several certificates, chosen by SNI
+    tls_reload_grace: float = field(default=TLS_RELOAD_GRACE, repr=False)  # granian: see reload_tls
     _watchers: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _draining: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # ends the grace of those draining
 
     @property
     def url(self) -> str:
@@ -196,6 +202,7 @@ class RunningServer:
         for watcher in self._watchers:
             watcher.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+        self._stopping.set()
         await asyncio.gather(self._stop_engine(self.server, self.task), *self._draining)
         self.sock.close()
 
@@ -215,7 +222,8 @@ class RunningServer:
             task.cancel()
 
     async def reload_tls(self) -> None:
-        """New connections get the certificate and key now in `tls_files`; requests in flight finish."""
+        """New connections get the certificate and key now in `tls_files`; requests in flight finish,
+        and none of the connections accepted meanwhile is cut."""
         assert self.tls_files is not None, f"{self.name} serves no TLS"
         cert, key = self.tls_files
         if isinstance(self.server, uvicorn.Server):
@@ -223,13 +231,25 @@ class RunningServer:
             assert context is not None, f"{self.name}: uvicorn has no SSLContext"
             context.load_cert_chain(cert, key)  # new handshakes use it
             return
-        # granian: a second server on the same socket first, then the old one stops as
-        # granian stops (its requests in flight finish): the socket accepts throughout.
+        # granian: a second server on the same socket first; the old one stops accepting (every
+        # new connection goes to the new one) and serves those it accepted for a grace period,
+        # long enough for each to send its request, then stops as granian stops (its requests
+        # in flight finish). The socket accepts throughout (web_dist.server.cert_reload).
+        from web_dist.server.cert_reload import stop_accepting
+
         old_server, old_task = self.server, self.task
         self.server, self.task = await _serve_granian(self.app, self.sock, self.name, cert, key)
-        drain = asyncio.create_task(self._stop_engine(old_server, old_task), name=f"drain-{self.name}")
-        self._draining.add(drain)
-        drain.add_done_callback(self._draining.discard)
+        # (While it runs, its descriptor is its own: granian closes it only when stopped.)
+        grace = self.tls_reload_grace if not old_task.done() and stop_accepting(old_server.listener_fd) else 0
+
+        async def drain() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), grace)
+            await self._stop_engine(old_server, old_task)
+
+        draining = asyncio.create_task(drain(), name=f"drain-{self.name}")
+        self._draining.add(draining)
+        draining.add_done_callback(self._draining.discard)
 
     def watch_tls(self, interval: float) -> None:
         """Reload a certificate whenever its files change to a pair that loads (web_dist.server.cert_reload)."""
@@ -370,10 +390,13 @@ def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None,
     holder: Any = _granian.SocketHolder  # (fd, uds, backlog); granian's stub says otherwise
 
     class BoundServer(Server):
+        listener_fd = -1  # the descriptor it accepts from (cert_reload.stop_accepting)
+
         def _init_shared_socket(self) -> None:
             # A duplicate: granian closes the descriptor it is given when it stops.
             self._ssp = None
-            self._shd = holder(os.dup(sock.fileno()), False, self.backlog)
+            self.listener_fd = os.dup(sock.fileno())
+            self._shd = holder(self.listener_fd, False, self.backlog)
 
     host, port = sock.getsockname()[:2]
     # granian serves at most `backpressure` requests at once (default backlog / workers, 1024):
