@@ -2,19 +2,20 @@
 
 FFmpeg's listen mode does the RTMP conversation and FLV demuxing, but it serves a single
 client per `av.open` and accepts whatever key the client names (a mismatch is only a log
-warning, and PyAV does not tell us the key). So this module owns the public port: each
-client connection gets its own FFmpeg listener on an ephemeral loopback port, and bytes are
-relayed between the two while `CommandSniffer` reads the client's commands. The key is checked
-before the command naming it is forwarded: a wrong key (or a stream already being published)
-closes the connection, is logged, and creates nothing. Garbage on the port only ever reaches
-that connection's own listener, so other streams never notice.
+warning, and PyAV does not tell us the key). So this module owns the public port and speaks
+the start of RTMP itself (`PublishGate`: handshake, `connect`, `createStream`, up to the
+`publish` naming the key), on the event loop, with no thread and no FFmpeg. A wrong key (or a
+stream already being published), or anything that is not a well-formed publisher, is refused
+and closed there, logged, and creates nothing.
+
+Only a valid key gets an FFmpeg listener on an ephemeral loopback port: it is handed the
+publisher's conversation verbatim (`FfmpegAnswers` drops FFmpeg's answers to what was already
+answered), and from NetStream.Publish.Start on, bytes are relayed both ways.
 
 A connection that has not yet named a valid key is "pending": at most `max_pending_per_address`
-of them per client address and `max_pending` in all (more are closed at once, before any thread
-or FFmpeg listener exists), and each has `auth_seconds` to name its key. So idle or slow
-connections cost a bounded number of threads however many are opened. (The key arrives in the
-`publish` command, after the RTMP handshake and `connect`, which FFmpeg answers: checking it
-before FFmpeg starts would mean speaking that part of RTMP here.)
+of them per client address and `max_pending` in all (more are closed at once), each has
+`auth_seconds` and `SNIFF_LIMIT` bytes to name its key. A pending connection costs a socket and
+a few KiB of buffers, however many are opened.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 import threading
 import time
 from collections import Counter
@@ -36,7 +36,8 @@ import av
 from ..media import SessionStart
 from . import Publishable
 from .demux import map_tracks, to_media_packet
-from .rtmp_sniff import CommandSniffer, Publish, RtmpProtocolError
+from .rtmp_gate import HANDSHAKE, FfmpegAnswers, Publish, PublishGate, client_ack, client_hello
+from .rtmp_wire import RtmpProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class RtmpIngest:
         self.pending = PendingLimits(max_pending, max_pending_per_address)
         self.over_limit = 0  # connections refused by the pending limits
         self.auth_seconds = auth_seconds
+        self.listeners = 0  # FFmpeg listeners started: one per admitted publisher
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_client, self.host, self.port)
@@ -141,16 +143,15 @@ class RtmpIngest:
             self._tasks.discard(task)
             return
         try:
-            port = _free_port()
-            self._spawn_listener(port, conn)
-            up_reader, up_writer = await _connect(port)
-            try:
-                await _first_done(
-                    self._client_to_ffmpeg(reader, up_writer, conn),
-                    _pipe(up_reader, writer),
-                )
-            finally:
-                up_writer.close()
+            gate = PublishGate()
+            publish = await self._greet(reader, writer, gate)
+            if publish is None:
+                return  # the client left before naming a key
+            why = self._admit(publish, conn)
+            if why is not None:
+                writer.write(gate.refused(why))
+                return
+            await self._through_ffmpeg(reader, writer, gate, conn)
         except (OSError, TimeoutError) as exc:
             log.warning("RTMP client %s: %s", peer, exc)
         finally:
@@ -160,34 +161,31 @@ class RtmpIngest:
             if conn.stream is not None and not conn.started:
                 conn.stream.release()  # claimed, but FFmpeg never got as far as a session
 
-    async def _client_to_ffmpeg(
-        self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter, conn: _Connection
-    ) -> None:
-        sniffer: CommandSniffer | None = CommandSniffer()
-        seen = 0
-        deadline = time.monotonic() + self.auth_seconds
-        while data := await self._read_some(reader, deadline if conn.stream is None else None):
-            if sniffer is not None and conn.stream is None:
-                seen += len(data)
-                publish = self._sniff(sniffer, data, seen, conn)
-                if publish is not None and not self._admit(publish, conn):
-                    return
-                if conn.stream is not None:  # admitted: the rest of this read is in the sniffer
-                    sniffer = _stamp_first_media(sniffer, b"", conn)
-            elif sniffer is not None:  # admitted: from the first frame on, bytes are just relayed
-                sniffer = _stamp_first_media(sniffer, data, conn)
-            upstream.write(data)
-            await upstream.drain()
-
-    async def _read_some(self, reader: asyncio.StreamReader, deadline: float | None) -> bytes:
-        """The next bytes; before the key is known, no later than `deadline`."""
-        if deadline is None:
-            return await asyncio.wait_for(reader.read(65536), IDLE_SECONDS)
+    async def _greet(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: PublishGate
+    ) -> Publish | None:
+        """Answer the client until `publish` names a key (None: the client left first)."""
         try:
-            return await asyncio.wait_for(reader.read(65536), min(IDLE_SECONDS, max(0.0, deadline - time.monotonic())))
+            async with asyncio.timeout(self.auth_seconds):
+                while data := await reader.read(65536):
+                    writer.write(self._feed(gate, data))
+                    await writer.drain()
+                    if gate.publish is not None:
+                        return gate.publish
+                    if len(gate.replay) > SNIFF_LIMIT:
+                        self.refused += 1
+                        raise OSError("refused: no stream key within the first 256 KiB")
         except TimeoutError:
             self.refused += 1
             raise TimeoutError(f"refused: no valid stream key within {self.auth_seconds:g} s") from None
+        return None
+
+    def _feed(self, gate: PublishGate, data: bytes) -> bytes:
+        try:
+            return gate.feed(data)
+        except RtmpProtocolError as exc:
+            self.refused += 1
+            raise OSError(f"refused: not a well-formed RTMP publisher ({exc})") from exc
 
     def _authenticated(self, conn: _Connection) -> None:
         """The connection named a valid key, or ended: it no longer counts as pending."""
@@ -195,18 +193,8 @@ class RtmpIngest:
             conn.pending = False
             self.pending.leave(conn.host)
 
-    def _sniff(self, sniffer: CommandSniffer, data: bytes, seen: int, conn: _Connection) -> Publish | None:
-        try:
-            publish = sniffer.feed(data)
-        except (RtmpProtocolError, IndexError, struct.error) as exc:
-            self.refused += 1
-            raise OSError(f"refused: not a well-formed RTMP publisher ({exc})") from exc
-        if publish is None and seen > SNIFF_LIMIT:
-            self.refused += 1
-            raise OSError("refused: no stream key within the first 256 KiB")
-        return publish
-
-    def _admit(self, publish: Publish, conn: _Connection) -> bool:
+    def _admit(self, publish: Publish, conn: _Connection) -> str | None:
+        """Claim the stream the key names; or why not (told to the client)."""
         stream = self._keys.get(publish.key)
         if publish.app != APP or stream is None:
             self.refused += 1
@@ -217,15 +205,50 @@ class RtmpIngest:
                 publish.app,
                 len(publish.key),
             )
-            return False
+            return "unknown app or stream key"
         if not stream.claim():
             self.refused += 1
             log.warning("RTMP client %s refused: stream %s already has a publisher", conn.peer, stream.name)
-            return False
+            return "the stream already has a publisher"
         conn.stream = stream
         self._authenticated(conn)
         log.info("RTMP client %s publishing to stream %s", conn.peer, stream.name)
-        return True
+        return None
+
+    async def _through_ffmpeg(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: PublishGate, conn: _Connection
+    ) -> None:
+        """Start FFmpeg, hand it the conversation so far, then relay both ways."""
+        port = _free_port()
+        self._spawn_listener(port, conn)
+        self.listeners += 1
+        up_reader, up_writer = await _connect(port)
+        try:
+            async with asyncio.timeout(LISTENER_WAIT):
+                answers, after = await _hand_over(up_reader, up_writer, gate)
+            writer.write(gate.started() + after)
+            _stamp_first_media(gate, conn)
+            await _first_done(
+                self._client_to_ffmpeg(reader, up_writer, gate, conn),
+                _ffmpeg_to_client(up_reader, writer, answers),
+            )
+        finally:
+            up_writer.close()
+
+    async def _client_to_ffmpeg(
+        self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter, gate: PublishGate, conn: _Connection
+    ) -> None:
+        watching: PublishGate | None = gate if conn.first_media is None else None
+        while data := await asyncio.wait_for(reader.read(65536), IDLE_SECONDS):
+            if watching is not None:  # until the first frame is in: then bytes are just relayed
+                try:
+                    watching.feed(data)
+                except RtmpProtocolError:
+                    watching = None
+                if _stamp_first_media(gate, conn):
+                    watching = None
+            upstream.write(data)
+            await upstream.drain()
 
     # ---- FFmpeg side (a thread per connection) ---------------------------------------------
 
@@ -268,18 +291,43 @@ class RtmpIngest:
                 stream.end()
 
 
-def _stamp_first_media(sniffer: CommandSniffer, data: bytes, conn: _Connection) -> CommandSniffer | None:
-    """Read on until the first audio/video frame is whole and note when it was; then (or on
-    anything the sniffer cannot follow) stop reading: the sniffer is no longer needed."""
-    try:
-        while sniffer.feed(data) is not None:  # the other commands naming the key
-            data = b""
-    except (RtmpProtocolError, IndexError, struct.error):
-        return None
-    if sniffer.first_media is None:
-        return sniffer
-    conn.first_media = (time.time(), sniffer.first_media[1] / 1000)
-    return None
+def _stamp_first_media(gate: PublishGate, conn: _Connection) -> bool:
+    """Note when the first audio/video frame was all in (once the gate has seen it)."""
+    if gate.first_media is None:
+        return False
+    if conn.first_media is None:
+        conn.first_media = (time.time(), gate.first_media[1] / 1000)
+    return True
+
+
+async def _hand_over(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: PublishGate
+) -> tuple[FfmpegAnswers, bytes]:
+    """Our handshake with FFmpeg, then the client's conversation, then FFmpeg's answers read
+    (and dropped) up to its Publish.Start; returns the reader of its answers and what came after."""
+    writer.write(client_hello())
+    writer.write(client_ack(await reader.readexactly(1 + 2 * HANDSHAKE)) + bytes(gate.replay))
+    gate.replay.clear()
+    await writer.drain()
+    answers, after = FfmpegAnswers(), b""
+    while not answers.published:
+        data = await reader.read(65536)
+        if not data:
+            raise OSError("FFmpeg closed the connection before the publish started")
+        try:
+            after = answers.feed(data)
+        except RtmpProtocolError as exc:
+            raise OSError(str(exc)) from exc
+    return answers, after
+
+
+async def _ffmpeg_to_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answers: FfmpegAnswers) -> None:
+    while data := await reader.read(65536):
+        try:
+            writer.write(answers.feed(data))
+        except RtmpProtocolError as exc:
+            raise OSError(f"FFmpeg's answers: {exc}") from exc
+        await writer.drain()
 
 
 def _free_port() -> int:
@@ -300,12 +348,6 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
 
 
 async def _first_done(*coros: Coroutine[Any, Any, None]) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import threading
 
 import pytest
 
-from . import hls
+from . import hls, rtmp_client
 from .conftest import Origin, decode, finish, start_publisher
 
 KEY = "s3cret-key"
@@ -140,8 +142,10 @@ async def _connect_from(address: str, port: int) -> tuple[asyncio.StreamReader, 
 
 
 async def _closed_soon(reader: asyncio.StreamReader, within: float = 3.0) -> bool:
+    """The server hangs up within `within` seconds (after whatever it still had to say)."""
     try:
-        return await asyncio.wait_for(reader.read(1), within) == b""
+        await asyncio.wait_for(reader.read(), within)
+        return True
     except TimeoutError:
         return False
     except ConnectionResetError:
@@ -154,17 +158,17 @@ async def test_connections_without_a_key_are_capped_per_address_and_in_all() -> 
     ingest = RtmpIngest("127.0.0.1:0", {}, max_pending=3, max_pending_per_address=2, auth_seconds=2.0)
     await ingest.start()
     try:
+        threads = threading.active_count()
         held = [await _connect_from("127.0.0.1", ingest.port) for _ in range(2)]
         await asyncio.sleep(0.3)
-        threads = len(ingest._threads)
-        assert threads == 2, "one FFmpeg listener per admitted connection"
+        assert threading.active_count() == threads, "a connection that named no key costs no thread"
         third, _ = await _connect_from("127.0.0.1", ingest.port)
         assert await _closed_soon(third), "a third idle connection from one address is closed at once"
         other, other_w = await _connect_from("127.0.0.2", ingest.port)
         fourth, _ = await _connect_from("127.0.0.3", ingest.port)
         assert await _closed_soon(fourth), "past the total, every address is refused"
         assert not await _closed_soon(other, 0.3), "another address still had room"
-        assert len(ingest._threads) == 3 and ingest.refused == 2
+        assert threading.active_count() == threads and ingest.listeners == 0 and ingest.refused == 2
         # none of them names a key: each is closed at its deadline, and the room comes back
         assert all([await _closed_soon(r, 4.0) for r, _ in held]) and await _closed_soon(other, 4.0)
         again, again_w = await _connect_from("127.0.0.1", ingest.port)
@@ -173,3 +177,100 @@ async def test_connections_without_a_key_are_capped_per_address_and_in_all() -> 
         other_w.close()
     finally:
         await ingest.stop()
+
+
+def _listening_ports() -> set[int]:
+    """TCP ports this process listens on (from /proc: what `ss -ltnp` would show for it)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def test_a_connection_without_a_valid_key_starts_no_ffmpeg() -> None:
+    """Handshake and `connect` answered, then silence or a wrong key: no FFmpeg listener (no
+    thread, no loopback port) is ever started for it."""
+    from origin_media.sources.rtmp import RtmpIngest
+
+    ingest = RtmpIngest("127.0.0.1:0", {}, auth_seconds=2.0)
+    await ingest.start()
+    try:
+        threads, ports = threading.active_count(), _listening_ports()
+        held = [await rtmp_client.connected(ingest.port) for _ in range(4)]
+        await asyncio.sleep(0.3)
+        assert threading.active_count() == threads, "no thread for a connection that named no key"
+        assert _listening_ports() == ports == {ingest.port}, "no FFmpeg listener on loopback"
+        wrong_r, wrong_w = held[0]
+        wrong_w.write(rtmp_client.publish_message("not-the-key"))
+        await rtmp_client.read_until(wrong_r, b"NetStream.Publish.BadName")
+        assert await _closed_soon(wrong_r), "a wrong key is refused, and told so"
+        assert threading.active_count() == threads and _listening_ports() == ports
+        assert all([await _closed_soon(r, 4.0) for r, _ in held[1:]]), "the others: at their deadline"
+        assert ingest.refused == 4
+    finally:
+        await ingest.stop()
+
+
+async def _handshaken(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await rtmp_client.handshake(reader, writer)
+    return reader, writer
+
+
+@pytest.mark.parametrize(
+    ("after_handshake", "sent"),
+    [
+        (False, b"\x03" + bytes(700)),  # a handshake cut short, then silence
+        (True, os.urandom(3000)),  # garbage where the chunk stream should be
+        (True, b"\x03" + bytes(3) + (2 << 20).to_bytes(3, "big") + b"\x14" + bytes(4) + bytes(1000)),  # 2 MiB AMF
+        (True, rtmp_client.connect_message() + rtmp_client.chunks(bytes(300_000), 8, 128, csid=4)),  # no key
+    ],
+    ids=["truncated-handshake", "garbage-chunks", "oversized-amf", "no-key-in-256KiB"],
+)
+async def test_bad_input_is_closed_within_the_auth_deadline(after_handshake: bool, sent: bytes) -> None:
+    from origin_media.sources.rtmp import RtmpIngest
+
+    ingest = RtmpIngest("127.0.0.1:0", {}, auth_seconds=1.5)
+    await ingest.start()
+    try:
+        threads = threading.active_count()
+        if after_handshake:
+            reader, writer = await _handshaken(ingest.port)
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", ingest.port)
+        writer.write(sent)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        assert await _closed_soon(reader, 2.5), "closed, at the latest at the deadline"
+        assert ingest.refused == 1 and ingest.listeners == 0 and threading.active_count() == threads
+        writer.close()
+    finally:
+        await ingest.stop()
+
+
+async def test_a_second_publisher_of_a_live_stream_is_refused_without_ffmpeg(origin: Origin) -> None:
+    publisher = await start_publisher(origin.rtmp_url(KEY), 60)
+    try:
+        await origin.wait_for(lambda: has_segments(origin, "cam", 1), limit=15)
+        reader, writer = await rtmp_client.connected(origin.rtmp_port)
+        writer.write(rtmp_client.publish_message(KEY))
+        await rtmp_client.read_until(reader, b"NetStream.Publish.BadName")
+        assert await _closed_soon(reader)
+        writer.close()
+        assert origin.app.state.rtmp.listeners == 1, "no FFmpeg for the refused one"
+        before = (await origin.playlist("cam")).last_part()
+        await origin.wait_for(lambda: _advanced(origin, before, parts=2), limit=5)
+        assert (await origin.stream_info("cam"))["sessions"] == 1
+    finally:
+        publisher.kill()
+        await finish(publisher)

@@ -1,4 +1,4 @@
-"""Pure pieces, table-driven: playlist rendering, RTMP command sniffing, H.264 framing,
+"""Pure pieces, table-driven: playlist rendering, H.264 framing,
 the packager's cutting rules, settings."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from origin_media import fmp4, h264
 from origin_media import packager as pk
 from origin_media import playlist as pl
 from origin_media.media import MediaPacket, SessionStart, Track
-from origin_media.sources.rtmp_sniff import CommandSniffer, Publish, RtmpProtocolError
 from web_dist.config.media import MediaOriginSettings
 
 from . import hls
@@ -72,49 +71,6 @@ def test_ended_playlist_has_endlist_and_no_hint() -> None:
 def test_multivariant() -> None:
     text = pl.render_multivariant([pl.VariantStream("source/index.m3u8", 900_000, "avc1.42c01e,mp4a.40.2", 640, 360)])
     assert '#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.42c01e,mp4a.40.2",RESOLUTION=640x360' in text
-
-
-# ---- RTMP sniffing ----------------------------------------------------------------------------
-
-
-def amf_string(text: str) -> bytes:
-    return b"\x02" + struct.pack(">H", len(text)) + text.encode()
-
-
-def amf_command(name: str, *args: bytes) -> bytes:
-    return amf_string(name) + b"\x00" + struct.pack(">d", 1.0) + b"".join(args)
-
-
-def chunks(body: bytes, type_id: int, chunk_size: int, csid: int = 3) -> bytes:
-    header = bytes([csid]) + (0).to_bytes(3, "big") + len(body).to_bytes(3, "big") + bytes([type_id]) + bytes(4)
-    pieces = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
-    return header + pieces[0] + b"".join(bytes([0xC0 | csid]) + p for p in pieces[1:])
-
-
-def client_bytes(key: str, app: str = "live", chunk_size: int = 128) -> bytes:
-    connect_obj = b"\x03" + struct.pack(">H", 3) + b"app" + amf_string(app) + b"\x00\x00\x09"
-    out = b"\x03" + bytes(1536) + bytes(1536)
-    if chunk_size != 128:
-        out += chunks(struct.pack(">I", chunk_size), 1, 128, csid=2)
-    out += chunks(amf_command("connect", connect_obj + b"x" * 0), 20, chunk_size)
-    out += chunks(amf_command("publish", b"\x05", amf_string(key), amf_string("live")), 20, chunk_size)
-    return out
-
-
-@pytest.mark.parametrize("chunk_size", [128, 4096, 16])
-@pytest.mark.parametrize("step", [1, 7, 100_000])
-def test_sniffer_finds_app_and_key_however_bytes_arrive(chunk_size: int, step: int) -> None:
-    data = client_bytes("k" * 40, chunk_size=chunk_size)
-    sniffer, found = CommandSniffer(), None
-    for i in range(0, len(data), step):
-        found = found or sniffer.feed(data[i : i + step])
-    assert found == Publish("live", "k" * 40)
-
-
-@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01" + bytes(100)])
-def test_sniffer_rejects_non_rtmp(garbage: bytes) -> None:
-    with pytest.raises(RtmpProtocolError):
-        CommandSniffer().feed(garbage)
 
 
 # ---- H.264 framing ----------------------------------------------------------------------------
@@ -339,20 +295,6 @@ def _track_tfdt(fragment: bytes, track_id: int) -> int | None:
             tfdt = fragment.index(b"tfdt", at)
             return int(struct.unpack(">Q", fragment[tfdt + 8 : tfdt + 16])[0])
     return None
-
-
-def test_sniffer_notes_the_timestamp_of_the_first_media_frame() -> None:
-    sniffer = CommandSniffer()
-    assert sniffer.feed(client_bytes("key")) == Publish("live", "key")
-    config = b"\x17\x00" + bytes(8)  # AVC sequence header: not a frame
-    header0 = bytes([4]) + (1000).to_bytes(3, "big") + len(config).to_bytes(3, "big") + b"\x09" + bytes(4)
-    frame = b"\x17\x01" + bytes(20)
-    header1 = bytes([0x40 | 4]) + (40).to_bytes(3, "big") + len(frame).to_bytes(3, "big") + b"\x09"
-    while sniffer.feed(header0 + config) is not None:  # the other commands naming the key
-        pass
-    assert sniffer.first_media is None
-    sniffer.feed(header1 + frame)
-    assert sniffer.first_media == (9, 1040), "type 0 is absolute, type 1 a delta (rtmppkt.c)"
 
 
 @pytest.mark.parametrize(
