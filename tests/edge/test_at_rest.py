@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 PROBE = """
 import asyncio, sys
 from web_dist.config import load_config
