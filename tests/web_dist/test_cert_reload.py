@@ -239,3 +239,46 @@ origin = "o"
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+async def test_an_sni_listener_reloads_in_place_and_keeps_its_h2_connections(tmp_path: Path) -> None:
+    """Hypercorn with two certificates chosen by SNI: after one pair changes, an h2 connection
+    opened before goes on serving requests (and a download held across the swap arrives whole),
+    and a new connection for that name gets the new certificate."""
+    old, new = (make_server_cert(tmp_path, ["localhost"], stem=stem) for stem in ("old", "new"))
+    other = make_server_cert(tmp_path, ["other.test"], stem="other")
+    cert, key = tmp_path / "edge.pem", tmp_path / "edge-key.pem"
+    install(old, cert, key)
+    app = HeldDownload()
+    server = await start_server(
+        SharedApp(app),
+        name="edge https",
+        tls_cert=other.cert,
+        tls_key=other.key,
+        sni=[(cert, key)],
+        tls_check_interval=INTERVAL,
+    )
+    old_serial = await serial(server.port, old.ca)
+    try:
+        async with httpx.AsyncClient(http2=True, verify=ssl.create_default_context(cafile=str(old.ca))) as client:
+            url = f"https://localhost:{server.port}"
+            async with client.stream("GET", f"{url}/big") as download:
+                assert download.http_version == "HTTP/2"
+                chunks = download.aiter_raw()
+                body = [await anext(chunks)]  # in flight, held halfway
+                install(new, cert, key)
+
+                async def changed() -> bool:
+                    return await serial(server.port, old.ca) != old_serial
+
+                await until(changed, 5)
+                again = await client.get(f"{url}/small")  # on the connection opened before
+                assert again.status_code == 200 and again.http_version == "HTTP/2"
+                app.release.set()
+                body += [chunk async for chunk in chunks]
+            assert download.status_code == 200 and b"".join(body) == CHUNK * 16  # not cut
+            assert len(client._transport._pool.connections) == 1  # one connection throughout
+        new_serial = x509.load_pem_x509_certificate(new.cert.read_bytes()).serial_number
+        assert await serial(server.port, old.ca) == new_serial
+    finally:
+        await server.stop()

@@ -6,7 +6,9 @@ accepting connections; port 0 picks an ephemeral port.
 Two engines serve the same ASGI app. uvicorn (httptools + uvloop) serves origins, routers and
 admin pages. granian, whose HTTP/1.1 is written in Rust, serves an edge's public port: run
 embedded in the caller's event loop, on the socket bound here, it answered cache hits about
-2.2x as fast as uvicorn did (bench/servers.py, README "Measurements").
+2.2x as fast as uvicorn did (bench/servers.py, README "Measurements"). An HTTPS listener with
+several certificates, chosen by SNI, is Hypercorn's (web_dist.server.sni_listener): granian has
+one certificate per listener.
 """
 
 from __future__ import annotations
@@ -226,6 +228,10 @@ class RunningServer:
         and none of the connections accepted meanwhile is cut."""
         assert self.tls_files is not None, f"{self.name} serves no TLS"
         cert, key = self.tls_files
+        if self.sni is not None:  # into the live contexts: nothing is cut
+            for index in range(len(self.sni.pairs)):
+                self.sni.reload(index)
+            return
         if isinstance(self.server, uvicorn.Server):
             context = self.server.config.ssl
             assert context is not None, f"{self.name}: uvicorn has no SSLContext"
@@ -300,7 +306,7 @@ async def start_server(
     `tls_key` (PEM) it serves HTTPS: TLS 1.2 and 1.3; granian offers h2 and http/1.1 by ALPN.
     `sock`: a socket already listening on `listen` (bound by another process) to serve instead.
     `sni`: more (cert, key) pairs, each chosen for the names in its certificate (web_dist.server.sni);
-    uvicorn serves such a listener, whatever `engine` says: granian has one certificate per listener.
+    Hypercorn serves such a listener (h2 and http/1.1), whatever `engine` says.
     Over TLS the certificate files are looked at every `tls_check_interval` seconds (0: never)
     and reloaded when they change (web_dist.server.cert_reload); on granian only for a `SharedApp`
     (an edge's HTTPS port), whose lifespan a server replaced for a reload does not end.
@@ -310,13 +316,13 @@ async def start_server(
     if sni and tls_cert is not None and tls_key is not None:
         from web_dist.server.sni import SniCertificates
 
-        certificates, engine = SniCertificates((tls_cert, tls_key), sni), "uvicorn"
+        certificates = SniCertificates((tls_cert, tls_key), sni)
     server = await _start(
         app, listen, name, engine, header_timeout, max_header_bytes, tls_cert, tls_key, sock, certificates, shortcut
     )
     if tls_cert is not None and tls_key is not None:
         server.tls_files = (tls_cert, tls_key)
-        if tls_check_interval > 0 and (engine == "uvicorn" or isinstance(app, SharedApp)):
+        if tls_check_interval > 0 and (engine == "uvicorn" or certificates or isinstance(app, SharedApp)):
             server.watch_tls(tls_check_interval)
     return server
 
@@ -339,6 +345,15 @@ async def _start(
         sock = bind(host, port)
     else:
         sock.setblocking(False)
+    if sni is not None:
+        from web_dist.server.sni_listener import serve_sni
+
+        try:
+            hypercorn, serving = await serve_sni(app, sock, name, sni, header_timeout, max_header_bytes)
+        except BaseException:
+            sock.close()
+            raise
+        return RunningServer(name, host, sock.getsockname()[1], hypercorn, serving, sock, tls=True, app=app, sni=sni)
     if engine == "granian":
         try:
             server, task = await _serve_granian(app, sock, name, tls_cert, tls_key)
@@ -366,9 +381,8 @@ async def _start(
         # The client is the peer: whose X-Forwarded-For to believe is each app's decision
         # (the edge's `trusted_proxies`), not uvicorn's default of trusting loopback.
         proxy_headers=False,
-        ssl_certfile=str(tls_cert) if tls_cert and sni is None else None,
-        ssl_keyfile=str(tls_key) if tls_key and sni is None else None,
-        ssl_context_factory=None if sni is None else (lambda config, default: sni.default),
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serve-{name}")
@@ -377,7 +391,7 @@ async def _start(
             task.result()  # raises the start-up error
             raise RuntimeError(f"{name} stopped during start-up")
         await asyncio.sleep(0.005)
-    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None, sni=sni)
+    return RunningServer(name, host, sock.getsockname()[1], server, task, sock, tls=tls_cert is not None)
 
 
 def _granian_server(app: Any, sock: socket.socket, tls_cert: Path | None = None, tls_key: Path | None = None) -> Any:
