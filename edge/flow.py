@@ -217,11 +217,7 @@ class EdgeFlow:
         status, sent, cache = 500, 0, ERROR
         try:
             route = self.recv(req, trusted=worker)
-            if (
-                req.method in ("GET", "HEAD")
-                and route.behavior.cookie_keys == "none"
-                and (not self._remembered_uncacheable(route.primary))
-            ):
+            if self._cacheable(req, route):
                 status, sent, cache = await self.lookup(req, route, send, worker=worker)
             else:
                 status, sent, cache = await self.pass_(req, route, send)
@@ -247,6 +243,14 @@ class EdgeFlow:
         finally:
             if not worker:
                 self._log(req, route, cache.label, status, sent)
+
+    def _cacheable(self, req: EdgeRequest, route: Route) -> bool:
+        """Whether the request goes to the cache (lookup) rather than straight to the origin (pass)."""
+        return (
+            req.method in ("GET", "HEAD")
+            and route.behavior.cookie_keys == "none"
+            and not self._remembered_uncacheable(route.primary)
+        )
 
     def recv(self, req: EdgeRequest, *, trusted: bool = False) -> Route:
         """The request's route, after the checks a viewer's request must pass (`trusted`: a
@@ -351,19 +355,18 @@ class EdgeFlow:
         needs anything but this (a miss, a stale or shaped answer, a refusal): `handle` then
         takes the request. The same steps as handle -> lookup -> hit, without waiting, for
         web_dist.server.fast_lane."""
-        if req.problem is not None or req.method not in ("GET", "HEAD"):
+        if req.problem is not None:
             return None
         try:
             route = self.recv(req)
         except EdgeError:
             return None
-        if route.behavior.cookie_keys != "none" or self._remembered_uncacheable(route.primary):
+        if not self._cacheable(req, route):
             return None
         entry = self._peek(req, route)
         now = self.clock()
+        # (a 200 is never an error page: those are for 4xx and 5xx)
         if entry is None or entry.status != 200 or not isinstance(entry.body, bytes) or not entry.fresh(now):
-            return None
-        if route.dist.error_pages and entry.status in route.dist.error_pages:
             return None
         if not req.headers.keys().isdisjoint(SHAPING_HEADERS) or self._negotiable(
             route, entry.headers, len(entry.body)
@@ -374,12 +377,7 @@ class EdgeFlow:
         if not entry.head:
             return None  # a stored field uvicorn refuses to write: handle answers (its 500)
         age = int(entry.age(now))
-        stamp = b"cache-status: %s\r\nx-cache: %s from %s\r\nage: %d\r\n\r\n" % (
-            HIT.cache_status(self.name, int(entry.ttl) - age).encode(),
-            HIT.kind.encode(),
-            self.name.encode(),
-            age,
-        )
+        stamp = b"".join(b"%s: %s\r\n" % field for field in self._hit_fields(entry, HIT, age)) + b"\r\n"
         body = entry.body if req.method == "GET" else b""
         if len(body) <= WHOLE:
             self._log(req, route, HIT.label, 200, len(body))
@@ -414,12 +412,7 @@ class EdgeFlow:
         self, req: EdgeRequest, entry: CachedResponse, send: Send, outcome: Outcome, age: int
     ) -> Result:
         """The common hit, with the stored headers encoded once per entry, not per request."""
-        headers = [
-            *self._plain_wire(entry),
-            (b"cache-status", outcome.cache_status(self.name, int(entry.ttl) - age).encode()),
-            (b"x-cache", f"{outcome.kind} from {self.name}".encode()),
-            (b"age", str(age).encode()),
-        ]
+        headers = [*self._plain_wire(entry), *self._hit_fields(entry, outcome, age)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if req.method == "HEAD" else entry.body
         if len(body) > WHOLE or not isinstance(body, bytes):
@@ -429,6 +422,14 @@ class EdgeFlow:
             await send({"type": "http.response.body", "body": body})
             sent = len(body)
         return 200, sent, outcome
+
+    def _hit_fields(self, entry: CachedResponse, outcome: Outcome, age: int) -> list[tuple[bytes, bytes]]:
+        """What a plain hit adds to the stored fields: Cache-Status, X-Cache and Age."""
+        return [
+            (b"cache-status", outcome.cache_status(self.name, int(entry.ttl) - age).encode()),
+            (b"x-cache", f"{outcome.kind} from {self.name}".encode()),
+            (b"age", str(age).encode()),
+        ]
 
     @staticmethod
     def _plain_wire(entry: CachedResponse) -> list[tuple[bytes, bytes]]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
 
-from web_dist.server.fast_lane import Shortcut, fast_lane_protocol
+from web_dist.server.fast_lane import Shortcut, fast_lane_protocol, refusal
 
 if TYPE_CHECKING:
     from web_dist.server.sni import SniCertificates
@@ -80,7 +80,7 @@ def guarded_protocol(
 ) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol, with a deadline and a size cap on each request's head
     (uvicorn has neither for httptools: a client dripping header bytes kept its connection)."""
-    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class GuardedProtocol(HttpToolsProtocol):
         _in_head = True
@@ -149,20 +149,7 @@ def guarded_protocol(
                 self.transport.close()  # connected and said nothing
 
         def _refuse(self, status: int, message: str) -> None:
-            body = message.encode("ascii") + b"\n"
-            self.transport.write(
-                b"".join(
-                    [
-                        STATUS_LINE[status],
-                        b"content-type: text/plain; charset=utf-8\r\n",
-                        b"content-length: ",
-                        str(len(body)).encode(),
-                        b"\r\n",
-                        b"connection: close\r\n\r\n",
-                        body,
-                    ]
-                )
-            )
+            self.transport.write(refusal(status, message))
             self.transport.close()
 
     return GuardedProtocol

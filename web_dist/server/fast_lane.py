@@ -216,17 +216,7 @@ class FastLane(asyncio.Protocol):
         if transport is None or transport.is_closing() or self._leaving is not None:
             return
         if self._buf.strip():
-            body = f"request head not complete within {self.header_timeout:g} s\n".encode()
-            transport.write(
-                b"".join(
-                    [
-                        STATUS_LINE[408],
-                        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(body),
-                        b"connection: close\r\n\r\n",
-                        body,
-                    ]
-                )
-            )
+            transport.write(refusal(408, f"request head not complete within {self.header_timeout:g} s"))
         transport.close()
 
     # -- the lane ----------------------------------------------------------------------------
@@ -371,3 +361,16 @@ def response_head(status: int, fields: Sequence[tuple[bytes, bytes]]) -> bytes |
     if any(HEADER_RE.search(name) or HEADER_VALUE_RE.search(value) for name, value in fields):
         return None
     return STATUS_LINE[status] + b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in fields)
+
+
+def refusal(status: int, message: str) -> bytes:
+    """A plain-text answer that closes the connection (a late or oversized request head)."""
+    body = message.encode("ascii") + b"\n"
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
